@@ -1,0 +1,178 @@
+"""Typed, frozen events that the agent core emits while a turn runs.
+
+The REPL renders them, the LSP server forwards them as notifications, the web UI
+sends them over its socket and API callers subscribe to them. Every event has a
+``type`` tag and serialises with :func:`event_to_dict` to a camelCase-free JSON
+object (the wire layers rename keys where they need to).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+
+class StopReason(str, Enum):
+    """Why a turn ended (borrowed from ACP's prompt response)."""
+
+    END_TURN = "end_turn"  # the model answered without tools
+    STOP_TOOL = "stop"  # the model called the `stop` tool
+    ASK_USER = "ask_user"  # the model asked the user a question
+    MAX_STEPS = "max_steps"
+    MAX_TIME = "max_time"
+    STEP_TIMEOUT = "step_timeout"
+    CANCELLED = "cancelled"
+    ERROR = "error"  # model/runtime error; message in TurnEnded.error
+    REFUSAL = "refusal"
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base event. ``session_id`` and ``task_id`` say where it comes from."""
+
+    type: ClassVar[str] = "event"
+    session_id: str = ""
+    task_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TurnStarted(Event):
+    type: ClassVar[str] = "turn_started"
+    prompt: str = ""
+
+
+@dataclass(frozen=True)
+class MessageDelta(Event):
+    """A chunk of the assistant's reply text, as it streams."""
+
+    type: ClassVar[str] = "message_delta"
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class MessageDone(Event):
+    """The whole assistant message of one model call."""
+
+    type: ClassVar[str] = "message_done"
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class ToolCallProposed(Event):
+    """The model asked for a tool call (before approval)."""
+
+    type: ClassVar[str] = "tool_call_proposed"
+    call_id: str = ""
+    tool: str = ""
+    arguments: dict[str, Any] = field(default_factory=dict)
+    preview: str = ""
+
+
+@dataclass(frozen=True)
+class ToolCallStarted(Event):
+    type: ClassVar[str] = "tool_call_started"
+    call_id: str = ""
+    tool: str = ""
+
+
+@dataclass(frozen=True)
+class ToolOutput(Event):
+    """A chunk of a running tool's output (stdout/stderr of a command)."""
+
+    type: ClassVar[str] = "tool_output"
+    call_id: str = ""
+    text: str = ""
+    stream: str = "stdout"
+
+
+@dataclass(frozen=True)
+class ToolCallFinished(Event):
+    type: ClassVar[str] = "tool_call_finished"
+    call_id: str = ""
+    tool: str = ""
+    ok: bool = True
+    output: str = ""
+    status: str = "completed"  # completed | failed | denied | cancelled
+
+
+@dataclass(frozen=True)
+class Usage(Event):
+    """Token usage of one model call plus the running totals for the session."""
+
+    type: ClassVar[str] = "usage"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_prompt_tokens: int = 0
+    total_completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    """Something the user should know that is not part of the conversation."""
+
+    type: ClassVar[str] = "notice"
+    level: str = "info"  # info | warning | error
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class TaskStatus(Event):
+    """Status of a delegated task (queued, running, finished, failed, timeout, cancelled)."""
+
+    type: ClassVar[str] = "task_status"
+    status: str = "queued"
+    persona: str = ""
+    prompt: str = ""
+    steps: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class TurnEnded(Event):
+    type: ClassVar[str] = "turn_ended"
+    stop_reason: StopReason = StopReason.END_TURN
+    text: str = ""  # the final assistant text (or the ask_user question)
+    error: str = ""
+
+
+EventListener = Callable[[Event], None]
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """Serialise an event to a JSON-ready dict with its ``type`` tag."""
+    out: dict[str, Any] = {"type": event.type}
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        if isinstance(value, Enum):
+            value = value.value
+        out[f.name] = value
+    return out
+
+
+class EventHub:
+    """Fan-out of events to listeners; a failing listener never breaks the turn."""
+
+    def __init__(self) -> None:
+        self._listeners: list[EventListener] = []
+
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        """Add a listener; returns a function that removes it."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def emit(self, event: Event) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken front end must not kill the agent
+                import logging
+
+                logging.getLogger(__name__).exception("event listener failed")

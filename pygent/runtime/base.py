@@ -1,0 +1,123 @@
+"""The runtime contract: what a sandbox backend (docker, local, fake) must provide.
+
+A backend is shaped like a transport: start it, run commands in it, close it.
+File operations do not go through the backend: the workspace is a host directory
+(bind-mounted at ``/workspace`` in Docker mode) and :mod:`pygent.runtime.workspace`
+reads and writes it safely from the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+#: Called with (stream, text) as a command produces output; stream is "stdout" or "stderr".
+OutputCallback = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one command did. ``exit_code`` is None when it never finished."""
+
+    command: str
+    exit_code: int | None
+    stdout: str = ""
+    stderr: str = ""
+    timed_out: bool = False
+    cancelled: bool = False
+    truncated: bool = False  # output over the cap: head and tail kept, command killed
+    output_bytes: int = 0
+    duration: float = 0.0
+    note: str = ""  # e.g. "the shell was restarted" or "sandbox container was recreated"
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not (self.timed_out or self.cancelled)
+
+    @property
+    def output(self) -> str:
+        """stdout then stderr, as a person reading a terminal expects."""
+        if self.stdout and self.stderr:
+            sep = "" if self.stdout.endswith("\n") else "\n"
+            return self.stdout + sep + self.stderr
+        return self.stdout or self.stderr
+
+    def format(self) -> str:
+        """The upstream text form: the command, its output, then any status line."""
+        text = f"$ {self.command}\n{self.output}"
+        status = self.status_line()
+        if status:
+            if not text.endswith("\n"):
+                text += "\n"
+            text += status
+        return text
+
+    def status_line(self) -> str:
+        parts = []
+        if self.timed_out:
+            parts.append(
+                f"[timed out after {self.duration:.0f}s: the command and its children were killed]"
+            )
+        elif self.cancelled:
+            parts.append("[cancelled: the command and its children were killed]")
+        elif self.exit_code not in (0, None):
+            parts.append(f"[exit code {self.exit_code}]")
+        if self.truncated:
+            parts.append(
+                f"[output truncated: {self.output_bytes} bytes in total; head and tail kept]"
+            )
+        if self.note:
+            parts.append(f"[{self.note}]")
+        return "\n".join(parts)
+
+
+class ShellTransport(Protocol):
+    """A running shell process: bytes in, two byte streams out.
+
+    Implemented by a local subprocess and by a Docker exec socket; the persistent
+    shell protocol in :mod:`pygent.runtime.shell` runs on top of either.
+    """
+
+    stdout: asyncio.StreamReader
+    stderr: asyncio.StreamReader
+
+    async def write(self, data: bytes) -> None:
+        """Send bytes to the shell's stdin."""
+
+    def alive(self) -> bool:
+        """True while the shell process runs."""
+
+    async def kill_children(self) -> None:
+        """Kill every process the shell started (their whole process groups and
+        sessions), leaving the shell itself alive."""
+
+    async def close(self) -> None:
+        """Kill the shell and everything under it; idempotent."""
+
+
+class Backend(Protocol):
+    """A sandbox backend. All methods run on the runtime's own event loop."""
+
+    kind: str  # "docker" | "local" | "fake"
+    workspace: Path  # host directory holding the workspace
+
+    def describe(self) -> str:
+        """A short label for banners: ``Docker (python:3.12-slim)`` or ``local``."""
+
+    async def start(self) -> None:
+        """Make the sandbox ready (create the container, start the shell)."""
+
+    async def run(
+        self,
+        cmd: str,
+        *,
+        timeout: float | None,
+        on_output: OutputCallback | None = None,
+    ) -> CommandResult:
+        """Run one command. Cancelling the awaiting task kills the command."""
+
+    async def close(self) -> None:
+        """Stop everything this backend started; idempotent."""
