@@ -1,0 +1,482 @@
+"""The agent: the turn loop at the heart of Pygent, async, cancellable, event-emitting.
+
+A turn is: model call -> tool calls -> model call ... until the model answers without
+tools, calls ``stop`` or ``ask_user``, a limit hits, or the turn is cancelled.
+The loop never prints and never reads stdin: it emits :mod:`pygent.events` and asks
+an :class:`~pygent.approval.Approver` when the policy says so. ``step()`` and
+``run_until_stop()`` are the synchronous wrappers the upstream API promises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pygent import events as ev
+from pygent.approval import Approver, ApprovalGate
+from pygent.errors import ContextTooLongError, ModelError, PygentError, SessionError
+from pygent.models import Model, ModelReply, complete, get_custom_model
+from pygent.openai_compat import Message, ToolCall, ToolCallFunction
+from pygent.persona import Persona
+from pygent.policy import Policy
+from pygent.runtime import Runtime
+from pygent.runtime.loop import LoopThread
+from pygent.settings import Settings, load_settings
+from pygent.store import HistoryFile, repair_tool_calls
+from pygent.tools import DEFAULT_REGISTRY, ToolContext, ToolRegistry, ToolResult
+from pygent.tools.preview import preview as make_preview
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: The same failing call this many times in a row ends the turn (the model is stuck).
+MAX_REPEATED_FAILURES = 3
+#: This many malformed tool calls in a row end the turn.
+MAX_MALFORMED = 3
+
+SYSTEM_TEMPLATE = """You are {name}, {description}
+Every command you run executes in a sandbox ({where}) whose working directory is the \
+user's workspace; you cannot see the user's screen. Work step by step: inspect, act, \
+verify. Prefer edit_file for small changes to existing files.
+When the task is complete, call `stop`. If you need information only the user has, \
+call `ask_user`.
+
+Available tools:
+{tools}
+"""
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """How a turn ended."""
+
+    stop_reason: ev.StopReason
+    text: str = ""
+    error: str = ""
+    steps: int = 0
+    question: str = ""
+    options: tuple[str, ...] = ()
+
+
+@dataclass
+class _TurnState:
+    steps: int = 0
+    last_text: str = ""
+    failures: dict[str, int] = field(default_factory=dict)
+    malformed: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Agent:
+    """An assistant with a conversation, a sandbox, tools and a model.
+
+    Args:
+        runtime: the sandbox (default: a new :class:`Runtime` from the settings).
+        model: a model object (``chat(messages, model, tools)``; default: the custom
+            model set with ``set_custom_model`` or the OpenAI-compatible model).
+        model_name: the model name sent to the API (default ``PYGENT_MODEL``).
+        persona: who the agent is (default from ``PYGENT_PERSONA_NAME``/``PYGENT_PERSONA``).
+        history_file: where to append the conversation (default ``PYGENT_HISTORY_FILE``);
+            an existing file is loaded, so the conversation resumes.
+        disabled_tools: tool names this agent may not use.
+        settings: the settings object (default: loaded from environment and files).
+        tools: a tool registry (default: the shared default registry).
+        approver: who answers approval requests (default: nobody, which means deny).
+        policy: the approval policy (default: for ``approval_mode`` and the runtime).
+        approval_mode: ``api`` (default here: run tools without asking), ``auto``,
+            ``confirm``, ``never`` or ``read-only``.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime | None = None,
+        model: Model | Any = None,
+        model_name: str | None = None,
+        persona: Persona | None = None,
+        history_file: str | Path | None = None,
+        disabled_tools: list[str] | tuple[str, ...] | None = None,
+        *,
+        settings: Settings | None = None,
+        tools: ToolRegistry | None = None,
+        approver: Approver | None = None,
+        policy: Policy | None = None,
+        approval_mode: str | None = None,
+        system_msg: str | None = None,
+        session_id: str | None = None,
+        task_id: str | None = None,
+        depth: int = 0,
+        task_manager: Any = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.runtime = runtime if runtime is not None else Runtime(settings=self.settings)
+        self.model = model if model is not None else (get_custom_model() or self._default_model())
+        self.model_name = model_name or self.settings.model
+        self.persona = persona or self.settings.main_persona
+        self.tools = tools if tools is not None else DEFAULT_REGISTRY
+        self.disabled_tools: set[str] = set(disabled_tools or ()) | set(self.settings.disabled_tools)
+        self.session_id = session_id or uuid.uuid4().hex[:12]
+        self.task_id = task_id
+        self.depth = depth
+        self.task_manager = task_manager
+        self.events = ev.EventHub()
+        mode = approval_mode or "api"
+        self.policy = policy or Policy.for_mode(mode, self.runtime.kind)
+        for banned in self.settings.banned_commands:
+            self.policy.ban(banned)
+        self.gate = ApprovalGate(self.policy, approver)
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        self._custom_system = system_msg
+        self._tools_version = -1
+        self.history: list[dict[str, Any]] = [{"role": "system", "content": ""}]
+        self.refresh_system_message()
+        self._sync_loop: LoopThread | None = None
+        self._turn_task: asyncio.Task[Any] | None = None
+        self._turn_loop: asyncio.AbstractEventLoop | None = None
+        self._cancel_requested = False
+        path = history_file if history_file is not None else self.settings.history_file
+        self.history_store: HistoryFile | None = None
+        if path is not None:
+            self.history_store = HistoryFile(Path(path))
+            restored = self.history_store.load()
+            for warning in self.history_store.warnings:
+                log.warning("%s", warning)
+            self.history.extend(repair_tool_calls(restored))
+
+    def _default_model(self) -> Any:
+        from pygent.openai_model import OpenAIModel
+
+        return OpenAIModel(api_key=self.settings.api_key, base_url=self.settings.base_url,
+                           timeout=self.settings.request_timeout)
+
+    # --- system prompt -----------------------------------------------------------------
+
+    @property
+    def system_msg(self) -> str:
+        return str(self.history[0]["content"])
+
+    def refresh_system_message(self) -> None:
+        """Rebuild the system prompt from the persona and the current tools."""
+        self._tools_version = self.tools.version
+        if self._custom_system is not None:
+            text = self._custom_system
+        else:
+            listing = "\n".join(f"- {t.name}: {t.description}" for t in self._active_tools())
+            text = SYSTEM_TEMPLATE.format(
+                name=self.persona.name, description=self.persona.description,
+                where=self.runtime.describe(), tools=listing or "(none)")
+        self.history[0] = {"role": "system", "content": text}
+
+    def _active_tools(self) -> list[Any]:
+        tools = self.tools.tools(self.disabled_tools)
+        if self.depth > 0:  # a sub-agent cannot delegate further
+            tools = [t for t in tools if not t.name.startswith("delegate")]
+        return tools
+
+    # --- bookkeeping -------------------------------------------------------------------
+
+    def _emit(self, event_cls: type[ev.Event], **fields: Any) -> None:
+        self.events.emit(event_cls(session_id=self.session_id, task_id=self.task_id, **fields))
+
+    def _append(self, message: dict[str, Any]) -> None:
+        self.history.append(message)
+        if self.history_store is not None:
+            try:
+                self.history_store.append(message)
+            except SessionError as exc:
+                # In-memory history is kept; the user is told the file lags behind.
+                self._emit(ev.Notice, level="error", text=exc.user_message())
+
+    def reset(self) -> None:
+        """Start a fresh conversation (same runtime, same tools)."""
+        self.history = self.history[:1]
+        self.refresh_system_message()
+        if self.history_store is not None:
+            self.history_store.rewrite([])
+
+    # --- the turn ------------------------------------------------------------------------
+
+    async def arun(
+        self,
+        prompt: str | None,
+        *,
+        max_steps: int | None = None,
+        step_timeout: float | None = None,
+        max_time: float | None = None,
+    ) -> TurnResult:
+        """Run one user turn to its end and return why it ended.
+
+        Cancelling (``cancel()`` or cancelling the awaiting task) stops the model stream
+        and kills the running command; the turn then ends with ``cancelled``.
+        """
+        if self._turn_task is not None and not self._turn_task.done():
+            raise PygentError("a turn is already running in this session; cancel it first")
+        self._cancel_requested = False
+        self._turn_loop = asyncio.get_running_loop()
+        inner = asyncio.ensure_future(self._turn(prompt, max_steps or self.settings.max_steps,
+                                                 step_timeout, max_time))
+        self._turn_task = inner
+        try:
+            return await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            if not inner.done():
+                inner.cancel()
+                try:
+                    await inner
+                except BaseException:  # cleanup result irrelevant: we re-raise
+                    pass
+            if self._cancel_requested:
+                return inner.result() if not inner.cancelled() else TurnResult(ev.StopReason.CANCELLED)
+            raise
+        finally:
+            self._turn_task = None
+
+    def cancel(self) -> bool:
+        """Cancel the running turn (thread-safe). Returns False when none runs."""
+        task, loop = self._turn_task, self._turn_loop
+        if task is None or task.done() or loop is None:
+            return False
+        self._cancel_requested = True
+        loop.call_soon_threadsafe(task.cancel)
+        return True
+
+    @property
+    def busy(self) -> bool:
+        return self._turn_task is not None and not self._turn_task.done()
+
+    async def _turn(self, prompt: str | None, max_steps: int, step_timeout: float | None,
+                    max_time: float | None) -> TurnResult:
+        state = _TurnState()
+        self._emit(ev.TurnStarted, prompt=prompt or "")
+        if prompt is not None:
+            self._append({"role": "user", "content": prompt})
+        try:
+            while True:
+                if state.steps >= max_steps:
+                    return self._end(ev.StopReason.MAX_STEPS, state,
+                                     error=f"stopped after {max_steps} steps (max_steps)")
+                remaining = None
+                if max_time is not None:
+                    remaining = max_time - (time.monotonic() - state.started)
+                    if remaining <= 0:
+                        return self._end(ev.StopReason.MAX_TIME, state,
+                                         error=f"stopped: the turn took longer than {max_time:g}s")
+                limit = min(x for x in (step_timeout, remaining) if x is not None) \
+                    if (step_timeout or remaining) else None
+                try:
+                    outcome = await asyncio.wait_for(self._one_step(state), limit)
+                except asyncio.TimeoutError:
+                    self._close_dangling("[interrupted: the step time limit was reached]")
+                    reason = ev.StopReason.MAX_TIME if remaining is not None and limit == remaining \
+                        else ev.StopReason.STEP_TIMEOUT
+                    return self._end(reason, state, error=f"stopped: a step took longer than {limit:g}s")
+                if outcome is not None:
+                    return outcome
+        except asyncio.CancelledError:
+            self._close_dangling("[cancelled by the user]")
+            self._end(ev.StopReason.CANCELLED, state)
+            raise
+        except ModelError as exc:
+            return self._end(ev.StopReason.ERROR, state, error=exc.user_message())
+        except PygentError as exc:
+            return self._end(ev.StopReason.ERROR, state, error=exc.user_message())
+
+    def _end(self, reason: ev.StopReason, state: _TurnState, *, error: str = "",
+             question: str = "", options: tuple[str, ...] = ()) -> TurnResult:
+        text = question or state.last_text
+        if error:
+            self._emit(ev.Notice, level="error", text=error)
+        self._emit(ev.TurnEnded, stop_reason=reason, text=text, error=error)
+        return TurnResult(reason, text, error, state.steps, question, options)
+
+    def _close_dangling(self, note: str) -> None:
+        """Give every tool call in history a result, so the next request is valid."""
+        repaired = repair_tool_calls(self.history[1:], note=note)
+        for message in repaired[len(self.history) - 1:]:
+            self._append(message)
+
+    async def _call_model(self, state: _TurnState) -> ModelReply:
+        if self.tools.version != self._tools_version:
+            self.refresh_system_message()
+        schemas = [t.schema() for t in self._active_tools()]
+        streamed: list[str] = []
+
+        def on_text(text: str) -> None:
+            streamed.append(text)
+            self._emit(ev.MessageDelta, text=text)
+
+        try:
+            return await complete(self.model, self.history, self.model_name, schemas, on_text=on_text)
+        except ContextTooLongError:
+            if not self._compact():
+                raise
+            self._emit(ev.Notice, level="warning",
+                       text="the conversation was too long for the model: old tool outputs "
+                            "were shortened and the request retried")
+            return await complete(self.model, self.history, self.model_name, schemas, on_text=on_text)
+
+    def _compact(self) -> bool:
+        """Shorten old tool outputs (not the last 4 messages); True if anything changed."""
+        changed = False
+        for message in self.history[1:-4]:
+            content = message.get("content")
+            if message.get("role") == "tool" and isinstance(content, str) and len(content) > 400:
+                message["content"] = content[:200] + "\n[... shortened to fit the context ...]"
+                changed = True
+        return changed
+
+    async def _one_step(self, state: _TurnState) -> TurnResult | None:
+        """One model call and its tool calls; a TurnResult when the turn is over."""
+        reply = await self._call_model(state)
+        state.steps += 1
+        msg = reply.message
+        text = msg.content if isinstance(msg.content, str) else ""
+        state.last_text = text or state.last_text
+        self._record_usage(reply)
+        self._append(msg.to_dict())
+        if text:
+            self._emit(ev.MessageDone, text=text)
+        calls = msg.tool_calls or []
+        if not calls:
+            if reply.finish_reason == "length":
+                return self._end(ev.StopReason.END_TURN, state,
+                                 error="the model's reply was cut off at its length limit")
+            if not text.strip():
+                self._emit(ev.Notice, level="warning", text="the model returned an empty reply")
+            return self._end(ev.StopReason.END_TURN, state)
+        control: tuple[str, dict[str, Any]] | None = None
+        for call in calls:
+            result = await self._run_call(call)
+            if result.control and control is None:
+                control = (result.control, result.data)
+            key = f"{call.function.name}:{call.function.arguments}"
+            if result.ok:
+                state.failures.clear()
+                state.malformed = 0
+            else:
+                state.failures[key] = state.failures.get(key, 0) + 1
+                if result.content.startswith("error: arguments"):
+                    state.malformed += 1
+        if control is not None:
+            kind, data = control
+            if kind == "ask_user":
+                return self._end(ev.StopReason.ASK_USER, state, question=str(data.get("prompt", "")),
+                                 options=tuple(data.get("options", ())))
+            return self._end(ev.StopReason.STOP_TOOL, state)
+        if any(n >= MAX_REPEATED_FAILURES for n in state.failures.values()):
+            return self._end(ev.StopReason.ERROR, state,
+                             error=f"stopped: the model repeated the same failing tool call "
+                                   f"{MAX_REPEATED_FAILURES} times")
+        if state.malformed >= MAX_MALFORMED:
+            return self._end(ev.StopReason.ERROR, state,
+                             error=f"stopped: {MAX_MALFORMED} malformed tool calls in a row")
+        return None
+
+    def _record_usage(self, reply: ModelReply) -> None:
+        self.usage["prompt_tokens"] += reply.prompt_tokens
+        self.usage["completion_tokens"] += reply.completion_tokens
+        if reply.prompt_tokens or reply.completion_tokens:
+            self._emit(ev.Usage, prompt_tokens=reply.prompt_tokens,
+                       completion_tokens=reply.completion_tokens,
+                       total_prompt_tokens=self.usage["prompt_tokens"],
+                       total_completion_tokens=self.usage["completion_tokens"])
+
+    async def _run_call(self, call: ToolCall) -> ToolResult:
+        name, raw = call.function.name, call.function.arguments
+        try:
+            args = json.loads(raw) if raw else {}
+        except json.JSONDecodeError:
+            args = None
+        shown = make_preview(name, args, self.runtime.files) if isinstance(args, dict) else str(raw)[:800]
+        self._emit(ev.ToolCallProposed, call_id=call.id, tool=name,
+                   arguments=args if isinstance(args, dict) else {"_raw": str(raw)[:800]}, preview=shown)
+        tool = self.tools.get(name)
+        result: ToolResult | None = None
+        if isinstance(args, dict) and tool is not None and name not in self.disabled_tools:
+            if tool.kind in ("exec", "write") or name.startswith("delegate"):
+                verdict = await self.gate.check(name, args, preview=shown, call_id=call.id,
+                                                task_id=self.task_id, session_id=self.session_id)
+                if not verdict.allowed:
+                    result = ToolResult(False, verdict.message)
+                    self._finish_call(call, name, result, status="denied")
+                    return result
+        self._emit(ev.ToolCallStarted, call_id=call.id, tool=name)
+
+        def on_output(stream: str, text: str) -> None:
+            self._emit(ev.ToolOutput, call_id=call.id, text=text, stream=stream)
+
+        ctx = ToolContext(runtime=self.runtime, call_id=call.id, on_output=on_output, agent=self)
+        try:
+            result = await self.tools.execute(name, raw, ctx, disabled=self._disabled_now())
+        except asyncio.CancelledError:
+            self._finish_call(call, name, ToolResult(False, "[cancelled by the user: the command was killed]"),
+                              status="cancelled")
+            raise
+        self._finish_call(call, name, result, status="completed" if result.ok else "failed")
+        return result
+
+    def _disabled_now(self) -> set[str]:
+        if self.depth > 0:
+            return self.disabled_tools | {t for t in self.tools.names() if t.startswith("delegate")}
+        return self.disabled_tools
+
+    def _finish_call(self, call: ToolCall, name: str, result: ToolResult, *, status: str) -> None:
+        self._append({"role": "tool", "tool_call_id": call.id, "content": result.content})
+        for url in result.attachments:
+            self._append({"role": "user", "content": [
+                {"type": "text", "text": f"(image from {name})"},
+                {"type": "image_url", "image_url": {"url": url}}]})
+        self._emit(ev.ToolCallFinished, call_id=call.id, tool=name, ok=result.ok,
+                   output=result.content[-4000:], status=status)
+
+    # --- synchronous upstream API --------------------------------------------------------
+
+    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._sync_loop is None:
+            self._sync_loop = LoopThread(name="pygent-agent")
+        future = self._sync_loop.submit(coro)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            self.cancel()
+            future.result(timeout=15)
+            raise
+
+    def step(self, user_msg: str) -> Message:
+        """One round: a model call, then the tool calls it asks for. Returns its message."""
+        self._sync(self.arun(user_msg, max_steps=1))
+        return self.last_assistant_message()
+
+    def run_until_stop(self, user_msg: str, max_steps: int = 20, step_timeout: float | None = None,
+                       max_time: float | None = None) -> Message | None:
+        """Run steps until ``stop``/``ask_user``, a reply without tools, or a limit."""
+        self._sync(self.arun(user_msg, max_steps=max_steps, step_timeout=step_timeout,
+                             max_time=max_time))
+        return self.last_assistant_message()
+
+    def turn(self, prompt: str, **limits: Any) -> TurnResult:
+        """Synchronous :meth:`arun`, returning the :class:`TurnResult`."""
+        return self._sync(self.arun(prompt, **limits))
+
+    def last_assistant_message(self) -> Message:
+        for message in reversed(self.history):
+            if message.get("role") == "assistant":
+                calls = [ToolCall(id=c["id"], type=c.get("type", "function"),
+                                  function=ToolCallFunction(c["function"]["name"], c["function"]["arguments"]))
+                         for c in message.get("tool_calls") or []]
+                return Message(role="assistant", content=message.get("content"), tool_calls=calls or None)
+        return Message(role="assistant", content=None)
+
+    def close(self) -> None:
+        """Release the agent's own resources (not the runtime: call runtime.cleanup())."""
+        if self.history_store is not None:
+            self.history_store.close()
+        if self._sync_loop is not None:
+            self._sync_loop.stop()
+            self._sync_loop = None

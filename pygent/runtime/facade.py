@@ -1,0 +1,278 @@
+"""``Runtime``: the sandbox as the agent and API users see it (upstream-compatible).
+
+It picks a backend (Docker when asked or when an engine answers in ``auto`` mode,
+else local, saying so), owns the workspace directory, and offers both the
+synchronous upstream methods (``bash``, ``read_file``, ``write_file``,
+``upload_file``, ``export_file``, ``cleanup``) and the async ``arun`` the agent
+core uses. The backend starts in the background as soon as the runtime is made, so
+a front end can show its prompt while the container comes up.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pygent.errors import PathError, RuntimeUnavailable
+from pygent.runtime.base import Backend, CommandResult, OutputCallback
+from pygent.runtime.local import LocalBackend
+from pygent.runtime.loop import LoopThread
+from pygent.runtime.workspace import Workspace
+from pygent.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+_live: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+@atexit.register
+def _cleanup_all() -> None:
+    """A forgotten runtime must not leave a container running after the process."""
+    for rt in list(_live):
+        try:
+            rt.cleanup()
+        except Exception:
+            log.exception("cleanup at exit failed")
+
+
+def docker_unavailable_reason() -> str | None:
+    """Why Docker cannot be used here, or None when an engine answers."""
+    try:
+        from pygent.runtime.docker_engine import docker_available
+    except ImportError:
+        return "the docker SDK is not installed (pip install 'pygent[docker]')"
+    return docker_available()
+
+
+class Runtime:
+    """Runs commands in a Docker container, or locally when Docker is unavailable.
+
+    Args:
+        image: Docker image (default ``PYGENT_IMAGE`` or ``python:3.12-slim``).
+        use_docker: True requires Docker (an error when no engine answers), False runs
+            locally, None (default, ``auto``) uses Docker when available and says so
+            when it falls back.
+        initial_files: files or folders copied into the workspace at start
+            (in addition to ``PYGENT_INIT_FILES``).
+        workspace: a folder kept across sessions (default ``PYGENT_WORKSPACE``, else a
+            temporary folder removed by :meth:`cleanup`).
+        settings: the settings object (default: loaded from the environment).
+        backend: an already-made backend (tests, custom sandboxes).
+        env: extra variables for the sandbox (never the host environment).
+    """
+
+    def __init__(
+        self,
+        image: str | None = None,
+        use_docker: bool | None = None,
+        initial_files: Iterable[str | os.PathLike[str]] | None = None,
+        workspace: str | os.PathLike[str] | None = None,
+        *,
+        settings: Settings | None = None,
+        backend: Backend | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.notices: list[str] = []
+        ws = workspace if workspace is not None else self.settings.workspace
+        self._owns_workspace = ws is None
+        if ws is None:
+            self._base = Path(tempfile.mkdtemp(prefix="pygent_"))
+        else:
+            self._base = Path(ws).expanduser()
+            self._base.mkdir(parents=True, exist_ok=True)
+        self.files = Workspace(self._base)
+        self._loop = LoopThread()
+        self._closed = False
+        try:
+            self.backend = backend or self._make_backend(image, use_docker, env)
+            for item in [*self.settings.init_files, *(initial_files or [])]:
+                self.upload_file(item)
+        except BaseException:
+            self._loop.stop()
+            if self._owns_workspace:
+                shutil.rmtree(self._base, ignore_errors=True)
+            raise
+        self._started = self._loop.submit(self.backend.start())
+        _live.add(self)
+
+    def _make_backend(self, image: str | None, use_docker: bool | None, env: dict[str, str] | None) -> Backend:
+        extra_env = {**self.settings.env, **(env or {})}
+        want = use_docker if use_docker is not None else self.settings.use_docker
+        if want is False:
+            return LocalBackend(self.files.root, extra_env=extra_env, output_limit=self.settings.output_limit)
+        reason = docker_unavailable_reason()
+        if reason is not None:
+            if want is True:
+                raise RuntimeUnavailable(
+                    f"Docker was asked for but is not available: {reason}",
+                    hint="start the Docker engine (or install docker.io), or run with --no-docker",
+                )
+            self.notices.append(
+                f"Docker is not available ({reason}): commands run on this machine "
+                "WITHOUT isolation, and every command asks for approval."
+            )
+            return LocalBackend(self.files.root, extra_env=extra_env, output_limit=self.settings.output_limit)
+        from pygent.runtime.docker_backend import DockerBackend, DockerOptions
+
+        options = DockerOptions(
+            image=image or self.settings.image,
+            network=self.settings.network,
+            memory=self.settings.docker_memory,
+            cpus=self.settings.docker_cpus,
+            pids_limit=self.settings.docker_pids,
+            env=extra_env,
+        )
+        return DockerBackend(self.files.root, options)
+
+    # --- properties --------------------------------------------------------------------
+
+    @property
+    def use_docker(self) -> bool:
+        return self.backend.kind == "docker"
+
+    @property
+    def kind(self) -> str:
+        return self.backend.kind
+
+    @property
+    def base_dir(self) -> Path:
+        """The workspace folder on the host (upstream name)."""
+        return self._base
+
+    @property
+    def workspace(self) -> Path:
+        return self._base
+
+    def describe(self) -> str:
+        return self.backend.describe()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until the sandbox is up; raises the start-up error if it failed."""
+        self._started.result(timeout)
+
+    # --- commands ----------------------------------------------------------------------
+
+    async def _run(self, cmd: str, timeout: float | None, on_output: OutputCallback | None) -> CommandResult:
+        import asyncio
+
+        await asyncio.wrap_future(self._started)
+        return await self.backend.run(cmd, timeout=timeout, on_output=on_output)
+
+    async def arun(
+        self, cmd: str, *, timeout: float | None = None, on_output: OutputCallback | None = None
+    ) -> CommandResult:
+        """Run a command from any event loop. Cancelling the caller kills the command."""
+        self._check_open()
+        return await self._loop.run(self._run(cmd, timeout, on_output))
+
+    def run(
+        self, cmd: str, timeout: float | None = 30, on_output: OutputCallback | None = None
+    ) -> CommandResult:
+        """Run a command and wait for its :class:`CommandResult`."""
+        self._check_open()
+        return self._loop.call(self._run(cmd, timeout, on_output))
+
+    def bash(self, cmd: str, timeout: float | None = 30, stream: Any = None) -> str:
+        """Run ``cmd`` and return the command followed by its output (upstream form).
+
+        ``stream`` is called with each chunk of output text as it arrives.
+        """
+        on_output = (lambda _name, text: stream(text)) if stream is not None else None
+        return self.run(cmd, timeout=timeout, on_output=on_output).format()
+
+    # --- files -------------------------------------------------------------------------
+
+    def read_file(self, path: str | os.PathLike[str], binary: bool = False) -> str | bytes:
+        """Return a workspace file's contents; paths leaving the workspace are refused."""
+        data = self.files.read_bytes(path)
+        return data if binary else data.decode("utf-8", errors="replace")
+
+    def write_file(self, path: str | os.PathLike[str], content: str | bytes) -> str:
+        """Write a workspace file atomically; returns its workspace-relative path."""
+        data = content.encode() if isinstance(content, str) else content
+        return self.files.write(path, data)
+
+    def upload_file(self, src: str | os.PathLike[str], dest: str | os.PathLike[str] | None = None) -> Path:
+        """Copy a host file or folder into the workspace (default: its base name)."""
+        source = Path(src).expanduser()
+        if not source.exists():
+            raise PathError(f"cannot upload {source}: it does not exist")
+        target_rel = self.files.relpath(dest if dest is not None else source.name)
+        if source.is_dir():
+            for dirpath, _dirs, names in os.walk(source, followlinks=False):
+                rel_dir = Path(dirpath).relative_to(source)
+                for name in names:
+                    item = Path(dirpath) / name
+                    if item.is_symlink() or not item.is_file():
+                        continue
+                    self.files.write(f"{target_rel}/{rel_dir}/{name}", item.read_bytes(), mode=item.stat().st_mode & 0o777)
+        else:
+            self.files.write(target_rel, source.read_bytes(), mode=source.stat().st_mode & 0o777)
+        return self._base / target_rel
+
+    def export_file(self, path: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+        """Copy a workspace file or folder out to a host path (links are not followed)."""
+        rel = self.files.relpath(path)
+        target = Path(dest).expanduser()
+        st = self.files.lstat(rel)
+        if st is None:
+            raise PathError(f"{os.fspath(path)!r} does not exist in the workspace")
+        import stat as _stat
+
+        if _stat.S_ISDIR(st.st_mode):
+            prefix = rel + "/" if rel else ""
+            for sub, _ in self.files.iter_files():
+                if sub.startswith(prefix):
+                    out = target / sub[len(prefix):]
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(self.files.read_bytes(sub))
+        else:
+            if target.is_dir():
+                target = target / Path(rel).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.files.read_bytes(rel))
+        return target
+
+    # --- life cycle --------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeUnavailable("this runtime was cleaned up; create a new Runtime")
+
+    async def aclose(self) -> None:
+        """Async form of :meth:`cleanup` for callers on an event loop."""
+        import asyncio
+
+        await asyncio.to_thread(self.cleanup)
+
+    def cleanup(self) -> None:
+        """Stop the sandbox (removing its container) and a temporary workspace."""
+        if self._closed:
+            return
+        self._closed = True
+        _live.discard(self)
+        try:
+            self._loop.call(self.backend.close(), timeout=60)
+        except Exception:
+            log.exception("closing the sandbox failed")
+        finally:
+            self._loop.stop()
+            if self._owns_workspace:
+                shutil.rmtree(self._base, ignore_errors=True)
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def __repr__(self) -> str:
+        return f"<Runtime {self.describe()} workspace={self._base}>"

@@ -1,0 +1,362 @@
+"""One typed settings object and its one loader: the only code that reads the environment.
+
+Precedence, highest first: explicit overrides (CLI flags, API arguments) >
+environment variables (``PYGENT_*``, ``OPENAI_*``) > a config file loaded with
+:func:`pygent.config.load_config` > ``pygent.toml`` (current directory, then the home
+directory) > defaults. A bad value is a :class:`~pygent.errors.ConfigError` naming the
+variable or the file and key, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pygent.errors import ConfigError
+from pygent.persona import DEFAULT_PERSONA, Persona
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_MODEL = "gpt-4.1-mini"
+DEFAULT_IMAGE = "python:3.12-slim"
+APPROVAL_MODES = ("auto", "confirm", "never", "read-only", "api")
+
+
+@dataclass
+class Settings:
+    """Every setting Pygent has. Build it with :func:`load_settings`."""
+
+    api_key: str | None = field(default=None, repr=False)
+    base_url: str | None = None
+    model: str = DEFAULT_MODEL
+    image: str = DEFAULT_IMAGE
+    use_docker: bool | None = None  # None: auto (Docker when an engine answers)
+    network: bool = False
+    docker_memory: str = "2g"
+    docker_cpus: float = 2.0
+    docker_pids: int = 512
+    env: dict[str, str] = field(default_factory=dict)  # extra variables for the sandbox
+    max_tasks: int = 3
+    history_file: Path | None = None
+    workspace: Path | None = None
+    step_timeout: float | None = None
+    task_timeout: float | None = None
+    command_timeout: float = 300.0
+    request_timeout: float = 120.0
+    max_steps: int = 50
+    persona_name: str = DEFAULT_PERSONA.name
+    persona: str = DEFAULT_PERSONA.description
+    task_personas: list[Persona] = field(default_factory=list)
+    init_files: list[str] = field(default_factory=list)
+    snapshot: Path | None = None
+    confirm_bash: bool | None = None  # None: the approval mode decides
+    approval_mode: str = "auto"
+    banned_commands: list[str] = field(default_factory=list)
+    disabled_tools: list[str] = field(default_factory=list)
+    output_limit: int = 64 * 1024 * 1024
+    sessions_dir: Path = field(default_factory=lambda: _data_home() / "sessions")
+    config_files: list[Path] = field(default_factory=list)  # the TOML files that were read
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def main_persona(self) -> Persona:
+        return Persona(self.persona_name, self.persona)
+
+    def effective_approval_mode(self) -> str:
+        """The approval mode after ``confirm_bash`` (``--confirm-bash``) is applied."""
+        if self.confirm_bash is True:
+            return "confirm"
+        if self.confirm_bash is False:
+            return "never"
+        return self.approval_mode
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings without secrets, JSON-ready (for /save and the editors)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in ("api_key", "warnings", "config_files"):
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif f.name == "task_personas":
+                value = [dataclasses.asdict(p) for p in value]
+            out[f.name] = value
+        out["env"] = sorted(self.env)  # names only: values may be secret
+        return out
+
+
+def _data_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pygent"
+
+
+# --- value parsers: each raises ValueError with a message for the user -------------------
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true/false (1/0), got {value!r}")
+
+
+def _auto_bool(value: Any) -> bool | None:
+    if isinstance(value, str) and value.strip().lower() in ("", "auto"):
+        return None
+    return _bool(value)
+
+
+def _int(value: Any) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"expected a number >= 0, got {number}")
+    return number
+
+
+def _positive_int(value: Any) -> int:
+    number = _int(value)
+    if number < 1:
+        raise ValueError(f"expected a number >= 1, got {number}")
+    return number
+
+
+def _float(value: Any) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"expected a number > 0, got {number}")
+    return number
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if str(value).strip() in ("", "none", "0") else _float(value)
+
+
+def _str(value: Any) -> str:
+    return str(value)
+
+
+def _path(value: Any) -> Path:
+    return Path(os.path.expanduser(str(value)))
+
+
+def _list(value: Any) -> list[str]:
+    """A list from TOML, or a string separated by os.pathsep (upstream) or commas."""
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    text = str(value)
+    sep = os.pathsep if os.pathsep in text else ","
+    return [part.strip() for part in text.split(sep) if part.strip()]
+
+
+def _personas(value: Any) -> list[Persona]:
+    """From `[[task_personas]]` tables, a JSON array, or names separated by os.pathsep."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"invalid JSON ({exc.msg} at position {exc.pos})") from None
+    if isinstance(value, str):
+        return [Persona(name, name) for name in _list(value)]
+    personas = []
+    for item in value:
+        if isinstance(item, str):
+            personas.append(Persona(item, item))
+        elif isinstance(item, Mapping) and "name" in item:
+            personas.append(Persona(str(item["name"]), str(item.get("description", item["name"]))))
+        else:
+            raise ValueError("each persona needs a name (and a description)")
+    return personas
+
+
+def _env_pairs(value: Any) -> dict[str, str]:
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    pairs = {}
+    for item in _list(value):
+        name, sep, val = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"expected NAME=value, got {item!r}")
+        pairs[name] = val
+    return pairs
+
+
+def _mode(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in APPROVAL_MODES:
+        raise ValueError(f"expected one of {', '.join(APPROVAL_MODES)}, got {value!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class _Spec:
+    field: str
+    variable: str
+    parse: Callable[[Any], Any]
+
+
+#: field name -> environment variable and parser. TOML keys are the variable names
+#: (any case, with or without the PYGENT_ prefix) or the field names.
+SPECS: tuple[_Spec, ...] = (
+    _Spec("api_key", "OPENAI_API_KEY", _str),
+    _Spec("base_url", "OPENAI_BASE_URL", _str),
+    _Spec("model", "PYGENT_MODEL", _str),
+    _Spec("image", "PYGENT_IMAGE", _str),
+    _Spec("use_docker", "PYGENT_USE_DOCKER", _auto_bool),
+    _Spec("network", "PYGENT_NETWORK", _bool),
+    _Spec("docker_memory", "PYGENT_DOCKER_MEMORY", _str),
+    _Spec("docker_cpus", "PYGENT_DOCKER_CPUS", _float),
+    _Spec("docker_pids", "PYGENT_DOCKER_PIDS", _positive_int),
+    _Spec("env", "PYGENT_ENV", _env_pairs),
+    _Spec("max_tasks", "PYGENT_MAX_TASKS", _positive_int),
+    _Spec("history_file", "PYGENT_HISTORY_FILE", _path),
+    _Spec("workspace", "PYGENT_WORKSPACE", _path),
+    _Spec("step_timeout", "PYGENT_STEP_TIMEOUT", _opt_float),
+    _Spec("task_timeout", "PYGENT_TASK_TIMEOUT", _opt_float),
+    _Spec("command_timeout", "PYGENT_COMMAND_TIMEOUT", _float),
+    _Spec("request_timeout", "PYGENT_REQUEST_TIMEOUT", _float),
+    _Spec("max_steps", "PYGENT_MAX_STEPS", _positive_int),
+    _Spec("persona_name", "PYGENT_PERSONA_NAME", _str),
+    _Spec("persona", "PYGENT_PERSONA", _str),
+    _Spec("task_personas", "PYGENT_TASK_PERSONAS", _personas),
+    _Spec("task_personas", "PYGENT_TASK_PERSONAS_JSON", _personas),
+    _Spec("init_files", "PYGENT_INIT_FILES", _list),
+    _Spec("snapshot", "PYGENT_SNAPSHOT", _path),
+    _Spec("confirm_bash", "PYGENT_CONFIRM_BASH", _bool),
+    _Spec("approval_mode", "PYGENT_APPROVAL_MODE", _mode),
+    _Spec("banned_commands", "PYGENT_BANNED_COMMANDS", _list),
+    _Spec("disabled_tools", "PYGENT_DISABLED_TOOLS", _list),
+    _Spec("output_limit", "PYGENT_OUTPUT_LIMIT", _positive_int),
+    _Spec("sessions_dir", "PYGENT_SESSIONS_DIR", _path),
+)
+
+_BY_FIELD = {s.field: s for s in SPECS}
+_BY_KEY: dict[str, _Spec] = {}
+for _s in SPECS:
+    _BY_KEY[_s.variable.lower()] = _s
+    _BY_KEY[_s.field] = _s
+    if _s.variable.startswith("PYGENT_"):
+        _BY_KEY[_s.variable[len("PYGENT_") :].lower()] = _s
+_BY_KEY["initial_files"] = _BY_FIELD["init_files"]
+_BY_KEY["task_personas_json"] = _BY_KEY["pygent_task_personas_json"]
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; errors name the file and the line."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}", hint="fix the line shown") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def discover_config(cwd: Path | None = None) -> Path | None:
+    """``pygent.toml`` in the current directory, else in the home directory."""
+    for folder in (cwd or Path.cwd(), Path.home()):
+        candidate = folder / "pygent.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+#: Values from :func:`pygent.config.load_config`, used by settings built after it.
+_loaded_layer: dict[str, Any] = {}
+_loaded_sources: list[Path] = []
+
+
+def set_loaded_layer(values: dict[str, Any], source: Path | None) -> None:
+    """Record the values of an explicitly loaded config file (see load_config)."""
+    _loaded_layer.update(values)
+    if source is not None:
+        _loaded_sources.append(source)
+
+
+def _toml_layer(data: Mapping[str, Any], source: Path, warnings: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        spec = _BY_KEY.get(key.lower())
+        if spec is None:
+            warnings.append(f"{source}: unknown key {key!r} ignored")
+            continue
+        try:
+            out[spec.field] = spec.parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: key {key!r}: {exc}") from None
+    return out
+
+
+def parse_config_file(path: Path, warnings: list[str] | None = None) -> dict[str, Any]:
+    """Read a ``pygent.toml`` into typed field values."""
+    return _toml_layer(read_toml(path), path, warnings if warnings is not None else [])
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Build the settings from all sources (see the module docstring for precedence).
+
+    Args:
+        overrides: field values that win over everything (CLI flags, API arguments);
+            ``None`` values are ignored.
+        environ: the environment to read (default: ``os.environ``).
+        config_file: an explicit ``pygent.toml`` (``--config``); otherwise discovered.
+        cwd: where to look for ``pygent.toml`` (default: the current directory).
+    """
+    env = os.environ if environ is None else environ
+    settings = Settings()
+    warnings: list[str] = []
+    values: dict[str, Any] = {}
+    path = config_file or discover_config(cwd)
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    if path is not None:
+        values.update(parse_config_file(path, warnings))
+        settings.config_files.append(path)
+    values.update(_loaded_layer)
+    settings.config_files.extend(_loaded_sources)
+    for spec in SPECS:
+        raw = env.get(spec.variable)
+        if raw is None or (raw == "" and spec.field not in ("persona",)):
+            continue
+        try:
+            values[spec.field] = spec.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(
+                f"environment variable {spec.variable}: {exc}",
+                hint=f"fix or unset {spec.variable}",
+            ) from None
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in {f.name for f in dataclasses.fields(Settings)}:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = value
+    for key, value in values.items():
+        setattr(settings, key, value)
+    settings.warnings = warnings
+    return settings

@@ -1,0 +1,129 @@
+"""File tools: read, write, edit, download and view images in the workspace.
+
+Every path goes through :class:`pygent.runtime.workspace.Workspace`, which refuses
+anything outside the workspace (``..``, absolute paths, links out, non-regular
+files). Reads are capped so a huge file cannot flood the model or the host memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+
+from pygent.errors import ToolError
+from pygent.tools.registry import ToolContext, ToolResult
+
+MAX_READ_BYTES = 256 * 1024
+MAX_READ_LINES = 2000
+MAX_IMAGE_BYTES = 8 * 1024 * 1024
+
+PATH = {"type": "string", "description": "Path relative to the workspace."}
+READ_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "path": PATH,
+        "start_line": {"type": "integer", "description": "First line to return (1-based)."},
+        "end_line": {"type": "integer", "description": "Last line to return (inclusive)."},
+    },
+    "required": ["path"],
+}
+WRITE_SCHEMA = {
+    "type": "object",
+    "properties": {"path": PATH, "content": {"type": "string", "description": "Full file content."}},
+    "required": ["path", "content"],
+}
+EDIT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "path": PATH,
+        "old_text": {"type": "string", "description": "Exact text to replace; must occur once."},
+        "new_text": {"type": "string", "description": "Replacement text."},
+    },
+    "required": ["path", "old_text", "new_text"],
+}
+IMAGE_SCHEMA = {"type": "object", "properties": {"path": PATH}, "required": ["path"]}
+
+
+def _decode(data: bytes, path: str) -> str:
+    if b"\x00" in data[:8192]:
+        raise ToolError(f"{path} looks like a binary file ({len(data)} bytes); use bash (e.g. xxd) to inspect it")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ToolError(f"{path} is not valid UTF-8 text; use bash to inspect it") from None
+
+
+async def read_file(ctx: ToolContext, path: str, start_line: int | None = None,
+                    end_line: int | None = None) -> ToolResult:
+    """Return a text file (or a line range of it), capped for large files."""
+    ws = ctx.runtime.files
+    first = max(start_line or 1, 1)
+    ranged = bool(start_line or end_line)
+    # A line range needs the text up to it; cap that so a huge file cannot fill memory.
+    whole = ws.read(path, limit=32 * 1024 * 1024 if ranged else MAX_READ_BYTES)
+    if ranged and whole.truncated:
+        raise ToolError(f"{path} is {whole.size} bytes; use bash (sed -n 'A,Bp') for line ranges in huge files")
+    text = _decode(whole.data, path)
+    lines = text.splitlines(keepends=True)
+    last = min(end_line or len(lines), len(lines), first + MAX_READ_LINES - 1)
+    chunk = "".join(lines[first - 1 : last])
+    notes = []
+    if whole.truncated:
+        notes.append(f"[truncated: the file has {whole.size} bytes; use start_line/end_line to read further]")
+    elif last < len(lines) or first > 1:
+        notes.append(f"[lines {first}-{last} of {len(lines)}]")
+    return ToolResult(True, chunk + ("\n" + "\n".join(notes) if notes else ""))
+
+
+async def download_file(ctx: ToolContext, path: str, start_line: int | None = None,
+                        end_line: int | None = None) -> ToolResult:
+    """Upstream name for reading a workspace file (same caps and line ranges)."""
+    return await read_file(ctx, path, start_line, end_line)
+
+
+async def write_file(ctx: ToolContext, path: str, content: str) -> ToolResult:
+    """Create or replace a file with ``content``."""
+    rel = ctx.runtime.files.write(path, content.encode("utf-8"))
+    return ToolResult(True, f"Wrote {len(content.encode('utf-8'))} bytes to {rel}", data={"path": rel})
+
+
+def apply_edit(original: str, old_text: str, new_text: str, path: str) -> str:
+    """Replace the one occurrence of ``old_text``; errors say how to fix the call."""
+    if not old_text:
+        raise ToolError("old_text is empty; give the exact text to replace")
+    if "\r\n" in original and "\r\n" not in old_text:
+        # Keep CRLF files CRLF: the model usually sends LF-only snippets.
+        old_text = old_text.replace("\n", "\r\n")
+        new_text = new_text.replace("\r\n", "\n").replace("\n", "\r\n")
+    count = original.count(old_text)
+    if count == 0:
+        raise ToolError(f"old_text was not found in {path}; read the file and copy the exact text (whitespace and indentation matter)")
+    if count > 1:
+        lines, start = [], 0
+        for _ in range(min(count, 5)):
+            idx = original.index(old_text, start)
+            lines.append(str(original.count("\n", 0, idx) + 1))
+            start = idx + 1
+        raise ToolError(f"old_text occurs {count} times in {path} (lines {', '.join(lines)}); include more surrounding lines so it is unique")
+    return original.replace(old_text, new_text, 1)
+
+
+async def edit_file(ctx: ToolContext, path: str, old_text: str, new_text: str) -> ToolResult:
+    """Replace an exact, unique snippet of a text file (BOM and line endings kept)."""
+    ws = ctx.runtime.files
+    original = _decode(ws.read_bytes(path), path)
+    updated = apply_edit(original, old_text, new_text, path)
+    rel = ws.write(path, updated.encode("utf-8"))
+    return ToolResult(True, f"Edited {rel}", data={"path": rel})
+
+
+async def read_image(ctx: ToolContext, path: str) -> ToolResult:
+    """Show an image file to the model (as a data URL)."""
+    got = ctx.runtime.files.read(path, limit=MAX_IMAGE_BYTES)
+    if got.truncated:
+        raise ToolError(f"{path} is {got.size} bytes; images over {MAX_IMAGE_BYTES} bytes are refused")
+    mime = mimetypes.guess_type(path)[0] or "image/png"
+    if not mime.startswith("image/"):
+        raise ToolError(f"{path} is not an image ({mime})")
+    url = f"data:{mime};base64,{base64.b64encode(got.data).decode()}"
+    return ToolResult(True, f"Image {path} ({got.size} bytes) is attached below.", attachments=(url,))

@@ -1,0 +1,48 @@
+"""What an approval prompt shows: the command, or a unified diff for file changes."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from pygent.errors import PathError, ToolError
+from pygent.runtime.workspace import Workspace
+from pygent.tools.file_tools import apply_edit
+
+MAX_PREVIEW = 20_000
+
+
+def unified_diff(path: str, before: str, after: str) -> str:
+    diff = "".join(difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True),
+        fromfile=f"a/{path}", tofile=f"b/{path}"))
+    return diff[:MAX_PREVIEW] + ("\n[diff truncated]" if len(diff) > MAX_PREVIEW else "")
+
+
+def _current(ws: Workspace, path: str) -> str:
+    try:
+        return ws.read_bytes(path).decode("utf-8", errors="replace")
+    except PathError:
+        return ""
+
+
+def preview(tool: str, args: dict[str, Any], ws: Workspace) -> str:
+    """A human-readable preview of a call; never raises."""
+    try:
+        if tool == "bash":
+            return str(args.get("cmd", ""))
+        path = str(args.get("path", ""))
+        if tool == "write_file":
+            return unified_diff(path, _current(ws, path), str(args.get("content", "")))
+        if tool == "edit_file":
+            before = _current(ws, path)
+            try:
+                after = apply_edit(before, str(args.get("old_text", "")), str(args.get("new_text", "")), path)
+            except ToolError as exc:
+                return f"(edit will fail: {exc})"
+            return unified_diff(path, before, after)
+    except PathError as exc:
+        return f"(refused path: {exc})"
+    import json
+
+    return json.dumps(args, indent=2)[:MAX_PREVIEW]
