@@ -44,7 +44,7 @@ class Settings:
     docker_memory: str = "2g"
     docker_cpus: float = 2.0
     docker_pids: int = 512
-    env: dict[str, str] = field(default_factory=dict)  # extra variables for the sandbox
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # extra sandbox variables
     max_tasks: int = 3
     history_file: Path | None = None
     workspace: Path | None = None

@@ -253,6 +253,14 @@ class Runtime:
 
         await asyncio.to_thread(self.cleanup)
 
+    async def _shutdown(self) -> None:
+        import asyncio
+
+        if not self._started.done():
+            self._started.cancel()
+            await asyncio.sleep(0)  # let the cancelled start unwind before closing
+        await self.backend.close()
+
     def cleanup(self) -> None:
         """Stop the sandbox (removing its container) and a temporary workspace."""
         if self._closed:
@@ -260,7 +268,7 @@ class Runtime:
         self._closed = True
         _live.discard(self)
         try:
-            self._loop.call(self.backend.close(), timeout=60)
+            self._loop.call(self._shutdown(), timeout=60)
         except Exception:
             log.exception("closing the sandbox failed")
         finally:

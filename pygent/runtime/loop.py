@@ -46,9 +46,23 @@ class LoopThread:
     def in_loop(self) -> bool:
         return threading.current_thread() is self._thread
 
+    async def _drain(self) -> None:
+        """Cancel whatever still runs here so nothing outlives the loop."""
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks(self.loop) if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.loop.shutdown_asyncgens()
+
     def stop(self) -> None:
         if self.loop.is_closed():
             return
+        if not self.in_loop() and self._thread.is_alive():
+            try:
+                self.submit(self._drain()).result(timeout=10)
+            except (concurrent.futures.TimeoutError, RuntimeError):
+                pass  # stopping anyway: a stuck task must not block shutdown
         self.loop.call_soon_threadsafe(self.loop.stop)
         if not self.in_loop():
             self._thread.join(timeout=10)
