@@ -148,6 +148,9 @@ class Agent:
             for warning in self.history_store.warnings:
                 log.warning("%s", warning)
             self.history.extend(repair_tool_calls(restored))
+        if task_manager is not None and hasattr(task_manager, "attach"):
+            # The manager adds its delegation tools and adopts this agent's approver.
+            task_manager.attach(self)
 
     def _default_model(self) -> Any:
         from pygent.openai_model import OpenAIModel
@@ -399,9 +402,10 @@ class Agent:
         tool = self.tools.get(name)
         result: ToolResult | None = None
         if isinstance(args, dict) and tool is not None and name not in self.disabled_tools:
-            if tool.kind in ("exec", "write") or name.startswith("delegate"):
+            if tool.kind != "control":
                 verdict = await self.gate.check(name, args, preview=shown, call_id=call.id,
-                                                task_id=self.task_id, session_id=self.session_id)
+                                                task_id=self.task_id, session_id=self.session_id,
+                                                tool_kind=tool.kind)
                 if not verdict.allowed:
                     result = ToolResult(False, verdict.message)
                     self._finish_call(call, name, result, status="denied")

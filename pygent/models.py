@@ -150,11 +150,11 @@ async def complete(
     """
     astream = getattr(model_obj, "astream", None)
     chat = getattr(model_obj, "chat", None)
-    if not callable(astream) and not callable(chat):
-        raise ModelError(f"{type(model_obj).__name__} is not a model: it has no chat() method")
     try:
         if callable(astream):
             return reply_from_raw(await astream(list(messages), model_name, tools, on_text=on_text))
+        if not callable(chat):
+            raise ModelError(f"{type(model_obj).__name__} is not a model: it has no chat() method")
         raw = await asyncio.to_thread(chat, list(messages), model_name, tools)
     except PygentError:
         raise

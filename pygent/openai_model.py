@@ -279,7 +279,8 @@ class OpenAIModel:
 
     async def aclose(self) -> None:
         """Close the HTTP client of the running loop (others close with their loops)."""
-        client = self._aclients.pop(asyncio.get_running_loop(), None)
+        with self._lock:
+            client = self._aclients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.close()
 
@@ -306,13 +307,14 @@ class OpenAIModel:
     def _async_client(self) -> openai.AsyncOpenAI:
         key = self._require_key()
         loop = asyncio.get_running_loop()
-        client = self._aclients.get(loop)
-        if client is None:
-            client = openai.AsyncOpenAI(
-                api_key=key, base_url=self.base_url, timeout=self._timeout(), max_retries=0
-            )
-            self._aclients[loop] = client
-        return client
+        with self._lock:  # sub-agents may run on loops in other threads
+            client = self._aclients.get(loop)
+            if client is None:
+                client = openai.AsyncOpenAI(
+                    api_key=key, base_url=self.base_url, timeout=self._timeout(), max_retries=0
+                )
+                self._aclients[loop] = client
+            return client
 
     def _sync_client(self) -> openai.OpenAI:
         key = self._require_key()
@@ -355,9 +357,9 @@ class OpenAIModel:
             ctype = stream.response.headers.get("content-type", "").lower()
             if ctype and "event-stream" not in ctype:
                 reply = await self._non_sse_reply(stream.response, ctype)
-                self._emit(
-                    on_text, reply.message.content or "", len(reply.message.content or ""), shown
-                )
+                content = reply.message.content
+                text = content if isinstance(content, str) else ""
+                self._emit(on_text, text, len(text), shown)
                 return reply
             acc = _Accumulator()
             try:

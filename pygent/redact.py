@@ -16,16 +16,20 @@ MIN_SECRET_LENGTH = 8
 _SECRET_NAME_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "PASSWORD")
 
 # High-precision shapes only: a history file holds code, and a loose pattern such as
-# "password=..." would rewrite the user's source in the saved conversation.
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?i)(authorization\s*:\s*bearer\s+)[^\s\"',]+"), r"\1" + REDACTED),
-    (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{16,}"), r"\1" + REDACTED),
-    (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"), REDACTED),
-    (re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}"), REDACTED),
-    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{30,}"), REDACTED),
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), REDACTED),
-    (re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"), REDACTED),
+# "password=..." would rewrite the user's source in the saved conversation. A group
+# named "keep" is text around the secret that stays.
+_PATTERNS = (
+    r"(?P<keep>(?i:authorization\s*:\s*bearer\s+))[^\s\"',]+",
+    r"(?P<keep2>(?i:\bbearer\s+))[A-Za-z0-9._~+/=-]{16,}",
+    r"\bsk-[A-Za-z0-9_-]{16,}",
+    r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{30,}",
+    r"\bgithub_pat_[A-Za-z0-9_]{30,}",
+    r"\bAKIA[0-9A-Z]{16}\b",
+    r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
 )
+# A substring every pattern match contains: most strings hold none of them, and a
+# plain substring test is ~50x faster than running the regex over the text.
+_TRIGGERS = ("sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "AKIA", "xox")
 
 
 def secrets_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -50,33 +54,50 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = (), *, patterns: bool = True) -> None:
         """``secrets``: exact values to hide; ``patterns``: also hide ``sk-...``, bearer tokens etc."""
         values = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
-        self._values = tuple(values)
         # Longest first, so a secret that contains another is replaced whole.
+        self._values = tuple(values)
         self._exact = re.compile("|".join(map(re.escape, values))) if values else None
-        self._patterns = _PATTERNS if patterns else ()
+        self._patterns = re.compile("|".join(_PATTERNS)) if patterns else None
+
+    @staticmethod
+    def _replace(match: re.Match[str]) -> str:
+        groups = match.groupdict()
+        return (groups.get("keep") or groups.get("keep2") or "") + REDACTED
 
     def __call__(self, text: str) -> str:
-        if self._exact is not None:
+        if not text:
+            return text
+        if self._exact is not None and any(value in text for value in self._values):
             text = self._exact.sub(REDACTED, text)
-        for pattern, replacement in self._patterns:
-            text = pattern.sub(replacement, text)
+        if self._patterns is not None and (
+            any(trigger in text for trigger in _TRIGGERS) or "bearer" in text.lower()
+        ):
+            text = self._patterns.sub(self._replace, text)
         return text
 
 
 _cached: tuple[tuple[str, ...], Redactor] | None = None
 
 
-def redact_secrets(text: str) -> str:
-    """``text`` with secrets from the current environment and known token shapes replaced.
+def current_redactor() -> Redactor:
+    """A :class:`Redactor` for the secrets in the environment right now.
 
-    The environment is read on every call (a key set after start-up is still
-    hidden); the compiled pattern is rebuilt only when the secret values change.
+    Reading the environment costs microseconds per call; code that redacts many
+    strings at once (a whole history) takes one redactor and reuses it.
     """
     global _cached
     values = tuple(secrets_from_env())
     if _cached is None or _cached[0] != values:
         _cached = (values, Redactor(values))
-    return _cached[1](text)
+    return _cached[1]
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with secrets from the current environment and known token shapes replaced.
+
+    The environment is read on every call, so a key set after start-up is still hidden.
+    """
+    return current_redactor()(text)
 
 
 def redact_value(value: Any, redact: Callable[[str], str] = redact_secrets) -> Any:
@@ -90,4 +111,11 @@ def redact_value(value: Any, redact: Callable[[str], str] = redact_secrets) -> A
     return value
 
 
-__all__ = ["REDACTED", "Redactor", "redact_secrets", "redact_value", "secrets_from_env"]
+__all__ = [
+    "REDACTED",
+    "Redactor",
+    "current_redactor",
+    "redact_secrets",
+    "redact_value",
+    "secrets_from_env",
+]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pygent.errors import SessionError
-from pygent.redact import redact_secrets, redact_value
+from pygent.redact import current_redactor, redact_value
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,9 @@ FORMAT_VERSION = 1
 HEADER_KEY = "pygent_history"
 META_KEY = "_meta"
 INTERRUPTED_RESULT = "[interrupted: Pygent stopped before this tool call finished]"
+
+# fdatasync persists the data and the new size, all an append changes; macOS lacks it.
+_datasync = getattr(os, "fdatasync", os.fsync)
 
 _HEAD_LIMIT = 64 * 1024  # a header line is small; anything longer is not one
 _CHUNK = 1024 * 1024
@@ -399,13 +402,14 @@ class HistoryFile:
         ``meta`` goes into the header when the file is created. ``read_only`` opens
         without the lock and never changes the file (see :meth:`read`).
         """
-        self.path = Path(path)
+        # Absolute: a later chdir must not send a rewrite or a backup somewhere else.
+        self.path = Path(os.path.abspath(path))
         self.read_only = read_only
         self.meta: dict[str, Any] = {}
         self.created: str | None = None
         self.warnings: list[str] = []
         self.report = LoadReport()
-        self._redact = redact or redact_secrets
+        self._redact = redact  # None: the environment's secrets, looked up per write
         self._open_warnings: list[str] = []
         self._open_report = LoadReport()
         self._fds: dict[str, int | None] = {"data": None, "lock": None}
@@ -414,13 +418,15 @@ class HistoryFile:
         self._pending: list[bytes] = []  # records a failed save left unwritten
         self._mutex = threading.RLock()
         self._closed = False
+        self._meta_known = True
+        self._initial_meta: dict[str, Any] = {}
         self._finalizer = weakref.finalize(self, _close_fds, self._fds)
         if self.path.is_symlink():
             raise _symlink_error(self.path)
         if read_only:
             self._check_readable()
         else:
-            self._open_for_writing(redact_value(meta or {}, self._redact))
+            self._open_for_writing(redact_value(meta or {}, self._redactor()))
 
     @classmethod
     def read(cls, path: Path | str) -> HistoryFile:
@@ -447,6 +453,7 @@ class HistoryFile:
             os.close(fd)
 
     def _open_for_writing(self, meta: dict[str, Any]) -> None:
+        self._initial_meta = meta
         parent = self.path.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -511,9 +518,12 @@ class HistoryFile:
                     hint="Pygent did not change it; move it away or choose another "
                     "history file (PYGENT_HISTORY_FILE)",
                 )
-            self._recover(scan)
-            return
+            if scan.needs_repair:
+                self._recover(scan)
+                return
+            # Sound, only a header line longer than we peek at: fall through to the tail.
         self.created = header.get("created") if header else None
+        self._meta_known = False  # header meta only; later {"_meta"} lines are read on demand
         self._fix_tail()
 
     def _fix_tail(self) -> None:
@@ -543,7 +553,7 @@ class HistoryFile:
                     f"the last record in {self.path} was incomplete ({len(tail)} bytes; "
                     "Pygent stopped while writing it) and was dropped; earlier messages are intact"
                 )
-            os.fdatasync(fd)
+            _datasync(fd)
         except OSError as exc:
             raise _open_error(exc, self.path) from None
 
@@ -573,7 +583,7 @@ class HistoryFile:
             migrated=True, backup=backup, damaged_lines=() if complete else (1,)
         )
         try:
-            self._replace_with(messages)
+            self._replace_with(self._records(messages))
         except OSError as exc:
             raise _save_error(exc, self.path) from None
 
@@ -596,9 +606,9 @@ class HistoryFile:
         )
         if backup is not None:
             self.created = scan.created or self.created or _now().isoformat(timespec="seconds")
-            self.meta = dict(scan.meta)
+            self.meta = dict(self._initial_meta) if empty else dict(scan.meta)
             try:
-                self._replace_with(scan.messages, redact=False)
+                self._replace_with([_encode(m) for m in scan.messages])
             except OSError as exc:
                 what += f"; it could not be rewritten ({exc.strerror or exc}) and was left as it is"
             else:
@@ -722,6 +732,7 @@ class HistoryFile:
             if scan.created:
                 self.created = scan.created
             self.meta = scan.meta
+            self._meta_known = True
             messages = scan.messages
             for line in self._pending:
                 obj = _parse(line.strip()) or {}
@@ -747,13 +758,20 @@ class HistoryFile:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def _record(self, message: Any) -> bytes:
-        if not isinstance(message, dict):
-            to_dict = getattr(message, "to_dict", None)
-            if to_dict is None:
-                raise TypeError(f"a chat message must be a dict, not {type(message).__name__}")
-            message = to_dict()
-        return _encode(redact_value(message, self._redact))
+    def _redactor(self) -> Callable[[str], str]:
+        return self._redact or current_redactor()
+
+    def _records(self, messages: Iterable[Any]) -> list[bytes]:
+        redact = self._redactor()  # one environment lookup per write, not per string
+        out = []
+        for message in messages:
+            if not isinstance(message, dict):
+                to_dict = getattr(message, "to_dict", None)
+                if to_dict is None:
+                    raise TypeError(f"a chat message must be a dict, not {type(message).__name__}")
+                message = to_dict()
+            out.append(_encode(redact_value(message, redact)))
+        return out
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -773,7 +791,7 @@ class HistoryFile:
 
     def append_many(self, messages: Iterable[dict[str, Any]]) -> None:
         """Save several messages with one write and one fsync (see :meth:`append`)."""
-        records = [self._record(m) for m in messages]
+        records = self._records(messages)
         with self._mutex:
             self._check_writable()
             self._pending.extend(records)
@@ -781,7 +799,7 @@ class HistoryFile:
 
     def set_meta(self, key: str, value: Any) -> None:
         """Record a metadata value (title, model...); :meth:`load` merges these into :attr:`meta`."""
-        value = redact_value(value, self._redact)
+        value = redact_value(value, self._redactor())
         with self._mutex:
             self._check_writable()
             self.meta[key] = value
@@ -809,8 +827,7 @@ class HistoryFile:
                 os.ftruncate(fd, self._size)
                 self._dirty = False
             _write_all(fd, data, self._size)
-            # fdatasync also persists the new file size, which is all an append changes.
-            os.fdatasync(fd)
+            _datasync(fd)
         except OSError as exc:
             self._roll_back(fd)
             raise _save_error(exc, self.path) from None
@@ -821,7 +838,7 @@ class HistoryFile:
         # A partial record would be a torn line in the middle once the next append lands.
         try:
             os.ftruncate(fd, self._size)
-            os.fdatasync(fd)
+            _datasync(fd)
         except OSError as exc:
             logger.warning("could not cut %s back after a failed save: %s", self.path, exc)
             self._dirty = True
@@ -833,18 +850,36 @@ class HistoryFile:
         and fsyncs the directory; a crash at any point leaves the old or the new
         history, never a mix. Metadata and the creation time are kept.
         """
-        records = [self._record(m) for m in messages]
+        records = self._records(messages)
         with self._mutex:
             self._check_writable()
+            if not self._meta_known:
+                self._read_meta()
             try:
-                self._replace_with(records, redact=False, encoded=True)
+                self._replace_with(records)
             except OSError as exc:
                 raise _save_error(exc, self.path) from None
             self._pending.clear()
 
-    def _replace_with(
-        self, messages: list[Any], *, redact: bool = True, encoded: bool = False
-    ) -> None:
+    def _read_meta(self) -> None:
+        """Fill :attr:`meta` and :attr:`created` from the file without parsing the messages."""
+        with open(os.dup(self._fd), "rb", buffering=_CHUNK) as fh:
+            fh.seek(0)
+            meta: dict[str, Any] = {}
+            for lineno, raw in enumerate(fh, 1):
+                if lineno == 1 or raw.startswith(b'{"' + META_KEY.encode() + b'":'):
+                    obj = _parse(raw.strip()) or {}
+                    if _header_version(obj) is not None:
+                        self.created = obj.get("created") or self.created
+                        meta.update(obj.get("meta") or {})
+                    elif isinstance(obj.get(META_KEY), dict):
+                        meta.update(obj[META_KEY])
+        meta.update(self.meta)  # values set in this process are the newest
+        self.meta = meta
+        self._meta_known = True
+
+    def _replace_with(self, records: list[bytes]) -> None:
+        """Atomically replace the file with a header (current meta) and ``records``."""
         header = {
             HEADER_KEY: FORMAT_VERSION,
             "created": self.created or _now().isoformat(timespec="seconds"),
@@ -858,13 +893,7 @@ class HistoryFile:
                 os.fchmod(fd, stat.S_IMODE(os.fstat(old).st_mode))
             with open(os.dup(fd), "wb", buffering=_CHUNK) as out:
                 out.write(_encode(header))
-                for message in messages:
-                    if encoded:
-                        out.write(message)
-                    elif redact:
-                        out.write(self._record(message))
-                    else:
-                        out.write(_encode(message))
+                out.writelines(records)
             os.fsync(fd)
             size = os.fstat(fd).st_size
             os.replace(tmp, self.path)

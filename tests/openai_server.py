@@ -423,17 +423,23 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
-    def _send_json(self, status: int, payload: Any, headers: Mapping[str, str] = ()) -> None:
+    def _send_json(
+        self, status: int, payload: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
         data = json.dumps(payload).encode()
         self._send_bytes(status, data, "application/json", headers)
 
     def _send_bytes(
-        self, status: int, data: bytes, content_type: str, headers: Mapping[str, str] = ()
+        self,
+        status: int,
+        data: bytes,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
-        for k, v in dict(headers).items():
+        for k, v in dict(headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
         self._write(data)
@@ -472,8 +478,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
         owner = self.server.owner
-        owner._record(self, None, b"")
         path = self.path.split("?")[0].rstrip("/")
+        if not path.startswith("/_control/"):  # the test's own traffic is not recorded
+            owner._record(self, None, b"")
         if path == "/v1/models":
             data = [
                 {"id": m, "object": "model", "created": 0, "owned_by": "pygent-tests"}
@@ -496,7 +503,11 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         path = self.path.split("?")[0].rstrip("/")
         if path == "/_control/script":
-            owner.load_script(body if isinstance(body, list) else [body])
+            try:
+                owner.load_script(body if isinstance(body, list) else [body])
+            except (ValueError, KeyError, TypeError) as exc:
+                self._send_json(400, {"error": {"message": f"bad script: {exc}"}})
+                return
             self._send_json(200, {"queued": owner.pending})
             return
         if path == "/_control/reset":
@@ -869,7 +880,7 @@ class ScriptedOpenAIServer:
         with self._lock:
             self._responder = fn
 
-    def load_script(self, items: str | os.PathLike[str] | Sequence[Mapping[str, Any]]) -> None:
+    def load_script(self, items: str | os.PathLike[str] | Sequence[Any]) -> None:
         """Queue replies from a JSON file or a list of script items (see :func:`parse_item`)."""
         if isinstance(items, (str, os.PathLike)):
             items = json.loads(Path(items).read_text(encoding="utf-8"))
@@ -911,7 +922,7 @@ class ScriptedOpenAIServer:
                 self._connections.discard(conn)
 
 
-def parse_item(item: Mapping[str, Any]) -> Reply:
+def parse_item(item: Any) -> Reply:
     """One JSON script item -> a reply object.
 
     Items: ``{"text": ...}``, ``{"tool_call": {"name", "arguments", "id"?}, "text"?}``,

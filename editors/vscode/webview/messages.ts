@@ -1,0 +1,330 @@
+/**
+ * The messages between the chat page and its host, and their parsers.
+ *
+ * The host is the VS Code extension (through `postMessage`) or `pygent ui` (through a
+ * WebSocket); both speak exactly these JSON objects, tagged by `type`, and both sides
+ * run every incoming message through a parser here, dropping what does not fit.
+ * A session event is the `update` object of the LSP `pygent/sessionUpdate`
+ * notification, unchanged (camelCase keys, tags as in `pygent.events`).
+ * `editors/vscode/README.md` documents the same protocol in prose.
+ */
+
+import type {
+  ChangeStatus,
+  FileChange,
+  PermissionOptionId,
+  SessionUpdate,
+  StopReason,
+  SyncMode,
+  TaskInfo,
+} from '../src/protocol';
+import {
+  array,
+  bool,
+  jsonObject,
+  literal,
+  nullable,
+  num,
+  object,
+  type Parser,
+  str,
+  tagged,
+  variant,
+  withDefault,
+} from './parse';
+
+/** Bumped on an incompatible change; the page sends it in `ready`. */
+export const PAGE_PROTOCOL_VERSION = 1;
+
+// --- shared data -------------------------------------------------------------------------------
+
+/** What the host can do beyond the basics; the page hides buttons for the rest. */
+export interface HostCapabilities {
+  /** Open a diff in an editor (VS Code's diff editor). */
+  openDiff: boolean;
+  /** Open a file or a task result in an editor. */
+  openInEditor: boolean;
+  /** The host actions in {@link HostAction} it implements. */
+  actions: HostAction[];
+}
+
+/** Things only the host can do, offered on problem banners and in menus. */
+export type HostAction = 'setApiKey' | 'restartServer' | 'openSettings' | 'showLogs' | 'installHelp';
+const HOST_ACTIONS = ['setApiKey', 'restartServer', 'openSettings', 'showLogs', 'installHelp'] as const;
+
+export type ConnectionState = 'starting' | 'ready' | 'stopped' | 'failed';
+
+/** Something that blocks or degrades the chat, shown as a banner with actions. */
+export interface Problem {
+  kind: 'notInstalled' | 'crashed' | 'startFailed' | 'noApiKey' | 'error';
+  message: string;
+  actions: HostAction[];
+}
+
+export interface HostStatus {
+  connection: ConnectionState;
+  /** `docker`, `local`, or what the user asked for (`auto`) before a session runs. */
+  runtime: string;
+  model: string;
+  busy: boolean;
+  problem: Problem | null;
+}
+
+export interface SessionSummary {
+  sessionId: string;
+  title: string;
+  live: boolean;
+  busy: boolean;
+  workspaceFolder: string | null;
+  runtime: string | null;
+  model: string;
+  updated: string | null;
+}
+
+/** A pending approval as the page shows it (from the LSP `pygent/requestPermission`). */
+export interface ApprovalView {
+  /** The host's id for this request; answers quote it. */
+  id: string;
+  sessionId: string;
+  taskId: string | null;
+  callId: string;
+  tool: string;
+  preview: string;
+  previewKind: 'command' | 'diff' | 'text';
+  path: string | null;
+  /** Why the policy asks, e.g. "local mode: no isolation". */
+  reason: string;
+  options: { optionId: PermissionOptionId; name: string }[];
+}
+
+export type SessionEvent = SessionUpdate;
+
+// --- host -> page ----------------------------------------------------------------------------------
+
+export type HostMessage =
+  /** Everything the page needs after `ready` (and after a reconnect). */
+  | {
+      type: 'init';
+      host: string;
+      capabilities: HostCapabilities;
+      status: HostStatus;
+      sessions: SessionSummary[];
+      activeSessionId: string | null;
+    }
+  | { type: 'status'; status: HostStatus }
+  | { type: 'sessions'; sessions: SessionSummary[]; activeSessionId: string | null }
+  /** The whole event log of a session, replacing what the page shows for it. */
+  | { type: 'transcript'; sessionId: string; events: SessionEvent[] }
+  | { type: 'event'; sessionId: string; event: SessionEvent }
+  | { type: 'approval'; approval: ApprovalView }
+  /** An approval was answered elsewhere, timed out or was cancelled: remove its card. */
+  | { type: 'approvalClosed'; id: string; outcome: string }
+  | { type: 'tasks'; sessionId: string; tasks: TaskInfo[] }
+  | { type: 'changes'; sessionId: string; syncMode: SyncMode; changes: FileChange[] }
+  /** A message for the user that is not part of a conversation (e.g. "apply failed"). */
+  | { type: 'toast'; level: 'info' | 'warning' | 'error'; text: string }
+  /** Put the keyboard focus in the prompt box, optionally with some text. */
+  | { type: 'focusPrompt'; text: string | null };
+
+// --- page -> host -------------------------------------------------------------------------------------
+
+export type PageMessage =
+  | { type: 'ready'; protocol: number }
+  /** Run a turn; `sessionId` null means: start a session for the workspace first. */
+  | { type: 'prompt'; sessionId: string | null; text: string }
+  | { type: 'cancel'; sessionId: string }
+  | { type: 'newSession' }
+  | { type: 'selectSession'; sessionId: string }
+  | { type: 'answerApproval'; id: string; optionId: PermissionOptionId; message: string | null }
+  | { type: 'openApprovalDiff'; id: string }
+  | { type: 'openChange'; sessionId: string; path: string }
+  /** `paths` null means every change. */
+  | { type: 'applyChanges'; sessionId: string; paths: string[] | null }
+  | { type: 'discardChanges'; sessionId: string; paths: string[] | null }
+  | { type: 'cancelTask'; sessionId: string; taskId: string }
+  | { type: 'openTask'; sessionId: string; taskId: string }
+  | { type: 'runAction'; action: HostAction };
+
+// --- parsers ------------------------------------------------------------------------------------------
+
+const permissionOptionId = literal<PermissionOptionId>('allow_once', 'allow_always', 'reject_once', 'reject_always');
+const stopReason = literal<StopReason>(
+  'end_turn',
+  'stop',
+  'ask_user',
+  'max_steps',
+  'max_time',
+  'step_timeout',
+  'cancelled',
+  'error',
+  'refusal',
+);
+const hostAction = literal<HostAction>(...HOST_ACTIONS);
+const taskId = withDefault(nullable(str), null);
+const text = withDefault(str, '');
+const count = withDefault(num, 0);
+
+/** Parses one session update (the LSP `update` object); missing optional keys get defaults. */
+export const parseSessionEvent: Parser<SessionEvent> = tagged<SessionEvent>({
+  turn_started: variant('turn_started', { taskId, prompt: text }),
+  message_delta: variant('message_delta', { taskId, text }),
+  message_done: variant('message_done', { taskId, text }),
+  tool_call_proposed: variant('tool_call_proposed', {
+    taskId,
+    callId: str,
+    tool: str,
+    arguments: withDefault(jsonObject, {}),
+    preview: text,
+  }),
+  tool_call_started: variant('tool_call_started', { taskId, callId: str, tool: text }),
+  tool_output: variant('tool_output', { taskId, callId: str, text, stream: withDefault(str, 'stdout') }),
+  tool_call_finished: variant('tool_call_finished', {
+    taskId,
+    callId: str,
+    tool: text,
+    ok: withDefault(bool, true),
+    output: text,
+    status: withDefault(str, 'completed'),
+  }),
+  usage: variant('usage', {
+    taskId,
+    promptTokens: count,
+    completionTokens: count,
+    totalPromptTokens: count,
+    totalCompletionTokens: count,
+  }),
+  notice: variant('notice', { taskId, level: withDefault(str, 'info'), text }),
+  task_status: variant('task_status', {
+    taskId,
+    status: str,
+    persona: text,
+    prompt: text,
+    steps: count,
+    detail: text,
+  }),
+  turn_ended: variant('turn_ended', {
+    taskId,
+    stopReason: withDefault(stopReason, 'end_turn'),
+    text,
+    error: text,
+  }),
+  permission: variant('permission', {
+    taskId,
+    callId: str,
+    state: literal('pending', 'resolved'),
+    outcome: text,
+  }),
+  changes: variant('changes', { taskId, count, paths: withDefault(array(str), []) }),
+});
+
+const problem = object<Problem>({
+  kind: literal('notInstalled', 'crashed', 'startFailed', 'noApiKey', 'error'),
+  message: str,
+  actions: array(hostAction),
+});
+
+const hostStatus = object<HostStatus>({
+  connection: literal('starting', 'ready', 'stopped', 'failed'),
+  runtime: text,
+  model: text,
+  busy: bool,
+  problem: nullable(problem),
+});
+
+const sessionSummary = object<SessionSummary>({
+  sessionId: str,
+  title: text,
+  live: withDefault(bool, true),
+  busy: withDefault(bool, false),
+  workspaceFolder: nullable(str),
+  runtime: nullable(str),
+  model: text,
+  updated: nullable(str),
+});
+
+const taskInfo = object<TaskInfo>({
+  taskId: str,
+  status: str,
+  persona: text,
+  prompt: text,
+  steps: count,
+  detail: text,
+  result: text,
+});
+
+const fileChange = object<FileChange>({
+  path: str,
+  status: literal<ChangeStatus>('added', 'modified', 'deleted'),
+  diff: text,
+  binary: withDefault(bool, false),
+  conflict: withDefault(bool, false),
+});
+
+const approvalView = object<ApprovalView>({
+  id: str,
+  sessionId: str,
+  taskId,
+  callId: str,
+  tool: str,
+  preview: text,
+  previewKind: withDefault(literal('command', 'diff', 'text'), 'text'),
+  path: nullable(str),
+  reason: text,
+  options: array(object({ optionId: permissionOptionId, name: str }), 8),
+});
+
+const capabilities = object<HostCapabilities>({
+  openDiff: bool,
+  openInEditor: bool,
+  actions: array(hostAction),
+});
+
+const sessionsList = array(sessionSummary, 1000);
+
+/** Parses a message from the host; throws {@link ParseError} for anything else. */
+export const parseHostMessage: Parser<HostMessage> = tagged<HostMessage>({
+  init: variant('init', {
+    host: str,
+    capabilities,
+    status: hostStatus,
+    sessions: sessionsList,
+    activeSessionId: nullable(str),
+  }),
+  status: variant('status', { status: hostStatus }),
+  sessions: variant('sessions', { sessions: sessionsList, activeSessionId: nullable(str) }),
+  transcript: variant('transcript', { sessionId: str, events: array(parseSessionEvent, 200_000) }),
+  event: variant('event', { sessionId: str, event: parseSessionEvent }),
+  approval: variant('approval', { approval: approvalView }),
+  approvalClosed: variant('approvalClosed', { id: str, outcome: text }),
+  tasks: variant('tasks', { sessionId: str, tasks: array(taskInfo) }),
+  changes: variant('changes', {
+    sessionId: str,
+    syncMode: literal<SyncMode>('copy', 'mount', 'none'),
+    changes: array(fileChange),
+  }),
+  toast: variant('toast', { level: literal('info', 'warning', 'error'), text: str }),
+  focusPrompt: variant('focusPrompt', { text: nullable(str) }),
+});
+
+const paths = nullable(array(str));
+
+/** Parses a message from the page; throws {@link ParseError} for anything else. */
+export const parsePageMessage: Parser<PageMessage> = tagged<PageMessage>({
+  ready: variant('ready', { protocol: num }),
+  prompt: variant('prompt', { sessionId: nullable(str), text: str }),
+  cancel: variant('cancel', { sessionId: str }),
+  newSession: variant('newSession', {}),
+  selectSession: variant('selectSession', { sessionId: str }),
+  answerApproval: variant('answerApproval', {
+    id: str,
+    optionId: permissionOptionId,
+    message: nullable(str),
+  }),
+  openApprovalDiff: variant('openApprovalDiff', { id: str }),
+  openChange: variant('openChange', { sessionId: str, path: str }),
+  applyChanges: variant('applyChanges', { sessionId: str, paths }),
+  discardChanges: variant('discardChanges', { sessionId: str, paths }),
+  cancelTask: variant('cancelTask', { sessionId: str, taskId: str }),
+  openTask: variant('openTask', { sessionId: str, taskId: str }),
+  runAction: variant('runAction', { action: hostAction }),
+});

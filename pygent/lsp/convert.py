@@ -1,0 +1,143 @@
+"""Core objects (events, turn results, sessions, change sets) -> wire payloads of :mod:`pygent.lsp.protocol`."""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as lsp
+
+from pygent import events as ev
+from pygent.agent import TurnResult
+from pygent.approval import ApprovalRequest
+from pygent.changes import FileChange, FileEdit
+from pygent.lsp import protocol as p
+from pygent.service import SessionSummary, ToolState
+from pygent.tasks import TaskInfo
+
+#: Core event class -> update class (same field names, plus ``task_id``).
+_UPDATES: dict[type[ev.Event], type] = {
+    ev.TurnStarted: p.TurnStartedUpdate,
+    ev.MessageDelta: p.MessageDeltaUpdate,
+    ev.MessageDone: p.MessageDoneUpdate,
+    ev.ToolCallProposed: p.ToolCallProposedUpdate,
+    ev.ToolCallStarted: p.ToolCallStartedUpdate,
+    ev.ToolOutput: p.ToolOutputUpdate,
+    ev.ToolCallFinished: p.ToolCallFinishedUpdate,
+    ev.Usage: p.UsageUpdate,
+    ev.Notice: p.NoticeUpdate,
+    ev.TaskStatus: p.TaskStatusUpdate,
+    ev.TurnEnded: p.TurnEndedUpdate,
+}
+
+
+def event_update(event: ev.Event) -> Any | None:
+    """The session update for a core event (None for event types the wire does not carry)."""
+    cls = _UPDATES.get(type(event))
+    if cls is None:
+        return None
+    names = {a.name for a in cls.__attrs_attrs__} - {"type"}
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(event):
+        if f.name in names:
+            value = getattr(event, f.name)
+            values[f.name] = value.value if isinstance(value, Enum) else value
+    return cls(**values)
+
+
+def prompt_result(result: TurnResult, changes: int = 0) -> p.PromptResult:
+    return p.PromptResult(
+        stop_reason=result.stop_reason.value,  # type: ignore[arg-type]
+        text=result.text, error=result.error, steps=result.steps, question=result.question,
+        options=list(result.options), changes=changes)
+
+
+def session_info(summary: SessionSummary) -> p.SessionInfo:
+    return p.SessionInfo(
+        session_id=summary.session_id, title=summary.title, live=summary.live,
+        busy=summary.busy, workspace_folder=summary.workspace_folder,
+        sandbox_path=summary.sandbox_path, runtime=summary.runtime,
+        sync_mode=summary.sync_mode,  # type: ignore[arg-type]
+        persona=summary.persona, model=summary.model, approval_mode=summary.approval_mode,
+        message_count=summary.message_count, updated=summary.updated,
+        notices=list(summary.notices))
+
+
+def task_info(info: TaskInfo, result: str = "") -> p.TaskInfo:
+    return p.TaskInfo(task_id=info.id, status=info.status, persona=info.persona,
+                      prompt=info.prompt, steps=info.steps, detail=info.detail, result=result)
+
+
+def tool_list(tools: list[ToolState]) -> p.ToolListResult:
+    return p.ToolListResult([p.ToolInfo(t.name, t.description, t.kind, t.enabled) for t in tools])
+
+
+def file_change(change: FileChange) -> p.FileChange:
+    return p.FileChange(path=change.path, status=change.status,  # type: ignore[arg-type]
+                        diff=change.diff, binary=change.binary, conflict=change.conflict,
+                        protected=change.protected)
+
+
+def permission_params(request: ApprovalRequest, session_id: str) -> p.RequestPermissionParams:
+    """The wire request for an approval: the call, its preview and the offered options."""
+    tool = request.tool
+    path = request.arguments.get("path") if isinstance(request.arguments, dict) else None
+    if tool == "bash" or "cmd" in request.arguments:
+        kind = "command"
+    elif request.preview.startswith("--- a/"):
+        kind = "diff"
+    else:
+        kind = "text"
+    names = {o.option_id: o for o in p.default_permission_options()}
+    options = [names[o.value] for o in request.options if o.value in names]
+    return p.RequestPermissionParams(
+        session_id=session_id,
+        tool_call=p.ToolCallInfo(call_id=request.call_id, tool=tool,
+                                 arguments=dict(request.arguments), preview=request.preview,
+                                 preview_kind=kind,  # type: ignore[arg-type]
+                                 path=str(path) if isinstance(path, str) else None),
+        options=options, task_id=request.task_id, reason=request.reason)
+
+
+# --- workspace edits ------------------------------------------------------------------------------
+
+
+def end_position(text: str, encoding: str = "utf-16") -> lsp.Position:
+    """The position just past the last character of ``text`` in the client's encoding."""
+    line = text.count("\n")
+    last = text[text.rfind("\n") + 1 :]
+    if encoding == "utf-8":
+        character = len(last.encode("utf-8"))
+    elif encoding == "utf-32":
+        character = len(last)
+    else:
+        character = len(last.encode("utf-16-le")) // 2
+    return lsp.Position(line=line, character=character)
+
+
+def workspace_edit(folder: Path, edits: list[FileEdit], *, open_texts: dict[str, str],
+                   encoding: str = "utf-16") -> lsp.WorkspaceEdit:
+    """One ``WorkspaceEdit``: full-document replacements, creates (+ content) and deletes.
+
+    ``open_texts`` maps a folder-relative path to the text of the editor's open buffer,
+    which is what a full-document edit must span (it may differ from the file on disk).
+    """
+    changes: list[Any] = []
+    for edit in edits:
+        uri = (folder / edit.path).as_uri()
+        if edit.kind == "delete":
+            changes.append(lsp.DeleteFile(uri=uri, options=lsp.DeleteFileOptions(ignore_if_not_exists=True)))
+            continue
+        if edit.kind == "create":
+            changes.append(lsp.CreateFile(uri=uri, options=lsp.CreateFileOptions(overwrite=True)))
+            old = ""
+        else:
+            old = open_texts.get(edit.path, edit.old_text)
+        end = end_position(old, encoding)
+        changes.append(lsp.TextDocumentEdit(
+            text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=None),
+            edits=[lsp.TextEdit(range=lsp.Range(start=lsp.Position(line=0, character=0), end=end),
+                                new_text=edit.new_text)]))
+    return lsp.WorkspaceEdit(document_changes=changes)

@@ -1,0 +1,318 @@
+"""Robust LSP framing: reads ``Content-Length`` frames with a size cap, writes without blocking the loop.
+
+pygls 2.1.1's reader goes deaf on a bad ``Content-Length``, has no size cap, answers
+nothing to a request without ``params`` and loses the id of a message it cannot
+parse. This module replaces it: every body is parsed here, bad JSON gets ``-32700``,
+a request without ``params`` gets ``params: null`` (so it is answered), a request that
+cannot be structured gets ``-32602`` with its id, and any framing error or an
+over-size message ends the connection with a logged error (an editor then restarts
+the server) instead of leaving it alive but deaf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from pygent.lsp.protocol import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    MAX_MESSAGE_BYTES,
+    PARSE_ERROR,
+)
+
+log = logging.getLogger(__name__)
+
+#: The longest header line accepted (real headers are a few dozen bytes).
+MAX_HEADER_LINE = 8 * 1024
+#: Writes queued beyond this make new ``$/progress`` notifications be dropped.
+MAX_BACKLOG = 2000
+_CHUNK = 64 * 1024
+
+
+class FramingError(Exception):
+    """The byte stream is not LSP framing (or a message is too large): the connection ends."""
+
+
+class ChunkSource(Protocol):
+    async def read(self) -> bytes:
+        """The next bytes; b"" at end of stream."""
+
+
+class FrameReader:
+    """Splits a byte stream into message bodies."""
+
+    def __init__(self, source: ChunkSource, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self.source = source
+        self.max_bytes = max_bytes
+        self._buf = bytearray()
+        self._eof = False
+
+    async def _fill(self) -> bool:
+        if self._eof:
+            return False
+        chunk = await self.source.read()
+        if not chunk:
+            self._eof = True
+            return False
+        self._buf += chunk
+        return True
+
+    async def _line(self) -> bytes | None:
+        while True:
+            at = self._buf.find(b"\n")
+            if at >= 0:
+                line = bytes(self._buf[: at + 1])
+                del self._buf[: at + 1]
+                return line
+            if len(self._buf) > MAX_HEADER_LINE:
+                raise FramingError(f"a header line is longer than {MAX_HEADER_LINE} bytes")
+            if not await self._fill():
+                if self._buf:
+                    raise FramingError("the stream ended inside a header")
+                return None
+
+    async def next_body(self) -> bytes | None:
+        """The next message body, or None at a clean end of stream."""
+        length: int | None = None
+        seen_header = False
+        while True:
+            line = await self._line()
+            if line is None:
+                if seen_header:
+                    raise FramingError("the stream ended inside a header block")
+                return None
+            text = line.rstrip(b"\r\n")
+            if not text:
+                if not seen_header:
+                    continue  # stray blank lines between messages are harmless
+                break
+            seen_header = True
+            name, sep, value = text.partition(b":")
+            if not sep:
+                shown = text[:60].decode("utf-8", "replace")
+                raise FramingError(f"expected a 'Name: value' header line, got {shown!r}")
+            if name.strip().lower() == b"content-length":
+                raw = value.strip()
+                if not raw.isdigit():
+                    raise FramingError(f"invalid Content-Length {raw[:40].decode('utf-8', 'replace')!r}")
+                length = int(raw)
+                if length > self.max_bytes:
+                    raise FramingError(
+                        f"message of {length} bytes exceeds the {self.max_bytes // (1024 * 1024)} MiB limit")
+        if length is None:
+            raise FramingError("a message without a Content-Length header")
+        while len(self._buf) < length:
+            if not await self._fill():
+                raise FramingError(f"the stream ended {length - len(self._buf)} bytes into a message body")
+        body = bytes(self._buf[:length])
+        del self._buf[:length]
+        return body
+
+
+class ThreadedSource:
+    """Reads a file descriptor on a daemon thread (stdin may be a pipe, a file or a tty).
+
+    A bounded queue gives back-pressure: a client flooding the server is read only as
+    fast as messages are handled, so memory stays flat.
+    """
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.fd = fd
+        self.loop = loop
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=64)
+        self._thread = threading.Thread(target=self._main, name="pygent-lsp-stdin", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, _CHUNK)
+            except OSError as exc:
+                log.error("reading the client's input failed: %s", exc)
+                chunk = b""
+            try:
+                asyncio.run_coroutine_threadsafe(self.queue.put(chunk), self.loop).result()
+            except (RuntimeError, asyncio.CancelledError):
+                return  # the loop is gone: the server is exiting
+            except Exception:  # concurrent.futures.CancelledError at loop shutdown
+                return
+            if not chunk:
+                return
+
+    async def read(self) -> bytes:
+        return await self.queue.get()
+
+
+class StreamSource:
+    """Chunks from an asyncio ``StreamReader`` (TCP)."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+
+    async def read(self) -> bytes:
+        try:
+            return await self.reader.read(_CHUNK)
+        except (ConnectionError, OSError) as exc:
+            log.info("the client connection failed: %s", exc)
+            return b""
+
+
+class ThreadedWriter:
+    """Writes frames to a file descriptor from a thread, so a slow client never blocks
+    the event loop; ``backlog`` lets the protocol drop progress notifications."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._queue: collections.deque[bytes | None] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.broken = False
+        self._thread = threading.Thread(target=self._main, name="pygent-lsp-stdout", daemon=True)
+        self._thread.start()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._queue)
+
+    def write(self, data: bytes) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._queue.append(data)
+            self._cond.notify()
+
+    def _main(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                data = self._queue.popleft()
+                if data is None:
+                    self._cond.notify_all()
+                    return
+            view = memoryview(data)
+            try:
+                while view:
+                    written = os.write(self.fd, view)
+                    view = view[written:]
+            except OSError as exc:
+                if not self.broken:
+                    log.error("writing to the client failed: %s", exc)
+                self.broken = True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush what is queued (up to ``timeout`` seconds) and stop."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.append(None)
+            self._cond.notify()
+        self._thread.join(timeout)
+
+
+class StreamWriterAdapter:
+    """pygls' writer interface over an asyncio ``StreamWriter`` (TCP)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+
+    @property
+    def backlog(self) -> int:
+        transport = self.writer.transport
+        return transport.get_write_buffer_size() // 4096 if transport is not None else 0
+
+    def write(self, data: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(data)
+
+    def close(self, timeout: float = 5.0) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+
+
+class MessageSink(Protocol):
+    """What the framing loop hands messages to (``PygentProtocol``)."""
+
+    def handle_raw(self, data: Any) -> None: ...
+
+    def send_error(self, msg_id: Any, code: int, message: str) -> None: ...
+
+
+def _valid_id(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, int)) and not isinstance(value, bool))
+
+
+def dispatch_body(body: bytes, sink: MessageSink) -> None:
+    """Parse one body and hand it over; every malformed message gets a JSON-RPC error."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        log.warning("a message that is not JSON was received: %s", detail)
+        sink.send_error(None, PARSE_ERROR, f"parse error: the message is not valid JSON ({detail})")
+        return
+    if not isinstance(data, dict):
+        what = "a batch (array)" if isinstance(data, list) else type(data).__name__
+        sink.send_error(None, INVALID_REQUEST,
+                        f"invalid request: expected a JSON-RPC object, got {what} (batches are not supported)")
+        return
+    msg_id = data.get("id")
+    if not _valid_id(msg_id):
+        sink.send_error(None, INVALID_REQUEST, "invalid request: 'id' must be a string or a number")
+        return
+    if data.get("jsonrpc") != "2.0":
+        if "method" in data or "id" in data:
+            sink.send_error(msg_id if "method" in data else None, INVALID_REQUEST,
+                            "invalid request: 'jsonrpc' must be \"2.0\"")
+        return
+    if "method" in data:
+        if not isinstance(data["method"], str):
+            sink.send_error(msg_id, INVALID_REQUEST, "invalid request: 'method' must be a string")
+            return
+        if "params" not in data:
+            # Legal JSON-RPC; pygls would drop it without a reply.
+            data["params"] = None
+        elif data["params"] is not None and not isinstance(data["params"], (dict, list)):
+            if "id" in data:
+                sink.send_error(msg_id, INVALID_PARAMS, "invalid params: 'params' must be an object or an array")
+            return
+    elif "id" not in data:
+        sink.send_error(None, INVALID_REQUEST, "invalid request: neither a request, a notification nor a response")
+        return
+    sink.handle_raw(data)
+
+
+async def serve_connection(
+    source: ChunkSource,
+    sink: MessageSink,
+    *,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    on_framing_error: Callable[[str], Awaitable[None]] | None = None,
+) -> str:
+    """Read and dispatch messages until the stream ends. Returns why it stopped:
+    ``eof`` or ``framing: <reason>``."""
+    reader = FrameReader(source, max_bytes)
+    while True:
+        try:
+            body = await reader.next_body()
+        except FramingError as exc:
+            log.error("protocol error, closing the connection: %s", exc)
+            if on_framing_error is not None:
+                await on_framing_error(str(exc))
+            return f"framing: {exc}"
+        if body is None:
+            return "eof"
+        try:
+            dispatch_body(body, sink)
+        except Exception:  # one bad message must never stop the server
+            log.exception("handling a message failed")
+        # Let handlers started by this message run before reading the next one.
+        await asyncio.sleep(0)

@@ -1,0 +1,1 @@
+"""The terminal REPL behind ``pygent``: input, rendering, approvals, slash commands."""

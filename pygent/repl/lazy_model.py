@@ -1,0 +1,71 @@
+"""The default model, built on first use so ``import openai`` (~0.4 s) stays off start-up.
+
+The REPL shows its prompt first and warms the import up in the background while the
+user types; a user who types fast just pays the rest of the import on the first turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class LazyOpenAIModel:
+    """Stands in for :class:`pygent.openai_model.OpenAIModel` until the first call.
+
+    Args:
+        settings: the session's settings (key, base URL, request timeout).
+        on_retry: shown while the model layer waits to retry (a countdown).
+    """
+
+    def __init__(self, settings: Any, on_retry: Callable[[int, float, str], None] | None = None) -> None:
+        self._settings = settings
+        self._on_retry = on_retry
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                from pygent.openai_model import OpenAIModel
+
+                s = self._settings
+                self._model = OpenAIModel(api_key=s.api_key, base_url=s.base_url,
+                                          timeout=s.request_timeout, on_retry=self._on_retry)  # fmt: skip
+            return self._model
+
+    def warm_up(self) -> None:
+        """Import the SDK in a daemon thread (errors surface on the first real call)."""
+
+        def run() -> None:
+            try:
+                self._get()
+            except ImportError as exc:
+                log.warning("loading the model SDK failed: %s", exc)
+
+        threading.Thread(target=run, name="pygent-warm-up", daemon=True).start()
+
+    async def astream(self, messages: list[dict[str, Any]], model: str,
+                      tools: list[dict[str, Any]] | None, *, on_text: Any = None) -> Any:  # fmt: skip
+        return await self._get().astream(messages, model, tools, on_text=on_text)
+
+    def chat(self, messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]] | None) -> Any:
+        return self._get().chat(messages, model, tools)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client of the running loop, if the model was ever built."""
+        if self._model is not None:
+            await self._model.aclose()
+
+    def close(self) -> None:
+        with self._lock:
+            model = self._model
+        if model is not None and hasattr(model, "close"):
+            model.close()
+
+    def __repr__(self) -> str:
+        return f"LazyOpenAIModel(loaded={self._model is not None})"

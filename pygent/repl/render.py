@@ -1,0 +1,376 @@
+"""Rendering the agent's events in the terminal with rich: replies, tool panels, spinner.
+
+One live region at a time shows what is in progress (the spinner while the model
+thinks, the tail of the reply as it streams, a running command with its latest
+output); everything finished is printed above it for good. Events may arrive from
+the runtime's thread (command output): they are handed to the REPL's loop first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.spinner import Spinner
+from rich.text import Text
+
+from pygent import events as ev
+from pygent.repl.fold import OutputFold
+from pygent.repl.mdstream import MarkdownStream
+from pygent.repl.sanitize import make_visible, strip_terminal_codes
+from pygent.repl.transcript import Transcript
+
+#: Output lines shown live under a running command.
+LIVE_OUTPUT_LINES = 10
+LEVEL_STYLES = {"info": "cyan", "warning": "yellow", "error": "bold red"}
+
+
+@dataclass
+class _Call:
+    """A tool call being shown: what it is, and what it has printed so far."""
+
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    preview: str
+    started: float | None = None
+    output: OutputFold = field(default_factory=OutputFold)
+
+    @property
+    def title(self) -> str:
+        if self.tool == "bash":
+            return "bash"
+        path = self.arguments.get("path")
+        return f"{self.tool} {path}" if isinstance(path, str) else self.tool
+
+    def command_text(self) -> Text:
+        """The first lines of the panel: the command, or a short argument summary."""
+        if self.tool == "bash":
+            cmd = make_visible(str(self.arguments.get("cmd", self.preview)))
+            return Text("$ ", style="bold green") + Text(cmd, style="bold")
+        if self.tool in ("write_file", "edit_file"):
+            return diff_text(self.preview, max_lines=40)
+        shown = {k: v for k, v in self.arguments.items() if k != "path"}
+        summary = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        return Text(make_visible(summary[:300]), style="dim")
+
+
+def diff_text(diff: str, *, max_lines: int = 60) -> Text:
+    """A unified diff coloured line by line (no lexer: cheap and never surprising)."""
+    out = Text()
+    lines = make_visible(diff).splitlines()
+    for line in lines[:max_lines]:
+        style = ""
+        if line.startswith("+") and not line.startswith("+++"):
+            style = "green"
+        elif line.startswith("-") and not line.startswith("---"):
+            style = "red"
+        elif line.startswith("@@"):
+            style = "cyan"
+        out.append(line + "\n", style=style)
+    if len(lines) > max_lines:
+        out.append(f"… {len(lines) - max_lines} more diff lines\n", style="dim")
+    out.rstrip()
+    return out
+
+
+class _Waiting:
+    """The spinner line, re-rendered by Live so the elapsed time and countdown tick."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.since = time.monotonic()
+        self.retry_at: float | None = None
+        self.spinner = Spinner("dots", style="cyan")
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        elapsed = time.monotonic() - self.since
+        label = self.label
+        if self.retry_at is not None:
+            left = max(0.0, self.retry_at - time.monotonic())
+            label = f"{self.label}: retrying in {left:.0f}s"
+        self.spinner.text = Text.assemble(
+            (label, "cyan"), (f"  {elapsed:.0f}s · Ctrl-C to cancel", "dim")
+        )
+        yield self.spinner
+
+
+class _RunningCall:
+    """The live panel of a running command: its last output lines and elapsed time."""
+
+    def __init__(self, call: _Call) -> None:
+        self.call = call
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        call = self.call
+        _, hidden, tail = call.output.lines(tail_only=LIVE_OUTPUT_LINES)
+        body = Text()
+        body.append_text(call.command_text())
+        if hidden:
+            body.append(f"\n… {hidden} lines above", style="dim")
+        for line in tail:
+            body.append("\n" + line)
+        elapsed = time.monotonic() - (call.started or time.monotonic())
+        state = "running" if call.started else "waiting for approval"
+        yield Panel(
+            body,
+            title=Text(call.title, style="bold"),
+            title_align="left",
+            subtitle=Text(f"{state} {elapsed:.0f}s · Ctrl-C to cancel", style="dim"),
+            subtitle_align="right",
+            border_style="blue",
+        )
+
+
+class Renderer:
+    """Shows events on ``console``; call :meth:`handle` (any thread) for each event."""
+
+    def __init__(self, console: Console, transcript: Transcript, *, show_usage: bool = False) -> None:
+        self.console = console
+        self.transcript = transcript
+        self.show_usage = show_usage
+        self._live: Live | None = None
+        self._live_body: RenderableType | None = None
+        self._paused = 0
+        self._stream: MarkdownStream | None = None
+        self._calls: dict[str, _Call] = {}
+        self._waiting: _Waiting | None = None
+        self._turn_usage = [0, 0]
+        self._in_turn = False
+        self.last_turn_usage = (0, 0)
+        self.totals = (0, 0)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.get_ident()
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Events from other threads are handled on ``loop`` (the REPL's)."""
+        self._loop = loop
+        self._thread = threading.get_ident()
+
+    def on_event(self, event: ev.Event) -> None:
+        """The listener given to ``agent.events.subscribe``."""
+        if threading.get_ident() == self._thread or self._loop is None:
+            self.handle(event)
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.handle, event)
+
+    def _set_live(self, body: RenderableType | None) -> None:
+        self._live_body = body
+        if not self.console.is_terminal or self._paused:
+            return
+        if body is None:
+            if self._live is not None:
+                self._live.stop()
+                self._live = None
+            return
+        if self._live is None:
+            self._live = Live(body, console=self.console, transient=True, refresh_per_second=12,
+                              redirect_stdout=False, redirect_stderr=False)  # fmt: skip
+            self._live.start()
+        else:
+            self._live.update(body)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hide the live region while something else uses the terminal (an approval)."""
+        self._finish_text()
+        body = self._live_body
+        self._set_live(None)
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
+            if not self._paused and body is not None:
+                self._set_live(body)
+
+    def close(self) -> None:
+        """Stop the live region (at the end of a turn or on exit)."""
+        self._finish_text()
+        self._waiting = None
+        self._set_live(None)
+
+    # --- the turn ----------------------------------------------------------------------------
+
+    def wait(self, label: str = "thinking") -> None:
+        """Show the spinner (waiting for the model)."""
+        self._waiting = _Waiting(label)
+        self._set_live(self._waiting)
+
+    def on_retry(self, attempt: int, delay: float, reason: str) -> None:
+        """The model layer's retry callback: a countdown in the spinner."""
+        self.console.print(Text(f"model request failed ({reason}); attempt {attempt + 1} "
+                                f"in {delay:.0f}s", style="yellow"))  # fmt: skip
+        self._waiting = _Waiting("waiting for the model")
+        self._waiting.retry_at = time.monotonic() + delay
+        self._set_live(self._waiting)
+
+    def handle(self, event: ev.Event) -> None:
+        """Render one event (on the REPL's thread)."""
+        if event.task_id is not None and not isinstance(event, (ev.TaskStatus, ev.Notice)):
+            return  # a delegated task's inner steps: its status lines are enough
+        method = getattr(self, f"_on_{event.type}", None)
+        if method is not None:
+            method(event)
+
+    def _on_turn_started(self, event: ev.TurnStarted) -> None:
+        self._turn_usage = [0, 0]
+        self._in_turn = True
+        if event.prompt:
+            self.transcript.add("user", event.prompt)
+        self.wait()
+
+    def _on_message_delta(self, event: ev.MessageDelta) -> None:
+        if self._stream is None or self._stream.finished:
+            self._waiting = None
+            self._set_live(None)
+            self._stream = MarkdownStream(self.console, self._set_live)
+        self._stream.add(event.text)
+
+    def _on_message_done(self, event: ev.MessageDone) -> None:
+        if self._stream is None or self._stream.finished:  # a model that did not stream
+            self._stream = MarkdownStream(self.console, self._set_live)
+            self._stream.add(event.text)
+        self._finish_text()
+        self.transcript.add("assistant", event.text)
+
+    def _finish_text(self) -> None:
+        if self._stream is not None and not self._stream.finished:
+            self._stream.finish()
+
+    def _on_tool_call_proposed(self, event: ev.ToolCallProposed) -> None:
+        self._finish_text()
+        self._waiting = None
+        call = _Call(event.call_id, event.tool, dict(event.arguments), event.preview)
+        self._calls[event.call_id] = call
+        if self.console.is_terminal:
+            self._set_live(_RunningCall(call))
+
+    def _on_tool_call_started(self, event: ev.ToolCallStarted) -> None:
+        call = self._calls.get(event.call_id)
+        if call is None:
+            return
+        call.started = time.monotonic()
+        if self.console.is_terminal:
+            self._set_live(_RunningCall(call))
+        else:
+            self.console.print(Text.assemble((f"⏵ {call.title}\n", "bold"), call.command_text()))
+
+    def _on_tool_output(self, event: ev.ToolOutput) -> None:
+        call = self._calls.get(event.call_id)
+        if call is None:
+            return
+        call.output.feed(event.text)
+        if not self.console.is_terminal:
+            self.console.out(strip_terminal_codes(event.text), end="", highlight=False)
+
+    def _on_tool_call_finished(self, event: ev.ToolCallFinished) -> None:
+        call = self._calls.pop(event.call_id, None) or _Call(event.call_id, event.tool, {}, "")
+        self._set_live(None)
+        self.transcript.add(f"tool {call.title} [{event.status}]", self._plain_call(call, event))
+        if event.status == "denied":
+            self.console.print(Panel(
+                Text.assemble(call.command_text(), "\n", (make_visible(event.output), "yellow")),
+                title=Text(f"{call.title} · denied", style="bold yellow"), title_align="left",
+                border_style="yellow"))  # fmt: skip
+        else:
+            self.console.print(self._finished_panel(call, event))
+        if self._in_turn:
+            self.wait()  # the model is called again with the result
+
+    def _finished_panel(self, call: _Call, event: ev.ToolCallFinished) -> Panel:
+        body = Text()
+        body.append_text(call.command_text())
+        output = call.output
+        status_lines: list[str] = []
+        if output.empty:
+            output = OutputFold(head=6 if call.tool != "bash" else 12, tail=6)
+            text = event.output
+            if call.tool == "bash" and text.startswith("$ "):
+                text = text.split("\n", 1)[1] if "\n" in text else ""
+            output.feed(text)
+        elif call.tool == "bash":
+            # The streamed output is complete; the result adds the status lines.
+            status_lines = [
+                line for line in event.output.splitlines()[-3:]
+                if line.startswith("[") and line.endswith("]")
+            ]  # fmt: skip
+        folded = output.text()
+        if folded.strip():
+            body.append("\n" + folded.rstrip("\n"), style="" if event.ok else "red")
+        for line in status_lines:
+            body.append("\n" + line, style="yellow")
+        elapsed = time.monotonic() - call.started if call.started else 0.0
+        ok = event.ok and event.status == "completed"
+        mark = "✓" if ok else ("⏹ cancelled" if event.status == "cancelled" else "✗")
+        return Panel(
+            body,
+            title=Text(call.title, style="bold"),
+            title_align="left",
+            subtitle=Text(f"{mark} {elapsed:.1f}s", style="green" if ok else "red"),
+            subtitle_align="right",
+            border_style="green" if ok else "red",
+        )
+
+    @staticmethod
+    def _plain_call(call: _Call, event: ev.ToolCallFinished) -> str:
+        head = f"$ {call.arguments.get('cmd', '')}" if call.tool == "bash" else call.preview
+        return f"{head}\n{event.output}"
+
+    def _on_usage(self, event: ev.Usage) -> None:
+        self._turn_usage[0] += event.prompt_tokens
+        self._turn_usage[1] += event.completion_tokens
+        self.totals = (event.total_prompt_tokens, event.total_completion_tokens)
+
+    def _on_notice(self, event: ev.Notice) -> None:
+        self._finish_text()
+        style = LEVEL_STYLES.get(event.level, "")
+        prefix = {"warning": "warning: ", "error": "error: "}.get(event.level, "")
+        self.console.print(Text(prefix + make_visible(event.text), style=style))
+        self.transcript.add(event.level, event.text)
+
+    def _on_task_status(self, event: ev.TaskStatus) -> None:
+        who = f" ({event.persona})" if event.persona else ""
+        detail = f": {event.detail}" if event.detail else ""
+        line = f"task {event.task_id}{who} {event.status}{detail}"
+        self.console.print(Text("⇢ " + make_visible(line), style="magenta"))
+        self.transcript.add("task", line)
+
+    def _on_turn_ended(self, event: ev.TurnEnded) -> None:
+        self._in_turn = False
+        self.close()
+        self.last_turn_usage = (self._turn_usage[0], self._turn_usage[1])
+        if event.stop_reason == ev.StopReason.CANCELLED:
+            self.console.print(Text("⏹ cancelled: the turn was stopped; the session goes on",
+                                    style="yellow"))  # fmt: skip
+            self.transcript.add("cancelled", "the turn was cancelled")
+        if self.show_usage:
+            self.print_usage()
+
+    def print_usage(self) -> None:
+        """One line: the last turn's tokens and the session's totals."""
+        p, c = self.last_turn_usage
+        tp, tc = self.totals
+        self.console.print(Text(f"tokens: {p:,} in · {c:,} out this turn "
+                                f"(session: {tp:,} in · {tc:,} out)", style="dim"))  # fmt: skip
+
+    # --- messages from the REPL itself ------------------------------------------------------
+
+    def info(self, text: str, style: str = "cyan") -> None:
+        self.console.print(Text(text, style=style))
+
+    def error(self, text: str) -> None:
+        self.console.print(Text(text, style="bold red"))
+
+    def group(self, *items: RenderableType) -> None:
+        self.console.print(Group(*items))

@@ -1,0 +1,554 @@
+"""The Docker backend: one hardened container per backend, a persistent shell inside it.
+
+The workspace is bind-mounted at ``/workspace``; everything else in the container is
+read-only or a sized tmpfs, with no network, no capabilities, no new privileges,
+resource limits, and the host user's uid:gid so workspace files stay the user's.
+When the container dies, is removed or is paused under a command, the command
+returns promptly with a note saying so, and the next command runs in a new
+container on the same workspace (see docs/sandbox.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import dataclasses
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pygent.errors import RuntimeUnavailable, SandboxError
+from pygent.runtime.base import CommandResult, OutputCallback
+from pygent.runtime.docker_engine import (
+    ProgressCallback,
+    connect,
+    container_logs,
+    ensure_image,
+    import_docker,
+    is_connection_error,
+    owner_labels,
+    reap_orphans,
+)
+from pygent.runtime.docker_transport import DockerShellTransport
+from pygent.runtime.sandbox_env import sandbox_environment
+from pygent.runtime.shell import PersistentShell
+
+if TYPE_CHECKING:
+    import docker
+
+log = logging.getLogger(__name__)
+
+WORKDIR = "/workspace"
+HOME = "/tmp/home"
+
+#: The container's main process: it only keeps the container up. It runs under a
+#: uid the commands do not have, so without capabilities they cannot signal it.
+KEEPER = ["/bin/sh", "-c", "exec sleep 2147483647"]
+
+#: Watchdog: first check after this long, then every WATCH_INTERVAL seconds.
+WATCH_DELAY = 1.0
+WATCH_INTERVAL = 1.0
+#: A container paused this long under a running command is resumed and the command stopped.
+PAUSE_GRACE = 5.0
+#: How long to wait for a restarting daemon before giving up on a recovery.
+DAEMON_RETRY = 30.0
+
+
+@dataclass(frozen=True)
+class DockerOptions:
+    """How the sandbox container is built. The defaults are the hardened ones."""
+
+    image: str = "python:3.12-slim"
+    network: bool = False  # False: network_mode "none"; True: the default bridge
+    memory: str = "2g"  # memory limit; swap is disabled (memswap == memory)
+    cpus: float = 2.0
+    pids_limit: int = 512
+    nofile: int = 4096  # open files per process
+    fsize_bytes: int = 2 << 30  # largest file a command may write
+    tmp_size: str = "256m"  # size of the /tmp and $HOME tmpfs mounts (count as memory)
+    user: str | None = None  # "uid:gid" in the container; None: the host user's
+    env: dict[str, str] = field(default_factory=dict)  # extra variables (-e NAME=value)
+    extra_labels: dict[str, str] = field(default_factory=dict)
+    read_only: bool = True  # read-only root filesystem
+    shm_size: str = "64m"
+    pull: bool = True  # pull the image when it is missing locally
+
+
+def _keeper_user(exec_user: str) -> str:
+    """A uid:gid for the keeper that differs from the commands' uid."""
+    uid = exec_user.split(":", 1)[0]
+    return "65533:65533" if uid in ("65534", "nobody") else "65534:65534"
+
+
+# Containers still open at interpreter exit are removed then (best effort); the
+# reaper catches the rest (kill -9) on the next start.
+_live: dict[str, DockerBackend] = {}
+_live_lock = threading.Lock()
+_reaped = False
+
+
+@atexit.register
+def _remove_live_containers() -> None:
+    with _live_lock:
+        backends = list(_live.values())
+        _live.clear()
+    for backend in backends:
+        backend._remove_container_sync()
+
+
+class DockerBackend:
+    """Runs commands in a Docker container through a persistent shell."""
+
+    kind = "docker"
+
+    def __init__(
+        self,
+        workspace: Path,
+        options: DockerOptions | None = None,
+        *,
+        output_limit: int = 64 * 1024 * 1024,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        """
+        Args:
+            workspace: host directory bind-mounted at /workspace (created if missing).
+            options: container settings; the defaults are the hardened ones.
+            output_limit: total output after which a command is killed.
+            on_progress: called with short lines while an image is pulled.
+        """
+        self.workspace = Path(workspace)
+        self.options = options or DockerOptions()
+        self.user = self.options.user or f"{os.getuid()}:{os.getgid()}"
+        self._env = sandbox_environment(self.options.env, host=False, home=HOME)
+        self._on_progress = on_progress
+        self._client: docker.DockerClient | None = None
+        self.container_id: str | None = None
+        self.container_name: str | None = None
+        self._transport: DockerShellTransport | None = None
+        self._shell = PersistentShell(self._spawn, initial_cwd=WORKDIR, output_limit=output_limit)
+        self._note = ""  # set when the container was replaced or resumed
+        self._stopped = False  # the watchdog stopped the running command
+        self._start_lock = asyncio.Lock()
+        self._started = False
+        self._closed = False
+        self.recoveries = 0
+
+    def describe(self) -> str:
+        return f"Docker ({self.options.image})"
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, make sure the image is there, create the container, start the shell.
+
+        Raises:
+            RuntimeUnavailable: no engine, no permission, or the image is unavailable.
+            SandboxError: the image cannot run a shell.
+        """
+        async with self._start_lock:
+            if self._started:
+                return
+            if self._closed:
+                raise SandboxError("this Docker sandbox was closed")
+            self.workspace.mkdir(parents=True, exist_ok=True)
+            self.workspace = self.workspace.resolve()
+            self._client = await asyncio.to_thread(connect)
+            await asyncio.to_thread(self._prepare)
+            try:
+                await self._new_container()
+                await self._shell.start()
+            except BaseException:
+                await self._discard_container()
+                raise
+            self._note = ""
+            self._started = True
+
+    def _prepare(self) -> None:
+        global _reaped
+        assert self._client is not None
+        if not _reaped:
+            _reaped = True
+            reap_orphans(self._client)
+        ensure_image(
+            self._client, self.options.image, pull=self.options.pull, progress=self._on_progress
+        )
+
+    async def close(self) -> None:
+        """Stop the shell and remove the container, whatever state they are in; idempotent."""
+        self._closed = True
+        transport = self._transport
+        if transport is not None:
+            transport.abort()  # the container is removed below: no need to kill one by one
+        await self._shell.close()
+        await self._discard_container()
+
+    async def _discard_container(self) -> None:
+        if self.container_id is not None:
+            await asyncio.to_thread(self._remove_container_sync)
+
+    def _remove_container_sync(self) -> None:
+        cid, self.container_id = self.container_id, None
+        with _live_lock:
+            _live.pop(cid or "", None)
+        if cid is None or self._client is None:
+            return
+        sdk = import_docker()
+        try:
+            self._client.api.remove_container(cid, force=True, v=True)
+        except sdk.errors.NotFound:
+            pass
+        except (sdk.errors.DockerException, OSError) as exc:
+            # The reaper removes it on the next start once this process is gone.
+            log.warning("could not remove sandbox container %s: %s", self.container_name, exc)
+
+    # -- container ----------------------------------------------------------------
+
+    def _create_sync(self) -> tuple[str, str]:
+        """Create and start a hardened container; returns (id, name)."""
+        assert self._client is not None
+        sdk = import_docker()
+        api = self._client.api
+        o = self.options
+        tmpfs_opts = f"size={o.tmp_size},exec,nosuid,nodev"
+        host_config = api.create_host_config(
+            binds={str(self.workspace): {"bind": WORKDIR, "mode": "rw"}},
+            network_mode="bridge" if o.network else "none",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            read_only=o.read_only,
+            # /tmp keeps exec (compilers and pytest run temporary executables there).
+            tmpfs={"/tmp": tmpfs_opts, HOME: tmpfs_opts + ",mode=1777"},
+            pids_limit=o.pids_limit,
+            mem_limit=o.memory,
+            memswap_limit=o.memory,  # equal: no swap, the OOM killer acts in the container
+            nano_cpus=int(o.cpus * 1e9),
+            shm_size=o.shm_size,
+            ulimits=[
+                sdk.types.Ulimit(name="nofile", soft=o.nofile, hard=o.nofile),
+                sdk.types.Ulimit(name="fsize", soft=o.fsize_bytes, hard=o.fsize_bytes),
+                sdk.types.Ulimit(name="core", soft=0, hard=0),
+            ],
+            oom_score_adj=500,  # under host memory pressure the sandbox goes first
+            init=True,  # reaps the zombies that killed process groups leave
+            auto_remove=False,  # keep State.ExitCode / OOMKilled; removed explicitly
+        )
+        name = f"pygent-{os.getpid()}-{secrets.token_hex(4)}"
+        labels = {**o.extra_labels, **owner_labels(), "pygent.workspace": str(self.workspace)}
+        try:
+            cid = api.create_container(
+                o.image,
+                entrypoint=KEEPER,
+                command=[],
+                user=_keeper_user(self.user),
+                working_dir=WORKDIR,
+                hostname="sandbox",
+                labels=labels,
+                name=name,
+                host_config=host_config,
+            )["Id"]
+        except sdk.errors.ImageNotFound as exc:
+            raise RuntimeUnavailable(
+                f"the sandbox image {o.image} is not available locally",
+                hint=f"run `docker pull {o.image}`, or set PYGENT_IMAGE to a local image",
+            ) from exc
+        except sdk.errors.APIError as exc:
+            raise SandboxError(
+                f"could not create the sandbox container from {o.image}: {exc.explanation or exc}"
+            ) from exc
+        with _live_lock:
+            _live[cid] = self
+        try:
+            api.start(cid)
+        except sdk.errors.APIError as exc:
+            logs = container_logs(self._client, cid)
+            with contextlib.suppress(sdk.errors.DockerException):
+                api.remove_container(cid, force=True)
+            with _live_lock:
+                _live.pop(cid, None)
+            raise SandboxError(
+                f"the sandbox image {o.image} cannot start: {exc.explanation or exc}"
+                + (f"\n{logs}" if logs else ""),
+                hint="the image needs /bin/sh and sleep for this machine's architecture; "
+                "try PYGENT_IMAGE=python:3.12-slim",
+            ) from exc
+        return cid, name
+
+    async def _new_container(self) -> None:
+        self.container_id, self.container_name = await asyncio.to_thread(self._create_sync)
+        log.info("sandbox container %s started (%s)", self.container_name, self.options.image)
+
+    def _state_sync(self) -> dict[str, Any] | None:
+        """The container's State, None when it no longer exists; retries while the daemon
+        restarts (up to DAEMON_RETRY seconds), then raises SandboxError."""
+        assert self._client is not None
+        sdk = import_docker()
+        deadline = time.monotonic() + DAEMON_RETRY
+        delay = 0.2
+        while True:
+            try:
+                if self.container_id is None:
+                    return None
+                return self._client.api.inspect_container(self.container_id)["State"]
+            except sdk.errors.NotFound:
+                return None
+            except (sdk.errors.DockerException, OSError) as exc:
+                if not is_connection_error(exc) or time.monotonic() > deadline:
+                    raise SandboxError(
+                        f"the Docker daemon is not answering: {exc}",
+                        hint="check `docker info`; the next command tries again",
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _state(self) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self._state_sync)
+
+    async def _replace_container(self, state: dict[str, Any] | None) -> None:
+        """The container is gone or dead: remove it and start a new one (same workspace)."""
+        old = self.container_name
+        if state is None:
+            why = "sandbox container was removed"
+        else:
+            why = (
+                f"sandbox container died (exit {state.get('ExitCode')}, "
+                f"OOMKilled={str(state.get('OOMKilled', False)).lower()})"
+            )
+        log.warning("%s (%s); starting a new one", why, old)
+        await self._discard_container()
+        self.recoveries += 1
+        try:
+            await self._new_container()
+        except (RuntimeUnavailable, SandboxError) as exc:
+            self._note = f"{why}; no new container could be started: {exc}"
+            raise SandboxError(f"{why} and no new one could be started: {exc}",
+                               hint=getattr(exc, "hint", "")) from exc
+        self._note = (
+            f"{why}; a new container was started with the same workspace; "
+            "installed packages are gone"
+        )
+
+    async def _resume(self) -> None:
+        assert self._client is not None and self.container_id is not None
+        await asyncio.to_thread(self._client.api.unpause, self.container_id)
+        log.warning("sandbox container %s was paused; resumed it", self.container_name)
+
+    async def _ensure_container(self) -> None:
+        """Before a new shell: make sure the container runs (resume or replace it)."""
+        if self.container_id is None:
+            await self._replace_container(None)
+            return
+        state = await self._state()
+        if state is not None and state.get("Running"):
+            if state.get("Paused"):
+                await self._resume()
+                self._note = self._note or "sandbox container was paused; it was resumed"
+            return
+        await self._replace_container(state)
+
+    async def _spawn(self) -> DockerShellTransport:
+        """Called by PersistentShell for each (new) shell."""
+        assert self._client is not None
+        if self._closed:
+            raise SandboxError("this Docker sandbox was closed")
+        if self._transport is not None:  # a replacement: check what happened first
+            self._transport = None
+            await self._ensure_container()
+        assert self.container_id is not None
+        sdk = import_docker()
+        try:
+            transport = await DockerShellTransport.spawn(
+                self._client, self.container_id, user=self.user, environment=self._env
+            )
+        except (sdk.errors.APIError, SandboxError) as exc:
+            state = await self._state()
+            if state is None or not state.get("Running") or state.get("Paused"):
+                if self._started:  # died in between: one more try in a new container
+                    await self._ensure_container()
+                    transport = await DockerShellTransport.spawn(
+                        self._client, self.container_id, user=self.user, environment=self._env
+                    )
+                else:
+                    raise self._bad_image(exc, state) from exc
+            else:
+                raise
+        self._transport = transport
+        return transport
+
+    def _bad_image(self, exc: BaseException, state: dict[str, Any] | None) -> SandboxError:
+        logs = container_logs(self._client, self.container_id) if self.container_id else ""
+        code = (state or {}).get("ExitCode")
+        err = (state or {}).get("Error") or ""
+        detail = str(exc) if isinstance(exc, SandboxError) else getattr(exc, "explanation", exc)
+        return SandboxError(
+            f"the sandbox image {self.options.image} cannot run a shell"
+            + (f" (container exit {code})" if code is not None else "")
+            + f": {detail}"
+            + (f"\n{err}" if err else "")
+            + (f"\ncontainer output:\n{logs}" if logs else ""),
+            hint="the image needs /bin/sh for this machine's architecture; "
+            "try PYGENT_IMAGE=python:3.12-slim",
+        )
+
+    # -- commands -----------------------------------------------------------------
+
+    async def run(
+        self, cmd: str, *, timeout: float | None, on_output: OutputCallback | None = None
+    ) -> CommandResult:
+        """Run ``cmd`` in the container's shell; see :class:`pygent.runtime.base.Backend`.
+
+        Raises:
+            SandboxError: the container is gone and no new one could be started.
+        """
+        if not self._started:
+            await self.start()
+        if self._closed:
+            raise SandboxError("this Docker sandbox was closed")
+        self._note = ""
+        self._stopped = False
+        restarts = self._shell.restarts
+        started_at = time.time()
+        # A timer, not a task: most commands end before the watchdog is needed, and a
+        # timer costs less than a task on this hot path.
+        watch: list[asyncio.Future[None]] = []
+        timer = asyncio.get_running_loop().call_later(
+            WATCH_DELAY, lambda: watch.append(asyncio.ensure_future(self._watchdog()))
+        )
+        try:
+            result = await self._shell.run(cmd, timeout=timeout, on_output=on_output)
+        finally:
+            timer.cancel()
+            for task in watch:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        transport = self._transport
+        if self._shell.restarts > restarts and not self._note:
+            # The shell was lost under the command: was it the container?
+            await self._after_lost_shell()
+        elif transport is not None and transport.kill_failed:
+            # The command's processes could not be killed (pids exhausted and no
+            # killer): only a new container gets rid of them.
+            await self._replace_after_failed_kill()
+        if result.exit_code == 137 and not (result.timed_out or result.cancelled):
+            if await self._oom_since(started_at):
+                self._note = self._note or (
+                    f"killed: out of memory (the sandbox memory limit is {self.options.memory}; "
+                    "raise it with PYGENT_DOCKER_MEMORY)"
+                )
+        if self._stopped:  # the watchdog stopped it: it did not finish
+            result = dataclasses.replace(result, exit_code=None)
+        if self._note:
+            result = dataclasses.replace(result, note=self._note)
+        return result
+
+    async def _after_lost_shell(self) -> None:
+        try:
+            state = await self._state()
+        except SandboxError as exc:
+            self._note = (
+                f"sandbox container lost: {exc}; the next command will try to start a new one"
+            )
+            return
+        if state is not None and state.get("Running") and not state.get("Paused"):
+            transport = self._transport
+            code = await transport.exit_code() if transport is not None else None
+            if code is None or code >= 128:
+                # Killed, not `exit`: the container may be dying and Docker may not
+                # have updated its state yet (the exec stream closes first).
+                state = await self._settle(2.0)
+        if state is not None and state.get("Running"):
+            if state.get("Paused"):
+                await self._resume()
+                self._note = "sandbox container was paused; it was resumed"
+            return  # only the shell exited (`exit`): PersistentShell's note says so
+        try:
+            await self._replace_container(state)
+        except SandboxError as exc:
+            self._note = f"{exc}; the next command will try again"
+
+    async def _settle(self, within: float) -> dict[str, Any] | None:
+        """Poll the container state for up to ``within`` seconds until it stops running."""
+        deadline = time.monotonic() + within
+        while True:
+            state = await self._state()
+            if state is None or not state.get("Running") or time.monotonic() > deadline:
+                return state
+            await asyncio.sleep(0.1)
+
+    async def _replace_after_failed_kill(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.abort()
+        await self._shell.close()  # the next command spawns a shell in the new container
+        try:
+            await self._replace_container({"ExitCode": None})
+        except SandboxError as exc:
+            self._note = f"{exc}; the next command will try again"
+            return
+        self._note = (
+            "the command's processes could not be killed (process limit exhausted?); "
+            "a new container was started with the same workspace; installed packages are gone"
+        )
+
+    async def _oom_since(self, since: float) -> bool:
+        """Whether the kernel's OOM killer acted in the container since ``since``."""
+        if self._client is None or self.container_id is None:
+            return False
+        sdk = import_docker()
+        client, cid = self._client, self.container_id
+
+        def oom_events() -> bool:
+            events = client.api.events(
+                since=int(since) - 1,
+                until=int(time.time()) + 1,
+                filters={"container": cid, "event": "oom"},
+                decode=True,
+            )
+            try:
+                return any(True for _ in events)
+            finally:
+                events.close()
+
+        try:
+            return await asyncio.to_thread(oom_events)
+        except (sdk.errors.DockerException, OSError) as exc:
+            log.debug("could not read OOM events: %s", exc)
+            return False
+
+    async def _watchdog(self) -> None:
+        """While a command runs: notice a dead, removed or paused container."""
+        paused_since: float | None = None
+        while True:
+            try:
+                state = await self._state()
+            except SandboxError as exc:
+                log.warning("watchdog: %s", exc)
+                state = {"Running": False, "ExitCode": None}
+            transport = self._transport
+            if state is None or not state.get("Running"):
+                if transport is not None:
+                    transport.abort()  # the command returns now; run() recovers
+                return
+            if state.get("Paused"):
+                paused_since = paused_since or time.monotonic()
+                if time.monotonic() - paused_since >= PAUSE_GRACE:
+                    self._stopped = True
+                    await self._resume()
+                    self._note = (
+                        f"sandbox container was paused (docker pause) for over "
+                        f"{PAUSE_GRACE:.0f} s; it was resumed and the command was stopped"
+                    )
+                    if transport is not None:
+                        await transport.kill_children()
+                        if transport.kill_failed:
+                            transport.abort()
+                    return
+            else:
+                paused_since = None
+            await asyncio.sleep(WATCH_INTERVAL)

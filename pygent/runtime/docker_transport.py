@@ -1,0 +1,474 @@
+"""A shell inside a Docker container, reached through a Docker exec socket (a ShellTransport).
+
+One ``docker exec`` starts the shell (bash when the image has it, else sh) with
+stdin attached; its hijacked HTTP connection carries stdin one way and Docker's
+multiplexed stdout/stderr frames (8-byte header: stream, 0, 0, 0, big-endian
+length) the other. The frames are split straight into two ``asyncio.StreamReader``
+objects from the socket's protocol callback, so a command costs a socket round
+trip, not a ``docker exec`` (about 0.05 ms against 20-140 ms).
+
+Killing a command's processes needs a second process in the container, because the
+shell is busy. A *killer* shell is started once per transport, right after the
+shell, and then only reads requests on its stdin: it scans ``/proc`` with shell
+builtins alone, so it still works when a fork bomb has used up the pids limit (a new
+``docker exec`` could not even start then). It stops everything it may signal
+(``kill -STOP -1``), resumes the shell, then SIGKILLs every process except PID 1
+(init), the shell and itself. The container's keeper process runs under another
+uid, so neither the killer nor a user's ``kill -9 -1`` can take the container down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+from pygent.errors import SandboxError
+from pygent.runtime.docker_engine import import_docker
+
+if TYPE_CHECKING:
+    import docker
+
+log = logging.getLogger(__name__)
+
+#: bash when the image has it (``cd``/``export`` behave as users expect), else POSIX sh.
+SHELL_COMMAND = [
+    "/bin/sh",
+    "-c",
+    "command -v bash >/dev/null 2>&1 && exec bash --noprofile --norc; exec /bin/sh",
+]
+
+#: The killer: builtins only (no fork), so it works with the pids limit exhausted.
+#: ``k PID`` kills everything but PID 1, PID and itself; ``x`` spares only itself, then exits.
+KILLER_SCRIPT = r"""
+exec 2>/dev/null
+k() {
+  kill -STOP -1; kill -STOP -1
+  [ "$1" -gt 0 ] && kill -CONT "$1"
+  i=0
+  while [ "$i" -lt 10 ]; do
+    n=0
+    for f in /proc/[0-9]*/stat; do
+      p=${f#/proc/}; p=${p%/stat}
+      case $p in 1|$$|$1) continue ;; esac
+      read -r l <"$f" || continue
+      s=${l##*") "}; s=${s%% *}
+      case $s in Z|X|x) continue ;; esac
+      kill -9 "$p" && n=$((n+1))
+    done
+    [ "$n" -eq 0 ] && break
+    i=$((i+1))
+  done
+  [ "$1" -gt 0 ] && kill -CONT "$1"
+}
+while read -r cmd arg; do
+  case $cmd in
+    k) k "$arg"; echo ok ;;
+    x) k 0; echo ok; exit 0 ;;
+    p) echo ok ;;
+  esac
+done
+"""
+
+#: Bytes buffered per stream before the socket stops being read (back-pressure).
+STREAM_LIMIT = 1 << 20
+HANDSHAKE_TIMEOUT = 30.0
+KILL_TIMEOUT = 10.0
+_READY = b"__PYGENT_READY:"
+
+
+class _FlowControl:
+    """Pauses the socket while either reader holds more than its limit."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._paused: set[int] = set()
+
+    def reader_hook(self, key: int) -> _ReaderHook:
+        return _ReaderHook(self, key)
+
+    def pause(self, key: int) -> None:
+        if not self._paused and not self._transport.is_closing():
+            self._transport.pause_reading()
+        self._paused.add(key)
+
+    def resume(self, key: int) -> None:
+        self._paused.discard(key)
+        if not self._paused and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+
+class _ReaderHook:
+    """What ``StreamReader.set_transport`` expects: pause_reading / resume_reading."""
+
+    def __init__(self, flow: _FlowControl, key: int) -> None:
+        self._flow = flow
+        self._key = key
+
+    def pause_reading(self) -> None:
+        self._flow.pause(self._key)
+
+    def resume_reading(self) -> None:
+        self._flow.resume(self._key)
+
+
+class _DemuxProtocol(asyncio.Protocol):
+    """Splits Docker's multiplexed stream frames into a stdout and a stderr reader."""
+
+    def __init__(self, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+        self._header = bytearray()
+        self._target: asyncio.StreamReader | None = None
+        self._remaining = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self.closed = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        flow = _FlowControl(transport)
+        self.stdout.set_transport(flow.reader_hook(1))  # type: ignore[arg-type]
+        self.stderr.set_transport(flow.reader_hook(2))  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        pos, size = 0, len(data)
+        while pos < size:
+            if self._remaining:
+                n = min(self._remaining, size - pos)
+                if self._target is not None:
+                    self._target.feed_data(data[pos : pos + n] if (pos or n < size) else data)
+                pos += n
+                self._remaining -= n
+                continue
+            need = 8 - len(self._header)
+            self._header += data[pos : pos + need]
+            pos += need
+            if len(self._header) == 8:
+                kind = self._header[0]
+                self._remaining = int.from_bytes(self._header[4:8], "big")
+                # 1 stdout, 2 stderr; 0 (stdin echo) and anything else is dropped.
+                self._target = self.stdout if kind == 1 else self.stderr if kind == 2 else None
+                self._header.clear()
+
+    def eof_received(self) -> bool:
+        self._finish()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+        self._drained.set()
+
+    def _finish(self) -> None:
+        if not self.closed.is_set():
+            self.closed.set()
+            self.stdout.feed_eof()
+            self.stderr.feed_eof()
+
+    def pause_writing(self) -> None:
+        self._drained.clear()
+
+    def resume_writing(self) -> None:
+        self._drained.set()
+
+    async def drain(self) -> None:
+        await self._drained.wait()
+
+
+def _hijack_exec(api: Any, exec_id: str) -> tuple[socket.socket, bytes]:
+    """Start an exec with stdin attached; return its raw socket and any bytes already read.
+
+    ``exec_start(socket=True)`` alone would drop bytes that http.client buffered past
+    the 101 response headers (an early error message), so the request is made the
+    same way the SDK makes it and the response's buffer is drained here.
+    """
+    try:
+        res = api._post_json(
+            api._url("/exec/{0}/start", exec_id),
+            headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+            data={"Tty": False, "Detach": False},
+            stream=True,
+        )
+        api._raise_for_status(res)
+        fp = res.raw._fp.fp
+        raw_sock = fp.raw._sock
+    except AttributeError:  # a different SDK layout: fall back to the public call
+        got = api.exec_start(exec_id, socket=True)
+        raw_sock = getattr(got, "_sock", got)
+        return raw_sock.dup(), b""
+    raw_sock.setblocking(False)
+    early = b""
+    with contextlib.suppress(OSError, ValueError):
+        early = fp.peek(1 << 16) or b""
+    sock = raw_sock.dup()  # ours alone: closing the HTTP response must not close it
+    with contextlib.suppress(Exception):  # best effort: the response is done with
+        res.close()
+    return sock, early
+
+
+class ExecStream:
+    """One process started with ``docker exec`` and stdin attached."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        exec_id: str,
+        transport: asyncio.Transport,
+        protocol: _DemuxProtocol,
+    ) -> None:
+        self._client = client
+        self.exec_id = exec_id
+        self._transport = transport
+        self._protocol = protocol
+        self.stdout = protocol.stdout
+        self.stderr = protocol.stderr
+
+    @classmethod
+    async def open(
+        cls,
+        client: docker.DockerClient,
+        container_id: str,
+        cmd: list[str],
+        *,
+        user: str,
+        workdir: str = "/workspace",
+        environment: dict[str, str] | None = None,
+    ) -> ExecStream:
+        """Create and start the exec (in a thread: the SDK blocks) and attach to it."""
+
+        def start() -> tuple[str, socket.socket, bytes]:
+            exec_id = client.api.exec_create(
+                container_id,
+                cmd,
+                stdin=True,
+                stdout=True,
+                stderr=True,
+                tty=False,
+                user=user,
+                workdir=workdir,
+                environment=environment or {},
+            )["Id"]
+            sock, early = _hijack_exec(client.api, exec_id)
+            return exec_id, sock, early
+
+        exec_id, sock, early = await asyncio.to_thread(start)
+        loop = asyncio.get_running_loop()
+        stdout = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
+        stderr = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
+        try:
+            if sock.family == socket.AF_UNIX:
+                transport, protocol = await loop.create_unix_connection(
+                    lambda: _DemuxProtocol(stdout, stderr), sock=sock
+                )
+            else:
+                transport, protocol = await loop.create_connection(
+                    lambda: _DemuxProtocol(stdout, stderr), sock=sock
+                )
+        except BaseException:
+            sock.close()
+            raise
+        if early:
+            protocol.data_received(early)
+        return cls(client, exec_id, transport, protocol)
+
+    async def write(self, data: bytes) -> None:
+        if self._transport.is_closing():
+            raise ConnectionResetError("the exec connection to the sandbox is closed")
+        self._transport.write(data)
+        await self._protocol.drain()
+
+    def alive(self) -> bool:
+        return not self._protocol.closed.is_set() and not self._transport.is_closing()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    async def exit_code(self) -> int | None:
+        """The exec's exit code once it finished (None while running or unknown)."""
+        sdk = import_docker()
+        try:
+            info = await asyncio.to_thread(self._client.api.exec_inspect, self.exec_id)
+        except (sdk.errors.DockerException, OSError):
+            return None
+        return None if info.get("Running") else info.get("ExitCode")
+
+
+class DockerShellTransport:
+    """The persistent shell in a container, plus its builtin-only killer."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        container_id: str,
+        shell: ExecStream,
+        pid: int,
+        shell_name: str,
+        *,
+        user: str,
+    ) -> None:
+        self._client = client
+        self._container_id = container_id
+        self._shell = shell
+        self.pid = pid  # the shell's PID inside the container
+        self.shell_name = shell_name  # "bash" or "sh"
+        self._user = user
+        self.stdout = shell.stdout
+        self.stderr = shell.stderr
+        self._killer: ExecStream | None = None
+        self._killer_task: asyncio.Future[ExecStream] | None = None
+        self._kill_lock = asyncio.Lock()
+        self._closed = False
+        self._aborted = False
+        #: Set when a kill request failed: the backend then replaces the container.
+        self.kill_failed = False
+
+    @classmethod
+    async def spawn(
+        cls,
+        client: docker.DockerClient,
+        container_id: str,
+        *,
+        user: str,
+        environment: dict[str, str],
+        workdir: str = "/workspace",
+    ) -> DockerShellTransport:
+        """Start the shell in ``container_id`` and wait until it answers.
+
+        Raises:
+            SandboxError: the shell could not start (no /bin/sh, a broken image); the
+                message carries what the shell printed and its exit code.
+        """
+        shell = await ExecStream.open(
+            client, container_id, SHELL_COMMAND, user=user, workdir=workdir, environment=environment
+        )
+        try:
+            pid, name = await asyncio.wait_for(_handshake(shell), HANDSHAKE_TIMEOUT)
+        except asyncio.TimeoutError:
+            shell.close()
+            raise SandboxError(
+                f"the sandbox shell did not answer within {HANDSHAKE_TIMEOUT:.0f} s"
+            ) from None
+        except BaseException:
+            shell.close()
+            raise
+        transport = cls(client, container_id, shell, pid, name, user=user)
+        # Start the killer now, in the background: it must exist before a fork bomb.
+        transport._killer_task = asyncio.ensure_future(transport._open_killer())
+        transport._killer_task.add_done_callback(_retrieve)
+        return transport
+
+    async def _open_killer(self) -> ExecStream:
+        killer = await ExecStream.open(
+            self._client,
+            self._container_id,
+            ["/bin/sh", "-c", KILLER_SCRIPT],
+            user=self._user,
+            workdir="/",
+            environment={"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"},
+        )
+        self._killer = killer
+        return killer
+
+    async def _get_killer(self) -> ExecStream:
+        if self._killer is not None and self._killer.alive():
+            return self._killer
+        task = self._killer_task
+        if task is not None and not task.done():
+            return await asyncio.shield(task)
+        if self._killer is not None:
+            self._killer.close()
+            self._killer = None
+        # Gone (a user's `kill -9 -1` took it): start another; needs a free pid.
+        self._killer_task = asyncio.ensure_future(self._open_killer())
+        self._killer_task.add_done_callback(_retrieve)
+        return await asyncio.shield(self._killer_task)
+
+    async def write(self, data: bytes) -> None:
+        await self._shell.write(data)
+
+    def alive(self) -> bool:
+        return not self._closed and self._shell.alive()
+
+    async def kill_children(self) -> None:
+        """Kill every process in the container except init, the keeper and the shell."""
+        await self._kill(f"k {self.pid}\n")
+
+    async def _kill(self, request: str) -> bool:
+        sdk = import_docker()
+        async with self._kill_lock:
+            try:
+                killer = await asyncio.wait_for(self._get_killer(), KILL_TIMEOUT)
+                await killer.write(request.encode())
+                line = await asyncio.wait_for(killer.stdout.readline(), KILL_TIMEOUT)
+            except (sdk.errors.NotFound, ConnectionError) as exc:
+                log.info("could not kill processes: the sandbox container is gone (%s)", exc)
+                self.kill_failed = True
+                return False
+            except (asyncio.TimeoutError, OSError, SandboxError, sdk.errors.DockerException) as exc:
+                log.warning("could not kill processes in the sandbox: %s", exc or type(exc))
+                self.kill_failed = True
+                return False
+            if line.strip() != b"ok":
+                log.info("the sandbox killer exited before answering (container gone?)")
+                self.kill_failed = True
+                return False
+            return True
+
+    async def exit_code(self) -> int | None:
+        """The shell's exit code once it has exited (None while it runs or if unknown)."""
+        return await self._shell.exit_code()
+
+    def abort(self) -> None:
+        """Drop the connections now without killing anything (the container is going away
+        or its state is unknown); the shell's readers see EOF at once."""
+        self._aborted = True
+        self._shell.close()
+        if self._killer is not None:
+            self._killer.close()
+
+    async def close(self) -> None:
+        """Kill the shell and every process it left, then drop the connections."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._aborted:
+            await self._kill("x\n")
+        self._shell.close()
+        if self._killer is not None:
+            self._killer.close()
+        task = self._killer_task
+        if task is not None and not task.done():
+            task.cancel()
+
+
+async def _handshake(shell: ExecStream) -> tuple[int, str]:
+    """Ask the new shell for its PID; on EOF raise SandboxError with what it printed."""
+    await shell.write(b"printf '__PYGENT_READY:%s:%s\\n' \"$$\" \"${BASH_VERSION:+bash}\"\n")
+    junk = b""
+    while True:
+        line = await shell.stdout.readline()
+        if not line:
+            break
+        if line.startswith(_READY):
+            pid_text, _, name = line[len(_READY) :].decode().strip().partition(":")
+            return int(pid_text), name or "sh"
+        junk += line
+    err = b""
+    with contextlib.suppress(asyncio.TimeoutError):
+        err = await asyncio.wait_for(shell.stderr.read(4096), 2)
+    code = await shell.exit_code()
+    text = (junk + err).decode("utf-8", errors="replace").strip()
+    raise SandboxError(
+        "the sandbox shell exited at once"
+        + (f" (exit {code})" if code is not None else "")
+        + (f": {text[:1000]}" if text else ""),
+        hint="the image needs /bin/sh for this architecture; try PYGENT_IMAGE=python:3.12-slim",
+    )
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Mark a background task's failure as seen (it is reported where it is awaited)."""
+    if not fut.cancelled() and fut.exception() is not None:
+        log.debug("sandbox killer did not start: %s", fut.exception())

@@ -1,0 +1,572 @@
+"""Front-end-neutral sessions: create, prompt, cancel, list, close and resume agents with their sandboxes.
+
+The language server and the web UI hold no agent logic: they call a
+:class:`SessionService`. A session is an :class:`~pygent.agent.Agent`, its own
+:class:`~pygent.runtime.Runtime`, its :class:`~pygent.tasks.TaskManager` and, when bound
+to a folder, a :class:`~pygent.changes.WorkspaceSync`. Approvals go to the approver the
+front end's factory makes for each session. Every method is safe to call from the
+front end's event loop: blocking work (starting a sandbox, copying files, removing a
+container) runs in worker threads, and each session's turn is its own asyncio task,
+so a slow model or command in one session never delays another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from pygent import events as ev
+from pygent.agent import Agent, TurnResult
+from pygent.approval import Approver
+from pygent.changes import COPY, MOUNT, FileChange, FileEdit, SyncReport, WorkspaceSync
+from pygent.errors import PathError, PygentError, RuntimeUnavailable
+from pygent.persona import Persona
+from pygent.policy import normalize_mode
+from pygent.runtime import Runtime
+from pygent.settings import Settings
+from pygent.store import SessionStore
+from pygent.tasks import TaskInfo, TaskManager
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("auto", "docker", "local")
+SYNC_MODES = (COPY, MOUNT, "none")
+
+#: Makes the approver of a session (given its id); None means nobody answers (deny).
+ApproverFactory = Callable[[str], "Approver | None"]
+
+
+class UnknownSessionError(PygentError):
+    """No live session has this id."""
+
+
+class SessionBusyError(PygentError):
+    """A turn is already running in the session."""
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How to make a session. ``workspace_folder``: an editor folder (path or ``file://``
+    URI); ``runtime``: auto, docker or local; ``sync_mode``: copy, mount or none."""
+
+    workspace_folder: str | None = None
+    runtime: str = "auto"
+    persona: str | None = None
+    model: str | None = None
+    approval_mode: str | None = None
+    sync_mode: str = COPY
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """A session for lists: live ones (open here) and saved ones."""
+
+    session_id: str
+    title: str
+    live: bool
+    busy: bool = False
+    workspace_folder: str | None = None
+    sandbox_path: str | None = None
+    runtime: str | None = None
+    sync_mode: str = "none"
+    persona: str = ""
+    model: str = ""
+    approval_mode: str = "auto"
+    message_count: int = 0
+    updated: str | None = None
+    notices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ToolState:
+    name: str
+    description: str
+    kind: str
+    enabled: bool
+
+
+@dataclass
+class Session:
+    """One live session. Front ends read it; the service changes it."""
+
+    id: str
+    agent: Agent
+    runtime: Runtime
+    tasks: TaskManager
+    sync: WorkspaceSync | None
+    folder: Path | None
+    sync_mode: str
+    title: str
+    notices: list[str] = field(default_factory=list)
+    events: ev.EventHub = field(default_factory=ev.EventHub)
+    max_steps: int | None = None
+    turn: asyncio.Task[TurnResult] | None = None
+    closed: bool = False
+    created: float = field(default_factory=time.time)
+    _unsubscribe: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def busy(self) -> bool:
+        return self.turn is not None and not self.turn.done()
+
+
+def folder_path(value: str) -> Path:
+    """A ``file://`` URI or a path -> an absolute, existing folder (PathError otherwise)."""
+    text = value.strip()
+    if text.startswith("file:"):
+        parsed = urlparse(text)
+        if parsed.netloc not in ("", "localhost"):
+            raise PathError(f"workspace folder {value!r} is not on this machine")
+        text = unquote(parsed.path)
+    path = Path(os.path.expanduser(text))
+    if not path.is_absolute():
+        raise PathError(f"workspace folder {value!r} must be an absolute path or a file:// URI")
+    if not path.is_dir():
+        raise PathError(f"workspace folder {value!r} is not a directory")
+    return path.resolve()
+
+
+class SessionService:
+    """Every live session of one front end, and the saved ones.
+
+    Args:
+        settings: the base settings; each session may override model, persona and
+            approval mode.
+        approver_factory: makes each session's approver (None: nobody answers, so
+            calls the policy asks about are denied).
+        model: a model object for every agent (tests, custom models); default: the
+            agent's default OpenAI-compatible model.
+        store: the saved sessions (default: ``settings.sessions_dir``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        approver_factory: ApproverFactory | None = None,
+        model: Any = None,
+        store: SessionStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.approver_factory = approver_factory
+        self.model = model
+        self.store = store or SessionStore(settings.sessions_dir)
+        self._sessions: dict[str, Session] = {}
+        self._listeners: list[ev.EventListener] = []
+        self._closed = False
+
+    # --- sessions ------------------------------------------------------------------------
+
+    def get(self, session_id: str) -> Session:
+        """The live session ``session_id``; :class:`UnknownSessionError` otherwise."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            known = ", ".join(self._sessions) or "none"
+            raise UnknownSessionError(
+                f"no live session {session_id!r} (live sessions: {known})",
+                hint="create one with session/new, or resume a saved one with session/resume")
+        return session
+
+    @property
+    def sessions(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    async def create(self, options: SessionOptions) -> Session:
+        """Start a session: sandbox, agent, task manager, history file, folder sync."""
+        return await self._open(options, resume_id=None)
+
+    async def resume(self, session_id: str, options: SessionOptions) -> Session:
+        """Reopen a saved session (its history) in a new sandbox."""
+        if session_id in self._sessions:
+            raise PygentError(f"session {session_id!r} is already open here")
+        path = self.store.path(session_id)
+        if not path.is_file():
+            raise UnknownSessionError(
+                f"no saved session {session_id!r} in {self.store.root}",
+                hint="list the sessions (includeSaved) to see their ids")
+        return await self._open(options, resume_id=session_id)
+
+    async def _open(self, options: SessionOptions, resume_id: str | None) -> Session:
+        if self._closed:
+            raise PygentError("the service is shutting down")
+        if options.runtime not in RUNTIMES:
+            raise PygentError(f"unknown runtime {options.runtime!r}; use one of {', '.join(RUNTIMES)}")
+        if options.sync_mode not in SYNC_MODES:
+            raise PygentError(f"unknown sync mode {options.sync_mode!r}")
+        mode = normalize_mode(options.approval_mode or self.settings.effective_approval_mode())
+        return await asyncio.to_thread(self._open_blocking, options, resume_id, mode)
+
+    def _session_settings(self, options: SessionOptions) -> Settings:
+        changes: dict[str, Any] = {"history_file": None, "workspace": None, "snapshot": None}
+        if options.model:
+            changes["model"] = options.model
+        return dataclasses.replace(self.settings, **changes)
+
+    def _persona(self, name: str | None, settings: Settings) -> Persona:
+        if not name:
+            return settings.main_persona
+        for persona in [settings.main_persona, *settings.task_personas]:
+            if persona.name == name:
+                return persona
+        return Persona(name, settings.persona)
+
+    def _open_blocking(self, options: SessionOptions, resume_id: str | None, mode: str) -> Session:
+        settings = self._session_settings(options)
+        folder_text = options.workspace_folder
+        saved_meta: dict[str, Any] = {}
+        if resume_id is not None and not folder_text:
+            try:
+                reader = self.store.read(resume_id)
+                reader.load()
+                saved_meta = dict(reader.meta)
+                reader.close()
+            except PygentError as exc:
+                log.warning("cannot read saved session %s: %s", resume_id, exc)
+            folder_text = saved_meta.get("workspace") or None
+        folder = folder_path(folder_text) if folder_text else None
+        sync_mode = options.sync_mode if folder is not None else "none"
+        use_docker = {"auto": None, "docker": True, "local": False}[options.runtime]
+        runtime = Runtime(use_docker=use_docker, settings=settings,
+                          workspace=folder if sync_mode == MOUNT else None)
+        try:
+            if resume_id is None:
+                session_id = self._new_id()
+            else:
+                session_id = resume_id
+            history_path = self.store.path(session_id)
+            history_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            approver = self.approver_factory(session_id) if self.approver_factory else None
+            tasks = TaskManager(settings=settings, session_id=session_id)
+            agent = Agent(
+                runtime=runtime, model=self.model, model_name=settings.model,
+                persona=self._persona(options.persona, settings), history_file=history_path,
+                settings=settings, approver=approver, approval_mode=mode,
+                session_id=session_id, task_manager=tasks)
+        except BaseException:
+            runtime.cleanup()
+            raise
+        title = options.title or saved_meta.get("title") or ""
+        session = Session(session_id, agent, runtime, tasks, None, folder, sync_mode, title,
+                          notices=list(runtime.notices))
+        try:
+            if agent.history_store is not None and resume_id is None:
+                meta = {"workspace": str(folder) if folder else None, "model": agent.model_name}
+                if options.title:
+                    meta["title"] = options.title
+                for key, value in meta.items():
+                    agent.history_store.set_meta(key, value)
+            if folder is not None and sync_mode in (COPY, MOUNT):
+                session.sync = WorkspaceSync(folder, runtime.files, sync_mode)
+                report = session.sync.initial_sync()
+                if report.skipped:
+                    session.notices.append(
+                        f"{len(report.skipped)} file(s) too large to copy into the sandbox "
+                        f"were skipped: {', '.join(report.skipped[:5])}")
+        except BaseException:
+            self._dispose(session)
+            raise
+        self._wire(session)
+        self._sessions[session_id] = session
+        log.info("session %s started (%s, %s, sync %s)", session_id, runtime.describe(),
+                 folder or "no folder", sync_mode)
+        return session
+
+    def _new_id(self) -> str:
+        while True:
+            candidate = self.store.new_id()
+            if not self.store.path(candidate).exists() and candidate not in self._sessions:
+                return candidate
+
+    def _wire(self, session: Session) -> None:
+        """Forward the agent's and its tasks' events to the session's hub."""
+
+        def forward(event: ev.Event) -> None:
+            session.events.emit(event)
+
+        session._unsubscribe.append(session.agent.events.subscribe(forward))
+        # Sub-agents' own events (tagged with their task id); their TaskStatus events
+        # already reach the main agent's hub.
+        session._unsubscribe.append(session.tasks.subscribe(forward, agent_events=True))
+        for listener in self._listeners:
+            session._unsubscribe.append(session.events.subscribe(listener))
+
+    def subscribe(self, session_id: str, listener: ev.EventListener) -> Callable[[], None]:
+        """Call ``listener`` with every event of a session (its tasks' too).
+
+        Listeners may be called from other threads (command output arrives on the
+        runtime's thread, tasks run on their manager's thread): hand events over to
+        your own loop, in order.
+        """
+        return self.get(session_id).events.subscribe(listener)
+
+    def subscribe_all(self, listener: ev.EventListener) -> Callable[[], None]:
+        """Call ``listener`` with every event of every session, present and future."""
+        self._listeners.append(listener)
+        removers = [s.events.subscribe(listener) for s in self._sessions.values()]
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+            for remove in removers:
+                remove()
+            for s in self._sessions.values():
+                s.events._listeners[:] = [x for x in s.events._listeners if x is not listener]
+
+        return unsubscribe
+
+    def summary(self, session: Session) -> SessionSummary:
+        agent = session.agent
+        messages = sum(1 for m in agent.history[1:] if m.get("role") in ("user", "assistant"))
+        return SessionSummary(
+            session_id=session.id, title=session.title or self._title(agent), live=True,
+            busy=session.busy, workspace_folder=str(session.folder) if session.folder else None,
+            sandbox_path=str(session.runtime.workspace), runtime=session.runtime.kind,
+            sync_mode=session.sync_mode, persona=agent.persona.name, model=agent.model_name,
+            approval_mode=agent.policy.mode, message_count=messages,
+            notices=tuple(session.notices))
+
+    @staticmethod
+    def _title(agent: Agent) -> str:
+        for message in agent.history[1:]:
+            if message.get("role") == "user" and isinstance(message.get("content"), str):
+                text = " ".join(message["content"].split())
+                return text[:60]
+        return ""
+
+    def list(self, *, include_saved: bool = False) -> list[SessionSummary]:
+        """Live sessions first (oldest first), then saved ones not open here (newest first)."""
+        out = [self.summary(s) for s in sorted(self._sessions.values(), key=lambda s: s.created)]
+        if include_saved:
+            for info in self.store.list():
+                if info.id in self._sessions:
+                    continue
+                out.append(SessionSummary(
+                    session_id=info.id, title=info.title, live=False,
+                    workspace_folder=info.workspace, model=info.model or "",
+                    message_count=info.message_count, updated=info.updated.isoformat()))
+        return out
+
+    async def close(self, session_id: str) -> bool:
+        """Cancel the session's turn and tasks, remove its sandbox, close its history."""
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return False
+        await self._shutdown_session(session)
+        return True
+
+    async def _shutdown_session(self, session: Session) -> None:
+        session.closed = True
+        turn = session.turn
+        if turn is not None and not turn.done():
+            session.agent.cancel()
+            try:
+                await asyncio.wait_for(asyncio.shield(turn), 15)
+            except (asyncio.TimeoutError, asyncio.CancelledError, PygentError) as exc:
+                log.warning("the turn of session %s did not end cleanly: %r", session.id, exc)
+        await asyncio.to_thread(self._dispose, session)
+
+    def _dispose(self, session: Session) -> None:
+        for remove in session._unsubscribe:
+            remove()
+        session._unsubscribe.clear()
+        try:
+            session.tasks.shutdown(timeout=30)
+        except PygentError as exc:
+            log.warning("stopping the tasks of session %s: %s", session.id, exc)
+        session.runtime.cleanup()
+        session.agent.close()
+        log.info("session %s closed", session.id)
+
+    async def aclose(self) -> None:
+        """Close every session (cancel turns, remove containers); safe to call twice."""
+        self._closed = True
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        if sessions:
+            await asyncio.gather(*(self._shutdown_session(s) for s in sessions),
+                                 return_exceptions=True)
+
+    # --- turns ---------------------------------------------------------------------------
+
+    async def prompt(self, session_id: str, text: str, *, max_steps: int | None = None,
+                     overlay: dict[str, bytes] | None = None) -> TurnResult:
+        """Run one turn and return how it ended (``cancelled`` after :meth:`cancel`).
+
+        In copy mode the paths the editor reported (and ``overlay``, unsaved buffers)
+        are copied into the sandbox first.
+        """
+        session = self.get(session_id)
+        if session.busy:
+            raise SessionBusyError(f"session {session_id} is already running a turn",
+                                   hint="wait for it to end, or cancel it")
+        if session.sync is not None and session.sync_mode == COPY:
+            report = await asyncio.to_thread(session.sync.sync, overlay=overlay)
+            if report.conflicts:
+                session.events.emit(ev.Notice(
+                    session_id=session.id, level="warning",
+                    text="changed in the folder and by the agent (the sandbox copy was kept): "
+                         + ", ".join(report.conflicts)))
+        session.agent.task_manager = session.tasks
+        turn = asyncio.ensure_future(session.agent.arun(
+            text, max_steps=max_steps or session.max_steps,
+            step_timeout=self.settings.step_timeout))
+        session.turn = turn
+        try:
+            return await asyncio.shield(turn)
+        except asyncio.CancelledError:
+            # The caller went away (e.g. $/cancelRequest): the turn must stop too.
+            session.agent.cancel()
+            if not turn.done():
+                turn.cancel()
+            raise
+
+    def cancel(self, session_id: str) -> bool:
+        """Cancel the running turn (its command is killed); False when none runs."""
+        session = self.get(session_id)
+        if not session.busy:
+            return False
+        if not session.agent.cancel() and session.turn is not None:
+            session.turn.cancel()
+        return True
+
+    # --- settings and tools -------------------------------------------------------------
+
+    def update_settings(self, session_id: str, *, approval_mode: str | None = None,
+                        model: str | None = None, persona: str | None = None,
+                        max_steps: int | None = None) -> Session:
+        """Change a live session's settings (from its next model call on)."""
+        session = self.get(session_id)
+        agent = session.agent
+        if approval_mode is not None:
+            agent.policy.mode = normalize_mode(approval_mode)
+        if model is not None:
+            if not model.strip():
+                raise PygentError("the model name cannot be empty")
+            agent.model_name = model
+        if persona is not None:
+            agent.persona = self._persona(persona, agent.settings)
+            agent.refresh_system_message()
+        if max_steps is not None:
+            if max_steps < 1:
+                raise PygentError("maxSteps must be at least 1")
+            session.max_steps = max_steps
+        return session
+
+    def tools(self, session_id: str) -> list[ToolState]:
+        agent = self.get(session_id).agent
+        return [ToolState(t.name, t.description, t.kind, t.name not in agent.disabled_tools)
+                for t in agent.tools.tools()]
+
+    def set_tools_enabled(self, session_id: str, names: Iterable[str], enabled: bool) -> list[ToolState]:
+        """Enable or disable tools for this session; unknown names are an error."""
+        agent = self.get(session_id).agent
+        names = list(names)
+        known = set(agent.tools.names())
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise PygentError(f"unknown tool(s): {', '.join(unknown)} (tools: {', '.join(sorted(known))})")
+        for name in names:
+            if enabled:
+                agent.disabled_tools.discard(name)
+            else:
+                agent.disabled_tools.add(name)
+        agent.refresh_system_message()
+        return self.tools(session_id)
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    def list_tasks(self, session_id: str) -> list[TaskInfo]:
+        return self.get(session_id).tasks.list()
+
+    def task_info(self, session_id: str, task_id: str) -> TaskInfo:
+        return self.get(session_id).tasks.info(task_id)
+
+    def task_result(self, session_id: str, task_id: str) -> str:
+        """The task's final reply, once it ended ('' before)."""
+        session = self.get(session_id)
+        info = session.tasks.info(task_id)
+        agent = session.tasks.get_agent(task_id)
+        if agent is None or not info.done:
+            return ""
+        content = agent.last_assistant_message().content
+        return content if isinstance(content, str) else ""
+
+    def cancel_task(self, session_id: str, task_id: str) -> bool:
+        return self.get(session_id).tasks.cancel(task_id)
+
+    async def collect_file(self, session_id: str, task_id: str, path: str,
+                           dest: str | None = None) -> tuple[str, int]:
+        """Copy a file from a task's sandbox into the session's; returns (path, size)."""
+        session = self.get(session_id)
+        await asyncio.to_thread(session.tasks.collect_file, session.runtime, task_id, path, dest)
+        rel = session.runtime.files.relpath(dest or path)
+        st = session.runtime.files.lstat(rel)
+        return rel, (st.st_size if st is not None else 0)
+
+    # --- workspace -----------------------------------------------------------------------
+
+    def _sync_of(self, session_id: str) -> WorkspaceSync:
+        session = self.get(session_id)
+        if session.sync is None:
+            raise PygentError(f"session {session_id} is not bound to a workspace folder",
+                              hint="create the session with a workspaceFolder")
+        return session.sync
+
+    def note_changed(self, paths: Iterable[str]) -> None:
+        """The editor saved/created/deleted these host paths: queue them for every session
+        bound to a folder that holds them."""
+        paths = list(paths)
+        for session in self._sessions.values():
+            if session.sync is not None and session.sync_mode == COPY:
+                mine = [p for p in paths if session.sync.relpath_of(p) is not None]
+                if mine:
+                    session.sync.mark_dirty(mine)
+
+    async def sync(self, session_id: str, *, full: bool = False,
+                   overlay: dict[str, bytes] | None = None) -> SyncReport:
+        sync = self._sync_of(session_id)
+        return await asyncio.to_thread(sync.sync, full=full, overlay=overlay)
+
+    async def changes(self, session_id: str, *, diffs: bool = True) -> list[FileChange]:
+        sync = self._sync_of(session_id)
+        return await asyncio.to_thread(sync.changes, diffs=diffs)
+
+    async def pending_changes(self, session_id: str) -> list[str]:
+        """Paths the agent changed that are not applied yet ([] without a copy-mode folder)."""
+        session = self.get(session_id)
+        if session.sync is None or session.sync_mode != COPY:
+            return []
+        return [c.path for c in await asyncio.to_thread(session.sync.changes, diffs=False)]
+
+    async def plan_edits(self, session_id: str, paths: list[str] | None = None
+                         ) -> tuple[list[FileEdit], list[tuple[str, str]]]:
+        sync = self._sync_of(session_id)
+        return await asyncio.to_thread(sync.plan_edits, paths)
+
+    def mark_applied(self, session_id: str, edits: Iterable[FileEdit]) -> None:
+        self._sync_of(session_id).mark_applied(edits)
+
+    async def write_changes(self, session_id: str, paths: list[str] | None = None
+                            ) -> tuple[list[str], list[tuple[str, str]]]:
+        sync = self._sync_of(session_id)
+        report = await asyncio.to_thread(sync.write_to_folder, paths)
+        return report.applied, report.failed
+
+    async def discard(self, session_id: str, paths: list[str] | None = None) -> list[str]:
+        sync = self._sync_of(session_id)
+        return await asyncio.to_thread(sync.discard, paths)
+
+
+__all__ = [
+    "ApproverFactory", "RuntimeUnavailable", "Session", "SessionBusyError", "SessionOptions",
+    "SessionService", "SessionSummary", "ToolState", "UnknownSessionError", "folder_path",
+]
