@@ -68,7 +68,8 @@ class ApprovalRequest:
 
     ``preview`` is the command text, or a unified diff for a file write, with control
     and invisible characters made visible; ``reason`` says why Pygent asks;
-    ``task_id`` is None for the main agent, else the sub-agent's task.
+    ``task_id`` is None for the main agent, else the sub-agent's task; ``always``
+    names what an "always allow" answer would allow, for the button's label.
     """
 
     session_id: str
@@ -79,6 +80,7 @@ class ApprovalRequest:
     reason: str
     task_id: str | None = None
     options: tuple[ApprovalOption, ...] = ALL_OPTIONS
+    always: tuple[str, ...] = ()  # what "always allow" would allow: ("git status",)
 
 
 @dataclass(frozen=True)
@@ -357,6 +359,12 @@ class ApprovalGate:
             reason=decision.reason,
             task_id=task_id,
             options=PROTECTED_OPTIONS if decision.protected else ALL_OPTIONS,
+            always=()
+            if decision.protected
+            else tuple(
+                visible_text(r.describe())
+                for r in self.policy.always_rules(tool, args, tool_kind=tool_kind)
+            ),
         )
         response = await ask(self.approver, request, timeout=self.timeout)
         option = response.option
@@ -372,11 +380,11 @@ class ApprovalGate:
         if response.allowed:
             added: tuple[Rule, ...] = ()
             if option is ApprovalOption.ALLOW_ALWAYS:
-                added = self.policy.allow_always(tool, args)
+                added = self.policy.allow_always(tool, args, tool_kind=tool_kind)
             return GateResult(True, "", decision, response, added, fingerprint=digest)
         added = ()
         if option is ApprovalOption.REJECT_ALWAYS:
-            added = self.policy.reject_always(tool, args)
+            added = self.policy.reject_always(tool, args, tool_kind=tool_kind)
         if response.automatic:
             message = f"{response.message} (approval was needed: {decision.reason})"
         else:

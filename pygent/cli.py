@@ -21,9 +21,18 @@ SUBCOMMANDS = {
 }
 #: Flags that take a value: needed to find the subcommand word among the options.
 _VALUE_FLAGS = {
-    "-c", "--config", "-w", "--workspace", "--pyconfig", "-e", "--env", "--load",
-    "--omit-tool", "--ban-cmd", "--model",
-}  # fmt: skip
+    "-c",
+    "--config",
+    "-w",
+    "--workspace",
+    "--pyconfig",
+    "-e",
+    "--env",
+    "--load",
+    "--omit-tool",
+    "--ban-cmd",
+    "--model",
+}
 
 
 @dataclass
@@ -64,29 +73,72 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
-    add("--docker", dest="use_docker", action=argparse.BooleanOptionalAction, default=None,
-        help="run commands in a Docker container (--no-docker: on this machine)")
+    add(
+        "--docker",
+        dest="use_docker",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run commands in a Docker container (--no-docker: on this machine)",
+    )
     add("-c", "--config", type=Path, metavar="FILE", help="read settings from this pygent.toml")
-    add("-w", "--workspace", metavar="NAME",
-        help="keep the workspace in this directory (created if missing) across sessions")
+    add(
+        "-w",
+        "--workspace",
+        metavar="NAME",
+        help="keep the workspace in this directory (created if missing) across sessions",
+    )
     add("--cwd", action="store_true", help="use the current directory as the workspace")
-    add("--pyconfig", type=Path, metavar="FILE",
-        help="run this Python start-up script (default: ./config.py when present)")
-    add("-e", "--env", action="append", default=[], metavar="NAME=value",
-        help="set a variable inside the sandbox (repeatable)")
-    add("--load", type=Path, metavar="DIR",
-        help="resume a session saved with /save DIR (or set PYGENT_SNAPSHOT)")
-    add("--omit-tool", dest="omit_tools", action="append", default=[], metavar="NAME",
-        help="disable a tool (repeatable)")
-    add("--confirm-bash", action=argparse.BooleanOptionalAction, default=None,
-        help="ask before every command (--no-confirm-bash: never ask)")
-    add("--ban-cmd", dest="ban_cmds", action="append", default=[], metavar="CMD",
-        help="never run this command (repeatable)")
+    add(
+        "--pyconfig",
+        type=Path,
+        metavar="FILE",
+        help="run this Python start-up script (default: ./config.py when present)",
+    )
+    add(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=value",
+        help="set a variable inside the sandbox (repeatable)",
+    )
+    add(
+        "--load",
+        type=Path,
+        metavar="DIR",
+        help="resume a session saved with /save DIR (or set PYGENT_SNAPSHOT)",
+    )
+    add(
+        "--omit-tool",
+        dest="omit_tools",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="disable a tool (repeatable)",
+    )
+    add(
+        "--confirm-bash",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ask before every command (--no-confirm-bash: never ask)",
+    )
+    add(
+        "--ban-cmd",
+        dest="ban_cmds",
+        action="append",
+        default=[],
+        metavar="CMD",
+        help="never run this command (repeatable)",
+    )
     add("--model", metavar="NAME", help="the model name (default: PYGENT_MODEL or gpt-4.1-mini)")
-    add("--usage", dest="show_usage", action="store_true",
-        help="show the token usage after every turn")
+    add(
+        "--usage",
+        dest="show_usage",
+        action="store_true",
+        help="show the token usage after every turn",
+    )
     add("--version", action="version", version=f"pygent {_version()}")
-    return parser  # fmt: skip
+    return parser
 
 
 def parse_options(argv: Sequence[str]) -> ReplOptions:
@@ -117,8 +169,10 @@ def _run_subcommand(name: str, argv: list[str]) -> int:
         module = importlib.import_module(module_name)
         entry = module.main
     except (ImportError, AttributeError) as exc:
-        print(f"pygent {name}: {what} is not available ({exc}); install it with: {hint}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"pygent {name}: {what} is not available ({exc}); install it with: {hint}",
+            file=sys.stderr,
+        )
         return 2
     return int(entry(argv) or 0)
 

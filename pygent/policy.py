@@ -29,6 +29,7 @@ path and is not read-only always asks.
 from __future__ import annotations
 
 import fnmatch
+import shlex
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,12 @@ SUBCOMMAND_PROGRAMS = frozenset(
 )
 #: Subcommands that run a named script: "always allow" keeps three words ("npm run test").
 RUNNER_SUBCOMMANDS = frozenset({"run", "exec", "x", "dlx", "run-script"})
+#: Programs an "always allow" never generalises: allowing `rm -rf build` must not allow
+#: `rm -rf ~`, nor one `curl` every upload.
+EXACT_ONLY_PROGRAMS = frozenset(
+    "rm rmdir unlink shred dd mkfs truncate chmod chown chgrp mv ln kill pkill killall "
+    "reboot shutdown curl wget ssh scp sftp rsync nc ncat socat telnet ftp".split()
+)
 
 
 def normalize_mode(mode: str) -> str:
@@ -219,6 +226,8 @@ def _prefix_for(segment: Sequence[str]) -> str | None:
     program = sw.program_name(segment[0])
     if "/" in program or program in sw.WRAPPERS or program in sw.INTERPRETERS:
         return None  # never generalise wrappers and interpreters (B4)
+    if program in EXACT_ONLY_PROGRAMS:
+        return None
     if sw.unsafe_argument(segment):
         return None
     words = [program]
@@ -325,23 +334,38 @@ class Policy:
     def session_rules(self) -> tuple[Rule, ...]:
         return tuple(r for r in self.rules if r.source == "session")
 
-    def allow_always(self, tool: str, arguments: Mapping[str, Any]) -> tuple[Rule, ...]:
+    def allow_always(
+        self, tool: str, arguments: Mapping[str, Any], *, tool_kind: str | None = None
+    ) -> tuple[Rule, ...]:
         """Add the session rules an "always allow" answer means, and return them.
 
         Shell: one rule per simple command, its program (``pytest``) or program and
         subcommand (``git status``, ``npm run test``); the exact command text when it is
-        not plain or uses a wrapper, an interpreter or a risky option. File tools: each
-        path. Other tools: the tool. Protected paths still ask.
+        not plain or uses a wrapper, an interpreter, a destructive or network program
+        (``rm``, ``curl``) or a risky option. File tools: each path. Other tools: the
+        tool. Protected paths still ask.
         """
-        return self._derive(tool, arguments, Action.ALLOW)
+        rules = self.always_rules(tool, arguments, Action.ALLOW, tool_kind=tool_kind)
+        return tuple(self.add_rule(r) for r in rules)
 
-    def reject_always(self, tool: str, arguments: Mapping[str, Any]) -> tuple[Rule, ...]:
+    def reject_always(
+        self, tool: str, arguments: Mapping[str, Any], *, tool_kind: str | None = None
+    ) -> tuple[Rule, ...]:
         """Add the session deny rules a "reject always" answer means, and return them."""
-        return self._derive(tool, arguments, Action.DENY)
+        rules = self.always_rules(tool, arguments, Action.DENY, tool_kind=tool_kind)
+        return tuple(self.add_rule(r) for r in rules)
 
-    def _derive(self, tool: str, arguments: Mapping[str, Any], action: Action) -> tuple[Rule, ...]:
+    def always_rules(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        action: Action = Action.ALLOW,
+        *,
+        tool_kind: str | None = None,
+    ) -> tuple[Rule, ...]:
+        """The rules an "always" answer would add, without adding them (for prompts)."""
         args = arguments if isinstance(arguments, Mapping) else {}
-        kind = self.kind_of(tool)
+        kind = self.kind_of(tool, tool_kind)
         verb = "always allowed" if action is Action.ALLOW else "rejected for this session"
         if kind == "shell":
             cmd = _command_text(args)
@@ -355,8 +379,7 @@ class Policy:
         rules = []
         for pattern, exact in pairs:
             shown = Rule(tool, pattern).describe()
-            rule = Rule(tool, pattern, action, f"{verb}: {shown}", exact, "session")
-            rules.append(self.add_rule(rule))
+            rules.append(Rule(tool, pattern, action, f"{verb}: {shown}", exact, "session"))
         return tuple(rules)
 
     # -- deciding --------------------------------------------------------------------
@@ -464,16 +487,16 @@ class Policy:
             return Decision(Action.ASK, f"{why}; allow rules do not apply ({shape.reason})", cmd)
         used: list[Rule] = []
         for segment in shape.segments:
-            text = " ".join(segment)
+            text = shlex.join(segment)
             unsafe = sw.unsafe_argument(segment)
             if unsafe:
                 return Decision(Action.ASK, f"{why}; {unsafe}", cmd)
-            rule = next(
+            match = next(
                 (r for r in allow_rules if not r.exact and _allow_rule_hits(r, segment)), None
             )
-            if rule is None:
+            if match is None:
                 return Decision(Action.ASK, f"{why}; no allow rule for `{text}`", cmd)
-            used.append(rule)
+            used.append(match)
         names = ", ".join(dict.fromkeys(r.describe() for r in used))
         return Decision(Action.ALLOW, f"allowed by rules: {names}", cmd, used[0])
 
@@ -536,10 +559,10 @@ class Policy:
                 return Decision(Action.ASK, rule.reason or f"rule: ask before {tool}", "", rule)
         action, why = self._default(kind, isolated)
         if action is Action.ASK:
-            rule = next((r for r in self._rules(tool, kind, Action.ALLOW) if applies(r)), None)
-            if rule:
+            allow = next((r for r in self._rules(tool, kind, Action.ALLOW) if applies(r)), None)
+            if allow:
                 return Decision(
-                    Action.ALLOW, rule.reason or f"allowed by rule for {tool}", "", rule
+                    Action.ALLOW, allow.reason or f"allowed by rule for {tool}", "", allow
                 )
         return Decision(action, why, "")
 

@@ -410,7 +410,7 @@ class _Scan:
         for seg in segments:
             if stdin_shell:  # `echo rm x | sh`: any word may be a command
                 for j in range(len(seg)):
-                    self.emit(seg[j:])
+                    self.emit(seg[j : j + self.MAX_CANDIDATE_WORDS])
             self.segment(seg, depth)
         for inner in nested:
             self.text(inner, depth + 1)
@@ -422,12 +422,12 @@ class _Scan:
             i += 1
         if i >= len(words):
             return
-        self.emit(words[i:])
+        self.emit(words[i : i + self.MAX_CANDIDATE_WORDS])
         prog, rest = program_key(words[i]), words[i + 1 :]
         if prog in WRAPPERS:
             # Never unwrap precisely: every later word may be the wrapped command.
             for j, word in enumerate(rest):
-                self.emit(rest[j:])
+                self.emit(rest[j : j + self.MAX_CANDIDATE_WORDS])
                 if any(ch in _SHELL_META for ch in word):
                     self.text(word, depth + 1)
         elif prog in KEYWORDS:
@@ -439,7 +439,7 @@ class _Scan:
         elif prog == "find":
             for j, word in enumerate(rest):
                 if word in ("-exec", "-execdir", "-ok", "-okdir"):
-                    self.segment(rest[j + 1 :], depth)
+                    self.segment(rest[j + 1 : j + 1 + self.MAX_CANDIDATE_WORDS], depth)
         elif prog == "git":
             for word in rest:  # `git -c core.pager='sh -c x'`, `-c alias.x=!rm`
                 if "=" in word:

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 from pygent import events as ev
 from pygent.agent import Agent, TurnResult
 from pygent.errors import PathError, PygentError
+from pygent.models import get_custom_model
 from pygent.persona import Persona
 from pygent.redact import Redactor, redact_secrets
 from pygent.runtime import Runtime
@@ -68,7 +69,13 @@ MAX_COPY_BYTES = 512 * 1024 * 1024
 EVENT_PROMPT_CHARS = 500
 #: Tools a sub-agent never gets besides ``delegate*`` (which the agent hides itself):
 #: nobody answers its questions, and it has no tasks of its own to manage.
-SUBAGENT_DISABLED_TOOLS = ("ask_user", "list_personas", "task_status", "collect_file", "cancel_task")
+SUBAGENT_DISABLED_TOOLS = (
+    "ask_user",
+    "list_personas",
+    "task_status",
+    "collect_file",
+    "cancel_task",
+)
 
 
 class TaskError(PygentError, RuntimeError):
@@ -139,10 +146,19 @@ class _Task:
     cancel_reason: str = ""
     done: concurrent.futures.Future[TaskInfo] = field(default_factory=concurrent.futures.Future)
     history_base: int = 0
+    owns_model: bool = False
 
     def info(self) -> TaskInfo:
-        return TaskInfo(self.id, self.persona.name, self.prompt, self.status, self.steps,
-                        self.started, self.ended, self.detail)
+        return TaskInfo(
+            self.id,
+            self.persona.name,
+            self.prompt,
+            self.status,
+            self.steps,
+            self.started,
+            self.ended,
+            self.detail,
+        )
 
 
 _managers: weakref.WeakSet[TaskManager] = weakref.WeakSet()
@@ -240,7 +256,9 @@ class TaskManager:
     @property
     def session_id(self) -> str:
         if self._session_id is None:
-            self._session_id = self._parent.session_id if self._parent is not None else uuid.uuid4().hex[:12]
+            self._session_id = (
+                self._parent.session_id if self._parent is not None else uuid.uuid4().hex[:12]
+            )
         return self._session_id
 
     def attach(self, agent: Agent) -> None:
@@ -299,8 +317,9 @@ class TaskManager:
             TaskLimitError: ``max_tasks`` tasks are already running.
         """
         if parent_depth >= 1:
-            raise TaskError("a delegated task cannot delegate further",
-                            hint="do the work yourself in this task")
+            raise TaskError(
+                "a delegated task cannot delegate further", hint="do the work yourself in this task"
+            )
         if self._closed:
             raise TaskError("this task manager was shut down; start a new session")
         if not isinstance(prompt, str) or not prompt.strip():
@@ -369,9 +388,10 @@ class TaskManager:
             if known.name.lower() == str(persona).strip().lower():
                 return known
         names = ", ".join(p.name for p in self.personas) or "none"
-        raise TaskError(f"unknown persona {persona!r}; known personas: {names}",
-                        hint="call list_personas, or define personas with [[task_personas]] "
-                             "in pygent.toml")
+        raise TaskError(
+            f"unknown persona {persona!r}; known personas: {names}",
+            hint="call list_personas, or define personas with [[task_personas]] in pygent.toml",
+        )
 
     def _scrub(self, prompt: str) -> str:
         """The prompt without secrets: it is written into a sandbox and into events."""
@@ -398,8 +418,9 @@ class TaskManager:
             assert agent is not None
             task.history_base = len(agent.history)
             self._set(task, RUNNING)
-            result = await agent.arun(task.prompt, step_timeout=task.step_timeout,
-                                      max_time=task.task_timeout)
+            result = await agent.arun(
+                task.prompt, step_timeout=task.step_timeout, max_time=task.task_timeout
+            )
             status, detail = _outcome(result)
         except asyncio.CancelledError:
             status, detail = CANCELLED, task.cancel_reason or "cancelled"
@@ -418,14 +439,24 @@ class TaskManager:
             log.debug("task %s: cancel arrived while its sandbox was being removed", task.id)
         except Exception:  # the task's outcome still has to be reported
             log.exception("removing the sandbox of task %s failed", task.id)
+        if task.owns_model and task.agent is not None:
+            try:
+                await _close_models([task.agent.model])
+            except asyncio.CancelledError:
+                log.debug("task %s: cancel arrived while its model client was closing", task.id)
         self._finish(task, status, detail)
 
     def _prepare(self, task: _Task) -> None:
         """Build the task's sandbox and sub-agent (a worker thread: Docker is slow)."""
         settings = dataclasses.replace(
-            self.settings, history_file=None, workspace=None, init_files=[], snapshot=None)
-        runtime = Runtime(image=task.image, use_docker=task.use_docker, workspace=task.workspace,
-                          settings=settings)
+            self.settings, history_file=None, workspace=None, init_files=[], snapshot=None
+        )
+        runtime = Runtime(
+            image=task.image,
+            use_docker=task.use_docker,
+            workspace=task.workspace,
+            settings=settings,
+        )
         with self._lock:
             task.runtime = runtime
         runtime.wait_ready(task.task_timeout)
@@ -438,40 +469,58 @@ class TaskManager:
         parent = self._parent
         approver = self._approver
         if approver is None and parent is not None:
-            approver = getattr(parent.gate, "approver", None)
+            approver = parent.gate.approver
+        if approver is not None and self._parent_loop is not None:
+            approver = _LoopApprover(approver, self._parent_loop)
+        policy = None
+        if parent is not None and self._approval_mode is None:
+            # The session's policy, rules list shared (an "always allow" given for a
+            # task holds for the session), judged for the task's own sandbox kind.
+            policy = dataclasses.replace(parent.policy, runtime_kind=runtime.kind)
         if self.agent_factory is None:
-            tools = parent.tools if parent is not None else None
-            return Agent(
+            agent = Agent(
                 runtime=runtime,
-                model=self._model if self._model is not None else (parent.model if parent else None),
+                model=self._model
+                if self._model is not None
+                else (parent.model if parent else None),
                 model_name=parent.model_name if parent is not None else None,
                 persona=task.persona,
                 disabled_tools=SUBAGENT_DISABLED_TOOLS,
                 settings=settings,
-                tools=tools,
+                tools=parent.tools if parent is not None else None,
                 approver=approver,
-                policy=parent.policy if parent is not None and self._approval_mode is None else None,
+                policy=policy,
                 approval_mode=self._approval_mode,
                 session_id=self.session_id,
                 task_id=task.id,
                 depth=task.depth,
             )
-        agent = _call_factory(self.agent_factory, task.persona)
-        # Upstream contract: the factory's agent works in the task's own sandbox.
+        else:
+            agent = self._adopt(_call_factory(self.agent_factory, task.persona), task, runtime)
+            if approver is not None and agent.gate.approver is None:
+                agent.gate.approver = approver
+        if parent is not None:
+            agent.gate.timeout = parent.gate.timeout
+        # A model the sub-agent made for itself holds an HTTP client on this loop:
+        # close it when the task ends. Shared models are closed at shutdown.
+        task.owns_model = self.agent_factory is None and agent.model not in (
+            self._model,
+            parent.model if parent is not None else None,
+            get_custom_model(),
+        )
+        return agent
+
+    def _adopt(self, agent: Agent, task: _Task, runtime: Runtime) -> Agent:
+        """Fit an upstream factory's agent to its task: the task's sandbox, persona, ids."""
         old = agent.runtime
         if old is not runtime:
             agent.runtime = runtime
-            try:
-                old.cleanup()
-            except PygentError as exc:
-                log.warning("cleaning the factory agent's own runtime failed: %s", exc)
+            old.cleanup()
         agent.persona = task.persona
         agent.task_id = task.id
         agent.depth = task.depth
         agent.session_id = self.session_id
         agent.disabled_tools |= set(SUBAGENT_DISABLED_TOOLS)
-        if approver is not None and getattr(agent.gate, "approver", None) is None:
-            agent.gate.approver = approver
         agent.refresh_system_message()
         return agent
 
@@ -486,8 +535,12 @@ class TaskManager:
 
     def _on_agent_event(self, task: _Task, event: ev.Event) -> None:
         agent = task.agent
-        if agent is not None and isinstance(event, (ev.MessageDone, ev.ToolCallProposed, ev.TurnEnded)):
-            steps = sum(1 for m in agent.history[task.history_base:] if m.get("role") == "assistant")
+        if agent is not None and isinstance(
+            event, (ev.MessageDone, ev.ToolCallProposed, ev.TurnEnded)
+        ):
+            steps = sum(
+                1 for m in agent.history[task.history_base :] if m.get("role") == "assistant"
+            )
             if steps != task.steps:
                 with self._lock:
                     task.steps = steps
@@ -516,9 +569,14 @@ class TaskManager:
     def _emit_status(self, task: _Task) -> None:
         with self._lock:
             event = ev.TaskStatus(
-                session_id=self.session_id, task_id=task.id, status=task.status,
-                persona=task.persona.name, prompt=task.prompt[:EVENT_PROMPT_CHARS],
-                steps=task.steps, detail=task.detail)
+                session_id=self.session_id,
+                task_id=task.id,
+                status=task.status,
+                persona=task.persona.name,
+                prompt=task.prompt[:EVENT_PROMPT_CHARS],
+                steps=task.steps,
+                detail=task.detail,
+            )
             listeners = builtins.list(self._status_listeners)
             parent, parent_loop = self._parent, self._parent_loop
         for listener in listeners:
@@ -528,7 +586,7 @@ class TaskManager:
 
     @staticmethod
     def _forward(parent: Agent, loop: asyncio.AbstractEventLoop | None, event: ev.Event) -> None:
-        if loop is not None and not loop.is_closed():
+        if loop is not None and loop.is_running():
             try:
                 loop.call_soon_threadsafe(parent.events.emit, event)
                 return
@@ -538,7 +596,9 @@ class TaskManager:
 
     # --- observing -----------------------------------------------------------------------
 
-    def subscribe(self, listener: ev.EventListener, *, agent_events: bool = False) -> Callable[[], None]:
+    def subscribe(
+        self, listener: ev.EventListener, *, agent_events: bool = False
+    ) -> Callable[[], None]:
         """Call ``listener`` with every :class:`~pygent.events.TaskStatus` event (and,
         with ``agent_events=True``, every event of the sub-agents, tagged with their
         ``task_id``). Listeners run on the manager's thread; returns an unsubscribe."""
@@ -584,8 +644,9 @@ class TaskManager:
         """Block until the task ends; raises ``TimeoutError`` after ``timeout`` seconds."""
         task = self._get(task_id)
         if self._loop is not None and self._loop.in_loop():
-            raise TaskError("wait() from the task manager's own thread would deadlock; "
-                            "use await_task()")
+            raise TaskError(
+                "wait() from the task manager's own thread would deadlock; use await_task()"
+            )
         return task.done.result(timeout)
 
     async def await_task(self, task_id: str, timeout: float | None = None) -> TaskInfo:
@@ -608,8 +669,13 @@ class TaskManager:
         task = self._get(task_id)
         if not task.workspace.is_dir():
             raise TaskError(f"the workspace of task {task.id} was already removed")
-        written = _copy(Workspace(task.workspace), path, rt.files, dest if dest else path,
-                        what=f"collecting from task {task.id}")
+        written = _copy(
+            Workspace(task.workspace),
+            path,
+            rt.files,
+            dest if dest else path,
+            what=f"collecting from task {task.id}",
+        )
         return f"Retrieved {written}"
 
     # --- stopping ------------------------------------------------------------------------
@@ -650,8 +716,15 @@ class TaskManager:
             try:
                 task.done.result(left)
             except concurrent.futures.TimeoutError:
-                log.warning("task %s did not stop within %ss; removing its sandbox anyway",
-                            task.id, timeout)
+                log.warning(
+                    "task %s did not stop within %ss; removing its sandbox anyway", task.id, timeout
+                )
+        models = {id(t.agent.model): t.agent.model for t in tasks if t.agent is not None}
+        if models and self._loop is not None:
+            try:
+                self._loop.call(_close_models(builtins.list(models.values())), timeout=10)
+            except concurrent.futures.TimeoutError:
+                log.warning("closing the sub-agents' model clients timed out")
         for task in tasks:
             runtime = task.runtime
             if runtime is not None:
@@ -713,6 +786,18 @@ async def _to_end(fut: asyncio.Future[T]) -> T:
     return result
 
 
+async def _close_models(models: builtins.list[Any]) -> None:
+    """Close the HTTP clients the models opened on the manager's loop, before it stops."""
+    for model in models:
+        closer = getattr(model, "aclose", None)
+        if not callable(closer):
+            continue
+        try:
+            await closer()
+        except Exception:  # a model that fails to close must not stop the shutdown
+            log.warning("closing the model client of %r failed", model, exc_info=True)
+
+
 def _outcome(result: TurnResult) -> tuple[str, str]:
     """Map how the sub-agent's turn ended to a task status and detail."""
     reason = result.stop_reason
@@ -746,9 +831,32 @@ def _call_factory(factory: Callable[..., Agent], persona: Persona) -> Agent:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # builtins and some callables have no signature
         return factory(persona)
-    takes_arg = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-                    for p in params.values())
+    takes_arg = any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        for p in params.values()
+    )
     return factory(persona) if takes_arg else factory()
+
+
+class _LoopApprover:
+    """Asks the main session's approver on the main session's loop.
+
+    Front ends' approvers wait on futures of their own loop (an LSP request, a REPL
+    prompt); sub-agents run on the manager's loop, so the question crosses over.
+    Cancelling the sub-agent cancels the question.
+    """
+
+    def __init__(self, inner: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.inner = inner
+        self.loop = loop
+
+    async def request_approval(self, request: Any) -> Any:
+        if asyncio.get_running_loop() is self.loop or not self.loop.is_running():
+            # The main session's loop is gone (its turn ended with asyncio.run):
+            # ask from here rather than wait on a loop that never turns again.
+            return await self.inner.request_approval(request)
+        future = asyncio.run_coroutine_threadsafe(self.inner.request_approval(request), self.loop)
+        return await asyncio.wrap_future(future)
 
 
 def _deliver(listener: ev.EventListener, event: ev.Event) -> None:
@@ -769,14 +877,19 @@ def _copy(src: Workspace, src_path: str, dst: Workspace, dst_path: str, *, what:
         target = dst.relpath(dst_path)
     except PathError as exc:
         raise TaskError(f"{what}: {exc}") from None
-    st = src.lstat(rel) if rel else os.lstat(src.root)
+    try:
+        st = src.lstat(rel) if rel else os.lstat(src.root)
+    except FileNotFoundError:  # Workspace.lstat raises this for a missing final name
+        st = None
     if st is None:
         raise TaskError(f"{what}: {src_path!r} does not exist")
     if stat.S_ISLNK(st.st_mode):
         try:
             st = os.stat(src.host_path(rel))
         except (PathError, OSError) as exc:
-            raise TaskError(f"{what}: {src_path!r} is a link that cannot be followed: {exc}") from None
+            raise TaskError(
+                f"{what}: {src_path!r} is a link that cannot be followed: {exc}"
+            ) from None
     if not stat.S_ISDIR(st.st_mode):
         data = src.read_bytes(rel)
         if len(data) > MAX_COPY_BYTES:
@@ -796,8 +909,10 @@ def _copy(src: Workspace, src_path: str, dst: Workspace, dst_path: str, *, what:
             files += 1
             total += item_st.st_size
             if files > MAX_COPY_FILES or total > MAX_COPY_BYTES:
-                raise TaskError(f"{what}: {src_path!r} has more than {MAX_COPY_FILES} files or "
-                                f"{MAX_COPY_BYTES >> 20} MiB; name the files that are needed")
+                raise TaskError(
+                    f"{what}: {src_path!r} has more than {MAX_COPY_FILES} files or "
+                    f"{MAX_COPY_BYTES >> 20} MiB; name the files that are needed"
+                )
             source_rel = f"{rel}/{item_rel}" if rel else item_rel
             dest_rel = f"{target}/{item_rel}" if target else item_rel
             dst.write(dest_rel, src.read_bytes(source_rel), mode=stat.S_IMODE(item_st.st_mode))
@@ -805,6 +920,16 @@ def _copy(src: Workspace, src_path: str, dst: Workspace, dst_path: str, *, what:
 
 
 __all__ = [
-    "ACTIVE", "CANCELLED", "FAILED", "FINISHED", "QUEUED", "RUNNING", "TIMEOUT",
-    "TaskError", "TaskInfo", "TaskLimitError", "TaskManager", "UnknownTaskError",
+    "ACTIVE",
+    "CANCELLED",
+    "FAILED",
+    "FINISHED",
+    "QUEUED",
+    "RUNNING",
+    "TIMEOUT",
+    "TaskError",
+    "TaskInfo",
+    "TaskLimitError",
+    "TaskManager",
+    "UnknownTaskError",
 ]

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 import pygent
 from pygent import events as ev
 from pygent.agent import Agent
+from pygent.approval import ApprovalOption, ApprovalRequest, ApprovalResponse
 from pygent.errors import RuntimeUnavailable
 from pygent.persona import Persona
 from pygent.runtime import Runtime
@@ -57,9 +59,16 @@ def bash(cmd: str) -> Any:
 @pytest.fixture
 def settings(openai_server: ScriptedOpenAIServer, tmp_path: Path) -> Settings:
     return load_settings(
-        {"api_key": "sk-test-key-1234567890", "base_url": openai_server.base_url,
-         "model": "test-model", "use_docker": False, "sessions_dir": tmp_path / "sessions"},
-        environ={}, cwd=tmp_path)
+        {
+            "api_key": "sk-test-key-1234567890",
+            "base_url": openai_server.base_url,
+            "model": "test-model",
+            "use_docker": False,
+            "sessions_dir": tmp_path / "sessions",
+        },
+        environ={},
+        cwd=tmp_path,
+    )
 
 
 @pytest.fixture
@@ -80,7 +89,11 @@ def statuses(events: list[ev.Event], task_id: str) -> list[str]:
     """The task's statuses in order, consecutive repeats collapsed."""
     out: list[str] = []
     for e in events:
-        if isinstance(e, ev.TaskStatus) and e.task_id == task_id and (not out or out[-1] != e.status):
+        if (
+            isinstance(e, ev.TaskStatus)
+            and e.task_id == task_id
+            and (not out or out[-1] != e.status)
+        ):
             out.append(e.status)
     return out
 
@@ -105,10 +118,13 @@ def test_three_tasks_really_run_at_the_same_time(
     openai_server: ScriptedOpenAIServer, manager: TaskManager, parent: Runtime, tmp_path: Path
 ) -> None:
     log = tmp_path / "order.log"
-    route(openai_server, {
-        f"job{i}": [bash(f"echo start{i} >> {log}; sleep 1; echo end{i} >> {log}")]
-        for i in range(3)
-    })
+    route(
+        openai_server,
+        {
+            f"job{i}": [bash(f"echo start{i} >> {log}; sleep 1; echo end{i} >> {log}")]
+            for i in range(3)
+        },
+    )
     ids = [manager.start_task(f"job{i}: run it", parent) for i in range(3)]
     infos = [manager.wait(tid, timeout=30) for tid in ids]
     assert [i.status for i in infos] == ["finished"] * 3
@@ -157,11 +173,16 @@ def test_the_model_gets_the_limit_refusal_as_a_tool_error(
     openai_server: ScriptedOpenAIServer, settings: Settings, parent: Runtime
 ) -> None:
     tm = TaskManager(settings=settings, max_tasks=1)
-    route(openai_server, {
-        "MAIN": [tool_call_reply("delegate_task", {"prompt": "SUB one"}),
-                 tool_call_reply("delegate_task", {"prompt": "SUB two"})],
-        "SUB": [bash("sleep 30")],
-    })
+    route(
+        openai_server,
+        {
+            "MAIN": [
+                tool_call_reply("delegate_task", {"prompt": "SUB one"}),
+                tool_call_reply("delegate_task", {"prompt": "SUB two"}),
+            ],
+            "SUB": [bash("sleep 30")],
+        },
+    )
     agent = Agent(runtime=parent, settings=settings, task_manager=tm)
     try:
         agent.turn("MAIN: delegate twice")
@@ -236,27 +257,45 @@ def test_personas_from_toml_are_used_by_name_and_in_rotation(
     config.write_text(
         'persona_name = "ConfigBot"\n'
         '[[task_personas]]\nname = "tester"\ndescription = "writes and runs tests"\n'
-        '[[task_personas]]\nname = "developer"\ndescription = "implements features"\n')
+        '[[task_personas]]\nname = "developer"\ndescription = "implements features"\n'
+    )
     settings = load_settings(
-        {"api_key": "sk-test-key-1234567890", "base_url": openai_server.base_url,
-         "model": "test-model", "use_docker": False}, environ={}, config_file=config)
+        {
+            "api_key": "sk-test-key-1234567890",
+            "base_url": openai_server.base_url,
+            "model": "test-model",
+            "use_docker": False,
+        },
+        environ={},
+        config_file=config,
+    )
     route(openai_server, {"persona job": ["ok"]})
     with TaskManager(settings=settings) as tm:
-        assert tm.personas == [Persona("tester", "writes and runs tests"),
-                               Persona("developer", "implements features")]
+        assert tm.personas == [
+            Persona("tester", "writes and runs tests"),
+            Persona("developer", "implements features"),
+        ]
         named = tm.start_task("persona job A", parent, persona="developer")
         first = tm.start_task("persona job B", parent)
         second = tm.start_task("persona job C", parent)
         for tid in (named, first, second):
             tm.wait(tid, timeout=20)
         assert [tm.info(t).persona for t in (named, first, second)] == [
-            "developer", "tester", "developer"]
-        systems = {r.body["messages"][1]["content"]: r.body["messages"][0]["content"]
-                   for r in openai_server.chat_requests}
+            "developer",
+            "tester",
+            "developer",
+        ]
+        systems = {
+            r.body["messages"][1]["content"]: r.body["messages"][0]["content"]
+            for r in openai_server.chat_requests
+        }
         assert systems["persona job A"].startswith("You are developer, implements features")
         assert systems["persona job B"].startswith("You are tester, writes and runs tests")
-        with pytest.raises(TaskError, match=r"unknown persona 'nobody'; known personas: "
-                                            r"tester, developer"):
+        with pytest.raises(
+            TaskError,
+            match=r"unknown persona 'nobody'; known personas: "
+            r"tester, developer",
+        ):
             tm.start_task("persona job D", parent, persona="nobody")
 
 
@@ -273,17 +312,25 @@ def test_files_are_seeded_into_the_task_and_collected_back(
     parent.write_file("calc.py", "def add(a, b):\n    return a + b\n")
     parent.write_file("pkg/util.py", "X = 1\n")
     parent.write_file("secret.txt", "not for the task")
-    route(openai_server, {"tests": [
-        bash("ls -R > listing.txt"),
-        tool_call_reply("write_file", {"path": "out/test_calc.py",
-                                       "content": "from calc import add\n"}),
-    ]})
+    route(
+        openai_server,
+        {
+            "tests": [
+                bash("ls -R > listing.txt"),
+                tool_call_reply(
+                    "write_file", {"path": "out/test_calc.py", "content": "from calc import add\n"}
+                ),
+            ]
+        },
+    )
     tid = manager.start_task("write tests", parent, files=["calc.py", "pkg"])
     # Seeding is a snapshot taken when the task starts.
     parent.write_file("calc.py", "changed later")
     assert manager.wait(tid, timeout=20).status == "finished"
-    assert manager.collect_file(parent, tid, "listing.txt", "task-listing.txt") == \
-        "Retrieved task-listing.txt"
+    assert (
+        manager.collect_file(parent, tid, "listing.txt", "task-listing.txt")
+        == "Retrieved task-listing.txt"
+    )
     listing = parent.read_file("task-listing.txt")
     assert "calc.py" in listing and "util.py" in listing and "secret.txt" not in listing
     assert manager.collect_file(parent, tid, "out") == "Retrieved out"
@@ -429,11 +476,16 @@ def test_main_agent_delegates_waits_and_collects(
             return tool_call_reply("collect_file", {"task_id": tid, "path": "hello.txt"})
         return text_reply("all done")
 
-    route(openai_server, {
-        "MAIN": main_plan,
-        "SUB": [tool_call_reply("write_file", {"path": "hello.txt", "content": "hi from sub"}),
-                tool_call_reply("stop", {})],
-    })
+    route(
+        openai_server,
+        {
+            "MAIN": main_plan,
+            "SUB": [
+                tool_call_reply("write_file", {"path": "hello.txt", "content": "hi from sub"}),
+                tool_call_reply("stop", {}),
+            ],
+        },
+    )
     tm = TaskManager(settings=settings)
     agent = Agent(runtime=parent, settings=settings, task_manager=tm)
     seen: list[ev.Event] = []
@@ -466,10 +518,13 @@ def test_main_agent_delegates_waits_and_collects(
 def test_a_sub_agent_cannot_delegate_further(
     openai_server: ScriptedOpenAIServer, settings: Settings, parent: Runtime
 ) -> None:
-    route(openai_server, {
-        "MAIN": [tool_call_reply("delegate_task", {"prompt": "SUB: try to delegate"})],
-        "SUB": [tool_call_reply("delegate_task", {"prompt": "SUB2: nested"})],
-    })
+    route(
+        openai_server,
+        {
+            "MAIN": [tool_call_reply("delegate_task", {"prompt": "SUB: try to delegate"})],
+            "SUB": [tool_call_reply("delegate_task", {"prompt": "SUB2: nested"})],
+        },
+    )
     tm = TaskManager(settings=settings)
     agent = Agent(runtime=parent, settings=settings, task_manager=tm)
     try:
@@ -479,8 +534,11 @@ def test_a_sub_agent_cannot_delegate_further(
         sub = tm.get_agent(info.id)
         assert sub is not None and sub.depth == 1
         # The sub-agent was never offered the tool, and calling it anyway is an error.
-        sub_requests = [r.body for r in openai_server.chat_requests
-                        if "SUB:" in str(r.body["messages"][1]["content"])]
+        sub_requests = [
+            r.body
+            for r in openai_server.chat_requests
+            if "SUB:" in str(r.body["messages"][1]["content"])
+        ]
         offered = {t["function"]["name"] for t in sub_requests[0].get("tools", [])}
         assert not {"delegate_task", "delegate_persona_task", "task_status"} & offered
         (result,) = [m["content"] for m in sub.history if m.get("role") == "tool"]
@@ -518,7 +576,9 @@ def test_unknown_task_ids_are_clear_errors(manager: TaskManager, parent: Runtime
 
 
 def test_no_key_reaches_the_delegated_prompt_or_the_task_sandbox(
-    openai_server: ScriptedOpenAIServer, manager: TaskManager, parent: Runtime,
+    openai_server: ScriptedOpenAIServer,
+    manager: TaskManager,
+    parent: Runtime,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     key = manager.settings.api_key
@@ -563,3 +623,143 @@ def test_upstream_import_paths_and_polling_loop(
         assert sub is not None and sub.task_id == tid and sub.depth == 1
     finally:
         tm.shutdown()
+
+
+# --- approvals ---------------------------------------------------------------------------------
+
+
+class RecordingApprover:
+    """Answers every request with ``answer``, noting the request and the answering thread."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.seen: list[tuple[ApprovalRequest, str]] = []
+
+    async def request_approval(self, request: ApprovalRequest) -> ApprovalResponse:
+        self.seen.append((request, threading.current_thread().name))
+        return ApprovalResponse(ApprovalOption(self.answer), "not now")
+
+
+@pytest.mark.parametrize("answer", ["allow_once", "reject_once"])
+def test_task_approvals_go_to_the_main_approver_with_the_task_id(
+    openai_server: ScriptedOpenAIServer, settings: Settings, parent: Runtime, answer: str
+) -> None:
+    def main_plan(messages: list[dict[str, Any]]) -> Any:
+        step = sum(1 for m in messages if m.get("role") == "assistant")
+        if step == 0:
+            return tool_call_reply("delegate_task", {"prompt": "SUB: say hi"})
+        if step == 1:
+            return tool_call_reply("task_status", {"task_id": _last_task_id(messages), "wait": 30})
+        return text_reply("over")
+
+    route(openai_server, {"MAIN": main_plan, "SUB": [bash("echo hi-from-sub")]})
+    approver = RecordingApprover(answer)
+    tm = TaskManager(settings=settings)
+    agent = Agent(
+        runtime=parent,
+        settings=settings,
+        task_manager=tm,
+        approver=approver,
+        approval_mode="confirm",
+    )
+    try:
+        agent.turn("MAIN: delegate")
+        (info,) = tm.list()
+        assert info.status == "finished"
+        (request, thread), *_ = approver.seen
+        assert (request.tool, request.task_id, request.session_id) == (
+            "bash",
+            info.id,
+            agent.session_id,
+        )
+        assert "echo hi-from-sub" in request.preview
+        # Asked on the main session's loop thread, where a front end expects it.
+        assert thread == "pygent-agent"
+        sub = tm.get_agent(info.id)
+        assert sub is not None
+        (result,) = [m["content"] for m in sub.history if m.get("role") == "tool"]
+        if answer == "allow_once":
+            assert "hi-from-sub" in result
+        else:
+            assert result.startswith("the user denied this tool call: not now")
+    finally:
+        tm.shutdown()
+        agent.close()
+
+
+# --- Docker ------------------------------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_each_task_gets_its_own_container_and_all_are_removed(
+    openai_server: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
+    import docker
+
+    from tests.docker_gate import TEST_IMAGE
+
+    settings = load_settings(
+        {
+            "api_key": "sk-test-key-1234567890",
+            "base_url": openai_server.base_url,
+            "model": "test-model",
+            "use_docker": True,
+            "image": TEST_IMAGE,
+        },
+        environ={},
+        cwd=tmp_path,
+    )
+    route(openai_server, {"docker job": [bash("hostname > host.txt"), bash("sleep 30")]})
+    client = docker.from_env()
+    parent = Runtime(use_docker=True, settings=settings)
+    tm = TaskManager(settings=settings)
+    try:
+        parent.wait_ready(120)
+        ids = [tm.start_task(f"docker job {i}", parent) for i in range(2)]
+        deadline = time.monotonic() + 120
+        while any(tm.info(t).steps < 2 for t in ids) and time.monotonic() < deadline:
+            assert not any(tm.info(t).done for t in ids), tm.list()
+            time.sleep(0.1)
+        workspaces = []
+        for tid in ids:
+            sub = tm.get_agent(tid)
+            assert sub is not None and sub.runtime.kind == "docker"
+            workspaces.append(str(sub.runtime.workspace))
+
+        def task_containers() -> list[Any]:
+            found = client.containers.list(all=True, filters={"label": "pygent.managed=1"})
+            return [c for c in found if c.labels.get("pygent.workspace") in workspaces]
+
+        running = task_containers()
+        assert len(running) == 2 and len({c.id for c in running}) == 2
+        (main,) = [
+            c
+            for c in client.containers.list(filters={"label": "pygent.managed=1"})
+            if c.labels.get("pygent.workspace") == str(parent.workspace)
+        ]
+        hardening = (
+            "Memory",
+            "NanoCpus",
+            "PidsLimit",
+            "NetworkMode",
+            "CapDrop",
+            "SecurityOpt",
+            "ReadonlyRootfs",
+            "Privileged",
+        )
+        for container in running:  # D8: a task's container is hardened like the main one
+            assert {k: container.attrs["HostConfig"].get(k) for k in hardening} == {
+                k: main.attrs["HostConfig"].get(k) for k in hardening
+            }
+            env = container.attrs["Config"].get("Env") or []
+            assert not any("sk-test-key" in e or e.startswith("OPENAI_") for e in env)
+        for tid in ids:  # the task's command ran in its container, on its workspace
+            assert tm.collect_file(parent, tid, "host.txt", f"host-{tid}.txt")
+            assert str(parent.read_file(f"host-{tid}.txt")).strip()
+        tm.shutdown()
+        assert [tm.info(t).status for t in ids] == ["cancelled", "cancelled"]
+        assert task_containers() == []
+    finally:
+        tm.shutdown()
+        parent.cleanup()
+        client.close()

@@ -21,11 +21,15 @@ from pygent.repl.render import Renderer, diff_text
 from pygent.repl.sanitize import make_visible
 
 _ANSWERS = {
-    "y": ApprovalOption.ALLOW_ONCE, "yes": ApprovalOption.ALLOW_ONCE,
-    "n": ApprovalOption.REJECT_ONCE, "no": ApprovalOption.REJECT_ONCE,
-    "a": ApprovalOption.ALLOW_ALWAYS, "always": ApprovalOption.ALLOW_ALWAYS,
-    "d": ApprovalOption.REJECT_ALWAYS, "deny": ApprovalOption.REJECT_ALWAYS,
-}  # fmt: skip
+    "y": ApprovalOption.ALLOW_ONCE,
+    "yes": ApprovalOption.ALLOW_ONCE,
+    "n": ApprovalOption.REJECT_ONCE,
+    "no": ApprovalOption.REJECT_ONCE,
+    "a": ApprovalOption.ALLOW_ALWAYS,
+    "always": ApprovalOption.ALLOW_ALWAYS,
+    "d": ApprovalOption.REJECT_ALWAYS,
+    "deny": ApprovalOption.REJECT_ALWAYS,
+}
 
 
 def always_scope(request: ApprovalRequest) -> str:
@@ -73,16 +77,24 @@ class TerminalApprover:
     def _show(self, request: ApprovalRequest) -> None:
         console = self.renderer.console
         if request.tool == "bash":
-            body = Text("$ ", style="bold green") + Text(make_visible(request.preview), style="bold")
+            body = Text("$ ", style="bold green") + Text(
+                make_visible(request.preview), style="bold"
+            )
         elif request.preview.startswith(("---", "@@")) or "\n@@" in request.preview:
             body = diff_text(request.preview, max_lines=200)
         else:
             body = Text(make_visible(request.preview))
         who = f" (task {request.task_id})" if request.task_id else ""
-        console.print(Panel(
-            body, title=Text(f"approve {request.tool}{who}?", style="bold yellow"),
-            title_align="left", subtitle=Text(make_visible(request.reason), style="dim"),
-            subtitle_align="left", border_style="yellow"))  # fmt: skip
+        console.print(
+            Panel(
+                body,
+                title=Text(f"approve {request.tool}{who}?", style="bold yellow"),
+                title_align="left",
+                subtitle=Text(make_visible(request.reason), style="dim"),
+                subtitle_align="left",
+                border_style="yellow",
+            )
+        )
         choices = [("y", "yes"), ("n", "no")]
         if ApprovalOption.ALLOW_ALWAYS in request.options:
             choices.append(("a", f"always allow {always_scope(request)}"))
@@ -116,12 +128,15 @@ class TerminalApprover:
                 return ApprovalResponse(ApprovalOption.REJECT_ONCE, message)
             option = _ANSWERS.get(key)
             if option is None:
-                self.renderer.info("answer y (yes), n (no), a (always), d (always deny) "
-                                   "or m (no, with a message)", style="yellow")  # fmt: skip
+                self.renderer.info(
+                    "answer y (yes), n (no), a (always), d (always deny) or m (no, with a message)",
+                    style="yellow",
+                )
                 continue
             if option not in request.options:
-                self.renderer.info("\"always\" is not offered for this call: answer y or n",
-                                   style="yellow")  # fmt: skip
+                self.renderer.info(
+                    '"always" is not offered for this call: answer y or n', style="yellow"
+                )
                 continue
             return ApprovalResponse(option)
 

@@ -27,8 +27,9 @@ async def cmd_cmd(ctx: ReplContext, arg: str) -> None:
     renderer, runtime = ctx.renderer, ctx.agent.runtime
     call_id = f"cmd-{uuid.uuid4().hex[:8]}"
     # Shown like a tool call of the agent, so output streams and folds the same way.
-    renderer.handle(ev.ToolCallProposed(call_id=call_id, tool="bash", arguments={"cmd": arg},
-                                        preview=arg))  # fmt: skip
+    renderer.handle(
+        ev.ToolCallProposed(call_id=call_id, tool="bash", arguments={"cmd": arg}, preview=arg)
+    )
     renderer.handle(ev.ToolCallStarted(call_id=call_id, tool="bash"))
 
     def on_output(stream: str, text: str) -> None:
@@ -38,14 +39,20 @@ async def cmd_cmd(ctx: ReplContext, arg: str) -> None:
     try:
         result = await ctx.cancellable(runtime.arun(arg, timeout=timeout, on_output=on_output))
     except asyncio.CancelledError:
-        renderer.handle(ev.ToolCallFinished(call_id=call_id, tool="bash", ok=False,
-                                            output="[cancelled]", status="cancelled"))  # fmt: skip
+        renderer.handle(
+            ev.ToolCallFinished(
+                call_id=call_id, tool="bash", ok=False, output="[cancelled]", status="cancelled"
+            )
+        )
         renderer.close()
         return
     await asyncio.sleep(0)  # let output chunks queued from the runtime thread land first
     status = "completed" if result.ok else "failed"
-    renderer.handle(ev.ToolCallFinished(call_id=call_id, tool="bash", ok=result.ok,
-                                        output=result.format(), status=status))  # fmt: skip
+    renderer.handle(
+        ev.ToolCallFinished(
+            call_id=call_id, tool="bash", ok=result.ok, output=result.format(), status=status
+        )
+    )
     renderer.close()
 
 
@@ -76,10 +83,13 @@ async def cmd_save(ctx: ReplContext, arg: str) -> None:
         return
     dest = Path(arg).expanduser()
     start = time.monotonic()
-    saved = await asyncio.to_thread(snapshot.save, dest, ctx.agent, transcript=ctx.transcript,
-                                    log_file=ctx.log_file)  # fmt: skip
-    ctx.renderer.info(f"saved the session to {saved} in {time.monotonic() - start:.1f}s; "
-                      f"resume it with: pygent --load {shlex.quote(str(saved))}")  # fmt: skip
+    saved = await asyncio.to_thread(
+        snapshot.save, dest, ctx.agent, transcript=ctx.transcript, log_file=ctx.log_file
+    )
+    ctx.renderer.info(
+        f"saved the session to {saved} in {time.monotonic() - start:.1f}s; "
+        f"resume it with: pygent --load {shlex.quote(str(saved))}"
+    )
 
 
 async def cmd_tools(ctx: ReplContext, arg: str) -> None:
@@ -90,9 +100,11 @@ async def cmd_tools(ctx: ReplContext, arg: str) -> None:
         table = Table(show_header=False, box=None, padding=(0, 2))
         for tool in agent.tools.tools():
             off = tool.name in agent.disabled_tools
-            table.add_row(Text(tool.name, style="dim" if off else "bold"),
-                          Text("disabled" if off else "enabled", style="red" if off else "green"),
-                          Text(tool.description.split(". ")[0], style="dim"))  # fmt: skip
+            table.add_row(
+                Text(tool.name, style="dim" if off else "bold"),
+                Text("disabled" if off else "enabled", style="red" if off else "green"),
+                Text(tool.description.split(". ")[0], style="dim"),
+            )
         ctx.renderer.console.print(table)
         return
     if action not in ("enable", "disable") or not name:
@@ -152,8 +164,10 @@ async def cmd_confirm_bash(ctx: ReplContext, arg: str) -> None:
         policy.mode = "confirm" if choice == "on" else "never"
         ctx.agent.settings.confirm_bash = choice == "on"
     state = "on" if policy.mode == "confirm" else "off"
-    ctx.renderer.info(f"confirm-bash {state}: approval mode {policy.mode} "
-                      f"({_MODE_WORDS.get(policy.mode, '')}; {ctx.agent.runtime.describe()})")  # fmt: skip
+    ctx.renderer.info(
+        f"confirm-bash {state}: approval mode {policy.mode} "
+        f"({_MODE_WORDS.get(policy.mode, '')}; {ctx.agent.runtime.describe()})"
+    )
 
 
 async def cmd_usage(ctx: ReplContext, arg: str) -> None:
@@ -174,28 +188,62 @@ async def cmd_exit(ctx: ReplContext, arg: str) -> None:
 
 BUILTINS = [
     SlashCommand("/help", "/help [CMD]", "List the commands, or explain one.", cmd_help),
-    SlashCommand("/cmd", "/cmd COMMAND", "Run a shell command in the sandbox yourself.", cmd_cmd,
-                 "The output streams as it comes; Ctrl-C stops the command. The model does "
-                 "not see it. It runs in the agent's shell, so `cd` and `export` carry over."),
-    SlashCommand("/cp", "/cp SRC [DEST]", "Copy a file or folder from this machine into the "
-                 "workspace.", cmd_cp, "DEST is a path inside the workspace (default: the "
-                 "name of SRC). Quote paths that contain spaces."),
-    SlashCommand("/new", "/new", "Start a new conversation in the same sandbox.", cmd_new,
-                 "The workspace, the sandbox and its shell state stay as they are."),
-    SlashCommand("/save", "/save DIR", "Save the session (workspace, history, settings, log) "
-                 "to DIR.", cmd_save, "Resume it later with `pygent --load DIR` (or "
-                 "PYGENT_SNAPSHOT=DIR). Secrets (API keys, -e values) are not saved."),
-    SlashCommand("/tools", "/tools [list|enable NAME|disable NAME]", "List the tools, or "
-                 "switch one on or off.", cmd_tools),
-    SlashCommand("/banned", "/banned [list|add CMD|remove CMD]", "List, add or remove "
-                 "commands the agent may never run.", cmd_banned, "A banned command is "
-                 "refused wherever it appears in a command line (`a && CMD`, `sh -c CMD`)."),
-    SlashCommand("/confirm-bash", "/confirm-bash [on|off]", "Ask before every command (on), "
-                 "or never ask (off).", cmd_confirm_bash, "Without an argument: show the "
-                 "current approval mode."),
-    SlashCommand("/usage", "/usage [on|off]", "Show token usage; on/off: after every turn.",
-                 cmd_usage),
+    SlashCommand(
+        "/cmd",
+        "/cmd COMMAND",
+        "Run a shell command in the sandbox yourself.",
+        cmd_cmd,
+        "The output streams as it comes; Ctrl-C stops the command. The model does "
+        "not see it. It runs in the agent's shell, so `cd` and `export` carry over.",
+    ),
+    SlashCommand(
+        "/cp",
+        "/cp SRC [DEST]",
+        "Copy a file or folder from this machine into the workspace.",
+        cmd_cp,
+        "DEST is a path inside the workspace (default: the "
+        "name of SRC). Quote paths that contain spaces.",
+    ),
+    SlashCommand(
+        "/new",
+        "/new",
+        "Start a new conversation in the same sandbox.",
+        cmd_new,
+        "The workspace, the sandbox and its shell state stay as they are.",
+    ),
+    SlashCommand(
+        "/save",
+        "/save DIR",
+        "Save the session (workspace, history, settings, log) to DIR.",
+        cmd_save,
+        "Resume it later with `pygent --load DIR` (or "
+        "PYGENT_SNAPSHOT=DIR). Secrets (API keys, -e values) are not saved.",
+    ),
+    SlashCommand(
+        "/tools",
+        "/tools [list|enable NAME|disable NAME]",
+        "List the tools, or switch one on or off.",
+        cmd_tools,
+    ),
+    SlashCommand(
+        "/banned",
+        "/banned [list|add CMD|remove CMD]",
+        "List, add or remove commands the agent may never run.",
+        cmd_banned,
+        "A banned command is "
+        "refused wherever it appears in a command line (`a && CMD`, `sh -c CMD`).",
+    ),
+    SlashCommand(
+        "/confirm-bash",
+        "/confirm-bash [on|off]",
+        "Ask before every command (on), or never ask (off).",
+        cmd_confirm_bash,
+        "Without an argument: show the current approval mode.",
+    ),
+    SlashCommand(
+        "/usage", "/usage [on|off]", "Show token usage; on/off: after every turn.", cmd_usage
+    ),
     SlashCommand("/exit", "/exit", "Leave Pygent (the sandbox is removed).", cmd_exit),
-]  # fmt: skip
+]
 
 COMMANDS = SlashCommands(BUILTINS)

@@ -22,7 +22,9 @@ class LazyOpenAIModel:
         on_retry: shown while the model layer waits to retry (a countdown).
     """
 
-    def __init__(self, settings: Any, on_retry: Callable[[int, float, str], None] | None = None) -> None:
+    def __init__(
+        self, settings: Any, on_retry: Callable[[int, float, str], None] | None = None
+    ) -> None:
         self._settings = settings
         self._on_retry = on_retry
         self._model: Any = None
@@ -34,8 +36,12 @@ class LazyOpenAIModel:
                 from pygent.openai_model import OpenAIModel
 
                 s = self._settings
-                self._model = OpenAIModel(api_key=s.api_key, base_url=s.base_url,
-                                          timeout=s.request_timeout, on_retry=self._on_retry)  # fmt: skip
+                self._model = OpenAIModel(
+                    api_key=s.api_key,
+                    base_url=s.base_url,
+                    timeout=s.request_timeout,
+                    on_retry=self._on_retry,
+                )
             return self._model
 
     def warm_up(self) -> None:
@@ -49,11 +55,19 @@ class LazyOpenAIModel:
 
         threading.Thread(target=run, name="pygent-warm-up", daemon=True).start()
 
-    async def astream(self, messages: list[dict[str, Any]], model: str,
-                      tools: list[dict[str, Any]] | None, *, on_text: Any = None) -> Any:  # fmt: skip
+    async def astream(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]] | None,
+        *,
+        on_text: Any = None,
+    ) -> Any:
         return await self._get().astream(messages, model, tools, on_text=on_text)
 
-    def chat(self, messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]] | None) -> Any:
+    def chat(
+        self, messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]] | None
+    ) -> Any:
         return self._get().chat(messages, model, tools)
 
     async def aclose(self) -> None:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +32,9 @@ class LineReader(Protocol):
 
     async def ask(self, question: str) -> str:
         """A one-line answer (approvals, ask_user menus); not saved in the history."""
+
+    def busy(self) -> contextlib.AbstractContextManager[None]:
+        """While a turn runs: keys typed are kept for the next prompt, not echoed."""
 
 
 def _continues(text: str) -> bool:
@@ -77,7 +80,10 @@ class TerminalReader:
         @keys.add("enter")
         def _enter(event: Any) -> None:
             buffer = event.current_buffer
-            if _continues(buffer.document.text_before_cursor) and buffer.document.is_cursor_at_the_end:
+            if (
+                _continues(buffer.document.text_before_cursor)
+                and buffer.document.is_cursor_at_the_end
+            ):
                 buffer.delete_before_cursor(1)
                 buffer.insert_text("\n")
             else:
@@ -109,6 +115,33 @@ class TerminalReader:
         return await self._asker.prompt_async(
             self._prompt_text([("class:question", question)]), handle_sigint=False
         )
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        # Without this the terminal is in cooked mode during a turn: typed keys echo
+        # into the live display, and a Ctrl-D becomes an end-of-file that makes the
+        # next prompt_toolkit prompt stop reading. Ctrl-C still raises SIGINT (ISIG).
+        try:
+            import termios
+        except ImportError:  # not a POSIX terminal (Windows)
+            yield
+            return
+        try:
+            fd = sys.stdin.fileno()
+            saved = termios.tcgetattr(fd)
+        except (OSError, ValueError, termios.error):
+            yield
+            return
+        quiet = list(saved)
+        quiet[3] &= ~(termios.ICANON | termios.ECHO)
+        quiet[6] = list(saved[6])
+        quiet[6][termios.VMIN], quiet[6][termios.VTIME] = 1, 0
+        try:
+            termios.tcsetattr(fd, termios.TCSANOW, quiet)
+            yield
+        finally:
+            with contextlib.suppress(OSError, termios.error):  # the terminal may be gone (SIGHUP)
+                termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
 class PipeReader:
@@ -161,3 +194,6 @@ class PipeReader:
 
     async def ask(self, question: str) -> str:
         return await self._line()
+
+    def busy(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()

@@ -89,7 +89,8 @@ class MarkdownStream:
         while lines and not any(seg.text.strip() for seg in lines[-1]):
             lines.pop()  # trailing blank lines would be printed, then "un-printed"
         stable = len(lines) if final else max(0, len(lines) - LIVE_WINDOW)
+        # The live window changes first: printing above it then never redraws a stale tail.
+        self._show_live(None if final else Lines(lines[max(stable, self._printed) :]))
         if stable > self._printed:
             self.console.print(Lines(lines[self._printed : stable]), end="")
             self._printed = stable
-        self._show_live(None if final else Lines(lines[self._printed :]))

@@ -22,9 +22,11 @@ def missing_key_message(settings: Any, custom_model: Any) -> str | None:
     """The one line to print when no model can work, else None."""
     if custom_model is not None or settings.api_key:
         return None
-    return ("pygent: no API key: set OPENAI_API_KEY (or api_key in pygent.toml); for another "
-            "provider set OPENAI_BASE_URL too (a local server accepts any key, e.g. "
-            "OPENAI_API_KEY=none)")  # fmt: skip
+    return (
+        "pygent: no API key: set OPENAI_API_KEY (or api_key in pygent.toml); for another "
+        "provider set OPENAI_BASE_URL too (a local server accepts any key, e.g. "
+        "OPENAI_API_KEY=none)"
+    )
 
 
 class ServerProbe:
@@ -56,13 +58,17 @@ class ServerProbe:
                 response.read(1)
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
-                return (f"the model server at {self.url} rejected the API key (HTTP {exc.code}): "
-                        "check OPENAI_API_KEY")  # fmt: skip
+                return (
+                    f"the model server at {self.url} rejected the API key (HTTP {exc.code}): "
+                    "check OPENAI_API_KEY"
+                )
             return None  # reachable; some servers simply have no /models
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            return (f"cannot reach the model server at {self.url} ({reason}): check "
-                    "OPENAI_BASE_URL and your network")  # fmt: skip
+            return (
+                f"cannot reach the model server at {self.url} ({reason}): check "
+                "OPENAI_BASE_URL and your network"
+            )
         return None
 
     def result(self) -> str | None:

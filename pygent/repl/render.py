@@ -133,7 +133,9 @@ class _RunningCall:
 class Renderer:
     """Shows events on ``console``; call :meth:`handle` (any thread) for each event."""
 
-    def __init__(self, console: Console, transcript: Transcript, *, show_usage: bool = False) -> None:
+    def __init__(
+        self, console: Console, transcript: Transcript, *, show_usage: bool = False
+    ) -> None:
         self.console = console
         self.transcript = transcript
         self.show_usage = show_usage
@@ -174,8 +176,14 @@ class Renderer:
                 self._live = None
             return
         if self._live is None:
-            self._live = Live(body, console=self.console, transient=True, refresh_per_second=12,
-                              redirect_stdout=False, redirect_stderr=False)  # fmt: skip
+            self._live = Live(
+                body,
+                console=self.console,
+                transient=True,
+                refresh_per_second=12,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
             self._live.start()
         else:
             self._live.update(body)
@@ -209,8 +217,12 @@ class Renderer:
 
     def on_retry(self, attempt: int, delay: float, reason: str) -> None:
         """The model layer's retry callback: a countdown in the spinner."""
-        self.console.print(Text(f"model request failed ({reason}); attempt {attempt + 1} "
-                                f"in {delay:.0f}s", style="yellow"))  # fmt: skip
+        self.console.print(
+            Text(
+                f"model request failed ({reason}); attempt {attempt + 1} in {delay:.0f}s",
+                style="yellow",
+            )
+        )
         self._waiting = _Waiting("waiting for the model")
         self._waiting.retry_at = time.monotonic() + delay
         self._set_live(self._waiting)
@@ -279,10 +291,16 @@ class Renderer:
         self._set_live(None)
         self.transcript.add(f"tool {call.title} [{event.status}]", self._plain_call(call, event))
         if event.status == "denied":
-            self.console.print(Panel(
-                Text.assemble(call.command_text(), "\n", (make_visible(event.output), "yellow")),
-                title=Text(f"{call.title} · denied", style="bold yellow"), title_align="left",
-                border_style="yellow"))  # fmt: skip
+            self.console.print(
+                Panel(
+                    Text.assemble(
+                        call.command_text(), "\n", (make_visible(event.output), "yellow")
+                    ),
+                    title=Text(f"{call.title} · denied", style="bold yellow"),
+                    title_align="left",
+                    border_style="yellow",
+                )
+            )
         else:
             self.console.print(self._finished_panel(call, event))
         if self._in_turn:
@@ -302,9 +320,10 @@ class Renderer:
         elif call.tool == "bash":
             # The streamed output is complete; the result adds the status lines.
             status_lines = [
-                line for line in event.output.splitlines()[-3:]
+                line
+                for line in event.output.splitlines()[-3:]
                 if line.startswith("[") and line.endswith("]")
-            ]  # fmt: skip
+            ]
         folded = output.text()
         if folded.strip():
             body.append("\n" + folded.rstrip("\n"), style="" if event.ok else "red")
@@ -351,8 +370,9 @@ class Renderer:
         self.close()
         self.last_turn_usage = (self._turn_usage[0], self._turn_usage[1])
         if event.stop_reason == ev.StopReason.CANCELLED:
-            self.console.print(Text("⏹ cancelled: the turn was stopped; the session goes on",
-                                    style="yellow"))  # fmt: skip
+            self.console.print(
+                Text("⏹ cancelled: the turn was stopped; the session goes on", style="yellow")
+            )
             self.transcript.add("cancelled", "the turn was cancelled")
         if self.show_usage:
             self.print_usage()
@@ -361,8 +381,12 @@ class Renderer:
         """One line: the last turn's tokens and the session's totals."""
         p, c = self.last_turn_usage
         tp, tc = self.totals
-        self.console.print(Text(f"tokens: {p:,} in · {c:,} out this turn "
-                                f"(session: {tp:,} in · {tc:,} out)", style="dim"))  # fmt: skip
+        self.console.print(
+            Text(
+                f"tokens: {p:,} in · {c:,} out this turn (session: {tp:,} in · {tc:,} out)",
+                style="dim",
+            )
+        )
 
     # --- messages from the REPL itself ------------------------------------------------------
 

@@ -110,8 +110,9 @@ class SlashCommands:
         except PygentError as exc:
             ctx.renderer.error(f"{name}: {exc.user_message()}")
         except OSError as exc:
-            ctx.renderer.error(f"{name}: {exc.strerror or exc}"
-                               + (f": {exc.filename}" if exc.filename else ""))  # fmt: skip
+            ctx.renderer.error(
+                f"{name}: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            )
 
     async def _run_custom(self, ctx: ReplContext, command: custom.Command, arg: str) -> None:
         # A custom handler is synchronous upstream code (it may call agent.step()):
@@ -162,7 +163,10 @@ class SlashCommands:
                 table.add_row(f"{name} ARG", custom.COMMANDS[name].description or "(custom)")
         console.print(Text("Commands", style="bold"))
         console.print(table)
-        console.print(Text(
-            "Keys: Enter sends · Alt+Enter (or Esc, Enter) or a trailing \\ adds a line · "
-            "Ctrl-C stops the running turn · Ctrl-D or /exit quits · //text sends /text",
-            style="dim"))  # fmt: skip
+        console.print(
+            Text(
+                "Keys: Enter sends · Alt+Enter (or Esc, Enter) or a trailing \\ adds a line · "
+                "Ctrl-C stops the running turn · Ctrl-D or /exit quits · //text sends /text",
+                style="dim",
+            )
+        )

@@ -42,9 +42,18 @@ LOG_FILE = "pygent.log"
 FORMAT = 1
 #: Settings a resumed session takes from the snapshot (below flags and environment).
 RESTORED_SETTINGS = (
-    "model", "image", "persona_name", "persona", "task_personas", "disabled_tools",
-    "banned_commands", "approval_mode", "confirm_bash", "max_steps", "network",
-)  # fmt: skip
+    "model",
+    "image",
+    "persona_name",
+    "persona",
+    "task_personas",
+    "disabled_tools",
+    "banned_commands",
+    "approval_mode",
+    "confirm_bash",
+    "max_steps",
+    "network",
+)
 
 
 @dataclass
@@ -126,8 +135,11 @@ def save(
         ws_entry = WORKSPACE_DIR  # resumed from here: the workspace is already in place
     else:
         ws_entry = str(workspace)
-    meta = {"workspace": str(dest / ws_entry) if ws_entry == WORKSPACE_DIR else ws_entry,
-            "model": agent.model_name, "session_id": agent.session_id}  # fmt: skip
+    meta = {
+        "workspace": str(dest / ws_entry) if ws_entry == WORKSPACE_DIR else ws_entry,
+        "model": agent.model_name,
+        "session_id": agent.session_id,
+    }
     _write_history(dest / HISTORY_FILE, agent, meta)
     settings = agent.settings.public_dict()
     settings["disabled_tools"] = sorted(agent.disabled_tools)
@@ -141,11 +153,18 @@ def save(
         shutil.copyfile(log_file, dest / LOG_FILE)
     from pygent import __version__
 
-    _write_json(dest / SNAPSHOT_FILE, {
-        "pygent_snapshot": FORMAT, "pygent_version": __version__,
-        "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "session_id": agent.session_id,
-        "workspace": ws_entry, "model": agent.model_name, "persona": agent.persona.name,
-    })  # fmt: skip
+    _write_json(
+        dest / SNAPSHOT_FILE,
+        {
+            "pygent_snapshot": FORMAT,
+            "pygent_version": __version__,
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "session_id": agent.session_id,
+            "workspace": ws_entry,
+            "model": agent.model_name,
+            "persona": agent.persona.name,
+        },
+    )
     return dest
 
 
@@ -188,8 +207,11 @@ def _restored(values: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if key == "task_personas":
-            value = [Persona(str(p.get("name")), str(p.get("description", p.get("name"))))
-                     for p in value if isinstance(p, dict) and p.get("name")]  # fmt: skip
+            value = [
+                Persona(str(p.get("name")), str(p.get("description", p.get("name"))))
+                for p in value
+                if isinstance(p, dict) and p.get("name")
+            ]
         out[key] = value
     return out
 
@@ -198,16 +220,19 @@ def load(directory: Path) -> Snapshot:
     """Read the snapshot (or saved session) in ``directory`` for resuming."""
     root = directory.expanduser().resolve()
     if not root.is_dir():
-        raise ConfigError(f"cannot load {directory}: no such directory",
-                          hint="pass a directory written by /save")  # fmt: skip
+        raise ConfigError(
+            f"cannot load {directory}: no such directory", hint="pass a directory written by /save"
+        )
     warnings: list[str] = []
     info = _read_json(root / SNAPSHOT_FILE, warnings)
     history = root / HISTORY_FILE
     if not history.exists() and (root / UPSTREAM_HISTORY).is_file():
         history = root / UPSTREAM_HISTORY
     if not history.exists() and not info:
-        raise ConfigError(f"cannot load {directory}: it holds no Pygent snapshot "
-                          f"({SNAPSHOT_FILE} or {HISTORY_FILE})")  # fmt: skip
+        raise ConfigError(
+            f"cannot load {directory}: it holds no Pygent snapshot "
+            f"({SNAPSHOT_FILE} or {HISTORY_FILE})"
+        )
     workspace: Path | None = None
     if (root / WORKSPACE_DIR).is_dir():
         workspace = root / WORKSPACE_DIR
@@ -223,7 +248,9 @@ def load(directory: Path) -> Snapshot:
         if recorded and Path(recorded).is_dir():
             workspace = Path(recorded)
         elif recorded:
-            warnings.append(f"the session's workspace {recorded} no longer exists: "
-                            "starting with an empty workspace")  # fmt: skip
+            warnings.append(
+                f"the session's workspace {recorded} no longer exists: "
+                "starting with an empty workspace"
+            )
     settings = _restored(_read_json(root / SETTINGS_FILE, warnings))
     return Snapshot(root, history, workspace, settings, warnings)

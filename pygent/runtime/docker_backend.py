@@ -134,6 +134,7 @@ class DockerBackend:
         self._shell = PersistentShell(self._spawn, initial_cwd=WORKDIR, output_limit=output_limit)
         self._note = ""  # set when the container was replaced or resumed
         self._stopped = False  # the watchdog stopped the running command
+        self._daemon_was_down = False  # a state query met a down or restarting daemon
         self._start_lock = asyncio.Lock()
         self._started = False
         self._closed = False
@@ -298,6 +299,7 @@ class DockerBackend:
             except sdk.errors.NotFound:
                 return None
             except (sdk.errors.DockerException, OSError) as exc:
+                self._daemon_was_down = True
                 if not is_connection_error(exc) or time.monotonic() > deadline:
                     raise SandboxError(
                         f"the Docker daemon is not answering: {exc}",
@@ -319,6 +321,9 @@ class DockerBackend:
                 f"sandbox container died (exit {state.get('ExitCode')}, "
                 f"OOMKilled={str(state.get('OOMKilled', False)).lower()})"
             )
+            if self._daemon_was_down:
+                why += " when the Docker daemon restarted"
+        self._daemon_was_down = False
         log.warning("%s (%s); starting a new one", why, old)
         await self._discard_container()
         self.recoveries += 1
@@ -326,8 +331,9 @@ class DockerBackend:
             await self._new_container()
         except (RuntimeUnavailable, SandboxError) as exc:
             self._note = f"{why}; no new container could be started: {exc}"
-            raise SandboxError(f"{why} and no new one could be started: {exc}",
-                               hint=getattr(exc, "hint", "")) from exc
+            raise SandboxError(
+                f"{why} and no new one could be started: {exc}", hint=getattr(exc, "hint", "")
+            ) from exc
         self._note = (
             f"{why}; a new container was started with the same workspace; "
             "installed packages are gone"
@@ -411,6 +417,7 @@ class DockerBackend:
             raise SandboxError("this Docker sandbox was closed")
         self._note = ""
         self._stopped = False
+        self._daemon_was_down = False
         restarts = self._shell.restarts
         started_at = time.time()
         # A timer, not a task: most commands end before the watchdog is needed, and a

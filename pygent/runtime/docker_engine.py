@@ -61,7 +61,9 @@ def _root_cause(exc: BaseException) -> BaseException:
         if cur is None or id(cur) in seen:
             continue
         seen.add(id(cur))
-        if isinstance(cur, OSError) and not type(cur).__module__.startswith(("requests", "urllib3")):
+        if isinstance(cur, OSError) and not type(cur).__module__.startswith(
+            ("requests", "urllib3")
+        ):
             found = cur
         stack.extend([cur.__cause__, cur.__context__])
         stack.extend(a for a in getattr(cur, "args", ()) if isinstance(a, BaseException))

@@ -445,7 +445,7 @@ class DockerShellTransport:
 
 async def _handshake(shell: ExecStream) -> tuple[int, str]:
     """Ask the new shell for its PID; on EOF raise SandboxError with what it printed."""
-    await shell.write(b"printf '__PYGENT_READY:%s:%s\\n' \"$$\" \"${BASH_VERSION:+bash}\"\n")
+    await shell.write(b'printf \'__PYGENT_READY:%s:%s\\n\' "$$" "${BASH_VERSION:+bash}"\n')
     junk = b""
     while True:
         line = await shell.stdout.readline()

@@ -32,11 +32,16 @@ _TASK_TIMEOUT = {"type": "number", "description": "Seconds allowed for the whole
 DELEGATE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "prompt": {"type": "string", "description": "What the sub-agent should do, in full: "
-                   "it does not see this conversation."},
+        "prompt": {
+            "type": "string",
+            "description": "What the sub-agent should do, in full: "
+            "it does not see this conversation.",
+        },
         "files": _FILES,
-        "persona": {"type": "string", "description": "A persona name from list_personas "
-                    "(default: the next one in turn)."},
+        "persona": {
+            "type": "string",
+            "description": "A persona name from list_personas (default: the next one in turn).",
+        },
         "step_timeout": _STEP_TIMEOUT,
         "task_timeout": _TASK_TIMEOUT,
         "timeout": {"type": "number", "description": "Same as task_timeout (older name)."},
@@ -51,8 +56,11 @@ STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "task_id": {"type": "string", "description": "The task id (omit to list every task)."},
-        "wait": {"type": "number", "description": f"Wait up to this many seconds (at most "
-                 f"{MAX_STATUS_WAIT:g}) for the task to end before answering."},
+        "wait": {
+            "type": "number",
+            "description": f"Wait up to this many seconds (at most "
+            f"{MAX_STATUS_WAIT:g}) for the task to end before answering.",
+        },
     },
 }
 COLLECT_SCHEMA: dict[str, Any] = {
@@ -60,8 +68,10 @@ COLLECT_SCHEMA: dict[str, Any] = {
     "properties": {
         "task_id": {"type": "string"},
         "path": {"type": "string", "description": "File or folder in the task's workspace."},
-        "dest": {"type": "string", "description": "Where to put it in your workspace "
-                 "(default: the same path)."},
+        "dest": {
+            "type": "string",
+            "description": "Where to put it in your workspace (default: the same path).",
+        },
     },
     "required": ["task_id", "path"],
 }
@@ -100,13 +110,23 @@ def task_tools(bound: TaskManager | None = None) -> list[Tool]:
         manager = _manager(ctx, bound)
         manager.bind_loop(asyncio.get_running_loop())
         task_id = await asyncio.to_thread(
-            manager.start_task, prompt, ctx.runtime, files=files,
-            parent_depth=getattr(ctx.agent, "depth", 0), step_timeout=step_timeout,
-            task_timeout=task_timeout if task_timeout is not None else timeout, persona=persona)
+            manager.start_task,
+            prompt,
+            ctx.runtime,
+            files=files,
+            parent_depth=getattr(ctx.agent, "depth", 0),
+            step_timeout=step_timeout,
+            task_timeout=task_timeout if task_timeout is not None else timeout,
+            persona=persona,
+        )
         info = manager.info(task_id)
-        return ToolResult(True, f"started {task_id} (persona {info.persona}). It runs in its own "
-                          "sandbox; check it with task_status and fetch its results with "
-                          "collect_file.", data={"task_id": task_id})
+        return ToolResult(
+            True,
+            f"started {task_id} (persona {info.persona}). It runs in its own "
+            "sandbox; check it with task_status and fetch its results with "
+            "collect_file.",
+            data={"task_id": task_id},
+        )
 
     async def delegate_persona_task(
         ctx: ToolContext,
@@ -117,16 +137,23 @@ def task_tools(bound: TaskManager | None = None) -> list[Tool]:
         task_timeout: float | None = None,
         timeout: float | None = None,
     ) -> ToolResult:
-        return await delegate_task(ctx, prompt, files=files, persona=persona,
-                                   step_timeout=step_timeout, task_timeout=task_timeout,
-                                   timeout=timeout)
+        return await delegate_task(
+            ctx,
+            prompt,
+            files=files,
+            persona=persona,
+            step_timeout=step_timeout,
+            task_timeout=task_timeout,
+            timeout=timeout,
+        )
 
     async def list_personas(ctx: ToolContext) -> str:
         personas = _manager(ctx, bound).personas
         return json.dumps([{"name": p.name, "description": p.description} for p in personas])
 
-    async def task_status(ctx: ToolContext, task_id: str | None = None,
-                          wait: float | None = None) -> str:
+    async def task_status(
+        ctx: ToolContext, task_id: str | None = None, wait: float | None = None
+    ) -> str:
         manager = _manager(ctx, bound)
         if not task_id:
             infos = manager.list()
@@ -139,8 +166,9 @@ def task_tools(bound: TaskManager | None = None) -> list[Tool]:
                 info = manager.info(task_id)
         return _describe(info)
 
-    async def collect_file(ctx: ToolContext, task_id: str, path: str,
-                           dest: str | None = None) -> str:
+    async def collect_file(
+        ctx: ToolContext, task_id: str, path: str, dest: str | None = None
+    ) -> str:
         manager = _manager(ctx, bound)
         return await asyncio.to_thread(manager.collect_file, ctx.runtime, task_id, path, dest)
 
@@ -151,20 +179,50 @@ def task_tools(bound: TaskManager | None = None) -> list[Tool]:
         return f"task {task_id} had already ended: {manager.status(task_id)}"
 
     return [
-        Tool("delegate_task", "Start a sub-agent on a task in its own sandbox and return its "
-             "id at once; it runs while you continue. Give it every file it needs.",
-             DELEGATE_SCHEMA, delegate_task, "exec"),
-        Tool("delegate_persona_task", "Like delegate_task, with a named persona (see "
-             "list_personas).", DELEGATE_PERSONA_SCHEMA, delegate_persona_task, "exec"),
-        Tool("list_personas", "List the personas available for delegated tasks (JSON).",
-             EMPTY_SCHEMA, list_personas, "read"),
-        Tool("task_status", "Status of a delegated task (queued, running, finished, failed, "
-             "timeout, cancelled); optionally wait for it to end.", STATUS_SCHEMA,
-             task_status, "read"),
-        Tool("collect_file", "Copy a file or folder from a delegated task's workspace into "
-             "yours.", COLLECT_SCHEMA, collect_file, "write"),
-        Tool("cancel_task", "Cancel a delegated task (its command is killed, its sandbox "
-             "removed).", CANCEL_SCHEMA, cancel_task, "read"),
+        Tool(
+            "delegate_task",
+            "Start a sub-agent on a task in its own sandbox and return its "
+            "id at once; it runs while you continue. Give it every file it needs.",
+            DELEGATE_SCHEMA,
+            delegate_task,
+            "control",
+        ),
+        Tool(
+            "delegate_persona_task",
+            "Like delegate_task, with a named persona (see list_personas).",
+            DELEGATE_PERSONA_SCHEMA,
+            delegate_persona_task,
+            "control",
+        ),
+        Tool(
+            "list_personas",
+            "List the personas available for delegated tasks (JSON).",
+            EMPTY_SCHEMA,
+            list_personas,
+            "read",
+        ),
+        Tool(
+            "task_status",
+            "Status of a delegated task (queued, running, finished, failed, "
+            "timeout, cancelled); optionally wait for it to end.",
+            STATUS_SCHEMA,
+            task_status,
+            "read",
+        ),
+        Tool(
+            "collect_file",
+            "Copy a file or folder from a delegated task's workspace into yours.",
+            COLLECT_SCHEMA,
+            collect_file,
+            "write",
+        ),
+        Tool(
+            "cancel_task",
+            "Cancel a delegated task (its command is killed, its sandbox removed).",
+            CANCEL_SCHEMA,
+            cancel_task,
+            "control",
+        ),
     ]
 
 

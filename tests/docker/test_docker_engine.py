@@ -6,11 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from pygent.runtime.docker_engine import (
     docker_available,
+    explain_engine_error,
     owner_labels,
     process_start_time,
     reap_orphans,
@@ -54,18 +57,60 @@ def test_daemon_down_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "hint:" in reason
 
 
-@pytest.mark.skipif(os.getuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
-def test_socket_permission_denied_is_explained() -> None:
-    code = "from pygent.runtime.docker_engine import docker_available; print(docker_available())"
-    out = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={"PATH": os.environ["PATH"], "PYTHONPATH": ROOT, "HOME": "/tmp"},
-        timeout=60,
+def _unprivileged(code: str, libs: Path) -> subprocess.CompletedProcess[str] | None:
+    """Run ``code`` as user nobody, with a copy of the SDK it can read; None if impossible."""
+    if os.getuid() != 0 or not shutil.which("setpriv"):
+        return None
+    import certifi
+    import charset_normalizer
+    import docker
+    import idna
+    import requests
+    import urllib3
+
+    for module in (docker, requests, urllib3, certifi, idna, charset_normalizer):
+        shutil.copytree(Path(module.__file__).parent, libs / module.__name__)
+    for path in (libs, *libs.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c"]
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{ROOT}:{libs}", "HOME": "/tmp"}
+    probe = subprocess.run([*argv, "import docker"], capture_output=True, env=env, timeout=60)
+    if probe.returncode != 0:
+        return None
+    return subprocess.run(
+        [*argv, code], capture_output=True, text=True, cwd="/", env=env, timeout=60
     )
+
+
+def test_socket_permission_denied_is_explained() -> None:
+    libs = Path(tempfile.mkdtemp(prefix="pygent-sdk-"))
+    try:
+        out = _unprivileged(
+            "from pygent.runtime.docker_engine import docker_available; print(docker_available())",
+            libs,
+        )
+    finally:
+        shutil.rmtree(libs)
+    if out is None:
+        pytest.skip("needs root, setpriv, and a docker SDK that user nobody can import")
     assert "permission denied" in out.stdout and "docker group" in out.stdout, out
+
+
+def test_permission_error_chain_from_the_sdk_is_explained() -> None:
+    import docker
+
+    # The shape docker.from_env() raises: DockerException from requests from PermissionError.
+    try:
+        try:
+            raise PermissionError(13, "Permission denied")
+        except PermissionError as exc:
+            raise docker.errors.DockerException(
+                f"Error while fetching server API version: ('Connection aborted.', {exc!r})"
+            ) from exc
+    except docker.errors.DockerException as exc:
+        error = explain_engine_error(exc)
+    assert "permission denied on the Docker socket" in str(error)
+    assert "docker group" in error.hint
 
 
 def test_reaper_removes_dead_owners_only_and_never_unlabelled(client) -> None:

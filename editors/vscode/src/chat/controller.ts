@@ -1,0 +1,683 @@
+/**
+ * The chat's host-side logic: turns page messages into server requests and server
+ * notifications into page messages, and keeps what a re-opened page needs (sessions,
+ * their event logs, pending approvals, tasks, changes).
+ *
+ * It reaches VS Code only through {@link EditorPort} and the page only through
+ * {@link ChatPort}, so the whole flow is unit-tested with fakes.
+ */
+
+import { describeError, type Logger } from '../common/logging';
+import { Emitter } from '../common/events';
+import type { CancellationLike, ServerState } from '../common/server';
+import type { PygentSettings } from '../common/settings';
+import {
+  type ApplyResult,
+  type ChangeSet,
+  type DiscardResult,
+  type ListSessionsResult,
+  type PromptResult,
+  type RequestPermissionParams,
+  type RequestPermissionResult,
+  type SessionInfo,
+  type SessionUpdate,
+  type SessionUpdateParams,
+  type TaskInfo,
+  REQUEST_PERMISSION,
+  SESSION_BUSY,
+  SESSION_CANCEL,
+  SESSION_LIST,
+  SESSION_NEW,
+  SESSION_PROMPT,
+  SESSION_RESUME,
+  SESSION_UPDATE,
+  TASK_CANCEL,
+  TASK_STATUS,
+  WORKSPACE_APPLY,
+  WORKSPACE_CHANGES,
+  WORKSPACE_DISCARD,
+} from '../protocol';
+import {
+  type HostAction,
+  type HostCapabilities,
+  type HostMessage,
+  type HostStatus,
+  type PageMessage,
+  type Problem,
+  parseSessionEvent,
+} from '../../webview/messages';
+import { ApprovalBroker } from './approvals';
+import { parsePermissionParams } from './parsers';
+import { proposedContent } from './patch';
+import { SessionStore } from './sessions';
+import { FINAL_TASK_STATES, TaskTracker } from './tasks';
+
+/** The page, as the controller sees it. */
+export interface ChatPort {
+  post(message: HostMessage): void;
+  /** Brings the chat into view (an approval is waiting). */
+  reveal(): void;
+}
+
+export interface WorkspaceFolderInfo {
+  name: string;
+  uri: string;
+  fsPath: string;
+}
+
+/** One side of a diff: a file on disk, or text held in memory. */
+export type DiffSide = { file: string } | { content: string; name: string };
+
+/** Everything the controller needs from the editor. */
+export interface EditorPort {
+  workspaceFolders(): WorkspaceFolderInfo[];
+  /** The folder of the active editor, if any. */
+  activeFolder(): WorkspaceFolderInfo | undefined;
+  pickFolder(folders: WorkspaceFolderInfo[]): Promise<WorkspaceFolderInfo | undefined>;
+  readFile(fsPath: string): Promise<string | undefined>;
+  openDiff(left: DiffSide, right: DiffSide, title: string): Promise<void>;
+  openText(content: string, language: string): Promise<void>;
+  saveFiles(fsPaths: string[]): Promise<void>;
+  confirm(message: string, action: string): Promise<boolean>;
+}
+
+/** The server, as the controller sees it ({@link ServerManager} fits). */
+export interface ServerPort {
+  readonly state: ServerState;
+  onDidChangeState(listener: (state: ServerState) => void): { dispose(): void };
+  request<R>(method: string, params: unknown, token?: CancellationLike): Promise<R>;
+  onNotification(method: string, handler: (params: unknown) => void): void;
+  onRequest(method: string, handler: (params: unknown, token: CancellationLike) => Promise<unknown>): void;
+  start(): Promise<void>;
+}
+
+export interface ControllerDeps {
+  server: ServerPort;
+  editor: EditorPort;
+  settings(): PygentSettings;
+  /** True when an API key reaches the server. */
+  hasApiKey(): boolean;
+  /** Runs a host action (set key, restart, settings, logs, install help). */
+  runAction(action: HostAction): void;
+  log: Logger;
+  /** A name for the host in `init` ("vscode"). */
+  hostName: string;
+}
+
+export const VSCODE_CAPABILITIES: HostCapabilities = {
+  openDiff: true,
+  openInEditor: true,
+  actions: ['setApiKey', 'restartServer', 'openSettings', 'showLogs', 'installHelp'],
+};
+
+/** What the status bar shows. */
+export interface StatusSnapshot {
+  status: HostStatus;
+  sessionTitle: string | null;
+}
+
+function normPath(p: string): string {
+  return p.replace(/\\/g, '/').replace(/\/+$/, '');
+}
+
+function joinPath(dir: string, rel: string): string {
+  return `${normPath(dir)}/${rel.replace(/^\/+/, '')}`;
+}
+
+function basename(p: string): string {
+  return normPath(p).split('/').pop() ?? p;
+}
+
+/** A JSON-RPC error's code, if it is one. */
+function errorCode(err: unknown): number | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'number' ? err.code : undefined;
+}
+
+export class ChatController {
+  private view: ChatPort | undefined;
+  readonly sessions = new SessionStore();
+  readonly tasks = new TaskTracker();
+  private readonly changes = new Map<string, ChangeSet>();
+  readonly approvals: ApprovalBroker;
+  private readonly statusEmitter = new Emitter<StatusSnapshot>();
+  /** Sessions with a prompt request in flight. */
+  private readonly inFlight = new Set<string>();
+  private creating: Promise<string | undefined> | undefined;
+
+  readonly onDidChangeStatus = this.statusEmitter.event;
+
+  constructor(private readonly deps: ControllerDeps) {
+    this.approvals = new ApprovalBroker({
+      opened: (approval) => {
+        this.post({ type: 'approval', approval });
+        this.view?.reveal();
+      },
+      closed: (id, outcome) => this.post({ type: 'approvalClosed', id, outcome }),
+    });
+    deps.server.onNotification(SESSION_UPDATE, (params) => this.onSessionUpdate(params));
+    deps.server.onRequest(REQUEST_PERMISSION, (params, token) => this.onPermissionRequest(params, token));
+    deps.server.onDidChangeState((state) => this.onServerState(state));
+  }
+
+  // --- the page -------------------------------------------------------------------------
+
+  /** A page (re)connected; it gets everything on `ready`. */
+  attachView(view: ChatPort): void {
+    this.view = view;
+  }
+
+  detachView(view: ChatPort): void {
+    if (this.view === view) this.view = undefined;
+  }
+
+  private post(message: HostMessage): void {
+    this.view?.post(message);
+  }
+
+  private toast(level: 'info' | 'warning' | 'error', text: string): void {
+    this.post({ type: 'toast', level, text });
+  }
+
+  /** Handles one (already parsed) page message. Never throws: failures become toasts. */
+  async handle(message: PageMessage): Promise<void> {
+    try {
+      await this.dispatch(message);
+    } catch (err) {
+      this.deps.log.error(`${message.type}: ${describeError(err)}`);
+      this.toast('error', describeError(err));
+    }
+  }
+
+  private async dispatch(message: PageMessage): Promise<void> {
+    switch (message.type) {
+      case 'ready':
+        this.sendInit();
+        void this.ensureServer();
+        return;
+      case 'prompt':
+        await this.prompt(message.sessionId, message.text);
+        return;
+      case 'cancel':
+        await this.cancel(message.sessionId);
+        return;
+      case 'newSession':
+        await this.newSession();
+        return;
+      case 'selectSession':
+        await this.selectSession(message.sessionId);
+        return;
+      case 'answerApproval':
+        if (!this.approvals.answer(message.id, message.optionId, message.message)) {
+          this.post({ type: 'approvalClosed', id: message.id, outcome: 'expired' });
+        }
+        return;
+      case 'openApprovalDiff':
+        await this.openApprovalDiff(message.id);
+        return;
+      case 'openChange':
+        await this.openChange(message.sessionId, message.path);
+        return;
+      case 'applyChanges':
+        await this.apply(message.sessionId, message.paths);
+        return;
+      case 'discardChanges':
+        await this.discard(message.sessionId, message.paths);
+        return;
+      case 'cancelTask':
+        await this.deps.server.request(TASK_CANCEL, { sessionId: message.sessionId, taskId: message.taskId });
+        return;
+      case 'openTask':
+        await this.openTask(message.sessionId, message.taskId);
+        return;
+      case 'runAction':
+        this.deps.runAction(message.action);
+        return;
+    }
+  }
+
+  private sendInit(): void {
+    const active = this.sessions.activeId;
+    this.post({
+      type: 'init',
+      host: this.deps.hostName,
+      capabilities: VSCODE_CAPABILITIES,
+      status: this.status(),
+      sessions: this.sessions.summaries(),
+      activeSessionId: active,
+    });
+    if (active) this.sendSessionDetail(active);
+    for (const approval of this.approvals.list()) this.post({ type: 'approval', approval });
+  }
+
+  /** The transcript, tasks and changes of one session. */
+  private sendSessionDetail(sessionId: string): void {
+    this.post({ type: 'transcript', sessionId, events: this.sessions.events(sessionId) });
+    this.post({ type: 'tasks', sessionId, tasks: this.tasks.list(sessionId) });
+    const set = this.changes.get(sessionId);
+    this.post({ type: 'changes', sessionId, syncMode: set?.syncMode ?? 'copy', changes: set?.changes ?? [] });
+  }
+
+  private sendSessions(): void {
+    this.post({ type: 'sessions', sessions: this.sessions.summaries(), activeSessionId: this.sessions.activeId });
+    this.sendStatus();
+  }
+
+  private sendStatus(): void {
+    const status = this.status();
+    this.post({ type: 'status', status });
+    this.statusEmitter.fire({ status, sessionTitle: this.sessions.activeInfo?.title ?? null });
+  }
+
+  // --- status -------------------------------------------------------------------------------
+
+  /** The status line: server state, runtime and model of the active session, busy, problem. */
+  status(): HostStatus {
+    const state = this.deps.server.state;
+    const settings = this.deps.settings();
+    const active = this.sessions.activeInfo;
+    const connection: HostStatus['connection'] =
+      state.kind === 'running' ? 'ready' : state.kind === 'starting' ? 'starting' : state.kind === 'failed' ? 'failed' : 'stopped';
+    return {
+      connection,
+      runtime: (active?.live && active.runtime) || settings.runtime,
+      model: (active?.live && active.model) || settings.model,
+      busy: this.sessions.anyBusy || this.inFlight.size > 0,
+      problem: this.problem(state),
+    };
+  }
+
+  private problem(state: ServerState): Problem | null {
+    if (state.kind === 'failed') {
+      const actions: Record<typeof state.reason, HostAction[]> = {
+        notInstalled: ['installHelp', 'openSettings', 'showLogs'],
+        crashed: ['restartServer', 'showLogs'],
+        startFailed: ['restartServer', 'openSettings', 'showLogs'],
+      };
+      return { kind: state.reason, message: state.message, actions: actions[state.reason] };
+    }
+    if (!this.deps.hasApiKey()) {
+      return {
+        kind: 'noApiKey',
+        message: 'No API key is set. Pygent needs one for the model API (any value for local servers that ignore it).',
+        actions: ['setApiKey'],
+      };
+    }
+    return null;
+  }
+
+  /** Something outside changed what the status shows (settings, the API key). */
+  refreshStatus(): void {
+    this.sendStatus();
+  }
+
+  // --- server lifecycle -------------------------------------------------------------------------
+
+  private async ensureServer(): Promise<void> {
+    if (this.deps.server.state.kind === 'stopped') await this.deps.server.start();
+  }
+
+  private onServerState(state: ServerState): void {
+    if (state.kind !== 'running') {
+      this.approvals.cancelAll();
+      for (const summary of this.sessions.summaries()) {
+        if (summary.busy || this.sessions.turnOpen(summary.sessionId)) {
+          this.endTurnLocally(summary.sessionId, 'The Pygent server stopped during this turn.');
+        }
+      }
+      this.sessions.markAllEnded();
+      this.inFlight.clear();
+    } else {
+      void this.refreshSessions();
+    }
+    this.sendSessions();
+  }
+
+  /** Reads the server's sessions: live ones, and saved ones that belong to our folders. */
+  async refreshSessions(): Promise<void> {
+    let result: ListSessionsResult;
+    try {
+      result = await this.deps.server.request<ListSessionsResult>(SESSION_LIST, { includeSaved: true });
+    } catch (err) {
+      this.deps.log.warn(`Listing sessions: ${describeError(err)}`);
+      return;
+    }
+    const folders = new Set(this.deps.editor.workspaceFolders().map((f) => normPath(f.fsPath)));
+    const listed = new Set<string>();
+    for (const info of result.sessions) {
+      const ours = info.live || (info.workspaceFolder !== null && folders.has(normPath(info.workspaceFolder)));
+      if (!ours) continue;
+      listed.add(info.sessionId);
+      this.sessions.upsert(info);
+    }
+    this.sessions.prune(listed);
+    this.sendSessions();
+  }
+
+  // --- sessions -----------------------------------------------------------------------------------
+
+  /** The folder a new session works on: the active editor's, else the only one, else ask. */
+  private async chooseFolder(ask: boolean): Promise<WorkspaceFolderInfo | null | undefined> {
+    const folders = this.deps.editor.workspaceFolders();
+    if (folders.length === 0) return null;
+    if (folders.length === 1) return folders[0];
+    if (!ask) return this.deps.editor.activeFolder() ?? folders[0];
+    return this.deps.editor.pickFolder(folders);
+  }
+
+  private async createSession(folder: WorkspaceFolderInfo | null, title: string | null): Promise<string> {
+    const settings = this.deps.settings();
+    const info = await this.deps.server.request<SessionInfo>(SESSION_NEW, {
+      workspaceFolder: folder?.uri ?? null,
+      runtime: settings.runtime,
+      model: settings.model || null,
+      approvalMode: settings.approvalMode,
+      syncMode: folder ? 'copy' : 'none',
+      title,
+    });
+    this.sessions.upsert(info);
+    this.sessions.activeId = info.sessionId;
+    for (const notice of info.notices) this.localEvent(info.sessionId, { type: 'notice', taskId: null, level: 'warning', text: notice });
+    this.sendSessions();
+    this.sendSessionDetail(info.sessionId);
+    return info.sessionId;
+  }
+
+  private async newSession(): Promise<void> {
+    await this.ensureServer();
+    const folder = await this.chooseFolder(true);
+    if (folder === undefined) return; // the user dismissed the folder picker
+    await this.createSession(folder, null);
+  }
+
+  private async selectSession(sessionId: string): Promise<void> {
+    const info = this.sessions.get(sessionId);
+    if (!info) return;
+    this.sessions.activeId = sessionId;
+    this.sendSessions();
+    this.sendSessionDetail(sessionId);
+  }
+
+  /** A live session to prompt: the given one, resumed if it ended, or a new one. */
+  private async sessionForPrompt(sessionId: string | null, text: string): Promise<string> {
+    const info = sessionId ? this.sessions.get(sessionId) : undefined;
+    if (info?.live) return info.sessionId;
+    if (info) return this.resume(info);
+    // Two quick prompts must not create two sessions.
+    if (!this.creating) {
+      this.creating = (async () => {
+        const folder = await this.chooseFolder(false);
+        return this.createSession(folder ?? null, text.split('\n')[0]?.slice(0, 60) ?? null);
+      })().finally(() => (this.creating = undefined));
+    }
+    const id = await this.creating;
+    if (!id) throw new Error('No session could be started.');
+    return id;
+  }
+
+  private async resume(info: SessionInfo): Promise<string> {
+    const settings = this.deps.settings();
+    const resumed = await this.deps.server.request<SessionInfo>(SESSION_RESUME, {
+      sessionId: info.sessionId,
+      workspaceFolder: null,
+      runtime: settings.runtime,
+      model: settings.model || null,
+      approvalMode: settings.approvalMode,
+      syncMode: 'copy',
+    });
+    this.sessions.upsert(resumed);
+    this.sessions.activeId = resumed.sessionId;
+    if (this.sessions.events(resumed.sessionId).length === 0 && resumed.messageCount > 0) {
+      this.localEvent(resumed.sessionId, {
+        type: 'notice',
+        taskId: null,
+        level: 'info',
+        text: `Resumed a saved session (${resumed.messageCount} earlier messages; the agent remembers them).`,
+      });
+    }
+    for (const notice of resumed.notices) this.localEvent(resumed.sessionId, { type: 'notice', taskId: null, level: 'warning', text: notice });
+    this.sendSessions();
+    return resumed.sessionId;
+  }
+
+  /** An event the extension adds to a log (notices, a turn the server never ended). */
+  private localEvent(sessionId: string, update: SessionUpdate): void {
+    this.sessions.appendLocal(sessionId, update);
+    this.post({ type: 'event', sessionId, event: update });
+  }
+
+  private endTurnLocally(sessionId: string, error: string): void {
+    this.localEvent(sessionId, { type: 'turn_ended', taskId: null, stopReason: 'error', text: '', error });
+  }
+
+  // --- turns ---------------------------------------------------------------------------------------
+
+  private async prompt(requested: string | null, text: string): Promise<void> {
+    await this.ensureServer();
+    if (this.deps.server.state.kind !== 'running') {
+      this.toast('error', 'The Pygent server is not running. See the message above for how to fix it.');
+      return;
+    }
+    const sessionId = await this.sessionForPrompt(requested, text);
+    if (this.sessions.activeId !== sessionId) {
+      this.sessions.activeId = sessionId;
+      this.sendSessions();
+      this.sendSessionDetail(sessionId);
+    }
+    this.inFlight.add(sessionId);
+    this.sendStatus();
+    try {
+      const result = await this.deps.server.request<PromptResult>(SESSION_PROMPT, {
+        sessionId,
+        prompt: text,
+        includeUnsaved: true,
+      });
+      if (result.changes > 0) await this.refreshChanges(sessionId);
+    } catch (err) {
+      const message = errorCode(err) === SESSION_BUSY ? 'A turn is already running in this session. Stop it first.' : describeError(err);
+      if (this.sessions.turnOpen(sessionId)) this.endTurnLocally(sessionId, message);
+      else this.toast('error', message);
+    } finally {
+      this.inFlight.delete(sessionId);
+      this.sendSessions();
+    }
+  }
+
+  private async cancel(sessionId: string): Promise<void> {
+    this.approvals.cancelAll(sessionId);
+    await this.deps.server.request(SESSION_CANCEL, { sessionId });
+  }
+
+  /** Cancels the active session's turn (the "Stop" command). */
+  async cancelActive(): Promise<void> {
+    const id = this.sessions.activeId;
+    if (id) await this.handle({ type: 'cancel', sessionId: id });
+  }
+
+  /** Starts a new session (the "New Session" command). */
+  async newSessionCommand(): Promise<void> {
+    await this.handle({ type: 'newSession' });
+  }
+
+  // --- server -> client ---------------------------------------------------------------------------------
+
+  private onSessionUpdate(raw: unknown): void {
+    let params: SessionUpdateParams;
+    try {
+      const obj = raw as { sessionId?: unknown; seq?: unknown; update?: unknown };
+      if (typeof obj?.sessionId !== 'string' || typeof obj.seq !== 'number') throw new Error('sessionId/seq missing');
+      params = { sessionId: obj.sessionId, seq: obj.seq, update: parseSessionEvent(obj.update, 'update') };
+    } catch (err) {
+      this.deps.log.warn(`Ignored a malformed ${SESSION_UPDATE}: ${describeError(err)}`);
+      return;
+    }
+    const { sessionId, update } = params;
+    if (!this.sessions.get(sessionId)) return; // another window's session, or one we closed
+    const wasBusy = this.sessions.get(sessionId)?.busy;
+    if (!this.sessions.append(sessionId, params.seq, update)) return;
+    this.post({ type: 'event', sessionId, event: update });
+    if (this.sessions.get(sessionId)?.busy !== wasBusy) this.sendSessions();
+    switch (update.type) {
+      case 'task_status': {
+        this.tasks.update(sessionId, update);
+        this.post({ type: 'tasks', sessionId, tasks: this.tasks.list(sessionId) });
+        if (update.taskId && FINAL_TASK_STATES.has(update.status)) void this.fetchTask(sessionId, update.taskId);
+        return;
+      }
+      case 'permission':
+        if (update.state === 'resolved') this.approvals.resolvedByServer(sessionId, update.callId, update.outcome);
+        return;
+      case 'changes':
+        void this.refreshChanges(sessionId);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private async onPermissionRequest(raw: unknown, token: CancellationLike): Promise<RequestPermissionResult> {
+    let params: RequestPermissionParams;
+    try {
+      params = parsePermissionParams(raw, 'params');
+    } catch (err) {
+      // Deny rather than guess: the user never saw what they would be approving.
+      this.deps.log.warn(`Denied a malformed ${REQUEST_PERMISSION}: ${describeError(err)}`);
+      return { optionId: 'reject_once', message: 'The editor could not read this approval request.' };
+    }
+    return this.approvals.ask(params, token);
+  }
+
+  private async fetchTask(sessionId: string, taskId: string): Promise<void> {
+    try {
+      const info = await this.deps.server.request<TaskInfo>(TASK_STATUS, { sessionId, taskId });
+      this.tasks.set(sessionId, info);
+      this.post({ type: 'tasks', sessionId, tasks: this.tasks.list(sessionId) });
+    } catch (err) {
+      this.deps.log.warn(`Task ${taskId}: ${describeError(err)}`);
+    }
+  }
+
+  // --- changes ---------------------------------------------------------------------------------------------
+
+  async refreshChanges(sessionId: string): Promise<void> {
+    try {
+      const set = await this.deps.server.request<ChangeSet>(WORKSPACE_CHANGES, { sessionId });
+      this.changes.set(sessionId, set);
+      this.post({ type: 'changes', sessionId, syncMode: set.syncMode, changes: set.changes });
+    } catch (err) {
+      this.deps.log.warn(`Changes of ${sessionId}: ${describeError(err)}`);
+    }
+  }
+
+  private async apply(sessionId: string, paths: string[] | null): Promise<void> {
+    const result = await this.deps.server.request<ApplyResult>(WORKSPACE_APPLY, { sessionId, paths, method: 'applyEdit' });
+    const folder = this.sessions.get(sessionId)?.workspaceFolder;
+    if (folder && result.applied.length) {
+      // applyEdit leaves the documents dirty; the user asked for the files, so save them.
+      await this.deps.editor.saveFiles(result.applied.map((p) => joinPath(folder, p)));
+    }
+    if (result.failed.length) {
+      this.toast('warning', `Not applied: ${result.failed.map((f) => `${f.path} (${f.reason})`).join(', ')}`);
+    } else if (result.applied.length) {
+      this.toast('info', `Applied ${result.applied.length} change${result.applied.length === 1 ? '' : 's'}.`);
+    }
+    await this.refreshChanges(sessionId);
+  }
+
+  private async discard(sessionId: string, paths: string[] | null): Promise<void> {
+    const count = paths?.length ?? this.changes.get(sessionId)?.changes.length ?? 0;
+    const what = paths?.length === 1 ? paths[0] : `${count} change${count === 1 ? '' : 's'}`;
+    const ok = await this.deps.editor.confirm(`Discard ${what}? The agent's version is lost; your files are not touched.`, 'Discard');
+    if (!ok) return;
+    const result = await this.deps.server.request<DiscardResult>(WORKSPACE_DISCARD, { sessionId, paths });
+    this.toast('info', `Discarded ${result.discarded.length} change${result.discarded.length === 1 ? '' : 's'}.`);
+    await this.refreshChanges(sessionId);
+  }
+
+  private async openChange(sessionId: string, path: string): Promise<void> {
+    const info = this.sessions.get(sessionId);
+    const change = this.changes.get(sessionId)?.changes.find((c) => c.path === path);
+    if (!info || !change) return;
+    const name = basename(path);
+    const folderFile = info.workspaceFolder ? joinPath(info.workspaceFolder, path) : undefined;
+    const left: DiffSide = change.status === 'added' || !folderFile ? { content: '', name: `${name} (none)` } : { file: folderFile };
+    let right: DiffSide;
+    if (change.status === 'deleted') {
+      right = { content: '', name: `${name} (deleted)` };
+    } else {
+      const sandboxFile = info.sandboxPath ? joinPath(info.sandboxPath, path) : undefined;
+      const readable = sandboxFile !== undefined && (await this.deps.editor.readFile(sandboxFile)) !== undefined;
+      if (readable && sandboxFile) {
+        right = { file: sandboxFile };
+      } else {
+        const before = change.status === 'added' || !folderFile ? '' : ((await this.deps.editor.readFile(folderFile)) ?? '');
+        const after = proposedContent('', {}, before, change.diff);
+        if (after === undefined) {
+          await this.deps.editor.openText(change.diff, 'diff');
+          return;
+        }
+        right = { content: after, name: `${name} (Pygent)` };
+      }
+    }
+    await this.deps.editor.openDiff(left, right, `${name} ↔ Pygent sandbox`);
+  }
+
+  private async openApprovalDiff(id: string): Promise<void> {
+    const entry = this.approvals.get(id);
+    if (!entry) return;
+    const call = entry.params.toolCall;
+    const info = this.sessions.get(entry.params.sessionId);
+    const path = call.path ?? (typeof call.arguments.path === 'string' ? call.arguments.path : undefined);
+    if (!path) {
+      await this.deps.editor.openText(call.preview, 'diff');
+      return;
+    }
+    const name = basename(path);
+    // The file as the agent sees it now: the sandbox copy, else the folder's.
+    let before: string | undefined;
+    let left: DiffSide | undefined;
+    for (const dir of [info?.sandboxPath, info?.workspaceFolder]) {
+      if (!dir) continue;
+      const file = joinPath(dir, path);
+      before = await this.deps.editor.readFile(file);
+      if (before !== undefined) {
+        left = { file };
+        break;
+      }
+    }
+    const after = proposedContent(call.tool, call.arguments, before ?? '', call.preview);
+    if (after === undefined) {
+      await this.deps.editor.openText(call.preview, 'diff');
+      return;
+    }
+    await this.deps.editor.openDiff(left ?? { content: '', name: `${name} (new file)` }, { content: after, name: `${name} (proposed)` }, `${name}: proposed by Pygent`);
+  }
+
+  private async openTask(sessionId: string, taskId: string): Promise<void> {
+    let task = this.tasks.get(sessionId, taskId);
+    if (!task?.result) {
+      await this.fetchTask(sessionId, taskId);
+      task = this.tasks.get(sessionId, taskId);
+    }
+    if (!task) return;
+    const lines = [
+      `# Task ${task.taskId}${task.persona ? ` (${task.persona})` : ''}`,
+      '',
+      `Status: **${task.status}** after ${task.steps} step${task.steps === 1 ? '' : 's'}`,
+      '',
+      '## Prompt',
+      '',
+      task.prompt,
+      '',
+      '## Result',
+      '',
+      task.result || '_No result yet._',
+      '',
+    ];
+    await this.deps.editor.openText(lines.join('\n'), 'markdown');
+  }
+
+  dispose(): void {
+    this.approvals.cancelAll();
+    this.statusEmitter.dispose();
+  }
+}

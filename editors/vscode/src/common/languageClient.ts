@@ -1,0 +1,56 @@
+/**
+ * The real {@link ClientFactory}: a `vscode-languageclient` LanguageClient running
+ * `pygent lsp --stdio`. Open files are synchronised (the server copies saved files and,
+ * on request, unsaved buffers into the sandbox) and file changes are watched.
+ */
+
+import * as vscode from 'vscode';
+import {
+  CloseAction,
+  ErrorAction,
+  LanguageClient,
+  type LanguageClientOptions,
+  type ServerOptions,
+  TransportKind,
+} from 'vscode-languageclient/node';
+import type { ClientFactory, ServerClient } from './server';
+
+export const CLIENT_ID = 'pygent';
+export const CLIENT_NAME = 'Pygent';
+
+export function languageClientFactory(outputChannel: vscode.LogOutputChannel, version: string): ClientFactory {
+  return (launch, hooks): ServerClient => {
+    const serverOptions: ServerOptions = {
+      command: launch.command.command,
+      args: launch.command.args,
+      transport: TransportKind.stdio, // appends --stdio
+      options: { env: launch.env, ...(launch.cwd ? { cwd: launch.cwd } : {}) },
+    };
+    const clientOptions: LanguageClientOptions = {
+      // Every file document: the server keeps open buffers for `includeUnsaved` and
+      // queues saved paths for the next sync. It offers no language features.
+      documentSelector: [{ scheme: 'file' }],
+      synchronize: { fileEvents: vscode.workspace.createFileSystemWatcher('**/*') },
+      outputChannel,
+      initializationOptions: { client: 'pygent-vscode', clientVersion: version },
+      errorHandler: {
+        error: () => ({ action: ErrorAction.Continue, handled: true }),
+        closed: () => {
+          hooks.onUnexpectedClose();
+          // The user decides (a banner offers Restart): a server that crashes at start
+          // would otherwise restart in a loop.
+          return { action: CloseAction.DoNotRestart, handled: true };
+        },
+      },
+    };
+    const client = new LanguageClient(CLIENT_ID, CLIENT_NAME, serverOptions, clientOptions);
+    return {
+      start: () => client.start(),
+      stop: () => (client.needsStop() ? client.stop(5000) : Promise.resolve()),
+      sendRequest: <R>(method: string, params: unknown, token?: vscode.CancellationToken) =>
+        token ? client.sendRequest<R>(method, params, token) : client.sendRequest<R>(method, params),
+      onNotification: (method, handler) => client.onNotification(method, handler),
+      onRequest: (method, handler) => client.onRequest(method, (params: unknown, token: vscode.CancellationToken) => handler(params, token)),
+    };
+  };
+}

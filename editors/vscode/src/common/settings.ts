@@ -1,0 +1,185 @@
+/**
+ * The extension's settings (`pygent.*`) and what they mean for the server process:
+ * which command starts it and with which environment.
+ *
+ * Everything the server reads from the environment is set here and nowhere else. The
+ * API key never comes from settings: it is read from SecretStorage by the caller and
+ * passed in. Pure functions over plain data, so they are unit-tested without VS Code.
+ */
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { ApprovalMode, RuntimeKind } from '../protocol';
+
+export const SECTION = 'pygent';
+
+export type UserApprovalMode = Exclude<ApprovalMode, 'api'>;
+
+export interface PygentSettings {
+  /** Path to the `pygent` executable; wins over `pythonPath`. */
+  serverPath: string;
+  /** A Python interpreter with Pygent installed (`python -m pygent lsp`). */
+  pythonPath: string;
+  /** Model name; empty means the server's default. */
+  model: string;
+  /** OpenAI-compatible base URL; empty means the server's default. */
+  baseUrl: string;
+  runtime: RuntimeKind;
+  approvalMode: UserApprovalMode;
+  /** Extra environment variables for the server process. */
+  env: Record<string, string>;
+}
+
+/** Reads one setting; `vscode.WorkspaceConfiguration` fits, and so does a test double. */
+export interface ConfigurationReader {
+  get<T>(key: string): T | undefined;
+}
+
+const RUNTIMES: readonly RuntimeKind[] = ['auto', 'docker', 'local'];
+const APPROVAL_MODES: readonly UserApprovalMode[] = ['auto', 'confirm', 'never', 'read-only'];
+
+function stringSetting(config: ConfigurationReader, key: string): string {
+  const value = config.get<unknown>(key);
+  return typeof value === 'string' ? value.trim() : '';
+}
+
+function pick<T extends string>(value: unknown, allowed: readonly T[], fallback: T): T {
+  return typeof value === 'string' && (allowed as readonly string[]).includes(value) ? (value as T) : fallback;
+}
+
+/** Settings with every value checked; a wrong type falls back to the default. */
+export function readSettings(config: ConfigurationReader): PygentSettings {
+  const rawEnv = config.get<unknown>('env');
+  const env: Record<string, string> = {};
+  if (typeof rawEnv === 'object' && rawEnv !== null && !Array.isArray(rawEnv)) {
+    for (const [key, value] of Object.entries(rawEnv)) {
+      if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') env[key] = String(value);
+    }
+  }
+  return {
+    serverPath: stringSetting(config, 'serverPath'),
+    pythonPath: stringSetting(config, 'pythonPath'),
+    model: stringSetting(config, 'model'),
+    baseUrl: stringSetting(config, 'baseUrl'),
+    runtime: pick(config.get<unknown>('runtime'), RUNTIMES, 'auto'),
+    approvalMode: pick(config.get<unknown>('approvalMode'), APPROVAL_MODES, 'auto'),
+    env,
+  };
+}
+
+/** The settings whose change needs a server restart (they go into its environment). */
+export const RESTART_SETTINGS = ['serverPath', 'pythonPath', 'model', 'baseUrl', 'runtime', 'approvalMode', 'env'].map(
+  (key) => `${SECTION}.${key}`,
+);
+
+export interface ServerCommand {
+  command: string;
+  args: string[];
+  /** Which setting (or PATH) it came from, for messages. */
+  source: 'serverPath' | 'pythonPath' | 'PATH';
+}
+
+export class NotInstalledError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NotInstalledError';
+  }
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Finds `name` on a PATH string (with Windows extensions); undefined when absent. */
+export function findOnPath(name: string, pathVar: string | undefined, platform: NodeJS.Platform = process.platform, exists: (file: string) => boolean = isExecutable): string | undefined {
+  const exts = platform === 'win32' ? ['.exe', '.cmd', '.bat', ''] : [''];
+  for (const dir of (pathVar ?? '').split(platform === 'win32' ? ';' : ':')) {
+    if (!dir) continue;
+    for (const ext of exts) {
+      const candidate = path.join(dir, name + ext);
+      if (exists(candidate)) return candidate;
+    }
+  }
+  return undefined;
+}
+
+/** Expands `~` and `${workspaceFolder}`-free paths the way users type them in settings. */
+export function expandHome(file: string, home: string | undefined): string {
+  if (home && (file === '~' || file.startsWith('~/'))) return path.join(home, file.slice(1));
+  return file;
+}
+
+/**
+ * The command that starts the language server (without `--stdio`, which the language
+ * client appends). Throws {@link NotInstalledError} with a message saying what to do.
+ */
+export function resolveServerCommand(
+  settings: PygentSettings,
+  env: NodeJS.ProcessEnv,
+  exists: (file: string) => boolean = isExecutable,
+  platform: NodeJS.Platform = process.platform,
+): ServerCommand {
+  if (settings.serverPath) {
+    const file = expandHome(settings.serverPath, env.HOME);
+    // A bare name ("pygent") is looked up on PATH like a shell would.
+    const found = file.includes('/') || file.includes('\\') ? (exists(file) ? file : undefined) : findOnPath(file, env.PATH, platform, exists);
+    if (!found) throw new NotInstalledError(`The Pygent executable set in "pygent.serverPath" was not found: ${settings.serverPath}`);
+    return { command: found, args: ['lsp'], source: 'serverPath' };
+  }
+  if (settings.pythonPath) {
+    const file = expandHome(settings.pythonPath, env.HOME);
+    const found = file.includes('/') || file.includes('\\') ? (exists(file) ? file : undefined) : findOnPath(file, env.PATH, platform, exists);
+    if (!found) throw new NotInstalledError(`The Python interpreter set in "pygent.pythonPath" was not found: ${settings.pythonPath}`);
+    return { command: found, args: ['-m', 'pygent', 'lsp'], source: 'pythonPath' };
+  }
+  const onPath = findOnPath('pygent', env.PATH, platform, exists);
+  if (!onPath) {
+    throw new NotInstalledError(
+      'Pygent is not installed or not on PATH. Install it with "pip install pygent", or set "pygent.serverPath" (or "pygent.pythonPath").',
+    );
+  }
+  return { command: onPath, args: ['lsp'], source: 'PATH' };
+}
+
+/** Variables the settings may not set: the key only ever comes from SecretStorage. */
+const FORBIDDEN_ENV = new Set(['OPENAI_API_KEY']);
+
+export interface ServerEnvironment {
+  env: Record<string, string>;
+  /** Problems to log (e.g. a key found in settings.json and ignored). */
+  warnings: string[];
+}
+
+/**
+ * The server's environment: the editor's own, the extra variables from settings, then
+ * what the settings mean (`PYGENT_*`, `OPENAI_BASE_URL`) and the API key from
+ * SecretStorage (which also replaces a key inherited from the editor's environment).
+ */
+export function serverEnvironment(base: NodeJS.ProcessEnv, settings: PygentSettings, apiKey: string | undefined): ServerEnvironment {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(base)) if (v !== undefined) env[k] = v;
+  const warnings: string[] = [];
+  for (const [k, v] of Object.entries(settings.env)) {
+    if (FORBIDDEN_ENV.has(k.toUpperCase())) {
+      warnings.push(`"pygent.env" sets ${k}: ignored. Use the command "Pygent: Set API Key" (the key is kept in the OS keychain).`);
+      continue;
+    }
+    env[k] = v;
+  }
+  if (settings.model) env.PYGENT_MODEL = settings.model;
+  if (settings.baseUrl) env.OPENAI_BASE_URL = settings.baseUrl;
+  env.PYGENT_USE_DOCKER = settings.runtime === 'docker' ? '1' : settings.runtime === 'local' ? '0' : 'auto';
+  env.PYGENT_APPROVAL_MODE = settings.approvalMode;
+  if (apiKey) env.OPENAI_API_KEY = apiKey;
+  return { env, warnings };
+}
+
+/** True when a key reaches the server (SecretStorage, or the editor's own environment). */
+export function hasApiKey(env: Record<string, string>): boolean {
+  return Boolean(env.OPENAI_API_KEY);
+}

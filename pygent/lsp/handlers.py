@@ -1,0 +1,333 @@
+"""The Pygent requests and commands: params in, a :class:`~pygent.service.SessionService` call, a result out.
+
+Each request of :mod:`pygent.lsp.protocol` is registered twice: as the custom request
+``pygent/...`` and as the ``workspace/executeCommand`` command ``pygent....`` (one
+argument: the params object). Core errors become JSON-RPC errors with the codes of
+the protocol; nothing here holds agent logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.uris import to_fs_path
+
+from pygent.errors import PathError, PygentError, RuntimeUnavailable
+from pygent.lsp import convert
+from pygent.lsp import protocol as p
+from pygent.lsp.updates import ProgressReporter, UpdateChannel
+from pygent.service import SessionBusyError, SessionOptions, UnknownSessionError
+from pygent.tasks import UnknownTaskError
+
+if TYPE_CHECKING:
+    from pygent.lsp.server import PygentLanguageServer
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, "str | int | None"], Awaitable[Any]]
+
+
+def _error(exc: PygentError) -> JsonRpcException:
+    if isinstance(exc, UnknownSessionError):
+        code = p.SESSION_NOT_FOUND
+    elif isinstance(exc, SessionBusyError):
+        code = p.SESSION_BUSY
+    elif isinstance(exc, RuntimeUnavailable):
+        code = p.RUNTIME_UNAVAILABLE
+    elif isinstance(exc, UnknownTaskError):
+        code = p.TASK_NOT_FOUND
+    elif isinstance(exc, PathError):
+        code = p.PATH_REFUSED
+    else:
+        code = p.PYGENT_ERROR
+    data = {"hint": exc.hint} if exc.hint else None
+    return JsonRpcException(message=str(exc), code=code, data=data)
+
+
+def _plain(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A plain function for pygls (it tags handlers with attributes; bound methods refuse)."""
+    if asyncio.iscoroutinefunction(method):
+
+        async def call_async(*args: Any) -> Any:
+            return await method(*args)
+
+        return call_async
+
+    def call(*args: Any) -> Any:
+        return method(*args)
+
+    return call
+
+
+class Handlers:
+    """The request implementations of one server."""
+
+    def __init__(self, server: PygentLanguageServer) -> None:
+        self.server = server
+        self.service = server.service
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def register(self) -> None:
+        table: dict[str, tuple[type, Callable[..., Awaitable[Any]]]] = {
+            p.SESSION_NEW: (p.NewSessionParams, self.session_new),
+            p.SESSION_PROMPT: (p.PromptParams, self.session_prompt),
+            p.SESSION_CANCEL: (p.SessionIdParams, self.session_cancel),
+            p.SESSION_LIST: (p.ListSessionsParams, self.session_list),
+            p.SESSION_CLOSE: (p.SessionIdParams, self.session_close),
+            p.SESSION_RESUME: (p.ResumeSessionParams, self.session_resume),
+            p.SESSION_SETTINGS: (p.SessionSettingsParams, self.session_settings),
+            p.TASK_LIST: (p.SessionIdParams, self.task_list),
+            p.TASK_STATUS: (p.TaskParams, self.task_status),
+            p.TASK_CANCEL: (p.TaskParams, self.task_cancel),
+            p.TASK_COLLECT_FILE: (p.CollectFileParams, self.task_collect_file),
+            p.WORKSPACE_SYNC: (p.SyncParams, self.workspace_sync),
+            p.WORKSPACE_CHANGES: (p.SessionIdParams, self.workspace_changes),
+            p.WORKSPACE_APPLY: (p.ApplyParams, self.workspace_apply),
+            p.WORKSPACE_DISCARD: (p.DiscardParams, self.workspace_discard),
+            p.TOOLS_LIST: (p.SessionIdParams, self.tools_list),
+            p.TOOLS_ENABLE: (p.ToolsParams, self.tools_enable),
+            p.TOOLS_DISABLE: (p.ToolsParams, self.tools_disable),
+        }
+        assert set(table) == set(p.REQUESTS), "every protocol request needs a handler"
+        for method, (params_cls, impl) in table.items():
+            handler = self._wrap(method, params_cls, impl)
+
+            async def as_request(params: Any, _h: Handler = handler) -> Any:
+                return await _h(params, None)
+
+            self.server.feature(method)(as_request)
+            self.server.command(p.command_name(method))(handler)
+        self.server.feature(lsp.TEXT_DOCUMENT_DID_SAVE, lsp.SaveOptions(include_text=False))(
+            _plain(self.did_save))
+        self.server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)(_plain(self.did_change_watched))
+        self.server.feature(lsp.INITIALIZED)(_plain(self.initialized))
+        self.server.feature(lsp.SHUTDOWN)(_plain(self.shutdown))
+
+    def _wrap(self, method: str, params_cls: type, impl: Callable[..., Awaitable[Any]]) -> Handler:
+        async def handler(raw: Any, work_done_token: str | int | None = None) -> Any:
+            try:
+                params = p.structure(raw, params_cls)
+            except p.ParamsError as exc:
+                raise JsonRpcInvalidParams(str(exc)) from None
+            try:
+                result = await impl(params, work_done_token)
+            except PygentError as exc:
+                raise _error(exc) from None
+            return p.unstructure(result)
+
+        handler.__name__ = method.replace("/", "_")
+        return handler
+
+    def _channel(self, session_id: str) -> UpdateChannel:
+        channel = self.server.channels.get(session_id)
+        if channel is None:
+            assert self.server.loop is not None
+            channel = UpdateChannel(self.server, session_id, self.server.loop)
+            self.server.channels[session_id] = channel
+            self.service.subscribe(session_id, channel.push_event)
+        return channel
+
+    # --- sessions ---------------------------------------------------------------------
+
+    def _options(self, params: Any) -> SessionOptions:
+        return SessionOptions(
+            workspace_folder=params.workspace_folder, runtime=params.runtime,
+            persona=params.persona, model=params.model, approval_mode=params.approval_mode,
+            sync_mode=params.sync_mode, title=getattr(params, "title", None))
+
+    async def session_new(self, params: p.NewSessionParams, _token: Any) -> p.SessionInfo:
+        session = await self.service.create(self._options(params))
+        self._channel(session.id)
+        return convert.session_info(self.service.summary(session))
+
+    async def session_resume(self, params: p.ResumeSessionParams, _token: Any) -> p.SessionInfo:
+        session = await self.service.resume(params.session_id, self._options(params))
+        self._channel(session.id)
+        return convert.session_info(self.service.summary(session))
+
+    async def session_prompt(self, params: p.PromptParams, token: str | int | None) -> p.PromptResult:
+        session = self.service.get(params.session_id)
+        if session.busy:
+            raise SessionBusyError(f"session {session.id} is already running a turn",
+                                   hint="wait for it to end, or cancel it")
+        channel = self._channel(session.id)
+        overlay = self.unsaved_buffers(session.folder) if params.include_unsaved else None
+        title = "Pygent: " + " ".join(params.prompt.split())[:60]
+        reporter = await ProgressReporter.start(self.server, token if token is not None
+                                                else params.work_done_token, title)
+        channel.progress = reporter
+        outcome = "error"
+        try:
+            result = await self.service.prompt(session.id, params.prompt, max_steps=params.max_steps,
+                                               overlay=overlay)
+            outcome = result.stop_reason.value
+        finally:
+            channel.flush()
+            channel.progress = None
+            reporter.end(outcome)
+        changes = await self.service.pending_changes(session.id)
+        if changes:
+            channel.push(p.ChangesUpdate(count=len(changes), paths=changes[:200]))
+        return convert.prompt_result(result, len(changes))
+
+    async def session_cancel(self, params: p.SessionIdParams, _token: Any) -> p.CancelResult:
+        return p.CancelResult(self.service.cancel(params.session_id))
+
+    async def session_list(self, params: p.ListSessionsParams, _token: Any) -> p.ListSessionsResult:
+        summaries = await asyncio.to_thread(self.service.list, include_saved=params.include_saved) \
+            if params.include_saved else self.service.list()
+        return p.ListSessionsResult([convert.session_info(s) for s in summaries])
+
+    async def session_close(self, params: p.SessionIdParams, _token: Any) -> p.CloseResult:
+        self.service.get(params.session_id)  # unknown ids are an error, not "false"
+        closed = await self.service.close(params.session_id)
+        channel = self.server.channels.pop(params.session_id, None)
+        if channel is not None:
+            channel.close()
+        return p.CloseResult(closed)
+
+    async def session_settings(self, params: p.SessionSettingsParams, _token: Any) -> p.SessionInfo:
+        session = self.service.update_settings(
+            params.session_id, approval_mode=params.approval_mode, model=params.model,
+            persona=params.persona, max_steps=params.max_steps)
+        return convert.session_info(self.service.summary(session))
+
+    # --- tasks --------------------------------------------------------------------------
+
+    async def task_list(self, params: p.SessionIdParams, _token: Any) -> p.TaskListResult:
+        return p.TaskListResult([convert.task_info(t) for t in self.service.list_tasks(params.session_id)])
+
+    async def task_status(self, params: p.TaskParams, _token: Any) -> p.TaskInfo:
+        info = self.service.task_info(params.session_id, params.task_id)
+        return convert.task_info(info, self.service.task_result(params.session_id, params.task_id))
+
+    async def task_cancel(self, params: p.TaskParams, _token: Any) -> p.CancelResult:
+        return p.CancelResult(self.service.cancel_task(params.session_id, params.task_id))
+
+    async def task_collect_file(self, params: p.CollectFileParams, _token: Any) -> p.CollectFileResult:
+        path, size = await self.service.collect_file(params.session_id, params.task_id,
+                                                     params.path, params.dest)
+        return p.CollectFileResult(path, size)
+
+    # --- workspace -----------------------------------------------------------------------
+
+    def unsaved_buffers(self, folder: Path | None) -> dict[str, bytes]:
+        """The editor's open documents under ``folder``, folder-relative path -> text."""
+        if folder is None:
+            return {}
+        try:
+            documents = self.server.workspace.text_documents
+        except RuntimeError:  # not initialised
+            return {}
+        out: dict[str, bytes] = {}
+        for uri, document in list(documents.items()):
+            path = to_fs_path(uri)
+            if path is None:
+                continue
+            try:
+                rel = Path(path).resolve().relative_to(folder)
+            except ValueError:
+                continue
+            out[rel.as_posix()] = document.source.encode("utf-8")
+        return out
+
+    def _open_texts(self, folder: Path) -> dict[str, str]:
+        return {k: v.decode("utf-8") for k, v in self.unsaved_buffers(folder).items()}
+
+    async def workspace_sync(self, params: p.SyncParams, _token: Any) -> p.SyncResult:
+        session = self.service.get(params.session_id)
+        overlay = self.unsaved_buffers(session.folder) if params.include_unsaved else None
+        report = await self.service.sync(params.session_id, full=params.full, overlay=overlay)
+        return p.SyncResult(list(report.copied), list(report.removed), list(report.conflicts),
+                            report.scanned, round(report.duration_ms, 3))
+
+    async def workspace_changes(self, params: p.SessionIdParams, _token: Any) -> p.ChangeSet:
+        session = self.service.get(params.session_id)
+        changes = await self.service.changes(params.session_id)
+        return p.ChangeSet(session.id, session.sync_mode,  # type: ignore[arg-type]
+                           [convert.file_change(c) for c in changes])
+
+    def _client_applies_edits(self) -> bool:
+        caps = getattr(self.server.protocol, "client_capabilities", None)
+        workspace = getattr(caps, "workspace", None)
+        return bool(getattr(workspace, "apply_edit", False))
+
+    async def workspace_apply(self, params: p.ApplyParams, _token: Any) -> p.ApplyResult:
+        session = self.service.get(params.session_id)
+        method = params.method
+        if method == "auto":
+            method = "applyEdit" if self._client_applies_edits() else "write"
+        if method == "write":
+            applied, failed = await self.service.write_changes(session.id, params.paths)
+            return p.ApplyResult(applied, [p.FailedPath(a, b) for a, b in failed])
+        edits, failed = await self.service.plan_edits(session.id, params.paths)
+        applied: list[str] = []
+        if edits and session.folder is not None:
+            encoding = self.server.workspace.position_encoding or "utf-16"
+            edit = convert.workspace_edit(session.folder, edits, open_texts=self._open_texts(session.folder),
+                                          encoding=str(getattr(encoding, "value", encoding)))
+            label = f"Pygent: apply {len(edits)} change{'s' if len(edits) != 1 else ''}"
+            try:
+                answer = await self.server.workspace_apply_edit_async(
+                    lsp.ApplyWorkspaceEditParams(edit=edit, label=label))
+            except JsonRpcException as exc:
+                failed += [(e.path, f"the editor refused the edit: {exc.message}") for e in edits]
+            else:
+                ok = bool(getattr(answer, "applied", False))
+                if ok:
+                    self.service.mark_applied(session.id, edits)
+                    applied = [e.path for e in edits]
+                else:
+                    why = getattr(answer, "failure_reason", None) or "the editor did not apply the edit"
+                    failed += [(e.path, why) for e in edits]
+        return p.ApplyResult(applied, [p.FailedPath(a, b) for a, b in failed])
+
+    async def workspace_discard(self, params: p.DiscardParams, _token: Any) -> p.DiscardResult:
+        return p.DiscardResult(await self.service.discard(params.session_id, params.paths))
+
+    # --- tools --------------------------------------------------------------------------
+
+    async def tools_list(self, params: p.SessionIdParams, _token: Any) -> p.ToolListResult:
+        return convert.tool_list(self.service.tools(params.session_id))
+
+    async def tools_enable(self, params: p.ToolsParams, _token: Any) -> p.ToolListResult:
+        return convert.tool_list(self.service.set_tools_enabled(params.session_id, params.names, True))
+
+    async def tools_disable(self, params: p.ToolsParams, _token: Any) -> p.ToolListResult:
+        return convert.tool_list(self.service.set_tools_enabled(params.session_id, params.names, False))
+
+    # --- LSP notifications --------------------------------------------------------------
+
+    def did_save(self, params: lsp.DidSaveTextDocumentParams) -> None:
+        path = to_fs_path(params.text_document.uri)
+        if path:
+            self.service.note_changed([path])
+
+    def did_change_watched(self, params: lsp.DidChangeWatchedFilesParams) -> None:
+        paths = [to_fs_path(c.uri) for c in params.changes]
+        self.service.note_changed([x for x in paths if x])
+
+    async def initialized(self, _params: lsp.InitializedParams) -> None:
+        caps = getattr(self.server.protocol, "client_capabilities", None)
+        watched = getattr(getattr(caps, "workspace", None), "did_change_watched_files", None)
+        if not getattr(watched, "dynamic_registration", False):
+            return
+        registration = lsp.Registration(
+            id="pygent-watch", method=lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+            register_options=lsp.DidChangeWatchedFilesRegistrationOptions(
+                watchers=[lsp.FileSystemWatcher(glob_pattern="**/*")]))
+        try:
+            await asyncio.wait_for(self.server.client_register_capability_async(
+                lsp.RegistrationParams(registrations=[registration])), 10)
+        except (JsonRpcException, asyncio.TimeoutError) as exc:
+            log.info("the client did not register the file watcher: %r", exc)
+
+    async def shutdown(self, *_args: Any) -> None:
+        await self.server.close_sessions()

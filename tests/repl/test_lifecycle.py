@@ -1,0 +1,118 @@
+"""Start-up checks and every way out: missing key, dead server, Ctrl-D, SIGTERM, pipes, crashes."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+from tests.openai_server import ScriptedOpenAIServer
+from tests.repl.conftest import messages, pygent_command
+
+
+def _workspace_of(text: str) -> Path:
+    found = re.search(r"workspace (\S+)", text)
+    assert found, text
+    return Path(found.group(1))
+
+
+def test_missing_api_key_is_one_clear_line(spawn, repl_env: dict[str, str]) -> None:
+    env = {k: v for k, v in repl_env.items() if k != "OPENAI_API_KEY"}
+    term = spawn(env=env)
+    term.expect(r"no API key: set OPENAI_API_KEY")
+    assert term.wait_exit() == 2
+    assert "Traceback" not in term.text
+    assert len(term.text.strip().splitlines()) == 1
+
+
+def test_unreachable_model_server_is_reported_before_the_prompt(
+    spawn, repl_env: dict[str, str]
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(repl_env, OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1")
+    term = spawn(env=env)
+    term.expect(r"cannot reach the model server at http://127\.0\.0\.1:\d+/v1 .*OPENAI_BASE_URL")
+    term.wait_prompt()
+    term.send("\x04")
+    assert term.wait_exit() == 0
+
+
+def test_ctrl_d_exits_cleanly_and_removes_the_sandbox(spawn) -> None:
+    term = spawn()
+    term.wait_prompt()
+    workspace = _workspace_of(term.text)
+    assert workspace.is_dir()
+    term.send("\x04")
+    assert term.wait_exit() == 0
+    assert not workspace.exists(), "the temporary workspace must be removed on exit"
+    assert "Traceback" not in term.text
+
+
+def test_ctrl_c_at_the_prompt_exits_cleanly(spawn) -> None:
+    term = spawn()
+    term.wait_prompt()
+    workspace = _workspace_of(term.text)
+    term.send("\x03")
+    assert term.wait_exit() == 0
+    assert not workspace.exists()
+
+
+def test_sigterm_during_a_turn_cleans_up(spawn, openai_server: ScriptedOpenAIServer) -> None:
+    openai_server.add_tool_call("bash", {"cmd": "echo busy-now; sleep 41.5"})
+    term = spawn("--no-confirm-bash")
+    term.wait_prompt()
+    workspace = _workspace_of(term.text)
+    term.send_line("work")
+    term.expect(r"busy-now")
+    term.child.kill(signal.SIGTERM)
+    assert term.wait_exit() == 128 + signal.SIGTERM
+    assert not workspace.exists()
+    from tests.repl.conftest import sandbox_processes
+
+    assert sandbox_processes("sleep 41.5") == []
+
+
+def test_piped_stdin_denies_approvals(repl_env: dict[str, str], openai_server: ScriptedOpenAIServer,
+                                      tmp_path: Path) -> None:  # fmt: skip
+    openai_server.add_tool_call("bash", {"cmd": "echo should-not-run > x.txt"})
+    openai_server.add_text("Could not run it.")
+    workspace = tmp_path / "ws"
+    out = subprocess.run(pygent_command() + ["--no-docker", "-w", str(workspace)],
+                         input="please run it\n", env=repl_env, capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Could not run it." in out.stdout
+    assert not (workspace / "x.txt").exists()
+    tool = [m for m in messages(openai_server.chat_requests[-1]) if m["role"] == "tool"][-1]
+    assert "stdin is not a terminal" in tool["content"]
+
+
+def test_unexpected_error_saves_the_session_without_a_traceback(spawn, tmp_path: Path,
+                                                                openai_server: ScriptedOpenAIServer) -> None:  # fmt: skip
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    # A custom command that hands back a broken "agent": a bug in user code.
+    (workdir / "config.py").write_text(
+        "import types\n"
+        "from pygent.commands import register_command\n"
+        "register_command('boom', lambda agent, arg: types.SimpleNamespace(arun=None))\n"
+    )
+    openai_server.add_text("remembered")
+    term = spawn(cwd=workdir)
+    term.wait_prompt()
+    term.send_line("keep this")
+    term.expect("remembered")
+    term.wait_prompt()
+    term.send_line("/boom")
+    term.expect(r"pygent stopped after an unexpected error: AttributeError")
+    found = term.expect(r"resume it with: pygent --load (\S+)")
+    saved = Path(found.group(1))
+    log = Path(term.expect(r"details \(traceback\): (\S+)").group(1))
+    assert term.wait_exit() == 1
+    assert "Traceback" not in term.text
+    assert "Traceback" in log.read_text()
+    assert "keep this" in (saved / "history.jsonl").read_text()
