@@ -2,7 +2,7 @@
 
 Each task is a sub-agent on the local runtime running a short command sequence
 (three ``bash`` calls, then a final answer) against the scripted OpenAI-compatible
-server, which answers instantly. What is measured is the wall time from the first
+server (in its own process), which answers instantly. What is measured is the wall time from the first
 ``start_task`` to the last task's end, including each task's sandbox start and
 removal. A ratio ``wall / (N x single)`` well below 1 means the tasks overlap.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import re
@@ -63,19 +64,38 @@ def _run_batch(settings: Settings, parent: Runtime, n: int) -> float:
     return elapsed
 
 
-def measure(repeat: int) -> dict[str, Any]:
-    with ScriptedOpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
+def _serve(urls: multiprocessing.Queue[str], stop: Any) -> None:
+    """The scripted model server, in its own process: its CPU time and GIL are not ours."""
+    with ScriptedOpenAIServer() as server:
         server.set_responder(_responder)
-        settings = load_settings(
-            {"api_key": "sk-bench", "base_url": server.base_url, "model": "bench-model",
-             "use_docker": False},
-            environ={}, cwd=Path(tmp))  # fmt: skip
-        parent = Runtime(use_docker=False, settings=settings)
-        try:
-            _run_batch(settings, parent, 1)  # warm-up: imports, first HTTP connection
-            samples = {n: [_run_batch(settings, parent, n) for _ in range(repeat)] for n in SIZES}
-        finally:
-            parent.cleanup()
+        urls.put(server.base_url)
+        stop.wait()
+
+
+def measure(repeat: int) -> dict[str, Any]:
+    context = multiprocessing.get_context("fork")
+    urls: multiprocessing.Queue[str] = context.Queue()
+    stop = context.Event()
+    server = context.Process(target=_serve, args=(urls, stop), daemon=True)
+    server.start()
+    try:
+        base_url = urls.get(timeout=30)
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = load_settings(
+                {"api_key": "sk-bench", "base_url": base_url, "model": "bench-model",
+                 "use_docker": False},
+                environ={}, cwd=Path(tmp))  # fmt: skip
+            parent = Runtime(use_docker=False, settings=settings)
+            try:
+                _run_batch(settings, parent, 1)  # warm-up: imports, first connections
+                samples = {
+                    n: [_run_batch(settings, parent, n) for _ in range(repeat)] for n in SIZES
+                }
+            finally:
+                parent.cleanup()
+    finally:
+        stop.set()
+        server.join(timeout=10)
     single = statistics.median(samples[1])
     rows = []
     for n in SIZES:

@@ -155,8 +155,12 @@ class Agent:
     def _default_model(self) -> Any:
         from pygent.openai_model import OpenAIModel
 
+        def on_retry(attempt: int, delay: float, reason: str) -> None:
+            self._emit(ev.Notice, level="warning",
+                       text=f"model API: {reason}; retrying in {delay:.0f}s (attempt {attempt + 1})")
+
         return OpenAIModel(api_key=self.settings.api_key, base_url=self.settings.base_url,
-                           timeout=self.settings.request_timeout)
+                           timeout=self.settings.request_timeout, on_retry=on_retry)
 
     # --- system prompt -----------------------------------------------------------------
 
@@ -481,6 +485,12 @@ class Agent:
         """Release the agent's own resources (not the runtime: call runtime.cleanup())."""
         if self.history_store is not None:
             self.history_store.close()
+        closer = getattr(self.model, "close", None)
+        if callable(closer):
+            try:
+                closer()
+            except Exception:  # closing a model's connections must not break shutdown
+                log.debug("closing the model failed", exc_info=True)
         if self._sync_loop is not None:
             self._sync_loop.stop()
             self._sync_loop = None

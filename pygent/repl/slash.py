@@ -156,7 +156,7 @@ class SlashCommands:
         table = Table(show_header=False, box=None, padding=(0, 2))
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
-        for command in sorted(self._builtins.values(), key=lambda c: c.name):
+        for command in self._builtins.values():  # in the order they were declared
             table.add_row(command.usage, command.summary)
         for name in sorted(custom.COMMANDS):
             if name not in self._builtins:

@@ -115,10 +115,12 @@ class Runtime:
                     f"Docker was asked for but is not available: {reason}",
                     hint="start the Docker engine (or install docker.io), or run with --no-docker",
                 )
-            self.notices.append(
+            notice = (
                 f"Docker is not available ({reason}): commands run on this machine "
                 "WITHOUT isolation, and every command asks for approval."
             )
+            self.notices.append(notice)
+            log.warning("%s", notice)  # API users see it on stderr; front ends show notices
             return LocalBackend(self.files.root, extra_env=extra_env, output_limit=self.settings.output_limit)
         from pygent.runtime.docker_backend import DockerBackend, DockerOptions
 

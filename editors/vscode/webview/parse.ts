@@ -122,7 +122,7 @@ export function tagged<T extends { type: string }>(members: {
 export function variant<const Tag extends string, T>(
   tag: Tag,
   shape: Shape<T>,
-): Parser<{ type: Tag } & T> {
+): Parser<{ type: Tag } & NoInfer<T>> {
   const body = object(shape);
   return (v, p) => ({ type: tag, ...body(v, p) });
 }

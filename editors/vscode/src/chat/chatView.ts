@@ -60,6 +60,6 @@ export class ChatViewProvider implements vscode.WebviewViewProvider {
   /** Shows the chat and puts the cursor in the prompt box. */
   async focus(text: string | null = null): Promise<void> {
     await api.executeCommand(`${CHAT_VIEW_ID}.focus`);
-    void this.view?.webview.postMessage({ type: 'focusPrompt', text } satisfies HostMessage);
+    this.controller.requestFocus(text);
   }
 }

@@ -99,6 +99,8 @@ export interface ControllerDeps {
   hasApiKey(): boolean;
   /** Runs a host action (set key, restart, settings, logs, install help). */
   runAction(action: HostAction): void;
+  /** Opens the chat view when no page is attached (an approval is waiting). */
+  showChat(): void;
   log: Logger;
   /** A name for the host in `init` ("vscode"). */
   hostName: string;
@@ -143,6 +145,8 @@ export class ChatController {
   /** Sessions with a prompt request in flight. */
   private readonly inFlight = new Set<string>();
   private creating: Promise<string | undefined> | undefined;
+  /** A focus request made before the page was ready; sent after `init`. */
+  private pendingFocus: { text: string | null } | undefined;
 
   readonly onDidChangeStatus = this.statusEmitter.event;
 
@@ -150,7 +154,8 @@ export class ChatController {
     this.approvals = new ApprovalBroker({
       opened: (approval) => {
         this.post({ type: 'approval', approval });
-        this.view?.reveal();
+        if (this.view) this.view.reveal();
+        else this.deps.showChat();
       },
       closed: (id, outcome) => this.post({ type: 'approvalClosed', id, outcome }),
     });
@@ -247,6 +252,16 @@ export class ChatController {
     });
     if (active) this.sendSessionDetail(active);
     for (const approval of this.approvals.list()) this.post({ type: 'approval', approval });
+    if (this.pendingFocus) {
+      this.post({ type: 'focusPrompt', text: this.pendingFocus.text });
+      this.pendingFocus = undefined;
+    }
+  }
+
+  /** Puts the cursor in the prompt box, now or as soon as the page is ready. */
+  requestFocus(text: string | null): void {
+    if (this.view) this.post({ type: 'focusPrompt', text });
+    else this.pendingFocus = { text };
   }
 
   /** The transcript, tasks and changes of one session. */
