@@ -68,8 +68,15 @@ def _turn(seq: int, rng: random.Random) -> list[tuple[int, dict[str, Any]]]:
     ]
     n = seq + 2
     for call_id in calls:
-        # Now and then a large output, so that some kills land inside one write.
-        size = rng.choice((200, 200, 200, 2_000, 20_000)) if rng.random() > 0.04 else 150_000
+        # Now and then a large output: SIGKILL can cut a multi-megabyte write short
+        # (the kernel checks for it between pages), which leaves a torn last line.
+        roll = rng.random()
+        if roll < 0.01:
+            size = 3_000_000
+        elif roll < 0.05:
+            size = 150_000
+        else:
+            size = rng.choice((200, 200, 200, 2_000, 20_000))
         out.append(
             (
                 n,

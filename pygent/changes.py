@@ -442,11 +442,12 @@ class WorkspaceSync:
                 return "none"
             host_stamp = _stamp(host_st)
         else:
-            data, host_stamp = buffer, None
+            # The disk file as it was when its buffer was synced: a later sync copies it
+            # only once it changes on disk (a save), not back over the buffer.
+            data, host_stamp = buffer, _stamp(host_st)
         sha = digest(data)
         if entry is not None and entry.sha == sha:
-            if buffer is None:
-                entry.host = host_stamp
+            entry.host = host_stamp
             return "none"
         changed, current = self._sandbox_state(rel, entry)
         if entry is None and current is not None and not changed:

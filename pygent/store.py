@@ -288,7 +288,7 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     try:
         # Decode strictly first: json.loads(bytes) would guess UTF-16 for some flipped bytes.
         obj = json.loads(raw.decode("utf-8"))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested garbage
         return None
     return obj if isinstance(obj, dict) else None
 

@@ -1,4 +1,4 @@
-"""Delegated tasks: sub-agents running concurrently in their own sandboxes, with limits and status events.
+"""Delegated tasks: concurrent sub-agents in their own sandboxes, with limits and status events.
 
 A :class:`TaskManager` belongs to one main session. Every task is an asyncio task on
 the manager's own loop thread (:class:`~pygent.runtime.loop.LoopThread`), so the
@@ -131,8 +131,7 @@ class _Task:
     prompt: str
     workspace: Path
     depth: int
-    use_docker: bool
-    image: str | None
+    parent_rt: Runtime
     step_timeout: float | None
     task_timeout: float | None
     started: float = field(default_factory=time.time)
@@ -193,6 +192,9 @@ class TaskManager:
             (default ``api``: tools run without asking, as in the Python API).
         session_id: the main session the tasks belong to (default: the attached
             agent's session id); it tags every TaskStatus event.
+        runtime_factory: ``factory(workspace, settings) -> Runtime`` for each task's
+            sandbox (called in a worker thread); default: a sandbox of the parent's
+            kind (Docker with the same image, local, or a fake with the same script).
     """
 
     def __init__(
@@ -206,6 +208,7 @@ class TaskManager:
         model: Any = None,
         approval_mode: str | None = None,
         session_id: str | None = None,
+        runtime_factory: Callable[[Path, Settings], Runtime] | None = None,
     ) -> None:
         self._settings = settings
         self.agent_factory = agent_factory
@@ -215,6 +218,7 @@ class TaskManager:
         self._model = model
         self._approval_mode = approval_mode
         self._session_id = session_id
+        self._runtime_factory = runtime_factory
         self._parent: Agent | None = None
         self._parent_loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.RLock()
@@ -335,7 +339,6 @@ class TaskManager:
         except BaseException:
             shutil.rmtree(workspace, ignore_errors=True)
             raise
-        use_docker = bool(getattr(parent_rt, "use_docker", False))
         step_limit = _limit(step_timeout, self.settings.step_timeout, DEFAULT_STEP_TIMEOUT)
         task_limit = _limit(task_timeout, self.settings.task_timeout, DEFAULT_TASK_TIMEOUT)
         with self._lock:
@@ -354,8 +357,7 @@ class TaskManager:
                 prompt=self._scrub(prompt),
                 workspace=workspace,
                 depth=parent_depth + 1,
-                use_docker=use_docker,
-                image=_image_of(parent_rt),
+                parent_rt=parent_rt,
                 step_timeout=step_limit,
                 task_timeout=task_limit,
             )
@@ -451,12 +453,10 @@ class TaskManager:
         settings = dataclasses.replace(
             self.settings, history_file=None, workspace=None, init_files=[], snapshot=None
         )
-        runtime = Runtime(
-            image=task.image,
-            use_docker=task.use_docker,
-            workspace=task.workspace,
-            settings=settings,
-        )
+        if self._runtime_factory is not None:
+            runtime = self._runtime_factory(task.workspace, settings)
+        else:
+            runtime = _sandbox_like(task.parent_rt, task.workspace, settings)
         with self._lock:
             task.runtime = runtime
         runtime.wait_ready(task.task_timeout)
@@ -563,8 +563,11 @@ class TaskManager:
             info = task.info()
         log.info("task %s %s%s", task.id, status, f": {detail}" if detail else "")
         self._emit_status(task)
-        if not task.done.done():
+        try:
             task.done.set_result(info)
+        except concurrent.futures.InvalidStateError:
+            # shutdown() gave up on this task and reported it already.
+            log.debug("task %s ended after shutdown had reported it", task.id)
 
     def _emit_status(self, task: _Task) -> None:
         with self._lock:
@@ -704,6 +707,11 @@ class TaskManager:
     def shutdown(self, timeout: float | None = 60) -> None:
         """End the session's tasks: cancel the active ones, remove every task sandbox
         and workspace, stop the manager's thread. Safe to call twice."""
+        if self._loop is not None and self._loop.in_loop():
+            raise TaskError(
+                "shutdown() from the task manager's own thread would deadlock; "
+                "call it from another thread or use ashutdown()"
+            )
         with self._lock:
             self._closed = True
             tasks = builtins.list(self._tasks.values())
@@ -719,6 +727,7 @@ class TaskManager:
                 log.warning(
                     "task %s did not stop within %ss; removing its sandbox anyway", task.id, timeout
                 )
+                self._finish(task, CANCELLED, "the session ended (the task did not stop in time)")
         models = {id(t.agent.model): t.agent.model for t in tasks if t.agent is not None}
         if models and self._loop is not None:
             try:
@@ -819,11 +828,26 @@ def _limit(explicit: float | None, configured: float | None, default: float) -> 
     return value
 
 
-def _image_of(runtime: Runtime) -> str | None:
-    """The parent's Docker image, so a task runs where its parent does."""
-    options = getattr(getattr(runtime, "backend", None), "options", None)
-    image = getattr(options, "image", None)
-    return image if isinstance(image, str) else None
+def _sandbox_like(parent: Runtime, workspace: Path, settings: Settings) -> Runtime:
+    """A new sandbox of the parent's kind on ``workspace``: Docker (same image) for
+    Docker, local for local, and a fake with the parent's script for a fake, so a
+    test's sub-agents never run real commands."""
+    backend = getattr(parent, "backend", None)
+    kind = getattr(backend, "kind", "local")
+    if kind == "fake":
+        from pygent.runtime.fake import FakeBackend
+
+        fake = FakeBackend(
+            workspace, getattr(backend, "script", None), delay=getattr(backend, "delay", 0.0)
+        )
+        return Runtime(workspace=workspace, settings=settings, backend=fake)
+    image = getattr(getattr(backend, "options", None), "image", None)
+    return Runtime(
+        image=image if isinstance(image, str) else None,
+        use_docker=kind == "docker",
+        workspace=workspace,
+        settings=settings,
+    )
 
 
 def _call_factory(factory: Callable[..., Agent], persona: Persona) -> Agent:
@@ -891,10 +915,9 @@ def _copy(src: Workspace, src_path: str, dst: Workspace, dst_path: str, *, what:
                 f"{what}: {src_path!r} is a link that cannot be followed: {exc}"
             ) from None
     if not stat.S_ISDIR(st.st_mode):
-        data = src.read_bytes(rel)
-        if len(data) > MAX_COPY_BYTES:
+        if st.st_size > MAX_COPY_BYTES:
             raise TaskError(f"{what}: {src_path!r} is larger than {MAX_COPY_BYTES >> 20} MiB")
-        return dst.write(target, data, mode=stat.S_IMODE(st.st_mode))
+        return dst.write(target, src.read_bytes(rel), mode=stat.S_IMODE(st.st_mode))
     base = src.host_path(rel) if rel else src.root
     files, total = 0, 0
     for dirpath, dirs, names in os.walk(base, followlinks=False):

@@ -135,3 +135,13 @@ def test_init_files_are_copied_in(tmp_path: Path) -> None:
     settings = load_settings({"init_files": [str(seed)]}, environ={}, cwd=tmp_path)
     with Runtime(use_docker=False, settings=settings) as rt:
         assert rt.read_file("bootstrap.py") == "x = 1\n"
+
+
+def test_banned_commands_are_refused_by_the_runtime_too(tmp_path: Path) -> None:
+    settings = load_settings({"banned_commands": ["rm"]}, environ={}, cwd=tmp_path)
+    with Runtime(use_docker=False, settings=settings) as rt:
+        rt.write_file("keep.txt", "x")
+        out = rt.bash("sh -c 'rm keep.txt'")
+        assert "refused: banned command: rm" in out
+        assert rt.read_file("keep.txt") == "x"
+        assert "fine" in rt.bash("echo fine")

@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -763,3 +765,72 @@ def test_each_task_gets_its_own_container_and_all_are_removed(
         tm.shutdown()
         parent.cleanup()
         client.close()
+
+
+def test_a_fake_parent_gets_fake_task_sandboxes(
+    openai_server: ScriptedOpenAIServer, manager: TaskManager, settings: Settings, tmp_path: Path
+) -> None:
+    from pygent.runtime.fake import FakeBackend
+
+    workspace = tmp_path / "fake-ws"
+    workspace.mkdir()
+    parent = Runtime(
+        workspace=workspace,
+        settings=settings,
+        backend=FakeBackend(workspace, {"pytest -q": "3 passed"}),
+    )
+    route(openai_server, {"faked": [bash("pytest -q")]})
+    try:
+        tid = manager.start_task("faked", parent)
+        assert manager.wait(tid, timeout=20).status == "finished"
+        sub = manager.get_agent(tid)
+        assert sub is not None and sub.runtime.kind == "fake"
+        assert sub.runtime.backend.commands == ["pytest -q"]  # scripted, never really run
+        (result,) = [m["content"] for m in sub.history if m.get("role") == "tool"]
+        assert "3 passed" in result
+    finally:
+        parent.cleanup()
+
+
+def test_the_upstream_config_example_runs_against_the_scripted_server(
+    openai_server: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
+    route(
+        openai_server,
+        {
+            "Write pytest tests for calc.py": [
+                tool_call_reply(
+                    "write_file",
+                    {
+                        "path": "test_calc.py",
+                        "content": "from calc import add\n\ndef test_add():\n"
+                        "    assert add(1, 2) == 3\n",
+                    },
+                ),
+                tool_call_reply("stop", {}),
+            ]
+        },
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYGENT_", "OPENAI_"))}
+    env.update(
+        OPENAI_BASE_URL=openai_server.base_url,
+        OPENAI_API_KEY="sk-test-key",
+        PYGENT_MODEL="test-model",
+        PYGENT_USE_DOCKER="0",
+        HOME=str(tmp_path),
+    )
+    example = Path(__file__).resolve().parent.parent / "examples" / "config_file_example.py"
+    done = subprocess.run(
+        [sys.executable, str(example)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(persona tester)" in done.stdout
+    assert "Status: finished" in done.stdout and "Retrieved test_calc.py" in done.stdout
+    assert "def test_add" in done.stdout
+    (system,) = {r.body["messages"][0]["content"] for r in openai_server.chat_requests}
+    assert system.startswith("You are tester, writes focused pytest tests")

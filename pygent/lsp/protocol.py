@@ -679,7 +679,8 @@ T = TypeVar("T")
 
 def structure(data: Any, cls: type[T]) -> T:
     """Wire JSON -> payload; raises :class:`ParamsError` naming the bad field."""
-    if data is None:
+    if data is None or data == []:
+        # No params, or Lua's empty table (Neovim encodes {} as []): an empty object.
         data = {}
     if not isinstance(data, dict):
         raise ParamsError(f"params must be an object, got {_json_type(data)}")

@@ -16,6 +16,7 @@ import collections
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -43,6 +44,18 @@ class FramingError(Exception):
 class ChunkSource(Protocol):
     async def read(self) -> bytes:
         """The next bytes; b"" at end of stream."""
+
+
+_TOKEN = re.compile(rb"[A-Za-z0-9!#$%&'*+.^_`|~-]*")
+
+
+def _check_header_start(partial: bytes) -> None:
+    """Fail at once when buffered bytes cannot begin a header line (e.g. the rest of a
+    body whose Content-Length was too short), instead of waiting for a newline."""
+    name = partial.split(b":", 1)[0].rstrip(b"\r\n")
+    if not _TOKEN.fullmatch(name):
+        shown = partial[:60].decode("utf-8", "replace")
+        raise FramingError(f"expected a header line, got {shown!r} (is a Content-Length wrong?)")
 
 
 class FrameReader:
@@ -73,6 +86,7 @@ class FrameReader:
                 return line
             if len(self._buf) > MAX_HEADER_LINE:
                 raise FramingError(f"a header line is longer than {MAX_HEADER_LINE} bytes")
+            _check_header_start(bytes(self._buf))
             if not await self._fill():
                 if self._buf:
                     raise FramingError("the stream ended inside a header")
@@ -95,7 +109,7 @@ class FrameReader:
                 break
             seen_header = True
             name, sep, value = text.partition(b":")
-            if not sep:
+            if not sep or not _TOKEN.fullmatch(name):
                 shown = text[:60].decode("utf-8", "replace")
                 raise FramingError(f"expected a 'Name: value' header line, got {shown!r}")
             if name.strip().lower() == b"content-length":

@@ -368,34 +368,31 @@ class Repl:
     def _crash(self, exc: BaseException) -> int:
         from pygent.repl import snapshot
 
+        def say(text: str, style: str = "") -> None:
+            # soft_wrap: paths stay on one line, to copy and paste.
+            self.console.print(text, style=style, markup=False, soft_wrap=True)
+
         log.error("unexpected error; the session is being saved", exc_info=exc)
         with contextlib.suppress(Exception):
             self.renderer.close()
-        self.console.print(
-            f"pygent stopped after an unexpected error: {type(exc).__name__}: {exc}",
-            style="bold red",
-            markup=False,
-        )
+        say(f"pygent stopped after an unexpected error: {type(exc).__name__}: {exc}", "bold red")
         if self.agent is not None:
-            dest = (
-                self._session_dir or self.settings.sessions_dir / f"{self.agent.session_id}-crash"
-            )
+            own = self.settings.sessions_dir / f"{self.agent.session_id}-crash"
             try:
                 saved = snapshot.save(
-                    dest,
+                    self._session_dir or own,
                     self.agent,
                     transcript=self.transcript,
                     include_workspace=self.settings.workspace is None,
                 )
-                self.console.print(
+                say(
                     f"the session was saved to {saved}; resume it with: "
-                    f"pygent --load {shlex.quote(str(saved))}",
-                    markup=False,
+                    f"pygent --load {shlex.quote(str(saved))}"
                 )
             except Exception as save_exc:  # report both; the traceback is in the log
                 log.error("saving the session after the crash failed", exc_info=save_exc)
-                self.console.print(f"saving the session failed too: {save_exc}", markup=False)
-        self.console.print(f"details (traceback): {self.log_file}", markup=False)
+                say(f"saving the session failed too: {save_exc}", "bold red")
+        say(f"details (traceback): {self.log_file}", "dim")
         return 1
 
     async def shutdown(self) -> None:

@@ -6,6 +6,7 @@ user types; a user who types fast just pays the rest of the import on the first 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -45,15 +46,32 @@ class LazyOpenAIModel:
             return self._model
 
     def warm_up(self) -> None:
-        """Import the SDK in a daemon thread (errors surface on the first real call)."""
+        """Load the SDK in a daemon thread (errors surface on the first real call)."""
 
         def run() -> None:
             try:
                 self._get()
+                asyncio.run(self._touch())
             except ImportError as exc:
                 log.warning("loading the model SDK failed: %s", exc)
 
         threading.Thread(target=run, name="pygent-warm-up", daemon=True).start()
+
+    async def _touch(self) -> None:
+        # The SDK imports its HTTP stack (anyio backends, httpcore, TLS helpers: ~0.3-1 s)
+        # on the first request, not on import: one cheap request does it here instead.
+        import openai
+
+        s = self._settings
+        client = openai.AsyncOpenAI(
+            api_key=s.api_key or "none", base_url=s.base_url, max_retries=0, timeout=3.0
+        )
+        try:
+            await client.models.list()
+        except openai.OpenAIError as exc:  # only the imports mattered
+            log.debug("warm-up request: %s", exc)
+        finally:
+            await client.close()
 
     async def astream(
         self,

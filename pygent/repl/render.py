@@ -391,10 +391,11 @@ class Renderer:
     # --- messages from the REPL itself ------------------------------------------------------
 
     def info(self, text: str, style: str = "cyan") -> None:
-        self.console.print(Text(text, style=style))
+        # soft_wrap: the terminal wraps, so a long path stays one line to copy and paste.
+        self.console.print(Text(text, style=style), soft_wrap=True)
 
     def error(self, text: str) -> None:
-        self.console.print(Text(text, style="bold red"))
+        self.console.print(Text(text, style="bold red"), soft_wrap=True)
 
     def group(self, *items: RenderableType) -> None:
         self.console.print(Group(*items))

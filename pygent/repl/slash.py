@@ -154,13 +154,16 @@ class SlashCommands:
             ctx.renderer.error(f"no command {name}" + (f"; did you mean {hint}?" if hint else ""))
             return
         table = Table(show_header=False, box=None, padding=(0, 2))
-        table.add_column(style="bold cyan", no_wrap=True)
+        widest = max(len(c.usage) for c in self._builtins.values())
+        table.add_column(style="bold cyan", no_wrap=True, min_width=widest)
         table.add_column()
+        # Text cells: "[list|enable NAME]" must not be read as rich markup.
         for command in self._builtins.values():  # in the order they were declared
-            table.add_row(command.usage, command.summary)
+            table.add_row(Text(command.usage), Text(command.summary))
         for name in sorted(custom.COMMANDS):
             if name not in self._builtins:
-                table.add_row(f"{name} ARG", custom.COMMANDS[name].description or "(custom)")
+                description = custom.COMMANDS[name].description or "(custom)"
+                table.add_row(Text(f"{name} ARG"), Text(description))
         console.print(Text("Commands", style="bold"))
         console.print(table)
         console.print(

@@ -168,11 +168,24 @@ class Runtime:
         await asyncio.wrap_future(self._started)
         return await self.backend.run(cmd, timeout=timeout, on_output=on_output)
 
+    def banned_reason(self, cmd: str) -> str | None:
+        """Why ``cmd`` is refused by ``PYGENT_BANNED_COMMANDS``, or None (upstream check)."""
+        if not self.settings.banned_commands:
+            return None
+        from pygent.policy import Action, Policy
+
+        decision = Policy.for_mode("api", self.kind, banned=self.settings.banned_commands).decide(
+            "bash", {"cmd": cmd})
+        return decision.reason if decision.action is Action.DENY else None
+
     async def arun(
         self, cmd: str, *, timeout: float | None = None, on_output: OutputCallback | None = None
     ) -> CommandResult:
         """Run a command from any event loop. Cancelling the caller kills the command."""
         self._check_open()
+        reason = self.banned_reason(cmd)
+        if reason is not None:
+            return CommandResult(cmd, None, stderr=f"refused: {reason}\n", note="not run")
         return await self._loop.run(self._run(cmd, timeout, on_output))
 
     def run(
@@ -180,6 +193,9 @@ class Runtime:
     ) -> CommandResult:
         """Run a command and wait for its :class:`CommandResult`."""
         self._check_open()
+        reason = self.banned_reason(cmd)
+        if reason is not None:
+            return CommandResult(cmd, None, stderr=f"refused: {reason}\n", note="not run")
         return self._loop.call(self._run(cmd, timeout, on_output))
 
     def bash(self, cmd: str, timeout: float | None = 30, stream: Any = None) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lsprotocol import types
 
 from pygent.lsp import protocol as p
 from tests.lsp.conftest import as_dict, request
@@ -202,7 +203,7 @@ async def test_cancel_request_on_prompt_cancels_the_turn(start_client, openai_se
     future = client.protocol.send_request(p.SESSION_PROMPT, {"sessionId": sid, "prompt": "wait"})
     await updates.wait_for(lambda u: u["update"]["type"] == "tool_call_started")
     msg_id = next(k for k, f in client.protocol._request_futures.items() if f is future)
-    client.protocol.notify("$/cancelRequest", {"id": msg_id})
+    client.protocol.notify("$/cancelRequest", types.CancelParams(id=msg_id))
     with pytest.raises(Exception) as info:
         await asyncio.wait_for(asyncio.wrap_future(future), 10)
     assert "cancel" in str(info.value).lower()
@@ -269,8 +270,6 @@ async def test_busy_session_and_bad_input_get_errors(start_client, openai_server
         assert getattr(info.value, "code", None) == code, (method, info.value)
         assert text in str(info.value), (method, str(info.value))
     # Commands: unknown name, two arguments.
-    from lsprotocol import types
-
     with pytest.raises(Exception) as info:
         await client.workspace_execute_command_async(types.ExecuteCommandParams(command="pygent.nope"))
     assert "unknown command" in str(info.value)
@@ -285,13 +284,12 @@ async def test_busy_session_and_bad_input_get_errors(start_client, openai_server
 
 
 async def test_execute_command_flow(start_client, openai_server) -> None:
-    from lsprotocol import types
-
     openai_server.add_text("via command")
     client, updates = await start_client()
     info = await client.workspace_execute_command_async(types.ExecuteCommandParams(
         command="pygent.session.new", arguments=[{"runtime": "local"}]))
     sid = as_dict(info)["sessionId"]
+    client.progress_reports["tok-1"] = []  # a token the client made itself
     result = as_dict(await client.workspace_execute_command_async(types.ExecuteCommandParams(
         command="pygent.session.prompt", arguments=[{"sessionId": sid, "prompt": "hi"}],
         work_done_token="tok-1")))  # a client-made token: no create request

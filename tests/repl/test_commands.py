@@ -46,7 +46,7 @@ def test_cmd_runs_in_the_sandbox_and_streams(spawn, openai_server: ScriptedOpenA
     term.expect(r"\bhi\b")
     term.expect(r"✓")
     term.wait_prompt()
-    term.send_line("/cmd exit 3")
+    term.send_line("/cmd sh -c 'exit 3'")
     term.expect(r"\[exit code 3\]")
     term.wait_prompt()
     assert openai_server.chat_requests == [], "/cmd must not involve the model"
@@ -67,7 +67,9 @@ def test_cp_copies_a_host_file_into_the_workspace(spawn, tmp_path: Path) -> None
     term.wait_prompt()
 
 
-def test_tools_disable_hides_a_tool_from_the_model(spawn, openai_server: ScriptedOpenAIServer) -> None:
+def test_tools_disable_hides_a_tool_from_the_model(
+    spawn, openai_server: ScriptedOpenAIServer
+) -> None:
     openai_server.add_text("ok")
     term = spawn("--omit-tool", "read_image")
     term.wait_prompt()

@@ -64,7 +64,9 @@ def test_approval_denied_with_a_message_reaches_the_model(
     assert not (workspace / "proof.txt").exists()
     tool_results = [m for m in messages(openai_server.chat_requests[1]) if m["role"] == "tool"]
     assert tool_results, "the denial must be sent to the model as the tool result"
-    assert "the user denied this tool call: not on my machine, please" in tool_results[-1]["content"]
+    assert (
+        "the user denied this tool call: not on my machine, please" in tool_results[-1]["content"]
+    )
 
 
 def test_approval_allowed_runs_the_command(spawn, openai_server: ScriptedOpenAIServer,
@@ -114,7 +116,7 @@ def test_save_then_load_resumes_the_conversation(
     term.send_line("/cmd echo kept > notes.txt")
     term.wait_prompt()
     term.send_line(f"/save {saved}")
-    term.expect(r"resume it with: pygent --load")
+    term.expect(r"resume it with: pygent --load \S+")
     term.wait_prompt()
     term.send_line("/exit")
     assert term.wait_exit() == 0
@@ -182,7 +184,7 @@ def test_ask_user_with_options_shows_a_menu(spawn, openai_server: ScriptedOpenAI
     term.send_line("style the button")
     term.expect(r"Pygent asks")
     term.expect(r"Which colour should the button be\?")
-    term.expect(r"1\. red\s+.*2\. green\s+.*3\. blue")
+    term.expect(r"(?s)1\. red\s.*2\. green\s.*3\. blue")
     term.expect(r"answer \(1-3 or your own words\):")
     term.send_line("2")
     term.expect(r"Green it is\.")
@@ -190,7 +192,9 @@ def test_ask_user_with_options_shows_a_menu(spawn, openai_server: ScriptedOpenAI
     assert messages(openai_server.chat_requests[-1])[-1] == {"role": "user", "content": "green"}
 
 
-def test_ask_user_without_options_takes_free_text(spawn, openai_server: ScriptedOpenAIServer) -> None:
+def test_ask_user_without_options_takes_free_text(
+    spawn, openai_server: ScriptedOpenAIServer
+) -> None:
     openai_server.add_tool_call("ask_user", {"prompt": "What is the project called?"})
     openai_server.add_text("Thanks.")
     term = spawn()
@@ -203,7 +207,9 @@ def test_ask_user_without_options_takes_free_text(spawn, openai_server: Scripted
     assert messages(openai_server.chat_requests[-1])[-1] == {"role": "user", "content": "skylark"}
 
 
-def test_multi_line_input_with_a_trailing_backslash(spawn, openai_server: ScriptedOpenAIServer) -> None:
+def test_multi_line_input_with_a_trailing_backslash(
+    spawn, openai_server: ScriptedOpenAIServer
+) -> None:
     openai_server.add_text("Two lines received.")
     term = spawn()
     term.wait_prompt()

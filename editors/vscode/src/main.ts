@@ -113,7 +113,7 @@ export async function activateExtension(context: vscode.ExtensionContext): Promi
     channel,
     statusBar,
     { dispose: () => controller.dispose() },
-    { dispose: () => void server.dispose() },
+    { dispose: () => void server.shutdown() },
     api.registerWebviewViewProvider(CHAT_VIEW_ID, chatView),
     api.registerTextDocumentContentProvider(DIFF_SCHEME, memory),
     api.registerCommand(COMMANDS.openChat, () => chatView.focus()),

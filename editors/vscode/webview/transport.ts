@@ -153,11 +153,14 @@ export function selectTransport(win: Window): Transport {
   if (typeof win.acquireVsCodeApi === 'function') {
     return new VsCodeTransport(win.acquireVsCodeApi(), win);
   }
-  let storage: Storage | null = null;
+  return new WebSocketTransport(webSocketUrl(win.location, win.document), sessionStorageOf(win));
+}
+
+/** The page's session storage, or null where it is disabled (the draft is then not kept). */
+function sessionStorageOf(win: Window): Storage | null {
   try {
-    storage = win.sessionStorage;
+    return win.sessionStorage;
   } catch {
-    storage = null; // storage can be disabled; the draft is then simply not kept
+    return null;
   }
-  return new WebSocketTransport(webSocketUrl(win.location, win.document), storage);
 }

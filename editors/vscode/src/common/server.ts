@@ -58,7 +58,7 @@ type RequestHandler = (params: unknown, token: CancellationLike) => Promise<unkn
 /** Crashes within this window count towards {@link MAX_QUICK_CRASHES}. */
 const CRASH_WINDOW_MS = 3 * 60_000;
 
-export class ServerManager implements Disposable {
+export class ServerManager {
   private client: ServerClient | undefined;
   private current: ServerState = { kind: 'stopped' };
   private readonly notificationHandlers = new Map<string, NotificationHandler>();
@@ -209,7 +209,8 @@ export class ServerManager implements Disposable {
     return client.sendRequest<R>(method, params, token);
   }
 
-  async dispose(): Promise<void> {
+  /** Stops the server for good (extension shutdown). */
+  async shutdown(): Promise<void> {
     await this.stop();
     this.stateEmitter.dispose();
   }

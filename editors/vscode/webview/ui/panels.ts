@@ -28,6 +28,7 @@ export class PanelsView {
   private readonly tasksCount: HTMLElement;
   private readonly changesCount: HTMLElement;
   private readonly changesActions: HTMLElement;
+  private syncMode: ChangeList['syncMode'] = 'copy';
   /** Task results the user expanded, kept across re-renders. */
   private readonly openResults = new Set<string>();
 
@@ -113,8 +114,10 @@ export class PanelsView {
 
   updateChanges(list: ChangeList | undefined): void {
     const changes = list?.changes ?? [];
+    this.syncMode = list?.syncMode ?? 'copy';
     this.changesEl.hidden = changes.length === 0;
     this.changesCount.textContent = String(changes.length);
+    this.changesActions.hidden = this.syncMode === 'mount';
     replaceChildren(
       this.changesActions,
       h('button', { type: 'button', class: 'btn small primary', text: 'Apply all', on: { click: () => this.callbacks.apply(null) } }),
@@ -127,6 +130,15 @@ export class PanelsView {
     const stats = change.binary ? null : diffStats(change.diff);
     const canDiff = this.canOpen().diff;
     const preview = !canDiff && change.diff ? h('details', { class: 'diff-details' }, h('summary', { text: 'Diff' }), renderDiff(change.diff, `Diff of ${change.path}`)) : null;
+    const actions =
+      this.syncMode === 'mount'
+        ? null // the agent wrote the folder itself: nothing to apply or discard
+        : h(
+            'span',
+            { class: 'row-actions' },
+            h('button', { type: 'button', class: 'btn small secondary', text: 'Apply', aria: { label: `Apply ${change.path}` }, on: { click: () => this.callbacks.apply([change.path]) } }),
+            h('button', { type: 'button', class: 'btn small secondary', text: 'Discard', aria: { label: `Discard ${change.path}` }, on: { click: () => this.callbacks.discard([change.path]) } }),
+          );
     return h(
       'li',
       { class: `row change change-${change.status}`, data: { path: change.path } },
@@ -136,16 +148,11 @@ export class PanelsView {
         h('span', { class: `badge change-${change.status}`, text: CHANGE_LETTER[change.status], title: change.status }),
         canDiff
           ? h('button', { type: 'button', class: 'link row-title', text: change.path, title: `Open the diff of ${change.path}`, on: { click: () => this.callbacks.openChange(change.path) } })
-          : h('span', { class: 'row-title', text: change.path }),
-        stats ? h('span', { class: 'stats' }, h('span', { class: 'add', text: `+${stats.added}` }), h('span', { class: 'del', text: `−${stats.removed}` })) : h('span', { class: 'stats', text: 'binary' }),
+          : h('span', { class: 'row-title', text: change.path, title: change.path }),
+        stats ? h('span', { class: 'stats' }, h('span', { class: 'add', text: `+${stats.added}` }), h('span', { class: 'del', text: `−${stats.removed}` })) : h('span', { class: 'stats', text: change.binary ? 'binary' : '' }),
+        actions,
       ),
       change.conflict ? h('div', { class: 'row-meta warn', text: 'Also changed in the editor since the last sync' }) : null,
-      h(
-        'div',
-        { class: 'row-actions' },
-        h('button', { type: 'button', class: 'btn small secondary', text: 'Apply', aria: { label: `Apply ${change.path}` }, on: { click: () => this.callbacks.apply([change.path]) } }),
-        h('button', { type: 'button', class: 'btn small secondary', text: 'Discard', aria: { label: `Discard ${change.path}` }, on: { click: () => this.callbacks.discard([change.path]) } }),
-      ),
       preview,
     );
   }

@@ -1,0 +1,282 @@
+/**
+ * The chat page in headless Chromium, driven as VS Code would drive it: a prompt, a
+ * streamed Markdown reply, a command approval, live tool output, delegated tasks,
+ * changes, stop, and hostile input. Screenshots land in test-artifacts/.
+ */
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Browser } from 'playwright-core';
+import type { HostMessage } from '../../webview/messages';
+import type { SessionUpdate } from '../../src/protocol';
+import { artifact, launchBrowser, openAsVsCodeWebview, serveRoot, type StaticServer } from './harness';
+
+const SID = 's-1';
+
+const init: HostMessage = {
+  type: 'init',
+  host: 'test',
+  capabilities: { openDiff: true, openInEditor: true, actions: ['setApiKey', 'restartServer', 'openSettings', 'showLogs', 'installHelp'] },
+  status: { connection: 'ready', runtime: 'docker', model: 'gpt-4.1-mini', busy: false, problem: null },
+  sessions: [],
+  activeSessionId: null,
+};
+
+/** The session list as the host sends it while (or after) a turn runs. */
+function busySessions(busy: boolean): HostMessage {
+  const list = (sessionsMsg as Extract<HostMessage, { type: 'sessions' }>).sessions;
+  return { type: 'sessions', sessions: list.map((s) => ({ ...s, busy })), activeSessionId: SID };
+}
+
+function event(update: SessionUpdate): HostMessage {
+  return { type: 'event', sessionId: SID, event: update };
+}
+
+const sessionsMsg: HostMessage = {
+  type: 'sessions',
+  sessions: [{ sessionId: SID, title: 'Add a greeting script', live: true, busy: false, workspaceFolder: '/home/me/project', runtime: 'docker', model: 'gpt-4.1-mini', updated: null }],
+  activeSessionId: SID,
+};
+
+describe('chat page in Chromium', () => {
+  let server: StaticServer;
+  let browser: Browser;
+
+  before(async () => {
+    server = await serveRoot();
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('sends a prompt, streams the reply, asks for approval, shows output, tasks and changes', async () => {
+    const { page, inbox, post, errors } = await openAsVsCodeWebview(browser, server.url);
+    const ready = await inbox.next('ready');
+    assert.equal(ready.protocol, 1);
+    await post(init);
+    await page.getByText('Ask Pygent to do something').waitFor();
+    await page.screenshot({ path: artifact('chat-empty.png') });
+
+    // Shift+Enter is a new line, Enter sends.
+    const prompt = page.getByRole('textbox', { name: 'Prompt' });
+    await prompt.click();
+    await prompt.pressSequentially('Add a greeting script');
+    await prompt.press('Shift+Enter');
+    await prompt.pressSequentially('and run it');
+    assert.equal(inbox.messages.filter((m) => m.type === 'prompt').length, 0, 'Shift+Enter must not send');
+    await prompt.press('Enter');
+    const sent = await inbox.next('prompt');
+    assert.deepEqual(sent, { type: 'prompt', sessionId: null, text: 'Add a greeting script\nand run it' });
+    assert.equal(await prompt.inputValue(), '', 'the prompt box empties after sending');
+    // While the host creates the session the prompt shows as pending and Stop is offered.
+    await page.getByRole('button', { name: 'Stop the running turn' }).waitFor();
+
+    await post(busySessions(true));
+    await post(event({ type: 'turn_started', taskId: null, prompt: 'Add a greeting script\nand run it' }));
+    const reply = 'I will write **hello.py** and run it:\n\n```python\nprint("hello")\n```\n';
+    for (const chunk of reply.match(/.{1,7}/gs) ?? []) await post(event({ type: 'message_delta', taskId: null, text: chunk }));
+    await page.locator('.msg.assistant strong', { hasText: 'hello.py' }).waitFor();
+    assert.equal(await page.locator('.msg.assistant pre code').textContent(), 'print("hello")\n');
+    assert.equal(await page.locator('.msg.user').count(), 1, 'the pending prompt is replaced by the echoed one');
+    await post(event({ type: 'message_done', taskId: null, text: reply }));
+
+    // A command that needs approval.
+    await post(event({ type: 'tool_call_proposed', taskId: null, callId: 'c1', tool: 'bash', arguments: { cmd: 'python hello.py' }, preview: 'python hello.py' }));
+    await post(event({ type: 'permission', taskId: null, callId: 'c1', state: 'pending', outcome: '' }));
+    await post({
+      type: 'approval',
+      approval: {
+        id: 'a1',
+        sessionId: SID,
+        taskId: null,
+        callId: 'c1',
+        tool: 'bash',
+        preview: 'python hello.py',
+        previewKind: 'command',
+        path: null,
+        reason: 'local mode: commands run without isolation',
+        options: [
+          { optionId: 'allow_once', name: 'Allow once' },
+          { optionId: 'allow_always', name: 'Always allow in this session' },
+          { optionId: 'reject_once', name: 'Deny' },
+          { optionId: 'reject_always', name: 'Always deny in this session' },
+        ],
+      },
+    });
+    const card = page.getByRole('group', { name: 'Run this command?' });
+    await card.waitFor();
+    assert.match((await card.textContent()) ?? '', /\$ python hello\.py/);
+    assert.equal(await page.locator('.card.tool .tool-status').textContent(), 'Waiting for approval');
+    // Keyboard: the Allow button has the focus, Enter answers.
+    await page.waitForFunction(() => (document.activeElement as HTMLElement | null)?.dataset.option === 'allow_once');
+    await page.screenshot({ path: artifact('chat-approval.png') });
+    await page.keyboard.press('Enter');
+    const answer = await inbox.next('answerApproval');
+    assert.deepEqual(answer, { type: 'answerApproval', id: 'a1', optionId: 'allow_once', message: null });
+    await post({ type: 'approvalClosed', id: 'a1', outcome: 'allow_once' });
+    await card.waitFor({ state: 'detached' });
+
+    // Live output.
+    await post(event({ type: 'permission', taskId: null, callId: 'c1', state: 'resolved', outcome: 'allow_once' }));
+    await post(event({ type: 'tool_call_started', taskId: null, callId: 'c1', tool: 'bash' }));
+    await post(event({ type: 'tool_output', taskId: null, callId: 'c1', text: 'hel', stream: 'stdout' }));
+    await post(event({ type: 'tool_output', taskId: null, callId: 'c1', text: 'lo\n', stream: 'stdout' }));
+    await page.locator('.card.tool .output-text', { hasText: 'hello' }).waitFor();
+    assert.equal(await page.locator('.card.tool .tool-status').textContent(), 'Running…');
+    await post(event({ type: 'tool_call_finished', taskId: null, callId: 'c1', tool: 'bash', ok: true, output: 'hello\n', status: 'completed' }));
+    await page.locator('.card.tool.status-completed').waitFor();
+
+    // A delegated task: queued, running, finished with a result; its own events stay out of the chat.
+    const task = { taskId: 't1', persona: 'tester', prompt: 'write tests for hello.py', steps: 0, detail: '', result: '' };
+    await post({ type: 'tasks', sessionId: SID, tasks: [{ ...task, status: 'running', steps: 1 }] });
+    await post(event({ type: 'tool_call_proposed', taskId: 't1', callId: 'c9', tool: 'bash', arguments: { cmd: 'pytest' }, preview: 'pytest' }));
+    const tasks = page.getByRole('list', { name: 'Delegated tasks' });
+    await tasks.getByText('write tests for hello.py').waitFor();
+    assert.equal(await tasks.locator('.badge').textContent(), 'running');
+    assert.equal(await page.locator('.card.tool').count(), 1, 'task tool calls are not in the conversation');
+    await tasks.getByRole('button', { name: 'Cancel task t1' }).click();
+    assert.deepEqual(await inbox.next('cancelTask'), { type: 'cancelTask', sessionId: SID, taskId: 't1' });
+    await post({ type: 'tasks', sessionId: SID, tasks: [{ ...task, status: 'finished', steps: 4, result: 'Added **tests/test_hello.py**' }] });
+    await tasks.locator('.badge', { hasText: 'finished' }).waitFor();
+    await tasks.getByRole('button', { name: 'Result of task t1' }).click();
+    await tasks.locator('.task-result strong', { hasText: 'tests/test_hello.py' }).waitFor();
+
+    // Workspace changes.
+    await post({
+      type: 'changes',
+      sessionId: SID,
+      syncMode: 'copy',
+      changes: [
+        { path: 'hello.py', status: 'added', diff: '--- a/hello.py\n+++ b/hello.py\n@@ -0,0 +1 @@\n+print("hello")\n', binary: false, conflict: false },
+        { path: 'README.md', status: 'modified', diff: '--- a/README.md\n+++ b/README.md\n@@ -1 +1,2 @@\n # Project\n+Run `python hello.py`.\n', binary: false, conflict: false },
+      ],
+    });
+    await post(event({ type: 'message_delta', taskId: null, text: 'Done: `hello.py` prints *hello*.' }));
+    await post(event({ type: 'usage', taskId: null, promptTokens: 900, completionTokens: 120, totalPromptTokens: 1800, totalCompletionTokens: 240 }));
+    await post(event({ type: 'turn_ended', taskId: null, stopReason: 'end_turn', text: 'Done: `hello.py` prints *hello*.', error: '' }));
+    await post(event({ type: 'changes', taskId: null, count: 2, paths: ['hello.py', 'README.md'] }));
+    await post(busySessions(false));
+    const changes = page.getByRole('list', { name: 'Changed files' });
+    await changes.getByText('README.md').waitFor();
+    await page.getByRole('button', { name: 'Send prompt' }).waitFor();
+    assert.match((await page.locator('.status-line').textContent()) ?? '', /Docker.*gpt-4\.1-mini.*1\.8k \/ 240 tokens.*Ready/);
+    await page.screenshot({ path: artifact('chat-done.png'), fullPage: true });
+    await changes.getByRole('button', { name: 'hello.py', exact: true }).click();
+    assert.deepEqual(await inbox.next('openChange'), { type: 'openChange', sessionId: SID, path: 'hello.py' });
+    await changes.getByRole('button', { name: 'Apply README.md' }).click();
+    assert.deepEqual(await inbox.next('applyChanges'), { type: 'applyChanges', sessionId: SID, paths: ['README.md'] });
+    await page.getByRole('button', { name: 'Apply all' }).click();
+    assert.deepEqual(await inbox.next('applyChanges'), { type: 'applyChanges', sessionId: SID, paths: null });
+
+    const violations = await page.evaluate(() => (window as unknown as { __cspViolations: string[] }).__cspViolations);
+    assert.deepEqual(violations, [], 'no Content-Security-Policy violations');
+    assert.deepEqual(errors, []);
+    await page.context().close();
+  });
+
+  it('stops a turn, denies with a message, shows a write diff and problems', async () => {
+    const { page, inbox, post } = await openAsVsCodeWebview(browser, server.url, { width: 420, height: 860 }, 'light');
+    await inbox.next('ready');
+    await post({ ...init, sessions: (sessionsMsg as Extract<HostMessage, { type: 'sessions' }>).sessions, activeSessionId: SID });
+    await post(busySessions(true));
+    await post(event({ type: 'turn_started', taskId: null, prompt: 'write the file' }));
+    const diff = '--- a/hello.py\n+++ b/hello.py\n@@ -1 +1,2 @@\n-print("hi")\n+print("hello")\n+print("bye")\n';
+    await post(event({ type: 'tool_call_proposed', taskId: null, callId: 'w1', tool: 'write_file', arguments: { path: 'hello.py', content: 'print("hello")\nprint("bye")\n' }, preview: diff }));
+    await post({
+      type: 'approval',
+      approval: { id: 'a2', sessionId: SID, taskId: null, callId: 'w1', tool: 'write_file', preview: diff, previewKind: 'diff', path: 'hello.py', reason: '', options: [{ optionId: 'allow_once', name: 'Allow once' }, { optionId: 'allow_always', name: 'Always' }, { optionId: 'reject_once', name: 'Deny' }] },
+    });
+    const card = page.getByRole('group', { name: 'Let write_file change hello.py?' });
+    await card.waitFor();
+    assert.equal(await card.locator('.diff-add').count(), 2);
+    assert.equal(await card.locator('.diff-del').count(), 1);
+    await page.screenshot({ path: artifact('chat-diff-approval-light.png') });
+    await card.getByRole('button', { name: 'Open in diff editor' }).click();
+    assert.deepEqual(await inbox.next('openApprovalDiff'), { type: 'openApprovalDiff', id: 'a2' });
+    // Typing a message and pressing Enter denies with it.
+    const reason = card.getByRole('textbox', { name: /Message to the agent/ });
+    await reason.fill('write it to src/hello.py instead');
+    await reason.press('Enter');
+    assert.deepEqual(await inbox.next('answerApproval'), { type: 'answerApproval', id: 'a2', optionId: 'reject_once', message: 'write it to src/hello.py instead' });
+
+    // Escape in the prompt box stops the turn, so does the Stop button.
+    await page.getByRole('textbox', { name: 'Prompt' }).press('Escape');
+    assert.deepEqual(await inbox.next('cancel'), { type: 'cancel', sessionId: SID });
+    await page.getByRole('button', { name: 'Stop the running turn' }).click();
+    assert.deepEqual(await inbox.next('cancel'), { type: 'cancel', sessionId: SID });
+    await post({ type: 'approvalClosed', id: 'a2', outcome: 'cancelled' });
+    await post(event({ type: 'tool_call_finished', taskId: null, callId: 'w1', tool: 'write_file', ok: false, output: '', status: 'cancelled' }));
+    await post(event({ type: 'turn_ended', taskId: null, stopReason: 'cancelled', text: '', error: '' }));
+    await post(busySessions(false));
+    await page.locator('.turn-end', { hasText: 'Cancelled' }).waitFor();
+    await page.getByRole('button', { name: 'Send prompt' }).waitFor();
+
+    // A crashed server: the banner offers a restart.
+    await post({ type: 'status', status: { connection: 'failed', runtime: 'docker', model: 'gpt-4.1-mini', busy: false, problem: { kind: 'crashed', message: 'The Pygent server stopped unexpectedly.', actions: ['restartServer', 'showLogs'] } } });
+    const banner = page.getByRole('alert').filter({ hasText: 'stopped unexpectedly' });
+    await banner.waitFor();
+    assert.ok(await page.getByRole('button', { name: 'Send prompt' }).isDisabled(), 'no prompt while the server is down');
+    await page.screenshot({ path: artifact('chat-crashed-light.png') });
+    await banner.getByRole('button', { name: 'Restart server' }).click();
+    assert.deepEqual(await inbox.next('runAction'), { type: 'runAction', action: 'restartServer' });
+    await page.context().close();
+  });
+
+  it('renders hostile text as text and drops malformed host messages', async () => {
+    const { page, inbox, post, errors } = await openAsVsCodeWebview(browser, server.url);
+    await inbox.next('ready');
+    await post({ ...init, sessions: (sessionsMsg as Extract<HostMessage, { type: 'sessions' }>).sessions, activeSessionId: SID });
+    await post({ type: 'nonsense' });
+    await post({ type: 'event', sessionId: 7, event: {} });
+    await post({ type: 'approval', approval: { id: 'x' } });
+    await post(event({ type: 'turn_started', taskId: null, prompt: '<img src=x onerror="window.pwned=1">' }));
+    await post(event({ type: 'message_delta', taskId: null, text: 'Look: <script>window.pwned=2</script> <img src="http://example.com/x.png"> ![i](http://example.com/i.png) [js](javascript:alert(1)) [ok](https://example.com)' }));
+    await post(event({ type: 'tool_call_proposed', taskId: null, callId: 'h1', tool: 'bash', arguments: { cmd: '<b>bold</b>' }, preview: '<b>bold</b>' }));
+    await post(event({ type: 'tool_output', taskId: null, callId: 'h1', text: '<iframe src="https://example.com"></iframe>', stream: 'stdout' }));
+    await page.locator('.msg.assistant').waitFor();
+    await page.locator('.output-text', { hasText: '<iframe' }).waitFor();
+    assert.equal(await page.locator('#app img, #app script, #app iframe, #app b').count(), 0, 'no element from model or command text');
+    assert.equal(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned), undefined);
+    const links = await page.locator('.msg.assistant a').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+    // The image became a plain link (images are off: nothing is fetched); javascript: is gone.
+    assert.deepEqual(links, ['http://example.com/i.png', 'https://example.com'], 'only http(s) links survive');
+    assert.match((await page.locator('.msg.user').textContent()) ?? '', /<img src=x/);
+    assert.deepEqual(errors, []);
+    await page.context().close();
+  });
+
+  it('talks to `pygent ui` over a WebSocket when not inside VS Code', async () => {
+    const received: unknown[] = [];
+    const urls: string[] = [];
+    server.onSocket = (ws, url) => {
+      urls.push(url);
+      ws.onMessage((data) => {
+        const message = JSON.parse(data) as { type: string };
+        received.push(message);
+        if (message.type === 'ready') {
+          ws.send(JSON.stringify({ ...init, host: 'pygent-ui', sessions: (sessionsMsg as Extract<HostMessage, { type: 'sessions' }>).sessions, activeSessionId: SID }));
+          ws.send(JSON.stringify(event({ type: 'turn_started', taskId: null, prompt: 'hi over ws' })));
+          ws.send(JSON.stringify(event({ type: 'message_delta', taskId: null, text: 'Hello from **the web UI**.' })));
+          ws.send(JSON.stringify(event({ type: 'turn_ended', taskId: null, stopReason: 'end_turn', text: 'Hello from **the web UI**.', error: '' })));
+        }
+      });
+    };
+    const context = await browser.newContext({ viewport: { width: 900, height: 700 } });
+    const page = await context.newPage();
+    await page.goto(`${server.url}/webview/index.html?token=t0k`);
+    await page.locator('.msg.assistant strong', { hasText: 'the web UI' }).waitFor();
+    const prompt = page.getByRole('textbox', { name: 'Prompt' });
+    await prompt.fill('second prompt');
+    await prompt.press('Enter');
+    for (let i = 0; i < 50 && !received.some((m) => (m as { type: string }).type === 'prompt'); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(received[0], { type: 'ready', protocol: 1 });
+    assert.deepEqual(urls, ['/ws?token=t0k'], 'the page token is passed on to the socket');
+    assert.deepEqual(received.find((m) => (m as { type: string }).type === 'prompt'), { type: 'prompt', sessionId: SID, text: 'second prompt' });
+    await page.screenshot({ path: artifact('chat-standalone-websocket.png') });
+    await context.close();
+    server.onSocket = undefined;
+  });
+});

@@ -1,0 +1,224 @@
+"""Per-session logs of page events (what a reconnecting page replays) and their ordered hand-over to the loop.
+
+A page keeps nothing: on ``ready`` it gets the whole log of the session it shows, so a
+reload, a second tab or a dropped socket shows the same conversation. Live updates are
+merged as they stream (consecutive reply chunks, consecutive output of one call), as
+the VS Code host does (``editors/vscode/src/chat/sessions.ts``). A saved session's
+history file is turned into the same updates (:func:`history_events`), so a session
+from an earlier run reads like a live one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Beyond this many events a log drops delegated-task chatter, then its oldest events.
+MAX_EVENTS = 20_000
+#: Output kept per tool call (the page keeps the same tail).
+MAX_OUTPUT_CHARS = 200_000
+#: Messages of a saved history turned into events (the newest ones).
+MAX_HISTORY_MESSAGES = 4_000
+
+Update = dict[str, Any]
+
+
+class SessionLog:
+    """The page events of one session, oldest first."""
+
+    def __init__(self, events: Iterable[Update] = ()) -> None:
+        self.events: list[Update] = list(events)
+
+    def append(self, update: Update) -> None:
+        """Record one update, merging it into the previous one when they are chunks of one stream."""
+        last = self.events[-1] if self.events else None
+        kind = update.get("type")
+        if (
+            last is not None
+            and kind == "message_delta"
+            and last.get("type") == "message_delta"
+            and last.get("taskId") == update.get("taskId")
+        ):
+            # A new dict, not an in-place edit: snapshots handed out earlier stay as they were.
+            self.events[-1] = {**last, "text": last["text"] + update.get("text", "")}
+        elif (
+            last is not None
+            and kind == "tool_output"
+            and last.get("type") == "tool_output"
+            and last.get("callId") == update.get("callId")
+            and last.get("stream") == update.get("stream")
+            and last.get("taskId") == update.get("taskId")
+        ):
+            text = last["text"] + update.get("text", "")
+            self.events[-1] = {**last, "text": text[-MAX_OUTPUT_CHARS:]}
+        else:
+            self.events.append(update)
+        if len(self.events) > MAX_EVENTS:
+            # Task chatter goes first: the conversation itself is what a replay must show.
+            self.events = [
+                e for e in self.events if e.get("taskId") is None or e.get("type") == "task_status"
+            ]
+            if len(self.events) > MAX_EVENTS:
+                del self.events[: len(self.events) - MAX_EVENTS]
+
+    def turn_open(self) -> bool:
+        """True between the main agent's ``turn_started`` and its ``turn_ended``."""
+        for event in reversed(self.events):
+            if event.get("taskId") is not None:
+                continue
+            if event.get("type") == "turn_ended":
+                return False
+            if event.get("type") == "turn_started":
+                return True
+        return False
+
+    def snapshot(self) -> list[Update]:
+        return list(self.events)
+
+
+class EventPump:
+    """Delivers one session's updates on the server's loop, in the order they were pushed.
+
+    Updates come from several threads: the turn (the loop itself), command output (the
+    runtime's loop thread) and delegated tasks (the task manager's thread). Each is queued
+    under a lock as it is pushed and delivered by the loop in that order.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Update], None]) -> None:
+        self.loop = loop
+        self.deliver = deliver
+        self.closed = False
+        self._lock = threading.Lock()
+        self._pending: collections.deque[Update] = collections.deque()
+        self._scheduled = False
+
+    def push(self, update: Update) -> None:
+        """Queue one update (any thread)."""
+        with self._lock:
+            if self.closed:
+                return
+            self._pending.append(update)
+            schedule = not self._scheduled
+            self._scheduled = True
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self.flush()
+        elif schedule:
+            try:
+                self.loop.call_soon_threadsafe(self.flush)
+            except RuntimeError:  # the loop closed: the server is exiting
+                log.debug("dropping a session update: the server is stopping")
+
+    def flush(self) -> None:
+        """Deliver everything queued (on the loop)."""
+        with self._lock:
+            items = list(self._pending)
+            self._pending.clear()
+            self._scheduled = False
+        for update in items:
+            try:
+                self.deliver(update)
+            except Exception:  # one bad update must not lose the ones after it
+                log.exception("delivering a %s update failed", update.get("type"))
+
+    def close(self) -> None:
+        self.flush()
+        with self._lock:
+            self.closed = True
+
+
+# --- saved histories ---------------------------------------------------------------------------
+
+
+def _text(content: Any) -> str:
+    """A message's text: a string, or the text parts of a multi-part content list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text", "") for p in content if isinstance(p, dict)]
+        return "".join(p for p in parts if isinstance(p, str))
+    return ""
+
+
+def _tool_status(output: str) -> str:
+    # The history keeps only the text the model saw; the gate's and the agent's own
+    # wordings say whether the call was denied or cancelled rather than run.
+    head = output.lstrip()[:40].lower()
+    if head.startswith(("denied", "the user denied")):
+        return "denied"
+    if head.startswith("cancelled"):
+        return "cancelled"
+    return "completed"
+
+
+def _arguments(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw) if raw else {}
+        except json.JSONDecodeError:
+            return {"_raw": raw[:800]}
+        return value if isinstance(value, dict) else {"_raw": raw[:800]}
+    return {}
+
+
+def history_events(messages: Iterable[dict[str, Any]]) -> list[Update]:
+    """Page events that replay a saved conversation (chat-completions messages).
+
+    Each user message opens a turn and the next one (or the end) closes it, so the page
+    shows the prompts, replies and tool calls of every turn, none of them running.
+    """
+    chosen = [m for m in messages if isinstance(m, dict) and m.get("role") != "system"]
+    chosen = chosen[-MAX_HISTORY_MESSAGES:]
+    out: list[Update] = []
+    names: dict[str, str] = {}
+    open_turn = False
+
+    def end_turn() -> None:
+        out.append({"type": "turn_ended", "taskId": None, "stopReason": "end_turn", "text": "", "error": ""})
+
+    for message in chosen:
+        role = message.get("role")
+        if role == "user":
+            if open_turn:
+                end_turn()
+            out.append({"type": "turn_started", "taskId": None, "prompt": _text(message.get("content"))})
+            open_turn = True
+        elif role == "assistant":
+            text = _text(message.get("content"))
+            if text.strip():
+                out.append({"type": "message_done", "taskId": None, "text": text})
+            for call in message.get("tool_calls") or []:
+                if not isinstance(call, dict):
+                    continue
+                function = call.get("function") or {}
+                call_id = str(call.get("id") or "")
+                name = str(function.get("name") or "")
+                names[call_id] = name
+                out.append({
+                    "type": "tool_call_proposed", "taskId": None, "callId": call_id, "tool": name,
+                    "arguments": _arguments(function.get("arguments")), "preview": "",
+                })
+        elif role == "tool":
+            call_id = str(message.get("tool_call_id") or "")
+            output = _text(message.get("content"))
+            status = _tool_status(output)
+            out.append({
+                "type": "tool_call_finished", "taskId": None, "callId": call_id,
+                "tool": names.get(call_id, str(message.get("name") or "")),
+                "ok": status == "completed", "output": output, "status": status,
+            })
+    if open_turn:
+        end_turn()
+    return out
