@@ -128,6 +128,8 @@ class Agent:
         self.events = ev.EventHub()
         mode = approval_mode or "api"
         self.policy = policy or Policy.for_mode(mode, self.runtime.kind)
+        if self.policy.workspace_root is None:  # lets it see absolute host paths as ours
+            self.policy.workspace_root = str(self.runtime.workspace)
         for banned in self.settings.banned_commands:
             self.policy.ban(banned)
         self.gate = ApprovalGate(self.policy, approver)

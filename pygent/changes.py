@@ -38,10 +38,24 @@ from pygent.tools.preview import unified_diff
 log = logging.getLogger(__name__)
 
 #: Directories never synced, at any depth (VCS data, dependencies, caches).
-ALWAYS_SKIP_DIRS = frozenset({
-    ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox",
-    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".cache", ".eggs",
-})
+ALWAYS_SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        "venv",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".cache",
+        ".eggs",
+    }
+)
 #: Files bigger than this are not copied into the sandbox (reported as skipped).
 MAX_FILE_BYTES = 50 * 1024 * 1024
 #: A folder with more files than this is synced partially (with a warning).
@@ -163,8 +177,9 @@ class IgnoreRules:
         return self.ignored(rel, False)
 
 
-def walk(root: Path, rules: IgnoreRules, *, load_gitignores: bool = True,
-         max_files: int = MAX_FILES) -> Iterator[tuple[str, os.stat_result]]:
+def walk(
+    root: Path, rules: IgnoreRules, *, load_gitignores: bool = True, max_files: int = MAX_FILES
+) -> Iterator[tuple[str, os.stat_result]]:
     """Regular files under ``root`` that are not ignored, as (relpath, lstat); links are
     not followed. Nested ``.gitignore`` files are added to ``rules`` as they are met."""
     count = 0
@@ -197,7 +212,9 @@ def walk(root: Path, rules: IgnoreRules, *, load_gitignores: bool = True,
                 yield rel, st
                 count += 1
                 if count >= max_files:
-                    log.warning("%s has more than %d files: the rest is not synced", root, max_files)
+                    log.warning(
+                        "%s has more than %d files: the rest is not synced", root, max_files
+                    )
                     return
 
 
@@ -364,8 +381,9 @@ class WorkspaceSync:
                 if full and not self.manifest:
                     self._snapshot()
                 self._dirty.clear()
-                return SyncReport(scanned=len(self.manifest),
-                                  duration_ms=(time.perf_counter() - started) * 1000)
+                return SyncReport(
+                    scanned=len(self.manifest), duration_ms=(time.perf_counter() - started) * 1000
+                )
             copied: list[str] = []
             removed: list[str] = []
             conflicts: list[str] = []
@@ -394,10 +412,20 @@ class WorkspaceSync:
                     if host_st is not None and not stat.S_ISREG(host_st.st_mode):
                         host_st = None
                 outcome = self._sync_one(rel, host_st, overlay.get(rel))
-                {"copied": copied, "removed": removed, "conflict": conflicts,
-                 "skipped": skipped}.get(outcome, []).append(rel)
-            return SyncReport(tuple(copied), tuple(removed), tuple(conflicts), tuple(skipped),
-                              len(candidates), (time.perf_counter() - started) * 1000)
+                {
+                    "copied": copied,
+                    "removed": removed,
+                    "conflict": conflicts,
+                    "skipped": skipped,
+                }.get(outcome, []).append(rel)
+            return SyncReport(
+                tuple(copied),
+                tuple(removed),
+                tuple(conflicts),
+                tuple(skipped),
+                len(candidates),
+                (time.perf_counter() - started) * 1000,
+            )
 
     def _reload_rules(self) -> None:
         rules = IgnoreRules()
@@ -481,10 +509,12 @@ class WorkspaceSync:
 
     def _sandbox_files(self) -> dict[str, os.stat_result]:
         if self.mode == MOUNT:
-            return dict(walk(self.folder.root, self.rules,
-                             load_gitignores=False))
-        return {rel: st for rel, st in walk(self.sandbox.root, self.rules, load_gitignores=False)
-                if not self.rules.path_ignored(rel)}
+            return dict(walk(self.folder.root, self.rules, load_gitignores=False))
+        return {
+            rel: st
+            for rel, st in walk(self.sandbox.root, self.rules, load_gitignores=False)
+            if not self.rules.path_ignored(rel)
+        }
 
     def changes(self, *, diffs: bool = True) -> list[FileChange]:
         """What changed in the sandbox since the last sync (or, mounted, since the start)."""
@@ -531,7 +561,9 @@ class WorkspaceSync:
     def _describe(self, rel: str, status: str, data: bytes | None, diffs: bool) -> FileChange:
         protected = is_protected(rel)
         if self.mode == MOUNT:
-            return FileChange(rel, status, "", bool(data) and is_binary(data or b""), False, protected)
+            return FileChange(
+                rel, status, "", bool(data) and is_binary(data or b""), False, protected
+            )
         entry = self.manifest.get(rel)
         conflict = self._host_conflict(rel, entry)
         before = _read(self.folder, rel) or b""
@@ -547,12 +579,17 @@ class WorkspaceSync:
 
     # --- apply / discard -------------------------------------------------------------------------
 
-    def _select(self, paths: Iterable[str] | None) -> tuple[list[FileChange], list[tuple[str, str]]]:
+    def _select(
+        self, paths: Iterable[str] | None
+    ) -> tuple[list[FileChange], list[tuple[str, str]]]:
         changes = {c.path: c for c in self.changes(diffs=False)}
         if paths is None:
             chosen = [c for c in changes.values() if c.protected is None]
-            failed = [(c.path, f"protected path ({c.protected}): apply it by naming it")
-                      for c in changes.values() if c.protected is not None]
+            failed = [
+                (c.path, f"protected path ({c.protected}): apply it by naming it")
+                for c in changes.values()
+                if c.protected is not None
+            ]
             return chosen, failed
         chosen, failed = [], []
         for p in paths:
@@ -567,7 +604,9 @@ class WorkspaceSync:
                 failed.append((p, "no change to apply"))
         return chosen, failed
 
-    def plan_edits(self, paths: Iterable[str] | None = None) -> tuple[list[FileEdit], list[tuple[str, str]]]:
+    def plan_edits(
+        self, paths: Iterable[str] | None = None
+    ) -> tuple[list[FileEdit], list[tuple[str, str]]]:
         """The edits that bring the chosen changes into the folder (for an editor's
         ``applyEdit``). Binary files cannot be sent as text: they fail with a reason."""
         with self._lock:
@@ -588,8 +627,11 @@ class WorkspaceSync:
                 if before is None:
                     edits.append(FileEdit(change.path, "create", data.decode("utf-8")))
                 else:
-                    edits.append(FileEdit(change.path, "replace", data.decode("utf-8"),
-                                          before.decode("utf-8")))
+                    edits.append(
+                        FileEdit(
+                            change.path, "replace", data.decode("utf-8"), before.decode("utf-8")
+                        )
+                    )
             return edits, failed
 
     def mark_applied(self, edits: Iterable[FileEdit]) -> None:
@@ -601,7 +643,9 @@ class WorkspaceSync:
                     self.manifest.pop(edit.path, None)
                     continue
                 st = _lstat(self.sandbox, edit.path)
-                self.manifest[edit.path] = Entry(digest(edit.new_text.encode("utf-8")), None, _stamp(st))
+                self.manifest[edit.path] = Entry(
+                    digest(edit.new_text.encode("utf-8")), None, _stamp(st)
+                )
 
     def write_to_folder(self, paths: Iterable[str] | None = None) -> ApplyReport:
         """Apply the chosen changes by writing the folder's files directly."""
@@ -633,8 +677,9 @@ class WorkspaceSync:
                         st_s = _lstat(self.sandbox, rel)
                         mode = (st_s.st_mode & 0o777) if st_s is not None else None
                         self.folder.write(rel, data, mode=mode)
-                        self.manifest[rel] = Entry(digest(data), _stamp(_lstat(self.folder, rel)),
-                                                   _stamp(st_s))
+                        self.manifest[rel] = Entry(
+                            digest(data), _stamp(_lstat(self.folder, rel)), _stamp(st_s)
+                        )
                 except (PathError, OSError) as exc:
                     report.failed.append((rel, str(exc)))
                     continue
@@ -644,12 +689,14 @@ class WorkspaceSync:
     def discard(self, paths: Iterable[str] | None = None) -> list[str]:
         """Undo the agent's changes in the sandbox: restore the folder's copies."""
         if self.mode == MOUNT:
-            raise PathError("mount mode: the agent wrote the folder directly; undo with your "
-                            "version control")
+            raise PathError(
+                "mount mode: the agent wrote the folder directly; undo with your version control"
+            )
         done: list[str] = []
         with self._lock:
-            chosen, _failed = self._select(paths) if paths is not None else (
-                self.changes(diffs=False), [])
+            chosen, _failed = (
+                self._select(paths) if paths is not None else (self.changes(diffs=False), [])
+            )
             for change in chosen:
                 rel = change.path
                 data = _read(self.folder, rel)
@@ -660,8 +707,9 @@ class WorkspaceSync:
                     else:
                         st = _lstat(self.folder, rel)
                         self.sandbox.write(rel, data, mode=(st.st_mode & 0o777) if st else None)
-                        self.manifest[rel] = Entry(digest(data), _stamp(st),
-                                                   _stamp(_lstat(self.sandbox, rel)))
+                        self.manifest[rel] = Entry(
+                            digest(data), _stamp(st), _stamp(_lstat(self.sandbox, rel))
+                        )
                 except (PathError, OSError) as exc:
                     log.warning("cannot restore %s in the sandbox: %s", rel, exc)
                     continue

@@ -173,7 +173,8 @@ class SessionService:
             known = ", ".join(self._sessions) or "none"
             raise UnknownSessionError(
                 f"no live session {session_id!r} (live sessions: {known})",
-                hint="create one with session/new, or resume a saved one with session/resume")
+                hint="create one with session/new, or resume a saved one with session/resume",
+            )
         return session
 
     @property
@@ -192,14 +193,17 @@ class SessionService:
         if not path.is_file():
             raise UnknownSessionError(
                 f"no saved session {session_id!r} in {self.store.root}",
-                hint="list the sessions (includeSaved) to see their ids")
+                hint="list the sessions (includeSaved) to see their ids",
+            )
         return await self._open(options, resume_id=session_id)
 
     async def _open(self, options: SessionOptions, resume_id: str | None) -> Session:
         if self._closed:
             raise PygentError("the service is shutting down")
         if options.runtime not in RUNTIMES:
-            raise PygentError(f"unknown runtime {options.runtime!r}; use one of {', '.join(RUNTIMES)}")
+            raise PygentError(
+                f"unknown runtime {options.runtime!r}; use one of {', '.join(RUNTIMES)}"
+            )
         if options.sync_mode not in SYNC_MODES:
             raise PygentError(f"unknown sync mode {options.sync_mode!r}")
         mode = normalize_mode(options.approval_mode or self.settings.effective_approval_mode())
@@ -235,8 +239,11 @@ class SessionService:
         folder = folder_path(folder_text) if folder_text else None
         sync_mode = options.sync_mode if folder is not None else "none"
         use_docker = {"auto": None, "docker": True, "local": False}[options.runtime]
-        runtime = Runtime(use_docker=use_docker, settings=settings,
-                          workspace=folder if sync_mode == MOUNT else None)
+        runtime = Runtime(
+            use_docker=use_docker,
+            settings=settings,
+            workspace=folder if sync_mode == MOUNT else None,
+        )
         try:
             if resume_id is None:
                 session_id = self._new_id()
@@ -247,16 +254,32 @@ class SessionService:
             approver = self.approver_factory(session_id) if self.approver_factory else None
             tasks = TaskManager(settings=settings, session_id=session_id)
             agent = Agent(
-                runtime=runtime, model=self.model, model_name=settings.model,
-                persona=self._persona(options.persona, settings), history_file=history_path,
-                settings=settings, approver=approver, approval_mode=mode,
-                session_id=session_id, task_manager=tasks)
+                runtime=runtime,
+                model=self.model,
+                model_name=settings.model,
+                persona=self._persona(options.persona, settings),
+                history_file=history_path,
+                settings=settings,
+                approver=approver,
+                approval_mode=mode,
+                session_id=session_id,
+                task_manager=tasks,
+            )
         except BaseException:
             runtime.cleanup()
             raise
         title = options.title or saved_meta.get("title") or ""
-        session = Session(session_id, agent, runtime, tasks, None, folder, sync_mode, title,
-                          notices=list(runtime.notices))
+        session = Session(
+            session_id,
+            agent,
+            runtime,
+            tasks,
+            None,
+            folder,
+            sync_mode,
+            title,
+            notices=list(runtime.notices),
+        )
         try:
             if agent.history_store is not None and resume_id is None:
                 meta = {"workspace": str(folder) if folder else None, "model": agent.model_name}
@@ -270,14 +293,20 @@ class SessionService:
                 if report.skipped:
                     session.notices.append(
                         f"{len(report.skipped)} file(s) too large to copy into the sandbox "
-                        f"were skipped: {', '.join(report.skipped[:5])}")
+                        f"were skipped: {', '.join(report.skipped[:5])}"
+                    )
         except BaseException:
             self._dispose(session)
             raise
         self._wire(session)
         self._sessions[session_id] = session
-        log.info("session %s started (%s, %s, sync %s)", session_id, runtime.describe(),
-                 folder or "no folder", sync_mode)
+        log.info(
+            "session %s started (%s, %s, sync %s)",
+            session_id,
+            runtime.describe(),
+            folder or "no folder",
+            sync_mode,
+        )
         return session
 
     def _new_id(self) -> str:
@@ -327,12 +356,20 @@ class SessionService:
         agent = session.agent
         messages = sum(1 for m in agent.history[1:] if m.get("role") in ("user", "assistant"))
         return SessionSummary(
-            session_id=session.id, title=session.title or self._title(agent), live=True,
-            busy=session.busy, workspace_folder=str(session.folder) if session.folder else None,
-            sandbox_path=str(session.runtime.workspace), runtime=session.runtime.kind,
-            sync_mode=session.sync_mode, persona=agent.persona.name, model=agent.model_name,
-            approval_mode=agent.policy.mode, message_count=messages,
-            notices=tuple(session.notices))
+            session_id=session.id,
+            title=session.title or self._title(agent),
+            live=True,
+            busy=session.busy,
+            workspace_folder=str(session.folder) if session.folder else None,
+            sandbox_path=str(session.runtime.workspace),
+            runtime=session.runtime.kind,
+            sync_mode=session.sync_mode,
+            persona=agent.persona.name,
+            model=agent.model_name,
+            approval_mode=agent.policy.mode,
+            message_count=messages,
+            notices=tuple(session.notices),
+        )
 
     @staticmethod
     def _title(agent: Agent) -> str:
@@ -349,10 +386,17 @@ class SessionService:
             for info in self.store.list():
                 if info.id in self._sessions:
                     continue
-                out.append(SessionSummary(
-                    session_id=info.id, title=info.title, live=False,
-                    workspace_folder=info.workspace, model=info.model or "",
-                    message_count=info.message_count, updated=info.updated.isoformat()))
+                out.append(
+                    SessionSummary(
+                        session_id=info.id,
+                        title=info.title,
+                        live=False,
+                        workspace_folder=info.workspace,
+                        model=info.model or "",
+                        message_count=info.message_count,
+                        updated=info.updated.isoformat(),
+                    )
+                )
         return out
 
     async def close(self, session_id: str) -> bool:
@@ -392,13 +436,20 @@ class SessionService:
         sessions = list(self._sessions.values())
         self._sessions.clear()
         if sessions:
-            await asyncio.gather(*(self._shutdown_session(s) for s in sessions),
-                                 return_exceptions=True)
+            await asyncio.gather(
+                *(self._shutdown_session(s) for s in sessions), return_exceptions=True
+            )
 
     # --- turns ---------------------------------------------------------------------------
 
-    async def prompt(self, session_id: str, text: str, *, max_steps: int | None = None,
-                     overlay: dict[str, bytes] | None = None) -> TurnResult:
+    async def prompt(
+        self,
+        session_id: str,
+        text: str,
+        *,
+        max_steps: int | None = None,
+        overlay: dict[str, bytes] | None = None,
+    ) -> TurnResult:
         """Run one turn and return how it ended (``cancelled`` after :meth:`cancel`).
 
         In copy mode the paths the editor reported (and ``overlay``, unsaved buffers)
@@ -406,19 +457,29 @@ class SessionService:
         """
         session = self.get(session_id)
         if session.busy:
-            raise SessionBusyError(f"session {session_id} is already running a turn",
-                                   hint="wait for it to end, or cancel it")
+            raise SessionBusyError(
+                f"session {session_id} is already running a turn",
+                hint="wait for it to end, or cancel it",
+            )
         if session.sync is not None and session.sync_mode == COPY:
             report = await asyncio.to_thread(session.sync.sync, overlay=overlay)
             if report.conflicts:
-                session.events.emit(ev.Notice(
-                    session_id=session.id, level="warning",
-                    text="changed in the folder and by the agent (the sandbox copy was kept): "
-                         + ", ".join(report.conflicts)))
+                session.events.emit(
+                    ev.Notice(
+                        session_id=session.id,
+                        level="warning",
+                        text="changed in the folder and by the agent (the sandbox copy was kept): "
+                        + ", ".join(report.conflicts),
+                    )
+                )
         session.agent.task_manager = session.tasks
-        turn = asyncio.ensure_future(session.agent.arun(
-            text, max_steps=max_steps or session.max_steps,
-            step_timeout=self.settings.step_timeout))
+        turn = asyncio.ensure_future(
+            session.agent.arun(
+                text,
+                max_steps=max_steps or session.max_steps,
+                step_timeout=self.settings.step_timeout,
+            )
+        )
         session.turn = turn
         try:
             return await asyncio.shield(turn)
@@ -440,9 +501,15 @@ class SessionService:
 
     # --- settings and tools -------------------------------------------------------------
 
-    def update_settings(self, session_id: str, *, approval_mode: str | None = None,
-                        model: str | None = None, persona: str | None = None,
-                        max_steps: int | None = None) -> Session:
+    def update_settings(
+        self,
+        session_id: str,
+        *,
+        approval_mode: str | None = None,
+        model: str | None = None,
+        persona: str | None = None,
+        max_steps: int | None = None,
+    ) -> Session:
         """Change a live session's settings (from its next model call on)."""
         session = self.get(session_id)
         agent = session.agent
@@ -463,17 +530,23 @@ class SessionService:
 
     def tools(self, session_id: str) -> list[ToolState]:
         agent = self.get(session_id).agent
-        return [ToolState(t.name, t.description, t.kind, t.name not in agent.disabled_tools)
-                for t in agent.tools.tools()]
+        return [
+            ToolState(t.name, t.description, t.kind, t.name not in agent.disabled_tools)
+            for t in agent.tools.tools()
+        ]
 
-    def set_tools_enabled(self, session_id: str, names: Iterable[str], enabled: bool) -> list[ToolState]:
+    def set_tools_enabled(
+        self, session_id: str, names: Iterable[str], enabled: bool
+    ) -> list[ToolState]:
         """Enable or disable tools for this session; unknown names are an error."""
         agent = self.get(session_id).agent
         names = list(names)
         known = set(agent.tools.names())
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise PygentError(f"unknown tool(s): {', '.join(unknown)} (tools: {', '.join(sorted(known))})")
+            raise PygentError(
+                f"unknown tool(s): {', '.join(unknown)} (tools: {', '.join(sorted(known))})"
+            )
         for name in names:
             if enabled:
                 agent.disabled_tools.discard(name)
@@ -503,8 +576,9 @@ class SessionService:
     def cancel_task(self, session_id: str, task_id: str) -> bool:
         return self.get(session_id).tasks.cancel(task_id)
 
-    async def collect_file(self, session_id: str, task_id: str, path: str,
-                           dest: str | None = None) -> tuple[str, int]:
+    async def collect_file(
+        self, session_id: str, task_id: str, path: str, dest: str | None = None
+    ) -> tuple[str, int]:
         """Copy a file from a task's sandbox into the session's; returns (path, size)."""
         session = self.get(session_id)
         await asyncio.to_thread(session.tasks.collect_file, session.runtime, task_id, path, dest)
@@ -517,8 +591,10 @@ class SessionService:
     def _sync_of(self, session_id: str) -> WorkspaceSync:
         session = self.get(session_id)
         if session.sync is None:
-            raise PygentError(f"session {session_id} is not bound to a workspace folder",
-                              hint="create the session with a workspaceFolder")
+            raise PygentError(
+                f"session {session_id} is not bound to a workspace folder",
+                hint="create the session with a workspaceFolder",
+            )
         return session.sync
 
     def note_changed(self, paths: Iterable[str]) -> None:
@@ -531,8 +607,9 @@ class SessionService:
                 if mine:
                     session.sync.mark_dirty(mine)
 
-    async def sync(self, session_id: str, *, full: bool = False,
-                   overlay: dict[str, bytes] | None = None) -> SyncReport:
+    async def sync(
+        self, session_id: str, *, full: bool = False, overlay: dict[str, bytes] | None = None
+    ) -> SyncReport:
         sync = self._sync_of(session_id)
         return await asyncio.to_thread(sync.sync, full=full, overlay=overlay)
 
@@ -547,16 +624,18 @@ class SessionService:
             return []
         return [c.path for c in await asyncio.to_thread(session.sync.changes, diffs=False)]
 
-    async def plan_edits(self, session_id: str, paths: list[str] | None = None
-                         ) -> tuple[list[FileEdit], list[tuple[str, str]]]:
+    async def plan_edits(
+        self, session_id: str, paths: list[str] | None = None
+    ) -> tuple[list[FileEdit], list[tuple[str, str]]]:
         sync = self._sync_of(session_id)
         return await asyncio.to_thread(sync.plan_edits, paths)
 
     def mark_applied(self, session_id: str, edits: Iterable[FileEdit]) -> None:
         self._sync_of(session_id).mark_applied(edits)
 
-    async def write_changes(self, session_id: str, paths: list[str] | None = None
-                            ) -> tuple[list[str], list[tuple[str, str]]]:
+    async def write_changes(
+        self, session_id: str, paths: list[str] | None = None
+    ) -> tuple[list[str], list[tuple[str, str]]]:
         sync = self._sync_of(session_id)
         report = await asyncio.to_thread(sync.write_to_folder, paths)
         return report.applied, report.failed
@@ -567,6 +646,14 @@ class SessionService:
 
 
 __all__ = [
-    "ApproverFactory", "RuntimeUnavailable", "Session", "SessionBusyError", "SessionOptions",
-    "SessionService", "SessionSummary", "ToolState", "UnknownSessionError", "folder_path",
+    "ApproverFactory",
+    "RuntimeUnavailable",
+    "Session",
+    "SessionBusyError",
+    "SessionOptions",
+    "SessionService",
+    "SessionSummary",
+    "ToolState",
+    "UnknownSessionError",
+    "folder_path",
 ]

@@ -90,6 +90,10 @@ class UnknownTaskError(TaskError):
     """No task has this id."""
 
 
+class _SandboxTimeout(Exception):
+    """A task's sandbox did not come up within the task's time limit."""
+
+
 @dataclass(frozen=True)
 class TaskInfo:
     """A snapshot of one delegated task.
@@ -426,7 +430,7 @@ class TaskManager:
             status, detail = _outcome(result)
         except asyncio.CancelledError:
             status, detail = CANCELLED, task.cancel_reason or "cancelled"
-        except concurrent.futures.TimeoutError:
+        except _SandboxTimeout:
             status, detail = TIMEOUT, f"the sandbox did not start within {task.task_timeout:g}s"
         except PygentError as exc:
             status, detail = FAILED, exc.user_message()
@@ -459,7 +463,10 @@ class TaskManager:
             runtime = _sandbox_like(task.parent_rt, task.workspace, settings)
         with self._lock:
             task.runtime = runtime
-        runtime.wait_ready(task.task_timeout)
+        try:
+            runtime.wait_ready(task.task_timeout)
+        except concurrent.futures.TimeoutError:
+            raise _SandboxTimeout from None
         agent = self._make_agent(task, runtime, settings)
         with self._lock:
             task.agent = agent
@@ -503,11 +510,8 @@ class TaskManager:
             agent.gate.timeout = parent.gate.timeout
         # A model the sub-agent made for itself holds an HTTP client on this loop:
         # close it when the task ends. Shared models are closed at shutdown.
-        task.owns_model = self.agent_factory is None and agent.model not in (
-            self._model,
-            parent.model if parent is not None else None,
-            get_custom_model(),
-        )
+        shared = (self._model, parent.model if parent is not None else None, get_custom_model())
+        task.owns_model = self.agent_factory is None and all(agent.model is not m for m in shared)
         return agent
 
     def _adopt(self, agent: Agent, task: _Task, runtime: Runtime) -> Agent:
@@ -719,6 +723,7 @@ class TaskManager:
             if task.status in ACTIVE:
                 self.cancel(task.id, reason="the session ended")
         deadline = None if timeout is None else time.monotonic() + timeout
+        stragglers = 0
         for task in tasks:
             left = None if deadline is None else max(0.1, deadline - time.monotonic())
             try:
@@ -727,6 +732,7 @@ class TaskManager:
                 log.warning(
                     "task %s did not stop within %ss; removing its sandbox anyway", task.id, timeout
                 )
+                stragglers += 1
                 self._finish(task, CANCELLED, "the session ended (the task did not stop in time)")
         models = {id(t.agent.model): t.agent.model for t in tasks if t.agent is not None}
         if models and self._loop is not None:
@@ -739,7 +745,9 @@ class TaskManager:
             if runtime is not None:
                 runtime.cleanup()  # idempotent: a stuck task's container goes too
             shutil.rmtree(task.workspace, ignore_errors=True)
-        if self._loop is not None:
+        # With stragglers (say, a sandbox still being created) the loop keeps turning
+        # on its daemon thread, so they can still remove what they were making.
+        if self._loop is not None and not stragglers:
             self._loop.stop()
             self._loop = None
         _managers.discard(self)

@@ -49,9 +49,11 @@ def parse_answer(raw: Any) -> tuple[str | None, str, str | None]:
         option = "cancelled"
     message = raw.get("message")
     pattern = raw.get("pattern")
-    return (option if isinstance(option, str) else None,
-            message if isinstance(message, str) else "",
-            pattern if isinstance(pattern, str) and pattern.strip() else None)
+    return (
+        option if isinstance(option, str) else None,
+        message if isinstance(message, str) else "",
+        pattern if isinstance(pattern, str) and pattern.strip() else None,
+    )
 
 
 class LspApprover:
@@ -64,9 +66,14 @@ class LspApprover:
         policy_of: the session's policy, for ``allow_always`` answers with a ``pattern``.
     """
 
-    def __init__(self, server: PygentLanguageServer, session_id: str, *,
-                 timeout: float = DEFAULT_TIMEOUT,
-                 policy_of: Callable[[], Policy | None] | None = None) -> None:
+    def __init__(
+        self,
+        server: PygentLanguageServer,
+        session_id: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        policy_of: Callable[[], Policy | None] | None = None,
+    ) -> None:
         self.server = server
         self.session_id = session_id
         self.timeout = timeout
@@ -86,8 +93,11 @@ class LspApprover:
     def _status(self, request: ApprovalRequest, state: str, outcome: str = "") -> None:
         channel = self.server.channels.get(self.session_id)
         if channel is not None:
-            channel.push(p.PermissionUpdate(task_id=request.task_id, call_id=request.call_id,
-                                            state=state, outcome=outcome))  # type: ignore[arg-type]
+            channel.push(
+                p.PermissionUpdate(
+                    task_id=request.task_id, call_id=request.call_id, state=state, outcome=outcome
+                )
+            )  # type: ignore[arg-type]
 
     def _withdraw(self, msg_id: str) -> None:
         self.server.protocol._request_futures.pop(msg_id, None)
@@ -99,21 +109,29 @@ class LspApprover:
         self._status(request, "pending")
         try:
             raw = await asyncio.wait_for(
-                self.server.protocol.send_request_async(p.REQUEST_PERMISSION, p.unstructure(params),
-                                                        msg_id=msg_id),
-                self.timeout)
+                self.server.protocol.send_request_async(
+                    p.REQUEST_PERMISSION, p.unstructure(params), msg_id=msg_id
+                ),
+                self.timeout,
+            )
         except asyncio.CancelledError:
             self._withdraw(msg_id)
             self._status(request, "resolved", "cancelled")
             raise
         except asyncio.TimeoutError:
             self._withdraw(msg_id)
-            response = _deny(f"the editor did not answer the approval request within {self.timeout:g}s")
+            response = _deny(
+                f"the editor did not answer the approval request within {self.timeout:g}s"
+            )
         except JsonRpcMethodNotFound:
-            response = _deny(f"the editor does not implement {p.REQUEST_PERMISSION}, so nobody "
-                             "could approve this call")
+            response = _deny(
+                f"the editor does not implement {p.REQUEST_PERMISSION}, so nobody "
+                "could approve this call"
+            )
         except JsonRpcException as exc:
-            response = _deny(f"the editor answered the approval request with an error ({exc.message})")
+            response = _deny(
+                f"the editor answered the approval request with an error ({exc.message})"
+            )
         else:
             response = self._interpret(raw, request)
         shown = response.option.value if not response.automatic else response.message
@@ -127,14 +145,23 @@ class LspApprover:
             return _deny("the user dismissed the approval request")
         if option is None or option not in offered:
             shown = repr(option) if option is not None else repr(raw)[:100]
-            return _deny(f"the editor answered {shown}, which is not one of the options "
-                         f"({', '.join(sorted(offered))})")
+            return _deny(
+                f"the editor answered {shown}, which is not one of the options "
+                f"({', '.join(sorted(offered))})"
+            )
         choice = ApprovalOption(option)
         if choice is ApprovalOption.ALLOW_ALWAYS and pattern is not None:
             policy = self.policy_of() if self.policy_of is not None else None
             if policy is not None:
                 # The user's own pattern replaces the one Pygent would derive.
-                policy.add_rule(Rule(request.tool, pattern.strip(), Action.ALLOW,
-                                     reason=f"always allowed: {pattern.strip()}", source="session"))
+                policy.add_rule(
+                    Rule(
+                        request.tool,
+                        pattern.strip(),
+                        Action.ALLOW,
+                        reason=f"always allowed: {pattern.strip()}",
+                        source="session",
+                    )
+                )
                 choice = ApprovalOption.ALLOW_ONCE
         return ApprovalResponse(choice, message)

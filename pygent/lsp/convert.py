@@ -50,24 +50,44 @@ def event_update(event: ev.Event) -> Any | None:
 def prompt_result(result: TurnResult, changes: int = 0) -> p.PromptResult:
     return p.PromptResult(
         stop_reason=result.stop_reason.value,  # type: ignore[arg-type]
-        text=result.text, error=result.error, steps=result.steps, question=result.question,
-        options=list(result.options), changes=changes)
+        text=result.text,
+        error=result.error,
+        steps=result.steps,
+        question=result.question,
+        options=list(result.options),
+        changes=changes,
+    )
 
 
 def session_info(summary: SessionSummary) -> p.SessionInfo:
     return p.SessionInfo(
-        session_id=summary.session_id, title=summary.title, live=summary.live,
-        busy=summary.busy, workspace_folder=summary.workspace_folder,
-        sandbox_path=summary.sandbox_path, runtime=summary.runtime,
+        session_id=summary.session_id,
+        title=summary.title,
+        live=summary.live,
+        busy=summary.busy,
+        workspace_folder=summary.workspace_folder,
+        sandbox_path=summary.sandbox_path,
+        runtime=summary.runtime,
         sync_mode=summary.sync_mode,  # type: ignore[arg-type]
-        persona=summary.persona, model=summary.model, approval_mode=summary.approval_mode,
-        message_count=summary.message_count, updated=summary.updated,
-        notices=list(summary.notices))
+        persona=summary.persona,
+        model=summary.model,
+        approval_mode=summary.approval_mode,
+        message_count=summary.message_count,
+        updated=summary.updated,
+        notices=list(summary.notices),
+    )
 
 
 def task_info(info: TaskInfo, result: str = "") -> p.TaskInfo:
-    return p.TaskInfo(task_id=info.id, status=info.status, persona=info.persona,
-                      prompt=info.prompt, steps=info.steps, detail=info.detail, result=result)
+    return p.TaskInfo(
+        task_id=info.id,
+        status=info.status,
+        persona=info.persona,
+        prompt=info.prompt,
+        steps=info.steps,
+        detail=info.detail,
+        result=result,
+    )
 
 
 def tool_list(tools: list[ToolState]) -> p.ToolListResult:
@@ -75,9 +95,14 @@ def tool_list(tools: list[ToolState]) -> p.ToolListResult:
 
 
 def file_change(change: FileChange) -> p.FileChange:
-    return p.FileChange(path=change.path, status=change.status,  # type: ignore[arg-type]
-                        diff=change.diff, binary=change.binary, conflict=change.conflict,
-                        protected=change.protected)
+    return p.FileChange(
+        path=change.path,
+        status=change.status,  # type: ignore[arg-type]
+        diff=change.diff,
+        binary=change.binary,
+        conflict=change.conflict,
+        protected=change.protected,
+    )
 
 
 def permission_params(request: ApprovalRequest, session_id: str) -> p.RequestPermissionParams:
@@ -94,11 +119,18 @@ def permission_params(request: ApprovalRequest, session_id: str) -> p.RequestPer
     options = [names[o.value] for o in request.options if o.value in names]
     return p.RequestPermissionParams(
         session_id=session_id,
-        tool_call=p.ToolCallInfo(call_id=request.call_id, tool=tool,
-                                 arguments=dict(request.arguments), preview=request.preview,
-                                 preview_kind=kind,  # type: ignore[arg-type]
-                                 path=str(path) if isinstance(path, str) else None),
-        options=options, task_id=request.task_id, reason=request.reason)
+        tool_call=p.ToolCallInfo(
+            call_id=request.call_id,
+            tool=tool,
+            arguments=dict(request.arguments),
+            preview=request.preview,
+            preview_kind=kind,  # type: ignore[arg-type]
+            path=str(path) if isinstance(path, str) else None,
+        ),
+        options=options,
+        task_id=request.task_id,
+        reason=request.reason,
+    )
 
 
 # --- workspace edits ------------------------------------------------------------------------------
@@ -117,8 +149,9 @@ def end_position(text: str, encoding: str = "utf-16") -> lsp.Position:
     return lsp.Position(line=line, character=character)
 
 
-def workspace_edit(folder: Path, edits: list[FileEdit], *, open_texts: dict[str, str],
-                   encoding: str = "utf-16") -> lsp.WorkspaceEdit:
+def workspace_edit(
+    folder: Path, edits: list[FileEdit], *, open_texts: dict[str, str], encoding: str = "utf-16"
+) -> lsp.WorkspaceEdit:
     """One ``WorkspaceEdit``: full-document replacements, creates (+ content) and deletes.
 
     ``open_texts`` maps a folder-relative path to the text of the editor's open buffer,
@@ -128,7 +161,9 @@ def workspace_edit(folder: Path, edits: list[FileEdit], *, open_texts: dict[str,
     for edit in edits:
         uri = (folder / edit.path).as_uri()
         if edit.kind == "delete":
-            changes.append(lsp.DeleteFile(uri=uri, options=lsp.DeleteFileOptions(ignore_if_not_exists=True)))
+            changes.append(
+                lsp.DeleteFile(uri=uri, options=lsp.DeleteFileOptions(ignore_if_not_exists=True))
+            )
             continue
         if edit.kind == "create":
             changes.append(lsp.CreateFile(uri=uri, options=lsp.CreateFileOptions(overwrite=True)))
@@ -136,8 +171,15 @@ def workspace_edit(folder: Path, edits: list[FileEdit], *, open_texts: dict[str,
         else:
             old = open_texts.get(edit.path, edit.old_text)
         end = end_position(old, encoding)
-        changes.append(lsp.TextDocumentEdit(
-            text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=None),
-            edits=[lsp.TextEdit(range=lsp.Range(start=lsp.Position(line=0, character=0), end=end),
-                                new_text=edit.new_text)]))
+        changes.append(
+            lsp.TextDocumentEdit(
+                text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=None),
+                edits=[
+                    lsp.TextEdit(
+                        range=lsp.Range(start=lsp.Position(line=0, character=0), end=end),
+                        new_text=edit.new_text,
+                    )
+                ],
+            )
+        )
     return lsp.WorkspaceEdit(document_changes=changes)

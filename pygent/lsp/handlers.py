@@ -105,7 +105,8 @@ class Handlers:
             self.server.feature(method)(as_request)
             self.server.command(p.command_name(method))(handler)
         self.server.feature(lsp.TEXT_DOCUMENT_DID_SAVE, lsp.SaveOptions(include_text=False))(
-            _plain(self.did_save))
+            _plain(self.did_save)
+        )
         self.server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)(_plain(self.did_change_watched))
         self.server.feature(lsp.INITIALIZED)(_plain(self.initialized))
         self.server.feature(lsp.SHUTDOWN)(_plain(self.shutdown))
@@ -138,9 +139,14 @@ class Handlers:
 
     def _options(self, params: Any) -> SessionOptions:
         return SessionOptions(
-            workspace_folder=params.workspace_folder, runtime=params.runtime,
-            persona=params.persona, model=params.model, approval_mode=params.approval_mode,
-            sync_mode=params.sync_mode, title=getattr(params, "title", None))
+            workspace_folder=params.workspace_folder,
+            runtime=params.runtime,
+            persona=params.persona,
+            model=params.model,
+            approval_mode=params.approval_mode,
+            sync_mode=params.sync_mode,
+            title=getattr(params, "title", None),
+        )
 
     async def session_new(self, params: p.NewSessionParams, _token: Any) -> p.SessionInfo:
         session = await self.service.create(self._options(params))
@@ -152,21 +158,27 @@ class Handlers:
         self._channel(session.id)
         return convert.session_info(self.service.summary(session))
 
-    async def session_prompt(self, params: p.PromptParams, token: str | int | None) -> p.PromptResult:
+    async def session_prompt(
+        self, params: p.PromptParams, token: str | int | None
+    ) -> p.PromptResult:
         session = self.service.get(params.session_id)
         if session.busy:
-            raise SessionBusyError(f"session {session.id} is already running a turn",
-                                   hint="wait for it to end, or cancel it")
+            raise SessionBusyError(
+                f"session {session.id} is already running a turn",
+                hint="wait for it to end, or cancel it",
+            )
         channel = self._channel(session.id)
         overlay = self.unsaved_buffers(session.folder) if params.include_unsaved else None
         title = "Pygent: " + " ".join(params.prompt.split())[:60]
-        reporter = await ProgressReporter.start(self.server, token if token is not None
-                                                else params.work_done_token, title)
+        reporter = await ProgressReporter.start(
+            self.server, token if token is not None else params.work_done_token, title
+        )
         channel.progress = reporter
         outcome = "error"
         try:
-            result = await self.service.prompt(session.id, params.prompt, max_steps=params.max_steps,
-                                               overlay=overlay)
+            result = await self.service.prompt(
+                session.id, params.prompt, max_steps=params.max_steps, overlay=overlay
+            )
             outcome = result.stop_reason.value
         finally:
             channel.flush()
@@ -181,8 +193,11 @@ class Handlers:
         return p.CancelResult(self.service.cancel(params.session_id))
 
     async def session_list(self, params: p.ListSessionsParams, _token: Any) -> p.ListSessionsResult:
-        summaries = await asyncio.to_thread(self.service.list, include_saved=params.include_saved) \
-            if params.include_saved else self.service.list()
+        summaries = (
+            await asyncio.to_thread(self.service.list, include_saved=params.include_saved)
+            if params.include_saved
+            else self.service.list()
+        )
         return p.ListSessionsResult([convert.session_info(s) for s in summaries])
 
     async def session_close(self, params: p.SessionIdParams, _token: Any) -> p.CloseResult:
@@ -195,14 +210,20 @@ class Handlers:
 
     async def session_settings(self, params: p.SessionSettingsParams, _token: Any) -> p.SessionInfo:
         session = self.service.update_settings(
-            params.session_id, approval_mode=params.approval_mode, model=params.model,
-            persona=params.persona, max_steps=params.max_steps)
+            params.session_id,
+            approval_mode=params.approval_mode,
+            model=params.model,
+            persona=params.persona,
+            max_steps=params.max_steps,
+        )
         return convert.session_info(self.service.summary(session))
 
     # --- tasks --------------------------------------------------------------------------
 
     async def task_list(self, params: p.SessionIdParams, _token: Any) -> p.TaskListResult:
-        return p.TaskListResult([convert.task_info(t) for t in self.service.list_tasks(params.session_id)])
+        return p.TaskListResult(
+            [convert.task_info(t) for t in self.service.list_tasks(params.session_id)]
+        )
 
     async def task_status(self, params: p.TaskParams, _token: Any) -> p.TaskInfo:
         info = self.service.task_info(params.session_id, params.task_id)
@@ -211,9 +232,12 @@ class Handlers:
     async def task_cancel(self, params: p.TaskParams, _token: Any) -> p.CancelResult:
         return p.CancelResult(self.service.cancel_task(params.session_id, params.task_id))
 
-    async def task_collect_file(self, params: p.CollectFileParams, _token: Any) -> p.CollectFileResult:
-        path, size = await self.service.collect_file(params.session_id, params.task_id,
-                                                     params.path, params.dest)
+    async def task_collect_file(
+        self, params: p.CollectFileParams, _token: Any
+    ) -> p.CollectFileResult:
+        path, size = await self.service.collect_file(
+            params.session_id, params.task_id, params.path, params.dest
+        )
         return p.CollectFileResult(path, size)
 
     # --- workspace -----------------------------------------------------------------------
@@ -245,14 +269,22 @@ class Handlers:
         session = self.service.get(params.session_id)
         overlay = self.unsaved_buffers(session.folder) if params.include_unsaved else None
         report = await self.service.sync(params.session_id, full=params.full, overlay=overlay)
-        return p.SyncResult(list(report.copied), list(report.removed), list(report.conflicts),
-                            report.scanned, round(report.duration_ms, 3))
+        return p.SyncResult(
+            list(report.copied),
+            list(report.removed),
+            list(report.conflicts),
+            report.scanned,
+            round(report.duration_ms, 3),
+        )
 
     async def workspace_changes(self, params: p.SessionIdParams, _token: Any) -> p.ChangeSet:
         session = self.service.get(params.session_id)
         changes = await self.service.changes(params.session_id)
-        return p.ChangeSet(session.id, session.sync_mode,  # type: ignore[arg-type]
-                           [convert.file_change(c) for c in changes])
+        return p.ChangeSet(
+            session.id,
+            session.sync_mode,  # type: ignore[arg-type]
+            [convert.file_change(c) for c in changes],
+        )
 
     def _client_applies_edits(self) -> bool:
         caps = getattr(self.server.protocol, "client_capabilities", None)
@@ -271,12 +303,17 @@ class Handlers:
         applied: list[str] = []
         if edits and session.folder is not None:
             encoding = self.server.workspace.position_encoding or "utf-16"
-            edit = convert.workspace_edit(session.folder, edits, open_texts=self._open_texts(session.folder),
-                                          encoding=str(getattr(encoding, "value", encoding)))
+            edit = convert.workspace_edit(
+                session.folder,
+                edits,
+                open_texts=self._open_texts(session.folder),
+                encoding=str(getattr(encoding, "value", encoding)),
+            )
             label = f"Pygent: apply {len(edits)} change{'s' if len(edits) != 1 else ''}"
             try:
                 answer = await self.server.workspace_apply_edit_async(
-                    lsp.ApplyWorkspaceEditParams(edit=edit, label=label))
+                    lsp.ApplyWorkspaceEditParams(edit=edit, label=label)
+                )
             except JsonRpcException as exc:
                 failed += [(e.path, f"the editor refused the edit: {exc.message}") for e in edits]
             else:
@@ -285,7 +322,10 @@ class Handlers:
                     self.service.mark_applied(session.id, edits)
                     applied = [e.path for e in edits]
                 else:
-                    why = getattr(answer, "failure_reason", None) or "the editor did not apply the edit"
+                    why = (
+                        getattr(answer, "failure_reason", None)
+                        or "the editor did not apply the edit"
+                    )
                     failed += [(e.path, why) for e in edits]
         return p.ApplyResult(applied, [p.FailedPath(a, b) for a, b in failed])
 
@@ -298,10 +338,14 @@ class Handlers:
         return convert.tool_list(self.service.tools(params.session_id))
 
     async def tools_enable(self, params: p.ToolsParams, _token: Any) -> p.ToolListResult:
-        return convert.tool_list(self.service.set_tools_enabled(params.session_id, params.names, True))
+        return convert.tool_list(
+            self.service.set_tools_enabled(params.session_id, params.names, True)
+        )
 
     async def tools_disable(self, params: p.ToolsParams, _token: Any) -> p.ToolListResult:
-        return convert.tool_list(self.service.set_tools_enabled(params.session_id, params.names, False))
+        return convert.tool_list(
+            self.service.set_tools_enabled(params.session_id, params.names, False)
+        )
 
     # --- LSP notifications --------------------------------------------------------------
 
@@ -320,12 +364,19 @@ class Handlers:
         if not getattr(watched, "dynamic_registration", False):
             return
         registration = lsp.Registration(
-            id="pygent-watch", method=lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+            id="pygent-watch",
+            method=lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES,
             register_options=lsp.DidChangeWatchedFilesRegistrationOptions(
-                watchers=[lsp.FileSystemWatcher(glob_pattern="**/*")]))
+                watchers=[lsp.FileSystemWatcher(glob_pattern="**/*")]
+            ),
+        )
         try:
-            await asyncio.wait_for(self.server.client_register_capability_async(
-                lsp.RegistrationParams(registrations=[registration])), 10)
+            await asyncio.wait_for(
+                self.server.client_register_capability_async(
+                    lsp.RegistrationParams(registrations=[registration])
+                ),
+                10,
+            )
         except (JsonRpcException, asyncio.TimeoutError) as exc:
             log.info("the client did not register the file watcher: %r", exc)
 

@@ -110,8 +110,15 @@ RuntimeKind = Literal["auto", "docker", "local"]
 SyncMode = Literal["copy", "mount", "none"]
 ApprovalMode = Literal["auto", "confirm", "never", "read-only", "api"]
 StopReason = Literal[
-    "end_turn", "stop", "ask_user", "max_steps", "max_time", "step_timeout", "cancelled",
-    "error", "refusal",
+    "end_turn",
+    "stop",
+    "ask_user",
+    "max_steps",
+    "max_time",
+    "step_timeout",
+    "cancelled",
+    "error",
+    "refusal",
 ]
 ChangeStatus = Literal["added", "modified", "deleted"]
 ApplyMethod = Literal["auto", "applyEdit", "write"]
@@ -521,9 +528,19 @@ SessionUpdate = (
 UPDATE_TYPES: dict[str, type] = {
     cls.__attrs_attrs__.type.default: cls  # type: ignore[attr-defined]
     for cls in (
-        TurnStartedUpdate, MessageDeltaUpdate, MessageDoneUpdate, ToolCallProposedUpdate,
-        ToolCallStartedUpdate, ToolOutputUpdate, ToolCallFinishedUpdate, UsageUpdate,
-        NoticeUpdate, TaskStatusUpdate, TurnEndedUpdate, PermissionUpdate, ChangesUpdate,
+        TurnStartedUpdate,
+        MessageDeltaUpdate,
+        MessageDoneUpdate,
+        ToolCallProposedUpdate,
+        ToolCallStartedUpdate,
+        ToolOutputUpdate,
+        ToolCallFinishedUpdate,
+        UsageUpdate,
+        NoticeUpdate,
+        TaskStatusUpdate,
+        TurnEndedUpdate,
+        PermissionUpdate,
+        ChangesUpdate,
     )
 }
 
@@ -622,8 +639,14 @@ def _strict(kind: type, label: str) -> Any:
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "boolean", int: "number", float: "number", str: "string", list: "array",
-            dict: "object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
 
 
 def _make_converter() -> cattrs.Converter:
@@ -737,4 +760,3 @@ def _notes(err: cattrs.BaseValidationError) -> list[Any]:
                 found = note
         notes.append(found)
     return notes
-

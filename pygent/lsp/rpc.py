@@ -131,7 +131,9 @@ class PygentProtocol(LanguageServerProtocol):
             log.error("cannot serialise a message: %s", exc)
             msg_id = getattr(data, "id", None) if not isinstance(data, dict) else data.get("id")
             if msg_id is not None and getattr(data, "method", None) is None:
-                self.send_error(msg_id, p.INTERNAL_ERROR, f"the result could not be serialised: {exc}")
+                self.send_error(
+                    msg_id, p.INTERNAL_ERROR, f"the result could not be serialised: {exc}"
+                )
             return
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sending %s", body[:500])
@@ -147,8 +149,12 @@ class PygentProtocol(LanguageServerProtocol):
     def lsp_initialize(self, params: types.InitializeParams) -> Any:
         result = yield from super().lsp_initialize(params)
         result.capabilities.experimental = {
-            "pygent": {"protocolVersion": p.PROTOCOL_VERSION, "methods": list(p.REQUESTS),
-                       "notifications": [p.SESSION_UPDATE], "serverRequests": [p.REQUEST_PERMISSION]}
+            "pygent": {
+                "protocolVersion": p.PROTOCOL_VERSION,
+                "methods": list(p.REQUESTS),
+                "notifications": [p.SESSION_UPDATE],
+                "serverRequests": [p.REQUEST_PERMISSION],
+            }
         }
         return result
 
@@ -174,7 +180,8 @@ class PygentProtocol(LanguageServerProtocol):
         arguments = list(params.arguments or [])
         if len(arguments) > 1:
             raise JsonRpcInvalidParams(
-                f"command {params.command} takes one argument (the params object), got {len(arguments)}")
+                f"command {params.command} takes one argument (the params object), got {len(arguments)}"
+            )
         return await handler(arguments[0] if arguments else None, params.work_done_token)
 
     def handle_message(self, message: Any) -> None:

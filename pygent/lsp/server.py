@@ -57,10 +57,16 @@ class PygentLanguageServer(LanguageServer):
 
     protocol: PygentProtocol
 
-    def __init__(self, settings: Settings, *, approval_timeout: float = DEFAULT_TIMEOUT,
-                 model: Any = None) -> None:
-        super().__init__("pygent", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental,
-                         protocol_cls=PygentProtocol, converter_factory=converter_factory)
+    def __init__(
+        self, settings: Settings, *, approval_timeout: float = DEFAULT_TIMEOUT, model: Any = None
+    ) -> None:
+        super().__init__(
+            "pygent",
+            __version__,
+            text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental,
+            protocol_cls=PygentProtocol,
+            converter_factory=converter_factory,
+        )
         self.settings = settings
         self.approval_timeout = approval_timeout
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -105,11 +111,16 @@ class PygentLanguageServer(LanguageServer):
         logging.getLogger("pygent").addHandler(log_handler)
 
         async def framing_error(reason: str) -> None:
-            self.window_show_message(lsp.ShowMessageParams(
-                type=lsp.MessageType.Error, message=f"Pygent: protocol error ({reason}); restart the server"))
+            self.window_show_message(
+                lsp.ShowMessageParams(
+                    type=lsp.MessageType.Error,
+                    message=f"Pygent: protocol error ({reason}); restart the server",
+                )
+            )
 
         self._connection = asyncio.ensure_future(
-            serve_connection(source, self.protocol, on_framing_error=framing_error))
+            serve_connection(source, self.protocol, on_framing_error=framing_error)
+        )
         watcher = asyncio.ensure_future(self._watch_parent())
         try:
             reason = await self._connection
@@ -216,28 +227,52 @@ class WindowLogHandler(logging.Handler):
             pass  # the loop closed while logging: stderr still has it
 
 
-def create_server(settings: Settings | None = None, *, approval_timeout: float = DEFAULT_TIMEOUT,
-                  model: Any = None) -> PygentLanguageServer:
+def create_server(
+    settings: Settings | None = None,
+    *,
+    approval_timeout: float = DEFAULT_TIMEOUT,
+    model: Any = None,
+) -> PygentLanguageServer:
     """A fresh language server (tests build one per case)."""
-    return PygentLanguageServer(settings or load_settings(), approval_timeout=approval_timeout,
-                                model=model)
+    return PygentLanguageServer(
+        settings or load_settings(), approval_timeout=approval_timeout, model=model
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pygent lsp", description="Pygent's language server for editors.")
+    parser = argparse.ArgumentParser(
+        prog="pygent lsp", description="Pygent's language server for editors."
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (default)")
     mode.add_argument("--tcp", action="store_true", help="listen on a TCP port")
     parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=2087, help="TCP port (default 2087; 0 picks one)")
+    parser.add_argument(
+        "--port", type=int, default=2087, help="TCP port (default 2087; 0 picks one)"
+    )
     parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--approval-timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help=f"seconds to wait for an approval answer before denying (default {DEFAULT_TIMEOUT:g})")
-    parser.add_argument("--docker", dest="use_docker", action="store_true", default=None,
-                        help="require Docker for sessions that ask for runtime auto")
-    parser.add_argument("--no-docker", dest="use_docker", action="store_false",
-                        help="run sessions on this machine unless they ask for docker")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    parser.add_argument(
+        "--approval-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds to wait for an approval answer before denying (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--docker",
+        dest="use_docker",
+        action="store_true",
+        default=None,
+        help="require Docker for sessions that ask for runtime auto",
+    )
+    parser.add_argument(
+        "--no-docker",
+        dest="use_docker",
+        action="store_false",
+        help="run sessions on this machine unless they ask for docker",
+    )
     parser.add_argument("--config", type=Path, help="a pygent.toml to read")
     parser.add_argument("--model", help="the default model name")
     return parser
@@ -262,8 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     _configure_logging(args.log_file, args.log_level)
     try:
-        settings = load_settings({"use_docker": args.use_docker, "model": args.model},
-                                 config_file=args.config)
+        settings = load_settings(
+            {"use_docker": args.use_docker, "model": args.model}, config_file=args.config
+        )
     except PygentError as exc:
         print(f"pygent lsp: {exc.user_message()}", file=sys.stderr)
         return 2

@@ -115,16 +115,21 @@ class FrameReader:
             if name.strip().lower() == b"content-length":
                 raw = value.strip()
                 if not raw.isdigit():
-                    raise FramingError(f"invalid Content-Length {raw[:40].decode('utf-8', 'replace')!r}")
+                    raise FramingError(
+                        f"invalid Content-Length {raw[:40].decode('utf-8', 'replace')!r}"
+                    )
                 length = int(raw)
                 if length > self.max_bytes:
                     raise FramingError(
-                        f"message of {length} bytes exceeds the {self.max_bytes // (1024 * 1024)} MiB limit")
+                        f"message of {length} bytes exceeds the {self.max_bytes // (1024 * 1024)} MiB limit"
+                    )
         if length is None:
             raise FramingError("a message without a Content-Length header")
         while len(self._buf) < length:
             if not await self._fill():
-                raise FramingError(f"the stream ended {length - len(self._buf)} bytes into a message body")
+                raise FramingError(
+                    f"the stream ended {length - len(self._buf)} bytes into a message body"
+                )
         body = bytes(self._buf[:length])
         del self._buf[:length]
         return body
@@ -275,8 +280,11 @@ def dispatch_body(body: bytes, sink: MessageSink) -> None:
         return
     if not isinstance(data, dict):
         what = "a batch (array)" if isinstance(data, list) else type(data).__name__
-        sink.send_error(None, INVALID_REQUEST,
-                        f"invalid request: expected a JSON-RPC object, got {what} (batches are not supported)")
+        sink.send_error(
+            None,
+            INVALID_REQUEST,
+            f"invalid request: expected a JSON-RPC object, got {what} (batches are not supported)",
+        )
         return
     msg_id = data.get("id")
     if not _valid_id(msg_id):
@@ -284,8 +292,11 @@ def dispatch_body(body: bytes, sink: MessageSink) -> None:
         return
     if data.get("jsonrpc") != "2.0":
         if "method" in data or "id" in data:
-            sink.send_error(msg_id if "method" in data else None, INVALID_REQUEST,
-                            "invalid request: 'jsonrpc' must be \"2.0\"")
+            sink.send_error(
+                msg_id if "method" in data else None,
+                INVALID_REQUEST,
+                "invalid request: 'jsonrpc' must be \"2.0\"",
+            )
         return
     if "method" in data:
         if not isinstance(data["method"], str):
@@ -296,10 +307,16 @@ def dispatch_body(body: bytes, sink: MessageSink) -> None:
             data["params"] = None
         elif data["params"] is not None and not isinstance(data["params"], (dict, list)):
             if "id" in data:
-                sink.send_error(msg_id, INVALID_PARAMS, "invalid params: 'params' must be an object or an array")
+                sink.send_error(
+                    msg_id, INVALID_PARAMS, "invalid params: 'params' must be an object or an array"
+                )
             return
     elif "id" not in data:
-        sink.send_error(None, INVALID_REQUEST, "invalid request: neither a request, a notification nor a response")
+        sink.send_error(
+            None,
+            INVALID_REQUEST,
+            "invalid request: neither a request, a notification nor a response",
+        )
         return
     sink.handle_raw(data)
 

@@ -46,30 +46,38 @@ class ProgressReporter:
         self.token = token
 
     @classmethod
-    async def start(cls, server: PygentLanguageServer, token: str | int | None, title: str,
-                    message: str = "") -> ProgressReporter:
+    async def start(
+        cls, server: PygentLanguageServer, token: str | int | None, title: str, message: str = ""
+    ) -> ProgressReporter:
         """Begin a progress: with the client's token, or one we create when supported."""
         if token is None and client_supports_progress(server):
             candidate = f"pygent-{uuid.uuid4().hex[:12]}"
             try:
-                await asyncio.wait_for(server.work_done_progress.create_async(candidate),
-                                       PROGRESS_CREATE_TIMEOUT)
+                await asyncio.wait_for(
+                    server.work_done_progress.create_async(candidate), PROGRESS_CREATE_TIMEOUT
+                )
                 token = candidate
             except Exception as exc:  # no progress is better than no turn
                 log.info("the client did not accept a progress token: %r", exc)
         reporter = cls(server, token)
         if token is not None:
-            server.work_done_progress.begin(token, lsp.WorkDoneProgressBegin(
-                title=title, message=message or None, cancellable=False))
+            server.work_done_progress.begin(
+                token,
+                lsp.WorkDoneProgressBegin(title=title, message=message or None, cancellable=False),
+            )
         return reporter
 
     def report(self, message: str) -> None:
         if self.token is not None:
-            self.server.work_done_progress.report(self.token, lsp.WorkDoneProgressReport(message=message[:200]))
+            self.server.work_done_progress.report(
+                self.token, lsp.WorkDoneProgressReport(message=message[:200])
+            )
 
     def end(self, message: str) -> None:
         if self.token is not None:
-            self.server.work_done_progress.end(self.token, lsp.WorkDoneProgressEnd(message=message[:200]))
+            self.server.work_done_progress.end(
+                self.token, lsp.WorkDoneProgressEnd(message=message[:200])
+            )
             self.server.work_done_progress.tokens.pop(self.token, None)
             self.token = None
 
@@ -77,8 +85,9 @@ class ProgressReporter:
 class UpdateChannel:
     """The ordered update stream of one session."""
 
-    def __init__(self, server: PygentLanguageServer, session_id: str,
-                 loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, server: PygentLanguageServer, session_id: str, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.server = server
         self.session_id = session_id
         self.loop = loop
@@ -115,7 +124,9 @@ class UpdateChannel:
             try:
                 self.loop.call_soon_threadsafe(self.flush)
             except RuntimeError:  # the loop closed: the server is exiting
-                log.debug("dropping an update of session %s: the server is stopping", self.session_id)
+                log.debug(
+                    "dropping an update of session %s: the server is stopping", self.session_id
+                )
 
     def flush(self) -> None:
         """Send everything queued (on the server's loop)."""
@@ -163,7 +174,9 @@ class UpdateChannel:
         if update.status in _TERMINAL:
             self._tasks.pop(update.task_id, None)
 
-    async def _run_task_progress(self, first: p.TaskStatusUpdate, queue: asyncio.Queue[Any]) -> None:
+    async def _run_task_progress(
+        self, first: p.TaskStatusUpdate, queue: asyncio.Queue[Any]
+    ) -> None:
         title = f"Pygent task {first.task_id} ({first.persona or 'agent'})"
         reporter = await ProgressReporter.start(self.server, None, title, first.status)
         while True:

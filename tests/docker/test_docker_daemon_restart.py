@@ -27,6 +27,7 @@ class PrivateDaemon:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.proc: subprocess.Popen[bytes] | None = None
         self.socket = root / "docker.sock"
         self.host = f"unix://{self.socket}"
         self.argv = [
@@ -43,7 +44,7 @@ class PrivateDaemon:
 
     def start(self) -> None:
         with open(self.root / "dockerd.log", "ab") as log:
-            subprocess.Popen(
+            self.proc = subprocess.Popen(
                 self.argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -60,11 +61,13 @@ class PrivateDaemon:
         raise AssertionError((self.root / "dockerd.log").read_text()[-3000:])
 
     def stop(self) -> None:
-        pid = int((self.root / "docker.pid").read_text())
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
 
     def restart(self) -> None:
         self.stop()

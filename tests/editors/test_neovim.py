@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,9 @@ from tests.lsp.conftest import SERVER_COMMAND, server_env
 
 pytestmark = [
     pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which("nvim") is None, reason="Neovim is not installed (apt-get install neovim)"),
+    pytest.mark.skipif(
+        shutil.which("nvim") is None, reason="Neovim is not installed (apt-get install neovim)"
+    ),
 ]
 
 CONFIG = Path(__file__).with_name("pygent.lua")
@@ -25,18 +25,28 @@ def test_neovim_session_prompt_approval_and_apply(tmp_path: Path, openai_server)
     project = tmp_path / "project"
     (project / "src").mkdir(parents=True)
     (project / "src" / "app.py").write_text("print('hello')\n")
-    openai_server.add_tool_call("edit_file", {"path": "src/app.py", "old_text": "hello", "new_text": "hello, world"})
+    openai_server.add_tool_call(
+        "edit_file", {"path": "src/app.py", "old_text": "hello", "new_text": "hello, world"}
+    )
     openai_server.add_text("Greeting updated.")
     out = tmp_path / "nvim-result.json"
     env = server_env(tmp_path / "server", openai_server)
-    env.update({
-        "PYGENT_LSP_CMD": json.dumps(SERVER_COMMAND),
-        "PYGENT_TEST_ROOT": str(project),
-        "PYGENT_TEST_OUT": str(out),
-        "TERM": "dumb",
-    })
-    proc = subprocess.run(["nvim", "--headless", "-u", str(CONFIG)], env=env, cwd=tmp_path,
-                          capture_output=True, timeout=100, stdin=subprocess.DEVNULL)
+    env.update(
+        {
+            "PYGENT_LSP_CMD": json.dumps(SERVER_COMMAND),
+            "PYGENT_TEST_ROOT": str(project),
+            "PYGENT_TEST_OUT": str(out),
+            "TERM": "dumb",
+        }
+    )
+    proc = subprocess.run(
+        ["nvim", "--headless", "-u", str(CONFIG)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=100,
+        stdin=subprocess.DEVNULL,
+    )
     assert out.exists(), f"nvim wrote no result: {proc.stdout!r} {proc.stderr!r}"
     result = json.loads(out.read_text())
     assert result["errors"] == [], result["errors"]
@@ -50,6 +60,7 @@ def test_neovim_session_prompt_approval_and_apply(tmp_path: Path, openai_server)
     assert [c["path"] for c in result["changes"]["changes"]] == ["src/app.py"]
     assert result["applied"]["applied"] == ["src/app.py"]
     assert result["buffer"] == "print('hello, world')"
-    assert (project / "src" / "app.py").read_text() == "print('hello')\n", "applied to the buffer, not saved"
+    assert (project / "src" / "app.py").read_text() == "print('hello')\n", (
+        "applied to the buffer, not saved"
+    )
     assert result["list"]["sessions"][0]["sessionId"] == result["session"]["sessionId"]
-    del sys, os

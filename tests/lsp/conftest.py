@@ -7,7 +7,10 @@ its home and data directories under ``tmp_path`` and Docker off (local runtime).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import select
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -57,10 +60,15 @@ class Updates:
         self._event.set()
 
     def of(self, session_id: str, kind: str | None = None) -> list[dict[str, Any]]:
-        return [u["update"] for u in self.items if u["sessionId"] == session_id
-                and (kind is None or u["update"]["type"] == kind)]
+        return [
+            u["update"]
+            for u in self.items
+            if u["sessionId"] == session_id and (kind is None or u["update"]["type"] == kind)
+        ]
 
-    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10) -> dict[str, Any]:
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             for item in self.items:
@@ -68,7 +76,9 @@ class Updates:
                     return item
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no matching update within {timeout}s; got {[i['update']['type'] for i in self.items]}")
+                raise AssertionError(
+                    f"no matching update within {timeout}s; got {[i['update']['type'] for i in self.items]}"
+                )
             self._event.clear()
             try:
                 await asyncio.wait_for(self._event.wait(), left)
@@ -93,10 +103,15 @@ CAPABILITIES = types.ClientCapabilities(
         apply_edit=True,
         workspace_edit=types.WorkspaceEditClientCapabilities(
             document_changes=True,
-            resource_operations=[types.ResourceOperationKind.Create, types.ResourceOperationKind.Delete]),
+            resource_operations=[
+                types.ResourceOperationKind.Create,
+                types.ResourceOperationKind.Delete,
+            ],
+        ),
     ),
     text_document=types.TextDocumentClientCapabilities(
-        synchronization=types.TextDocumentSyncClientCapabilities(did_save=True)),
+        synchronization=types.TextDocumentSyncClientCapabilities(did_save=True)
+    ),
 )
 
 Setup = Callable[[LanguageClient], None]
@@ -104,16 +119,22 @@ StartClient = Callable[..., Awaitable[tuple[LanguageClient, Updates]]]
 
 
 @pytest.fixture
-async def start_client(tmp_path: Path, openai_server: ScriptedOpenAIServer) -> AsyncIterator[StartClient]:
+async def start_client(
+    tmp_path: Path, openai_server: ScriptedOpenAIServer
+) -> AsyncIterator[StartClient]:
     """``await start_client(setup=fn, args=[...], env={...})`` -> (initialised client, updates)."""
     clients: list[LanguageClient] = []
 
-    async def start(setup: Setup | None = None, args: list[str] | None = None,
-                    env: dict[str, str] | None = None,
-                    capabilities: types.ClientCapabilities = CAPABILITIES,
-                    workspace: Path | None = None) -> tuple[LanguageClient, Updates]:
+    async def start(
+        setup: Setup | None = None,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        capabilities: types.ClientCapabilities = CAPABILITIES,
+        workspace: Path | None = None,
+    ) -> tuple[LanguageClient, Updates]:
         client = make_test_lsp_client()
         updates = Updates()
+
         def on_update(params: Any) -> None:
             updates.add(params)
 
@@ -124,9 +145,13 @@ async def start_client(tmp_path: Path, openai_server: ScriptedOpenAIServer) -> A
         await client.start_io(*SERVER_COMMAND, *(args or []), env=full_env, cwd=str(tmp_path))
         clients.append(client)
         folder = workspace or tmp_path
-        await client.initialize_session(types.InitializeParams(
-            capabilities=capabilities, root_uri=folder.as_uri(),
-            workspace_folders=[types.WorkspaceFolder(uri=folder.as_uri(), name="ws")]))
+        await client.initialize_session(
+            types.InitializeParams(
+                capabilities=capabilities,
+                root_uri=folder.as_uri(),
+                workspace_folders=[types.WorkspaceFolder(uri=folder.as_uri(), name="ws")],
+            )
+        )
         return client, updates
 
     yield start
@@ -138,8 +163,9 @@ async def start_client(tmp_path: Path, openai_server: ScriptedOpenAIServer) -> A
         await client.stop()
 
 
-async def request(client: LanguageClient, method: str, params: dict[str, Any] | None = None,
-                  timeout: float = 30) -> Any:
+async def request(
+    client: LanguageClient, method: str, params: dict[str, Any] | None = None, timeout: float = 30
+) -> Any:
     """A custom request; the result as plain JSON values."""
     result = await asyncio.wait_for(client.protocol.send_request_async(method, params), timeout)
     return as_dict(result)
@@ -159,3 +185,86 @@ def project(tmp_path: Path) -> Path:
     (folder / "node_modules" / "x").mkdir(parents=True)
     (folder / "node_modules" / "x" / "index.js").write_text("x\n")
     return folder
+
+
+class RawClient:
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.stderr_path = cwd / "server-stderr.log"
+        self.proc = subprocess.Popen(
+            SERVER_COMMAND,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(self.stderr_path, "wb"),
+            env=env,
+            cwd=cwd,
+        )
+        self.buf = b""
+
+    def send_bytes(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def send(self, obj: Any = None, *, body: bytes | None = None) -> None:
+        data = body if body is not None else json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        self.send_bytes(b"Content-Length: %d\r\n\r\n" % len(data) + data)
+
+    def recv(self, timeout: float = 10) -> Any:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            if b"\r\n\r\n" in self.buf:
+                head, rest = self.buf.split(b"\r\n\r\n", 1)
+                length = int(head.split(b":")[1])
+                if len(rest) >= length:
+                    self.buf = rest[length:]
+                    return json.loads(rest[:length].decode("utf-8"))
+            ready, _, _ = select.select(
+                [self.proc.stdout], [], [], max(0.0, deadline - time.monotonic())
+            )
+            if not ready:
+                raise TimeoutError("no message from the server")
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise EOFError("the server closed its output")
+            self.buf += chunk
+
+    def reply_to(self, msg_id: Any, timeout: float = 10) -> dict[str, Any]:
+        while True:
+            msg = self.recv(timeout)
+            if msg.get("id") == msg_id and "method" not in msg:
+                return msg
+
+    def initialize(self) -> None:
+        self.send(
+            {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"capabilities": {}}}
+        )
+        assert "result" in self.reply_to(0)
+        self.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+
+    def wait(self, timeout: float = 10) -> int:
+        return self.proc.wait(timeout)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def raw(tmp_path: Path, openai_server):
+    clients: list[RawClient] = []
+
+    def start(**env: str) -> RawClient:
+        client = RawClient(
+            server_env(tmp_path / f"s{len(clients)}", openai_server, **env), tmp_path
+        )
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.close()

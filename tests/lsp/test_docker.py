@@ -9,7 +9,6 @@ import pytest
 from pygent.lsp import protocol as p
 from tests.docker_gate import TEST_IMAGE
 from tests.lsp.conftest import request
-from tests.lsp.test_protocol_abuse import raw  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 
@@ -34,7 +33,9 @@ async def test_docker_sessions_are_removed_on_shutdown(start_client, openai_serv
     b = await request(client, p.SESSION_NEW, {"runtime": "docker"}, timeout=120)
     assert a["runtime"] == b["runtime"] == "docker"
     # Docker mode runs commands without asking (no permission handler here).
-    result = await request(client, p.SESSION_PROMPT, {"sessionId": a["sessionId"], "prompt": "go"}, timeout=120)
+    result = await request(
+        client, p.SESSION_PROMPT, {"sessionId": a["sessionId"], "prompt": "go"}, timeout=120
+    )
     assert result["stopReason"] == "end_turn"
     assert "in-docker" in "".join(u["text"] for u in updates.of(a["sessionId"], "tool_output"))
     assert len(_containers(pid)) == 2
@@ -48,11 +49,21 @@ def test_docker_container_removed_when_the_client_vanishes(raw, openai_server) -
     c.initialize()
     c.send({"jsonrpc": "2.0", "id": 1, "method": p.SESSION_NEW, "params": {"runtime": "docker"}})
     sid = c.reply_to(1, timeout=120)["result"]["sessionId"]
-    c.send({"jsonrpc": "2.0", "id": 2, "method": p.SESSION_PROMPT, "params": {"sessionId": sid, "prompt": "x"}})
+    c.send(
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": p.SESSION_PROMPT,
+            "params": {"sessionId": sid, "prompt": "x"},
+        }
+    )
     deadline = time.monotonic() + 60
     while True:
         msg = c.recv(timeout=60)
-        if msg.get("method") == p.SESSION_UPDATE and msg["params"]["update"]["type"] == "tool_call_started":
+        if (
+            msg.get("method") == p.SESSION_UPDATE
+            and msg["params"]["update"]["type"] == "tool_call_started"
+        ):
             break
         assert time.monotonic() < deadline
     assert len(_containers(c.proc.pid)) == 1

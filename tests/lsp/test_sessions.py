@@ -30,8 +30,12 @@ def permission_handler(answers: list[dict[str, Any]], seen: list[dict[str, Any]]
     return answer
 
 
-async def test_write_and_run_with_approval(start_client, openai_server: ScriptedOpenAIServer) -> None:
-    openai_server.add_tool_call("write_file", {"path": "hello.py", "content": "print('hi from pygent')\n"})
+async def test_write_and_run_with_approval(
+    start_client, openai_server: ScriptedOpenAIServer
+) -> None:
+    openai_server.add_tool_call(
+        "write_file", {"path": "hello.py", "content": "print('hi from pygent')\n"}
+    )
     openai_server.add_tool_call("bash", {"cmd": "python3 hello.py"})
     openai_server.add_text("It printed the greeting.")
     seen: list[dict[str, Any]] = []
@@ -44,7 +48,9 @@ async def test_write_and_run_with_approval(start_client, openai_server: Scripted
     info = await request(client, p.SESSION_NEW, {"runtime": "local"})
     sid = info["sessionId"]
     assert info["runtime"] == "local" and info["live"] is True
-    result = await request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "write and run hello.py"})
+    result = await request(
+        client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "write and run hello.py"}
+    )
     assert result["stopReason"] == "end_turn", result
     assert result["text"] == "It printed the greeting."
 
@@ -64,7 +70,10 @@ async def test_write_and_run_with_approval(start_client, openai_server: Scripted
     kinds = [u["type"] for u in updates.of(sid)]
     assert kinds[0] == "turn_started" and "turn_ended" in kinds
     assert kinds.index("tool_call_started") < kinds.index("tool_output") < kinds.index("turn_ended")
-    assert any(u["state"] == "resolved" and u["outcome"] == "allow_once" for u in updates.of(sid, "permission"))
+    assert any(
+        u["state"] == "resolved" and u["outcome"] == "allow_once"
+        for u in updates.of(sid, "permission")
+    )
     # The model saw the output.
     last = openai_server.chat_requests[-1].body
     assert any("hi from pygent" in m for m in tool_messages(last))
@@ -74,7 +83,9 @@ async def test_write_and_run_with_approval(start_client, openai_server: Scripted
     assert reports[0].kind == "begin" and reports[-1].kind == "end"
 
 
-async def test_denial_message_reaches_the_model(start_client, openai_server: ScriptedOpenAIServer) -> None:
+async def test_denial_message_reaches_the_model(
+    start_client, openai_server: ScriptedOpenAIServer
+) -> None:
     openai_server.add_tool_call("bash", {"cmd": "rm -rf build"})
     openai_server.add_text("OK, I will not.")
     seen: list[dict[str, Any]] = []
@@ -155,8 +166,12 @@ async def test_cancel_mid_command_kills_it(start_client, openai_server) -> None:
     openai_server.add_tool_call("bash", {"cmd": f"sleep {marker}"})
     openai_server.add_text("never reached")
     client, updates = await start_client()
-    sid = (await request(client, p.SESSION_NEW, {"runtime": "local", "approvalMode": "never"}))["sessionId"]
-    prompt = asyncio.ensure_future(request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "wait"}))
+    sid = (await request(client, p.SESSION_NEW, {"runtime": "local", "approvalMode": "never"}))[
+        "sessionId"
+    ]
+    prompt = asyncio.ensure_future(
+        request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "wait"})
+    )
     await updates.wait_for(lambda u: u["update"]["type"] == "tool_call_started")
     await asyncio.sleep(0.3)
     assert _sleepers(marker), "the command should be running"
@@ -187,7 +202,9 @@ async def test_cancel_while_approval_pending(start_client, openai_server) -> Non
 
     client, updates = await start_client(setup)
     sid = (await request(client, p.SESSION_NEW, {"runtime": "local"}))["sessionId"]
-    prompt = asyncio.ensure_future(request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "go"}))
+    prompt = asyncio.ensure_future(
+        request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "go"})
+    )
     await asyncio.wait_for(asked.wait(), 10)
     assert (await request(client, p.SESSION_CANCEL, {"sessionId": sid}))["cancelled"] is True
     result = await asyncio.wait_for(prompt, 10)
@@ -199,7 +216,9 @@ async def test_cancel_request_on_prompt_cancels_the_turn(start_client, openai_se
     marker = "32.718"
     openai_server.add_tool_call("bash", {"cmd": f"sleep {marker}"})
     client, updates = await start_client()
-    sid = (await request(client, p.SESSION_NEW, {"runtime": "local", "approvalMode": "never"}))["sessionId"]
+    sid = (await request(client, p.SESSION_NEW, {"runtime": "local", "approvalMode": "never"}))[
+        "sessionId"
+    ]
     future = client.protocol.send_request(p.SESSION_PROMPT, {"sessionId": sid, "prompt": "wait"})
     await updates.wait_for(lambda u: u["update"]["type"] == "tool_call_started")
     msg_id = next(k for k, f in client.protocol._request_futures.items() if f is future)
@@ -225,7 +244,9 @@ async def test_two_sessions_run_concurrently(start_client, openai_server) -> Non
     client, updates = await start_client()
     a = (await request(client, p.SESSION_NEW, {"runtime": "local"}))["sessionId"]
     b = (await request(client, p.SESSION_NEW, {"runtime": "local"}))["sessionId"]
-    slow = asyncio.ensure_future(request(client, p.SESSION_PROMPT, {"sessionId": a, "prompt": "slow"}))
+    slow = asyncio.ensure_future(
+        request(client, p.SESSION_PROMPT, {"sessionId": a, "prompt": "slow"})
+    )
     await updates.wait_for(lambda u: u["sessionId"] == a and u["update"]["type"] == "message_delta")
     started = time.monotonic()
     listed = await request(client, p.SESSION_LIST, {})
@@ -239,7 +260,9 @@ async def test_two_sessions_run_concurrently(start_client, openai_server) -> Non
     assert slow_result["text"].startswith("tick")
     deltas = "".join(u["text"] for u in updates.of(a, "message_delta"))
     assert deltas == slow_result["text"]
-    assert not updates.of(b, "message_delta") or "tick" not in "".join(u["text"] for u in updates.of(b, "message_delta"))
+    assert not updates.of(b, "message_delta") or "tick" not in "".join(
+        u["text"] for u in updates.of(b, "message_delta")
+    )
 
 
 async def test_busy_session_and_bad_input_get_errors(start_client, openai_server) -> None:
@@ -248,14 +271,26 @@ async def test_busy_session_and_bad_input_get_errors(start_client, openai_server
     openai_server.add(SlowStreamReply("x " * 20, 0.1))
     client, updates = await start_client()
     sid = (await request(client, p.SESSION_NEW, {"runtime": "local"}))["sessionId"]
-    slow = asyncio.ensure_future(request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "a"}))
+    slow = asyncio.ensure_future(
+        request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "a"})
+    )
     await updates.wait_for(lambda u: u["update"]["type"] == "message_delta")
     with pytest.raises(Exception) as busy:
         await request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "b"})
     assert getattr(busy.value, "code", None) == p.SESSION_BUSY
     cases = [
-        (p.SESSION_PROMPT, {"sessionId": 5, "prompt": "x"}, p.INVALID_PARAMS, "sessionId: expected a string"),
-        (p.SESSION_PROMPT, {"sessionId": "nope", "prompt": "x"}, p.SESSION_NOT_FOUND, "no live session"),
+        (
+            p.SESSION_PROMPT,
+            {"sessionId": 5, "prompt": "x"},
+            p.INVALID_PARAMS,
+            "sessionId: expected a string",
+        ),
+        (
+            p.SESSION_PROMPT,
+            {"sessionId": "nope", "prompt": "x"},
+            p.SESSION_NOT_FOUND,
+            "no live session",
+        ),
         (p.SESSION_NEW, {"runtime": "vm"}, p.INVALID_PARAMS, "expected one of"),
         (p.SESSION_NEW, {"workspaceFolder": "relative/dir"}, p.PATH_REFUSED, "absolute"),
         (p.SESSION_CLOSE, None, p.INVALID_PARAMS, "sessionId: is required"),
@@ -271,11 +306,14 @@ async def test_busy_session_and_bad_input_get_errors(start_client, openai_server
         assert text in str(info.value), (method, str(info.value))
     # Commands: unknown name, two arguments.
     with pytest.raises(Exception) as info:
-        await client.workspace_execute_command_async(types.ExecuteCommandParams(command="pygent.nope"))
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="pygent.nope")
+        )
     assert "unknown command" in str(info.value)
     with pytest.raises(Exception) as info:
-        await client.workspace_execute_command_async(types.ExecuteCommandParams(
-            command="pygent.session.list", arguments=[{}, {}]))
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="pygent.session.list", arguments=[{}, {}])
+        )
     assert "takes one argument" in str(info.value)
     # Still serving; no params at all is answered.
     listed = await request(client, p.SESSION_LIST, None)
@@ -286,18 +324,35 @@ async def test_busy_session_and_bad_input_get_errors(start_client, openai_server
 async def test_execute_command_flow(start_client, openai_server) -> None:
     openai_server.add_text("via command")
     client, updates = await start_client()
-    info = await client.workspace_execute_command_async(types.ExecuteCommandParams(
-        command="pygent.session.new", arguments=[{"runtime": "local"}]))
+    info = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="pygent.session.new", arguments=[{"runtime": "local"}])
+    )
     sid = as_dict(info)["sessionId"]
     client.progress_reports["tok-1"] = []  # a token the client made itself
-    result = as_dict(await client.workspace_execute_command_async(types.ExecuteCommandParams(
-        command="pygent.session.prompt", arguments=[{"sessionId": sid, "prompt": "hi"}],
-        work_done_token="tok-1")))  # a client-made token: no create request
+    result = as_dict(
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(
+                command="pygent.session.prompt",
+                arguments=[{"sessionId": sid, "prompt": "hi"}],
+                work_done_token="tok-1",
+            )
+        )
+    )  # a client-made token: no create request
     assert result["stopReason"] == "end_turn" and result["text"] == "via command"
     assert [r.kind for r in client.progress_reports["tok-1"]][0] == "begin"
-    tools = as_dict(await client.workspace_execute_command_async(types.ExecuteCommandParams(
-        command="pygent.tools.disable", arguments=[{"sessionId": sid, "names": ["bash"]}])))
+    tools = as_dict(
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(
+                command="pygent.tools.disable", arguments=[{"sessionId": sid, "names": ["bash"]}]
+            )
+        )
+    )
     assert {t["name"]: t["enabled"] for t in tools["tools"]}["bash"] is False
-    closed = as_dict(await client.workspace_execute_command_async(types.ExecuteCommandParams(
-        command="pygent.session.close", arguments=[{"sessionId": sid}])))
+    closed = as_dict(
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(
+                command="pygent.session.close", arguments=[{"sessionId": sid}]
+            )
+        )
+    )
     assert closed == {"closed": True}

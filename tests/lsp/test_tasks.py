@@ -28,11 +28,15 @@ def _responder(body: dict[str, Any]) -> Any:
 async def test_task_status_updates_and_requests(start_client, openai_server) -> None:
     openai_server.set_responder(_responder)
     client, updates = await start_client()
-    sid = (await request(client, p.SESSION_NEW, {"runtime": "local", "approvalMode": "never"}))["sessionId"]
+    sid = (await request(client, p.SESSION_NEW, {"runtime": "local", "approvalMode": "never"}))[
+        "sessionId"
+    ]
     result = await request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "delegate it"})
     assert result["text"] == "delegated"
-    await updates.wait_for(lambda u: u["update"]["type"] == "task_status"
-                           and u["update"]["status"] == "finished", timeout=30)
+    await updates.wait_for(
+        lambda u: u["update"]["type"] == "task_status" and u["update"]["status"] == "finished",
+        timeout=30,
+    )
     statuses = [u["status"] for u in updates.of(sid, "task_status")]
     assert statuses[0] == "queued" and "running" in statuses and statuses[-1] == "finished"
     task_id = updates.of(sid, "task_status")[0]["taskId"]
@@ -42,10 +46,13 @@ async def test_task_status_updates_and_requests(start_client, openai_server) -> 
     assert [t["taskId"] for t in listed["tasks"]] == [task_id]
     status = await request(client, p.TASK_STATUS, {"sessionId": sid, "taskId": task_id})
     assert status["status"] == "finished" and status["result"] == "sub done"
-    collected = await request(client, p.TASK_COLLECT_FILE, {"sessionId": sid, "taskId": task_id,
-                                                            "path": "report.txt"})
+    collected = await request(
+        client, p.TASK_COLLECT_FILE, {"sessionId": sid, "taskId": task_id, "path": "report.txt"}
+    )
     assert collected == {"path": "report.txt", "size": len("from the task\n")}
-    assert (await request(client, p.TASK_CANCEL, {"sessionId": sid, "taskId": task_id}))["cancelled"] is False
+    assert (await request(client, p.TASK_CANCEL, {"sessionId": sid, "taskId": task_id}))[
+        "cancelled"
+    ] is False
     # Generic clients see the task as work-done progress too.
     await asyncio.sleep(0.2)
     titles = [r[0].title for r in client.progress_reports.values() if r and r[0].kind == "begin"]

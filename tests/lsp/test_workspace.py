@@ -15,11 +15,16 @@ pytestmark = pytest.mark.timeout(90)
 
 
 async def test_saved_edit_reaches_the_sandbox(start_client, openai_server, project: Path) -> None:
-    openai_server.add_tool_call("bash", {"cmd": "cat src/app.py; ls -a; ls build node_modules 2>&1 | head -2"})
+    openai_server.add_tool_call(
+        "bash", {"cmd": "cat src/app.py; ls -a; ls build node_modules 2>&1 | head -2"}
+    )
     openai_server.add_text("seen")
     client, updates = await start_client(workspace=project)
-    info = await request(client, p.SESSION_NEW, {"workspaceFolder": project.as_uri(), "runtime": "local",
-                                                 "approvalMode": "never"})
+    info = await request(
+        client,
+        p.SESSION_NEW,
+        {"workspaceFolder": project.as_uri(), "runtime": "local", "approvalMode": "never"},
+    )
     sid = info["sessionId"]
     assert info["syncMode"] == "copy" and info["workspaceFolder"] == str(project)
     sandbox = Path(info["sandboxPath"])
@@ -29,8 +34,11 @@ async def test_saved_edit_reaches_the_sandbox(start_client, openai_server, proje
 
     # The user edits and saves: didSave queues the file; the next prompt copies it.
     (project / "src" / "app.py").write_text("print('edited in the editor')\n")
-    client.text_document_did_save(types.DidSaveTextDocumentParams(
-        text_document=types.TextDocumentIdentifier(uri=(project / "src" / "app.py").as_uri())))
+    client.text_document_did_save(
+        types.DidSaveTextDocumentParams(
+            text_document=types.TextDocumentIdentifier(uri=(project / "src" / "app.py").as_uri())
+        )
+    )
     result = await request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "show app.py"})
     assert result["stopReason"] == "end_turn"
     output = "".join(u["text"] for u in updates.of(sid, "tool_output"))
@@ -38,12 +46,21 @@ async def test_saved_edit_reaches_the_sandbox(start_client, openai_server, proje
     assert "No such file" in output  # build/ and node_modules/ were not copied
 
 
-async def test_unsaved_buffer_sync_and_change_set(start_client, openai_server, project: Path) -> None:
+async def test_unsaved_buffer_sync_and_change_set(
+    start_client, openai_server, project: Path
+) -> None:
     client, updates = await start_client(workspace=project)
-    sid = (await request(client, p.SESSION_NEW, {"workspaceFolder": str(project), "runtime": "local"}))["sessionId"]
+    sid = (
+        await request(client, p.SESSION_NEW, {"workspaceFolder": str(project), "runtime": "local"})
+    )["sessionId"]
     uri = (project / "README.md").as_uri()
-    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
-        uri=uri, language_id="markdown", version=1, text="# demo\nunsaved line\n")))
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="markdown", version=1, text="# demo\nunsaved line\n"
+            )
+        )
+    )
     synced = await request(client, p.WORKSPACE_SYNC, {"sessionId": sid, "includeUnsaved": True})
     assert synced["copied"] == ["README.md"]
     again = await request(client, p.WORKSPACE_SYNC, {"sessionId": sid, "full": True})
@@ -52,9 +69,15 @@ async def test_unsaved_buffer_sync_and_change_set(start_client, openai_server, p
     assert changes == {"sessionId": sid, "syncMode": "copy", "changes": []}
 
 
-async def test_agent_edit_comes_back_as_apply_edit(start_client, openai_server, project: Path) -> None:
-    openai_server.add_tool_call("edit_file", {"path": "src/app.py", "old_text": "hello", "new_text": "hello, world"})
-    openai_server.add_tool_call("write_file", {"path": "NOTES.md", "content": "written by the agent\n"})
+async def test_agent_edit_comes_back_as_apply_edit(
+    start_client, openai_server, project: Path
+) -> None:
+    openai_server.add_tool_call(
+        "edit_file", {"path": "src/app.py", "old_text": "hello", "new_text": "hello, world"}
+    )
+    openai_server.add_tool_call(
+        "write_file", {"path": "NOTES.md", "content": "written by the agent\n"}
+    )
     openai_server.add_text("edited")
     edits: list[types.ApplyWorkspaceEditParams] = []
 
@@ -65,8 +88,13 @@ async def test_agent_edit_comes_back_as_apply_edit(start_client, openai_server, 
             return types.ApplyWorkspaceEditResult(applied=True)
 
     client, updates = await start_client(setup, workspace=project)
-    sid = (await request(client, p.SESSION_NEW, {"workspaceFolder": project.as_uri(), "runtime": "local",
-                                                 "approvalMode": "never"}))["sessionId"]
+    sid = (
+        await request(
+            client,
+            p.SESSION_NEW,
+            {"workspaceFolder": project.as_uri(), "runtime": "local", "approvalMode": "never"},
+        )
+    )["sessionId"]
     result = await request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "edit"})
     assert result["stopReason"] == "end_turn" and result["changes"] == 2
     assert updates.of(sid, "changes")[-1]["paths"] == ["NOTES.md", "src/app.py"]
@@ -83,7 +111,11 @@ async def test_agent_edit_comes_back_as_apply_edit(start_client, openai_server, 
     assert len(edits) == 1
     doc_changes = edits[0].edit.document_changes
     creates = [c for c in doc_changes if isinstance(c, types.CreateFile)]
-    text_edits = {c.text_document.uri: c.edits[0] for c in doc_changes if isinstance(c, types.TextDocumentEdit)}
+    text_edits = {
+        c.text_document.uri: c.edits[0]
+        for c in doc_changes
+        if isinstance(c, types.TextDocumentEdit)
+    }
     assert creates[0].uri == (project / "NOTES.md").as_uri()
     app_edit = text_edits[(project / "src" / "app.py").as_uri()]
     assert app_edit.new_text == "print('hello, world')\n"
@@ -93,8 +125,11 @@ async def test_agent_edit_comes_back_as_apply_edit(start_client, openai_server, 
     # Applied changes are no longer pending; the user saving them copies nothing back.
     assert (await request(client, p.WORKSPACE_CHANGES, {"sessionId": sid}))["changes"] == []
     (project / "src" / "app.py").write_text("print('hello, world')\n")
-    client.text_document_did_save(types.DidSaveTextDocumentParams(
-        text_document=types.TextDocumentIdentifier(uri=(project / "src" / "app.py").as_uri())))
+    client.text_document_did_save(
+        types.DidSaveTextDocumentParams(
+            text_document=types.TextDocumentIdentifier(uri=(project / "src" / "app.py").as_uri())
+        )
+    )
     synced = await request(client, p.WORKSPACE_SYNC, {"sessionId": sid})
     assert synced["copied"] == [] and synced["conflicts"] == []
 
@@ -104,11 +139,16 @@ async def test_discard_and_write_methods(start_client, openai_server, project: P
     openai_server.add_tool_call("write_file", {"path": "extra.txt", "content": "keep me\n"})
     openai_server.add_text("done")
     client, _updates = await start_client(workspace=project)
-    info = await request(client, p.SESSION_NEW, {"workspaceFolder": project.as_uri(), "runtime": "local",
-                                                 "approvalMode": "never"})
+    info = await request(
+        client,
+        p.SESSION_NEW,
+        {"workspaceFolder": project.as_uri(), "runtime": "local", "approvalMode": "never"},
+    )
     sid, sandbox = info["sessionId"], Path(info["sandboxPath"])
     await request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "edit"})
-    discarded = await request(client, p.WORKSPACE_DISCARD, {"sessionId": sid, "paths": ["src/app.py"]})
+    discarded = await request(
+        client, p.WORKSPACE_DISCARD, {"sessionId": sid, "paths": ["src/app.py"]}
+    )
     assert discarded == {"discarded": ["src/app.py"]}
     assert (sandbox / "src" / "app.py").read_text() == "print('hello')\n"
     written = await request(client, p.WORKSPACE_APPLY, {"sessionId": sid, "method": "write"})
@@ -121,8 +161,16 @@ async def test_mount_mode_writes_the_folder(start_client, openai_server, project
     openai_server.add_tool_call("write_file", {"path": "direct.txt", "content": "direct\n"})
     openai_server.add_text("done")
     client, _updates = await start_client(workspace=project)
-    info = await request(client, p.SESSION_NEW, {"workspaceFolder": str(project), "runtime": "local",
-                                                 "approvalMode": "never", "syncMode": "mount"})
+    info = await request(
+        client,
+        p.SESSION_NEW,
+        {
+            "workspaceFolder": str(project),
+            "runtime": "local",
+            "approvalMode": "never",
+            "syncMode": "mount",
+        },
+    )
     assert info["sandboxPath"] == str(project)
     await request(client, p.SESSION_PROMPT, {"sessionId": info["sessionId"], "prompt": "write"})
     assert (project / "direct.txt").read_text() == "direct\n"

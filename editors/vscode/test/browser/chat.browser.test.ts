@@ -229,9 +229,8 @@ describe('chat page in Chromium', () => {
     const { page, inbox, post, errors } = await openAsVsCodeWebview(browser, server.url);
     await inbox.next('ready');
     await post({ ...init, sessions: (sessionsMsg as Extract<HostMessage, { type: 'sessions' }>).sessions, activeSessionId: SID });
-    await post({ type: 'nonsense' });
-    await post({ type: 'event', sessionId: 7, event: {} });
-    await post({ type: 'approval', approval: { id: 'x' } });
+    const junk: Record<string, unknown>[] = [{ type: 'nonsense' }, { type: 'event', sessionId: 7, event: {} }, { type: 'approval', approval: { id: 'x' } }, { type: 'toast', level: 'fatal', text: 1 }];
+    for (const message of junk) await post(message);
     await post(event({ type: 'turn_started', taskId: null, prompt: '<img src=x onerror="window.pwned=1">' }));
     await post(event({ type: 'message_delta', taskId: null, text: 'Look: <script>window.pwned=2</script> <img src="http://example.com/x.png"> ![i](http://example.com/i.png) [js](javascript:alert(1)) [ok](https://example.com)' }));
     await post(event({ type: 'tool_call_proposed', taskId: null, callId: 'h1', tool: 'bash', arguments: { cmd: '<b>bold</b>' }, preview: '<b>bold</b>' }));

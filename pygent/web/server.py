@@ -1,0 +1,420 @@
+"""``pygent ui``: a local aiohttp server for the chat page, its WebSocket, and the command-line entry point.
+
+The page is the VS Code chat front end (``static/chat.js`` and ``chat.css``, built from
+``editors/vscode/webview``) booted by ``static/index.html`` with its WebSocket
+transport; :mod:`pygent.web.bridge` translates its messages to session calls.
+
+Security: the server binds to loopback unless ``--allow-remote`` is given, and a random
+token in the URL is required for the page, the WebSocket and downloads, so other local
+users and web pages cannot drive it; the WebSocket upgrade must also come from the
+page's own origin, and a loopback server only answers requests addressed to a
+loopback name (no DNS rebinding). Ctrl-C or SIGTERM cancels every turn and removes
+every sandbox before the process exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+import webbrowser
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from pygent.errors import PygentError
+from pygent.settings import Settings, load_settings
+from pygent.web.approvals import DEFAULT_TIMEOUT
+from pygent.web.bridge import Bridge
+
+log = logging.getLogger(__name__)
+
+#: Files served under /static/ (the built chat bundle and the page's own stylesheet).
+STATIC_TYPES = {
+    "chat.js": "text/javascript",
+    "chat.css": "text/css",
+    "ui.css": "text/css",
+}
+#: A page that stops reading gets disconnected after this many unsent messages; it
+#: reconnects and gets a fresh snapshot, so nothing is lost.
+MAX_QUEUED = 20_000
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
+CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
+       "img-src 'self' data:; font-src 'self'; base-uri 'none'; form-action 'none'; "
+       "frame-ancestors 'none'")
+FORBIDDEN = ("403 Forbidden: this Pygent UI needs the address with its token, as printed by "
+             "`pygent ui` when it started.\n")
+
+
+
+@dataclass(frozen=True)
+class UiConfig:
+    """What the handlers check: the token, and whether only loopback names are answered."""
+
+    token: str
+    loopback_only: bool = True
+
+
+BRIDGE = web.AppKey("bridge", Bridge)
+CONFIG = web.AppKey("config", UiConfig)
+SOCKETS = web.AppKey("sockets", set)
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost (the names that stay on this machine)."""
+    name = host.strip("[]").lower()
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _static(name: str) -> bytes | None:
+    try:
+        return resources.files("pygent.web").joinpath("static", name).read_bytes()
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def _token_ok(request: web.Request) -> bool:
+    given = request.query.get("token", "")
+    return hmac.compare_digest(given.encode(), request.app[CONFIG].token.encode())
+
+
+def _forbidden(why: str, request: web.Request) -> web.Response:
+    log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote, why)
+    return web.Response(status=403, text=FORBIDDEN, content_type="text/plain")
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Loopback servers answer loopback names only; every response gets safe headers."""
+    config = request.app[CONFIG]
+    host = urlsplit(f"//{request.host}").hostname or ""
+    if config.loopback_only and not is_loopback(host):
+        return _forbidden(f"Host {request.host!r} is not a loopback name", request)
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+async def _index(request: web.Request) -> web.Response:
+    if not _token_ok(request):
+        return _forbidden("no or wrong token", request)
+    page = _static("index.html")
+    script = _static("chat.js")
+    if page is None or script is None:
+        return web.Response(
+            status=500, content_type="text/plain",
+            text="The chat page is not built: run `python -m pygent.web.build_static` "
+                 "(needs Node), or install a released pygent.\n")
+    version = hashlib.sha256(script).hexdigest()[:12]
+    html = page.decode("utf-8").replace("__PYGENT_VERSION__", version)
+    return web.Response(text=html, content_type="text/html", headers={
+        "Cache-Control": "no-store", "Content-Security-Policy": CSP})
+
+
+async def _static_file(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    kind = STATIC_TYPES.get(name)
+    data = _static(name) if kind else None
+    if data is None:
+        raise web.HTTPNotFound()
+    # Public code (the same files ship in the package): no token needed; the version
+    # in the page's URLs busts the cache after an upgrade.
+    return web.Response(body=data, content_type=kind, charset="utf-8",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
+async def _download_patch(request: web.Request) -> web.Response:
+    if not _token_ok(request):
+        return _forbidden("no or wrong token", request)
+    found = await request.app[BRIDGE].patch(request.query.get("session") or None)
+    if found is None:
+        return web.Response(status=404, content_type="text/plain",
+                            text="No changes to download: the session has no folder or the "
+                                 "agent changed nothing.\n")
+    name, text = found
+    return web.Response(text=text, content_type="text/x-diff", headers={
+        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+
+
+class _Page:
+    """One connected page: messages go out in order through a queue the socket drains."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.closed = False
+        self.writer = asyncio.ensure_future(self._write())
+
+    def post(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        if self.queue.qsize() >= MAX_QUEUED:
+            log.warning("a page stopped reading (%d messages queued): disconnecting it", MAX_QUEUED)
+            self.close()
+            asyncio.ensure_future(self.ws.close(code=1013, message=b"too slow; reconnect"))
+            return
+        # ensure_ascii: lone surrogates from command output cannot break the UTF-8 frame.
+        self.queue.put_nowait(json.dumps(message, ensure_ascii=True))
+
+    async def _write(self) -> None:
+        while True:
+            data = await self.queue.get()
+            if data is None:
+                return
+            try:
+                await self.ws.send_str(data)
+            except (ConnectionError, RuntimeError) as exc:  # the socket went away
+                log.debug("a page disconnected while sending: %r", exc)
+                self.closed = True
+                return
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.put_nowait(None)
+
+
+async def _websocket(request: web.Request) -> web.StreamResponse:
+    if not _token_ok(request):
+        return _forbidden("no or wrong token on the WebSocket", request)
+    origin = request.headers.get("Origin")
+    expected = {f"http://{request.host}", f"https://{request.host}"}
+    if origin not in expected:
+        return _forbidden(f"WebSocket Origin {origin!r} is not this server's", request)
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES)
+    await ws.prepare(request)
+    bridge = request.app[BRIDGE]
+    page = _Page(ws)
+    sockets = request.app[SOCKETS]
+    sockets.add(ws)
+    bridge.attach(page)
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                try:
+                    data = json.loads(msg.data)
+                except json.JSONDecodeError:
+                    log.warning("dropped a page message that is not JSON")
+                    continue
+                bridge.receive(page, data)
+            elif msg.type == WSMsgType.ERROR:
+                log.info("page socket error: %r", ws.exception())
+                break
+    finally:
+        bridge.detach(page)
+        page.close()
+        sockets.discard(ws)
+    return ws
+
+
+async def _on_startup(app: web.Application) -> None:
+    app[BRIDGE].start()
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    for ws in list(app[SOCKETS]):
+        await ws.close(code=1001, message=b"server shutting down")
+
+
+async def _on_cleanup(app: web.Application) -> None:
+    await app[BRIDGE].aclose()
+
+
+def create_app(settings: Settings, *, token: str, folder: Path | None = None,
+               approval_timeout: float = DEFAULT_TIMEOUT, model: Any = None,
+               loopback_only: bool = True) -> web.Application:
+    """The ``pygent ui`` application (tests build their own).
+
+    Args:
+        settings: the base settings of every session.
+        token: the secret the page URL, the WebSocket and downloads must carry.
+        folder: the folder new sessions work on (None: a scratch sandbox only).
+        approval_timeout: seconds to wait for an answer in the page before denying.
+        model: a model object for every agent (tests); default: OpenAI-compatible.
+        loopback_only: answer only requests addressed to a loopback name.
+    """
+    if not token:
+        raise ValueError("the token must not be empty")
+    app = web.Application(middlewares=[_guard], client_max_size=MAX_MESSAGE_BYTES)
+    app[BRIDGE] = Bridge(settings, folder=folder, approval_timeout=approval_timeout, model=model)
+    app[CONFIG] = UiConfig(token=token, loopback_only=loopback_only)
+    app[SOCKETS] = set()
+    app.router.add_get("/", _index)
+    app.router.add_get("/ws", _websocket)
+    app.router.add_get("/static/{name}", _static_file)
+    app.router.add_get("/download/changes.patch", _download_patch)
+    app.on_startup.append(_on_startup)
+    app.on_shutdown.append(_on_shutdown)
+    app.on_cleanup.append(_on_cleanup)
+    return app
+
+
+# --- the command ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pygent ui",
+        description="Serve Pygent's chat page on this machine (the same page as the VS Code panel).")
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need --allow-remote)")
+    add("--port", type=int, default=0, help="port (default 0: any free port)")
+    add("--open", action=argparse.BooleanOptionalAction, default=True,
+        help="open the page in a browser (default: yes, when a display is available)")
+    add("--allow-remote", action="store_true",
+        help="allow binding to a non-loopback address (anyone who can reach it and has the "
+             "token can run commands)")
+    add("--folder", type=Path, metavar="DIR",
+        help="the folder sessions work on: copied into the sandbox, changes come back for review")
+    add("--cwd", action="store_true", help="use the current directory as --folder")
+    add("--docker", dest="use_docker", action=argparse.BooleanOptionalAction, default=None,
+        help="require Docker (--no-docker: run commands on this machine, asking before each)")
+    add("--model", help="the model name (default: PYGENT_MODEL or the configured one)")
+    add("-c", "--config", type=Path, metavar="FILE", help="a pygent.toml to read")
+    add("--confirm-bash", action=argparse.BooleanOptionalAction, default=None,
+        help="ask before every command (--no-confirm-bash: never ask)")
+    add("--approval-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+        help=f"deny an approval nobody answers within this time (default {DEFAULT_TIMEOUT:g})")
+    add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add("--log-file", type=Path, help="write the log here instead of stderr")
+    return parser
+
+
+def _configure_logging(log_file: Path | None, level: str) -> None:
+    handler: logging.Handler
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("pygent").setLevel(level)
+
+
+def _url(host: str, port: int, token: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/?token={token}"
+
+
+def _can_open_browser() -> bool:
+    # Without a display, webbrowser may start a console browser that takes over the terminal.
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _open_browser(url: str) -> None:
+    def run() -> None:
+        try:
+            if not webbrowser.open(url):
+                log.info("no browser could be started: open the address above")
+        except webbrowser.Error as exc:
+            log.info("could not open a browser (%s): open the address above", exc)
+
+    threading.Thread(target=run, name="pygent-ui-browser", daemon=True).start()
+
+
+async def serve(app: web.Application, host: str, port: int, *, token: str, open_browser: bool) -> int:
+    """Serve until SIGINT/SIGTERM, then close every session; returns the exit status."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            print(f"pygent ui: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        bound = runner.addresses[0]
+        url = _url(host, int(bound[1]), token)
+        print(f"Pygent UI: {url}", flush=True)  # the one stdout line: what to open
+        log.info("serving; Ctrl-C stops the server and removes its sandboxes")
+        if open_browser:
+            if _can_open_browser():
+                _open_browser(url)
+            else:
+                log.info("no display: open the address above in a browser")
+        await stop.wait()
+        log.info("stopping: cancelling turns and removing sandboxes")
+    finally:
+        await runner.cleanup()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``pygent ui [--host H] [--port N] [--open/--no-open] ...``; returns the exit status."""
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    _configure_logging(args.log_file, args.log_level)
+    if not is_loopback(args.host) and not args.allow_remote:
+        print(f"pygent ui: {args.host} is not a loopback address; anyone who can reach it could "
+              "drive the agent. Pass --allow-remote to bind to it anyway.", file=sys.stderr)
+        return 2
+    if not is_loopback(args.host):
+        log.warning("listening on %s: anyone on the network with the token can run commands "
+                    "through this server, and plain HTTP shows the token to the network",
+                    args.host)
+    if args.approval_timeout <= 0:
+        print("pygent ui: --approval-timeout must be > 0", file=sys.stderr)
+        return 2
+    folder = Path.cwd() if args.cwd else args.folder
+    if folder is not None:
+        folder = folder.expanduser().resolve()
+        if not folder.is_dir():
+            print(f"pygent ui: --folder {folder} is not a directory", file=sys.stderr)
+            return 2
+    try:
+        settings = load_settings(
+            {"use_docker": args.use_docker, "model": args.model, "confirm_bash": args.confirm_bash},
+            config_file=args.config)
+    except PygentError as exc:
+        print(f"pygent ui: {exc.user_message()}", file=sys.stderr)
+        return 2
+    for warning in settings.warnings:
+        log.warning("%s", warning)
+    token = secrets.token_urlsafe(24)
+    app = create_app(settings, token=token, folder=folder, approval_timeout=args.approval_timeout,
+                     loopback_only=is_loopback(args.host))
+    try:
+        return asyncio.run(serve(app, args.host, args.port, token=token, open_browser=args.open))
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were installed
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
