@@ -487,6 +487,12 @@ class Agent:
         """Release the agent's own resources (not the runtime: call runtime.cleanup())."""
         if self.history_store is not None:
             self.history_store.close()
+        aclose = getattr(self.model, "aclose", None)
+        if callable(aclose) and self._sync_loop is not None:
+            try:  # the async client lives on the sync loop: close it there, before it stops
+                self._sync_loop.call(aclose(), timeout=5)
+            except Exception:  # closing a model's connections must not break shutdown
+                log.debug("closing the model's async client failed", exc_info=True)
         closer = getattr(self.model, "close", None)
         if callable(closer):
             try:

@@ -218,7 +218,7 @@ class Workspace:
         try:
             with self._parent(path) as (dir_fd, name, _):
                 return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except PathError:
+        except (PathError, FileNotFoundError, NotADirectoryError):
             return None
 
     def exists(self, path: str | os.PathLike[str]) -> bool:
