@@ -5,6 +5,8 @@ Usage: python bench/bench_runtime.py [--quick] [--image IMAGE] [-n N]
 Measured in one run, side by side, on the same engine and image:
   1. floor: a raw round trip to a shell already running in the container (one exec
      socket: write ``echo x``, read the line back), the least any command can cost;
+     and the same socket running the marker script Pygent's persistent shell sends
+     for each command (eval, exit status and cwd on stdout, a marker on stderr);
   2. ``docker exec`` per command, the upstream way (``container.exec_run("true")``);
   3. Pygent: ``DockerBackend.run("true")`` (persistent shell, end marker, exit status,
      cwd tracking, watchdog), and ``LocalBackend.run("true")`` for reference;
@@ -82,6 +84,30 @@ async def bench_floor(backend: DockerBackend, n: int) -> list[float]:
         stream.close()
 
 
+async def bench_protocol_floor(backend: DockerBackend, n: int) -> list[float]:
+    """The raw socket doing what PersistentShell asks of the shell for one command:
+    ``eval 'true' </dev/null``, then the end marker on stdout and on stderr."""
+    assert backend._client is not None and backend.container_id is not None
+    stream = await ExecStream.open(
+        backend._client, backend.container_id, SHELL_COMMAND, user=backend.user
+    )
+    script = (
+        b"eval 'true' </dev/null\n"
+        b"__r=$?; printf '\\nTOKEN:%s:%s\\n' \"$__r\" \"$PWD\"; printf '\\nTOKEN\\n' >&2\n"
+    )
+
+    async def once() -> None:
+        await stream.write(script)
+        await stream.stdout.readuntil(b"TOKEN:")
+        await stream.stdout.readline()
+        await stream.stderr.readuntil(b"TOKEN\n")
+
+    try:
+        return await _time(n, once)
+    finally:
+        stream.close()
+
+
 async def bench_docker_exec(backend: DockerBackend, n: int) -> list[float]:
     """``container.exec_run("true")`` per command (blocking SDK call, timed as is)."""
     assert backend._client is not None and backend.container_id is not None
@@ -150,6 +176,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     await local.start()
     try:
         floor = await bench_floor(backend, n)
+        protocol = await bench_protocol_floor(backend, n)
         pygent = await bench_run(backend, n)
         docker_exec = await bench_docker_exec(backend, n_exec)
         local_run = await bench_run(local, n)
@@ -159,6 +186,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     starts, closes = await bench_sessions(options, n_sessions, base)
     rows = {
         "floor_exec_socket_round_trip": _stats(floor),
+        "protocol_floor_marker_script": _stats(protocol),
         "pygent_docker_run_true": _stats(pygent),
         "docker_exec_run_true": _stats(docker_exec),
         "pygent_local_run_true": _stats(local_run),
@@ -180,6 +208,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "ratios": {
             "pygent_over_floor": med["pygent_docker_run_true"]
             / med["floor_exec_socket_round_trip"],
+            "pygent_over_protocol_floor": med["pygent_docker_run_true"]
+            / med["protocol_floor_marker_script"],
             "docker_exec_over_pygent": med["docker_exec_run_true"] / med["pygent_docker_run_true"],
             "pygent_docker_over_local": med["pygent_docker_run_true"]
             / med["pygent_local_run_true"],
@@ -197,6 +227,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def _print(report: dict[str, Any]) -> None:
     labels = {
         "floor_exec_socket_round_trip": "floor: exec socket round trip",
+        "protocol_floor_marker_script": "same socket, Pygent's marker script",
         "pygent_docker_run_true": "Pygent DockerBackend.run('true')",
         "docker_exec_run_true": "docker exec per command (exec_run)",
         "pygent_local_run_true": "Pygent LocalBackend.run('true')",
@@ -218,6 +249,7 @@ def _print(report: dict[str, Any]) -> None:
     ratios = report["ratios"]
     print(
         f"Pygent / floor: {ratios['pygent_over_floor']:.2f}x   "
+        f"Pygent / marker-script floor: {ratios['pygent_over_protocol_floor']:.2f}x   "
         f"docker exec / Pygent: {ratios['docker_exec_over_pygent']:.0f}x   "
         f"Pygent docker / local: {ratios['pygent_docker_over_local']:.2f}x"
     )

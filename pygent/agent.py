@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pygent import events as ev
-from pygent.approval import Approver, ApprovalGate
+from pygent.approval import ApprovalGate, Approver
+from pygent.checkpoints import Checkpoints
 from pygent.errors import ContextTooLongError, ModelError, PygentError, SessionError
 from pygent.models import Model, ModelReply, complete, get_custom_model
 from pygent.openai_compat import Message, ToolCall, ToolCallFunction
 from pygent.persona import Persona
 from pygent.policy import Policy
+from pygent.redact import Redactor, secrets_from_env
 from pygent.runtime import Runtime
 from pygent.runtime.loop import LoopThread
 from pygent.settings import Settings, load_settings
@@ -40,6 +42,12 @@ T = TypeVar("T")
 MAX_REPEATED_FAILURES = 3
 #: This many malformed tool calls in a row end the turn.
 MAX_MALFORMED = 3
+#: Tool calls run from one reply; more are dropped and the model is told (C13).
+MAX_TOOL_CALLS = 64
+#: Longest arguments string of one tool call; longer ones are not run nor kept (C13).
+MAX_ARGUMENT_CHARS = 1024 * 1024
+#: Arguments key that carries Pygent's refusal of a call it rewrote (see _screen_calls).
+REFUSED_KEY = "_pygent_refused"
 
 SYSTEM_TEMPLATE = """You are {name}, {description}
 Every command you run executes in a sandbox ({where}) whose working directory is the \
@@ -92,6 +100,10 @@ class Agent:
         policy: the approval policy (default: for ``approval_mode`` and the runtime).
         approval_mode: ``api`` (default here: run tools without asking), ``auto``,
             ``confirm``, ``never`` or ``read-only``.
+        checkpoints: workspace checkpoints taken at the start of each turn, so what a
+            turn did to the files can be undone (``agent.checkpoints.restore(id)``).
+            Default: on for a saved session (a history file) whose workspace is not a
+            temporary folder, stored under Pygent's data directory; False turns them off.
     """
 
     def __init__(
@@ -113,6 +125,7 @@ class Agent:
         task_id: str | None = None,
         depth: int = 0,
         task_manager: Any = None,
+        checkpoints: Checkpoints | bool | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.runtime = runtime if runtime is not None else Runtime(settings=self.settings)
@@ -132,7 +145,12 @@ class Agent:
             self.policy.workspace_root = str(self.runtime.workspace)
         for banned in self.settings.banned_commands:
             self.policy.ban(banned)
+        if policy is None and self.runtime.kind == "docker":
+            self.policy.network = bool(self.runtime.settings.network)
         self.gate = ApprovalGate(self.policy, approver)
+        # Pygent's own secrets never reach the model, even when a command prints them.
+        self._redact_output = Redactor([*secrets_from_env(), self.settings.api_key or ""],
+                                       patterns=False)
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
         self._custom_system = system_msg
         self._tools_version = -1
@@ -150,6 +168,15 @@ class Agent:
             for warning in self.history_store.warnings:
                 log.warning("%s", warning)
             self.history.extend(repair_tool_calls(restored))
+        self.checkpoints: Checkpoints | None = None
+        if isinstance(checkpoints, Checkpoints):
+            self.checkpoints = checkpoints
+        elif checkpoints or (checkpoints is None and self.history_store is not None
+                             and depth == 0 and not self.runtime.temporary_workspace):
+            self.checkpoints = Checkpoints.for_workspace(self.settings.sessions_dir.parent,
+                                                         self.runtime.files)
+        self.last_checkpoint: str | None = None
+        self._skip_told = False
         if task_manager is not None and hasattr(task_manager, "attach"):
             # The manager adds its delegation tools and adopts this agent's approver.
             task_manager.attach(self)
@@ -263,6 +290,8 @@ class Agent:
                     max_time: float | None) -> TurnResult:
         state = _TurnState()
         self._emit(ev.TurnStarted, prompt=prompt or "")
+        if self.checkpoints is not None:
+            await self._checkpoint(prompt or "")
         if prompt is not None:
             self._append({"role": "user", "content": prompt})
         try:
@@ -296,6 +325,20 @@ class Agent:
         except PygentError as exc:
             return self._end(ev.StopReason.ERROR, state, error=exc.user_message())
 
+    async def _checkpoint(self, label: str) -> None:
+        """Save the workspace before the turn changes it (G10); never fails the turn."""
+        assert self.checkpoints is not None
+        try:
+            ident = await asyncio.to_thread(self.checkpoints.checkpoint, label[:200])
+        except (OSError, PygentError) as exc:
+            self._emit(ev.Notice, level="warning", text=f"workspace checkpoint failed: {exc}")
+            return
+        if ident is None and not self._skip_told:  # said once until checkpoints work again
+            self._emit(ev.Notice, level="warning",
+                       text=f"{self.checkpoints.last_skip_reason}; this turn cannot be undone")
+        self._skip_told = ident is None
+        self.last_checkpoint = ident
+
     def _end(self, reason: ev.StopReason, state: _TurnState, *, error: str = "",
              question: str = "", options: tuple[str, ...] = ()) -> TurnResult:
         text = question or state.last_text
@@ -321,14 +364,22 @@ class Agent:
             self._emit(ev.MessageDelta, text=text)
 
         try:
-            return await complete(self.model, self.history, self.model_name, schemas, on_text=on_text)
-        except ContextTooLongError:
-            if not self._compact():
-                raise
-            self._emit(ev.Notice, level="warning",
-                       text="the conversation was too long for the model: old tool outputs "
-                            "were shortened and the request retried")
-            return await complete(self.model, self.history, self.model_name, schemas, on_text=on_text)
+            try:
+                return await complete(self.model, self.history, self.model_name, schemas,
+                                      on_text=on_text)
+            except ContextTooLongError:
+                if not self._compact():
+                    raise
+                self._emit(ev.Notice, level="warning",
+                           text="the conversation was too long for the model: old tool outputs "
+                                "were shortened and the request retried")
+                streamed.clear()
+                return await complete(self.model, self.history, self.model_name, schemas,
+                                      on_text=on_text)
+        except asyncio.CancelledError:
+            if "".join(streamed).strip():  # what the user saw is kept, marked as cut off
+                self._append({"role": "assistant", "content": "".join(streamed) + "\n[interrupted]"})
+            raise
 
     def _compact(self) -> bool:
         """Shorten old tool outputs (not the last 4 messages); True if anything changed."""
@@ -345,6 +396,7 @@ class Agent:
         reply = await self._call_model(state)
         state.steps += 1
         msg = reply.message
+        dropped = self._screen_calls(msg)
         text = msg.content if isinstance(msg.content, str) else ""
         state.last_text = text or state.last_text
         self._record_usage(reply)
@@ -360,8 +412,8 @@ class Agent:
                 self._emit(ev.Notice, level="warning", text="the model returned an empty reply")
             return self._end(ev.StopReason.END_TURN, state)
         control: tuple[str, dict[str, Any]] | None = None
-        for call in calls:
-            result = await self._run_call(call)
+        for i, call in enumerate(calls):
+            result = await self._run_call(call, note=dropped if i == len(calls) - 1 else "")
             if result.control and control is None:
                 control = (result.control, result.data)
             key = f"{call.function.name}:{call.function.arguments}"
@@ -387,6 +439,41 @@ class Agent:
                              error=f"stopped: {MAX_MALFORMED} malformed tool calls in a row")
         return None
 
+    def _screen_calls(self, msg: Message) -> str:
+        """Make a reply's tool calls safe to record and run (C13, F9), in place.
+
+        At most MAX_TOOL_CALLS are kept; duplicate ids are made unique (each call needs
+        its own result); arguments over MAX_ARGUMENT_CHARS are replaced by a refusal so
+        they neither run nor bloat the history. Returns a note for the model, or "".
+        """
+        calls = list(msg.tool_calls or [])
+        note = ""
+        if len(calls) > MAX_TOOL_CALLS:
+            note = (f"\n[Pygent: your reply had {len(calls)} tool calls; only the first "
+                    f"{MAX_TOOL_CALLS} were run. Make fewer calls per reply.]")
+            self._emit(ev.Notice, level="warning",
+                       text=f"the model asked for {len(calls)} tool calls in one reply; only "
+                            f"the first {MAX_TOOL_CALLS} were run")
+            calls = calls[:MAX_TOOL_CALLS]
+        seen: set[str] = set()
+        for i, call in enumerate(calls):
+            base = call.id or f"call_{i}"
+            call_id, n = base, 1
+            while call_id in seen:
+                n += 1
+                call_id = f"{base}_{n}"
+            seen.add(call_id)
+            args = call.function.arguments
+            if isinstance(args, str) and len(args) > MAX_ARGUMENT_CHARS:
+                why = (f"error: the arguments were {len(args)} characters long, over the limit "
+                       f"of {MAX_ARGUMENT_CHARS}; the tool was not run. Write large files in "
+                       "parts (edit_file) or generate them with a command.")
+                args = json.dumps({REFUSED_KEY: why})
+            calls[i] = ToolCall(id=call_id, type=call.type or "function",
+                                function=ToolCallFunction(call.function.name, args))
+        msg.tool_calls = calls or None
+        return note
+
     def _record_usage(self, reply: ModelReply) -> None:
         self.usage["prompt_tokens"] += reply.prompt_tokens
         self.usage["completion_tokens"] += reply.completion_tokens
@@ -396,12 +483,18 @@ class Agent:
                        total_prompt_tokens=self.usage["prompt_tokens"],
                        total_completion_tokens=self.usage["completion_tokens"])
 
-    async def _run_call(self, call: ToolCall) -> ToolResult:
+    async def _run_call(self, call: ToolCall, note: str = "") -> ToolResult:
         name, raw = call.function.name, call.function.arguments
         try:
             args = json.loads(raw) if raw else {}
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             args = None
+        if isinstance(args, dict) and set(args) == {REFUSED_KEY}:
+            self._emit(ev.ToolCallProposed, call_id=call.id, tool=name, arguments={},
+                       preview="(arguments too large)")
+            refused = ToolResult(False, str(args[REFUSED_KEY]) + note)
+            self._finish_call(call, name, refused, status="failed")
+            return refused
         shown = make_preview(name, args, self.runtime.files) if isinstance(args, dict) else str(raw)[:800]
         self._emit(ev.ToolCallProposed, call_id=call.id, tool=name,
                    arguments=args if isinstance(args, dict) else {"_raw": str(raw)[:800]}, preview=shown)
@@ -428,6 +521,9 @@ class Agent:
             self._finish_call(call, name, ToolResult(False, "[cancelled by the user: the command was killed]"),
                               status="cancelled")
             raise
+        if note:
+            result = ToolResult(result.ok, result.content + note, result.control,
+                                result.attachments, result.data)
         self._finish_call(call, name, result, status="completed" if result.ok else "failed")
         return result
 
@@ -437,6 +533,9 @@ class Agent:
         return self.disabled_tools
 
     def _finish_call(self, call: ToolCall, name: str, result: ToolResult, *, status: str) -> None:
+        content = self._redact_output(result.content)
+        if content != result.content:
+            result = ToolResult(result.ok, content, result.control, result.attachments, result.data)
         self._append({"role": "tool", "tool_call_id": call.id, "content": result.content})
         for url in result.attachments:
             self._append({"role": "user", "content": [

@@ -19,7 +19,14 @@ protected path write        ask    ask           ask         ask      deny
 ==========================  =====  ============  ==========  =======  ===  =========
 
 (1) read-only mode allows only the built-in read-only commands
-(:func:`pygent.shellwords.is_read_only`) and denies the rest. Where the table says
+(:func:`pygent.shellwords.is_read_only`) and denies the rest.
+
+Two more shell checks ask in every mode (and deny in read-only mode), like protected
+paths: with the sandbox's network turned on (``network=True``), a command that uses a
+network client (``curl``, ``ssh``, ``nslookup``, ``git push``...) asks, so data cannot
+leave unseen (D5); and a command naming a path that a deny rule keeps from the file
+tools asks, so ``cat secrets/k`` cannot read what ``read_file`` may not (B16). Where the
+table says
 "ask", an allow rule (configured, or from an "always allow" answer) allows instead; for
 the shell only when the command is plain words (:func:`pygent.shellwords.classify`) and
 every simple command in it matches an allow rule. A shell command that names a protected
@@ -102,6 +109,14 @@ EXACT_ONLY_PROGRAMS = frozenset(
     "rm rmdir unlink shred dd mkfs truncate chmod chown chgrp mv ln kill pkill killall "
     "reboot shutdown curl wget ssh scp sftp rsync nc ncat socat telnet ftp".split()
 )
+#: Programs that send or fetch data over the network; with the network on they ask (D5).
+#: Package installers are not listed: fetching packages is why the network is turned on.
+NETWORK_PROGRAMS = frozenset(
+    "curl wget nc ncat netcat socat telnet ftp tftp lftp ssh scp sftp rsync nslookup dig "
+    "host ping ping6 http https xh aria2c gh".split()
+)
+#: git subcommands that talk to a remote.
+NETWORK_GIT = frozenset("push fetch pull clone ls-remote remote submodule send-email".split())
 
 
 def normalize_mode(mode: str) -> str:
@@ -277,6 +292,7 @@ class Policy:
     tool_kinds: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TOOL_KINDS))
     shell_tools: set[str] = field(default_factory=lambda: {"bash"})
     workspace_root: str | None = None
+    network: bool = False  # the sandbox can reach the network (PYGENT_NETWORK)
 
     def __post_init__(self) -> None:
         self.mode = normalize_mode(self.mode)
@@ -464,6 +480,17 @@ class Policy:
             return Decision(
                 fallback, f"the command may change {mention}: {RUNS_CODE}", cmd, protected=True
             )
+        sends = _network_use(candidates) if self.network else None
+        if sends:
+            return Decision(
+                fallback,
+                f"the sandbox has network access and `{sends}` can send data out of it",
+                cmd,
+                protected=True,
+            )
+        hidden = self._denied_path_in(candidates)
+        if hidden:
+            return Decision(fallback, hidden, cmd)
         if read_only_mode:
             if read_only:
                 return Decision(Action.ALLOW, "read-only command", cmd)
@@ -499,6 +526,26 @@ class Policy:
             used.append(match)
         names = ", ".join(dict.fromkeys(r.describe() for r in used))
         return Decision(Action.ALLOW, f"allowed by rules: {names}", cmd, used[0])
+
+    def _denied_path_in(self, candidates: Sequence[tuple[str, ...]]) -> str | None:
+        """Why a command names a path that a deny rule keeps from the file tools (B16)."""
+        rules = [
+            r
+            for r in self.rules
+            if r.action is Action.DENY
+            and r.pattern not in ("", "*")
+            and self.kind_of(r.tool) in ("read", "write")
+        ]
+        for rule in rules:
+            for cand in candidates:
+                for word in cand[1:]:
+                    path = normalize(word.lstrip("@<>="), self.workspace_root)
+                    if path not in ("", ".") and _path_rule_hits(rule, path, fold=True):
+                        return (
+                            f"the command names {word}, which a rule keeps from the file tools "
+                            f"({rule.describe()}); commands are checked by their text only"
+                        )
+        return None
 
     def _decide_files(
         self, tool: str, kind: str, args: Mapping[str, Any], isolated: bool
@@ -565,6 +612,19 @@ class Policy:
                     Action.ALLOW, allow.reason or f"allowed by rule for {tool}", "", allow
                 )
         return Decision(action, why, "")
+
+
+def _network_use(candidates: Sequence[tuple[str, ...]]) -> str | None:
+    """The simple command that uses a network client, or None (best effort)."""
+    for cand in candidates:
+        if not cand:
+            continue
+        program = sw.program_key(cand[0])
+        if program in NETWORK_PROGRAMS or (
+            program == "git" and any(_fold(w) in NETWORK_GIT for w in cand[1:])
+        ):
+            return " ".join(cand)[:300]
+    return None
 
 
 def _protected_in_command(cmd: str, candidates: Sequence[tuple[str, ...]]) -> str | None:

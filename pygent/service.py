@@ -110,13 +110,14 @@ class Session:
     events: ev.EventHub = field(default_factory=ev.EventHub)
     max_steps: int | None = None
     turn: asyncio.Task[TurnResult] | None = None
+    starting: bool = False  # a prompt is copying files in before its turn starts
     closed: bool = False
     created: float = field(default_factory=time.time)
     _unsubscribe: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def busy(self) -> bool:
-        return self.turn is not None and not self.turn.done()
+        return self.starting or (self.turn is not None and not self.turn.done())
 
 
 def folder_path(value: str) -> Path:
@@ -162,6 +163,7 @@ class SessionService:
         self.store = store or SessionStore(settings.sessions_dir)
         self._sessions: dict[str, Session] = {}
         self._listeners: list[ev.EventListener] = []
+        self._removers: dict[ev.EventListener, list[Callable[[], None]]] = {}
         self._closed = False
 
     # --- sessions ------------------------------------------------------------------------
@@ -326,7 +328,9 @@ class SessionService:
         # already reach the main agent's hub.
         session._unsubscribe.append(session.tasks.subscribe(forward, agent_events=True))
         for listener in self._listeners:
-            session._unsubscribe.append(session.events.subscribe(listener))
+            remove = session.events.subscribe(listener)
+            session._unsubscribe.append(remove)
+            self._removers.setdefault(listener, []).append(remove)
 
     def subscribe(self, session_id: str, listener: ev.EventListener) -> Callable[[], None]:
         """Call ``listener`` with every event of a session (its tasks' too).
@@ -340,15 +344,17 @@ class SessionService:
     def subscribe_all(self, listener: ev.EventListener) -> Callable[[], None]:
         """Call ``listener`` with every event of every session, present and future."""
         self._listeners.append(listener)
-        removers = [s.events.subscribe(listener) for s in self._sessions.values()]
+        removers = self._removers.setdefault(listener, [])
+        for session in self._sessions.values():
+            remove = session.events.subscribe(listener)
+            session._unsubscribe.append(remove)
+            removers.append(remove)
 
         def unsubscribe() -> None:
             if listener in self._listeners:
                 self._listeners.remove(listener)
-            for remove in removers:
+            for remove in self._removers.pop(listener, []):
                 remove()
-            for s in self._sessions.values():
-                s.events._listeners[:] = [x for x in s.events._listeners if x is not listener]
 
         return unsubscribe
 
@@ -379,7 +385,7 @@ class SessionService:
                 return text[:60]
         return ""
 
-    def list(self, *, include_saved: bool = False) -> list[SessionSummary]:
+    def list_sessions(self, *, include_saved: bool = False) -> list[SessionSummary]:
         """Live sessions first (oldest first), then saved ones not open here (newest first)."""
         out = [self.summary(s) for s in sorted(self._sessions.values(), key=lambda s: s.created)]
         if include_saved:
@@ -461,26 +467,29 @@ class SessionService:
                 f"session {session_id} is already running a turn",
                 hint="wait for it to end, or cancel it",
             )
-        if session.sync is not None and session.sync_mode == COPY:
-            report = await asyncio.to_thread(session.sync.sync, overlay=overlay)
-            if report.conflicts:
-                session.events.emit(
-                    ev.Notice(
-                        session_id=session.id,
-                        level="warning",
-                        text="changed in the folder and by the agent (the sandbox copy was kept): "
-                        + ", ".join(report.conflicts),
+        session.starting = True  # claimed now: a second prompt is refused, not raced
+        try:
+            if session.sync is not None and session.sync_mode == COPY:
+                report = await asyncio.to_thread(session.sync.sync, overlay=overlay)
+                if report.conflicts:
+                    session.events.emit(
+                        ev.Notice(
+                            session_id=session.id,
+                            level="warning",
+                            text="changed in the folder and by the agent (the sandbox copy was "
+                            "kept): " + ", ".join(report.conflicts),
+                        )
                     )
+            turn = asyncio.ensure_future(
+                session.agent.arun(
+                    text,
+                    max_steps=max_steps or session.max_steps,
+                    step_timeout=self.settings.step_timeout,
                 )
-        session.agent.task_manager = session.tasks
-        turn = asyncio.ensure_future(
-            session.agent.arun(
-                text,
-                max_steps=max_steps or session.max_steps,
-                step_timeout=self.settings.step_timeout,
             )
-        )
-        session.turn = turn
+            session.turn = turn
+        finally:
+            session.starting = False
         try:
             return await asyncio.shield(turn)
         except asyncio.CancelledError:

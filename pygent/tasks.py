@@ -482,8 +482,10 @@ class TaskManager:
         policy = None
         if parent is not None and self._approval_mode is None:
             # The session's policy, rules list shared (an "always allow" given for a
-            # task holds for the session), judged for the task's own sandbox kind.
-            policy = dataclasses.replace(parent.policy, runtime_kind=runtime.kind)
+            # task holds for the session), judged for the task's own sandbox.
+            policy = dataclasses.replace(
+                parent.policy, runtime_kind=runtime.kind, workspace_root=str(runtime.workspace)
+            )
         if self.agent_factory is None:
             agent = Agent(
                 runtime=runtime,
@@ -596,9 +598,10 @@ class TaskManager:
         if loop is not None and loop.is_running():
             try:
                 loop.call_soon_threadsafe(parent.events.emit, event)
+            except RuntimeError:  # the loop closed in between: deliver it from here
+                log.debug("the main session's loop closed; delivering task events directly")
+            else:
                 return
-            except RuntimeError:  # the loop closed in between: deliver here instead
-                pass
         parent.events.emit(event)
 
     # --- observing -----------------------------------------------------------------------

@@ -642,7 +642,7 @@ class RecordingApprover:
         return ApprovalResponse(ApprovalOption(self.answer), "not now")
 
 
-@pytest.mark.parametrize("answer", ["allow_once", "reject_once"])
+@pytest.mark.parametrize("answer", ["allow_once", "allow_always", "reject_once"])
 def test_task_approvals_go_to_the_main_approver_with_the_task_id(
     openai_server: ScriptedOpenAIServer, settings: Settings, parent: Runtime, answer: str
 ) -> None:
@@ -680,8 +680,11 @@ def test_task_approvals_go_to_the_main_approver_with_the_task_id(
         sub = tm.get_agent(info.id)
         assert sub is not None
         (result,) = [m["content"] for m in sub.history if m.get("role") == "tool"]
-        if answer == "allow_once":
+        if answer.startswith("allow"):
             assert "hi-from-sub" in result
+            # "Always" answered for a task holds for the whole session.
+            rules = [r.describe() for r in agent.policy.session_rules()]
+            assert rules == (["echo"] if answer == "allow_always" else [])
         else:
             assert result.startswith("the user denied this tool call: not now")
     finally:

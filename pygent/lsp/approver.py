@@ -12,7 +12,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException, JsonRpcMethodNotFound
@@ -90,7 +90,9 @@ class LspApprover:
         future = asyncio.run_coroutine_threadsafe(self._ask(request), loop)
         return await asyncio.wrap_future(future)
 
-    def _status(self, request: ApprovalRequest, state: str, outcome: str = "") -> None:
+    def _status(
+        self, request: ApprovalRequest, state: Literal["pending", "resolved"], outcome: str = ""
+    ) -> None:
         channel = self.server.channels.get(self.session_id)
         if channel is not None:
             channel.push(

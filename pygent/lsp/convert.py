@@ -7,6 +7,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import attrs
 from lsprotocol import types as lsp
 
 from pygent import events as ev
@@ -38,7 +39,7 @@ def event_update(event: ev.Event) -> Any | None:
     cls = _UPDATES.get(type(event))
     if cls is None:
         return None
-    names = {a.name for a in cls.__attrs_attrs__} - {"type"}
+    names = {a.name for a in attrs.fields(cls)} - {"type"}
     values: dict[str, Any] = {}
     for f in dataclasses.fields(event):
         if f.name in names:
@@ -149,37 +150,83 @@ def end_position(text: str, encoding: str = "utf-16") -> lsp.Position:
     return lsp.Position(line=line, character=character)
 
 
-def workspace_edit(
-    folder: Path, edits: list[FileEdit], *, open_texts: dict[str, str], encoding: str = "utf-16"
-) -> lsp.WorkspaceEdit:
-    """One ``WorkspaceEdit``: full-document replacements, creates (+ content) and deletes.
+@dataclasses.dataclass(frozen=True)
+class EditSupport:
+    """What the client's ``workspace.workspaceEdit`` capability allows."""
 
-    ``open_texts`` maps a folder-relative path to the text of the editor's open buffer,
-    which is what a full-document edit must span (it may differ from the file on disk).
+    document_changes: bool = True
+    create: bool = True
+    delete: bool = True
+
+    @classmethod
+    def of(cls, capabilities: Any) -> EditSupport:
+        edit = getattr(getattr(capabilities, "workspace", None), "workspace_edit", None)
+        operations = {
+            str(getattr(o, "value", o)) for o in (getattr(edit, "resource_operations", None) or [])
+        }
+        document_changes = bool(getattr(edit, "document_changes", False))
+        return cls(
+            document_changes,
+            document_changes and "create" in operations,
+            document_changes and "delete" in operations,
+        )
+
+
+def workspace_edit(
+    folder: Path,
+    edits: list[FileEdit],
+    *,
+    open_texts: dict[str, str],
+    encoding: str = "utf-16",
+    support: EditSupport | None = None,
+) -> tuple[lsp.WorkspaceEdit, list[FileEdit]]:
+    """One ``WorkspaceEdit`` for the edits the client can apply, and those it cannot.
+
+    Modified files become full-document replacements; added files a ``CreateFile`` plus
+    their content (or, for a client without resource operations, an insertion into the
+    new document, which editors open as a new buffer); deleted files a ``DeleteFile``
+    (impossible without resource operations). ``open_texts`` maps a folder-relative
+    path to the editor's open buffer, which a full-document edit must span.
     """
+    support = support or EditSupport()
     changes: list[Any] = []
+    plain: dict[str, list[lsp.TextEdit]] = {}
+    unsupported: list[FileEdit] = []
     for edit in edits:
         uri = (folder / edit.path).as_uri()
         if edit.kind == "delete":
+            if not support.delete:
+                unsupported.append(edit)
+                continue
             changes.append(
                 lsp.DeleteFile(uri=uri, options=lsp.DeleteFileOptions(ignore_if_not_exists=True))
             )
             continue
         if edit.kind == "create":
-            changes.append(lsp.CreateFile(uri=uri, options=lsp.CreateFileOptions(overwrite=True)))
+            if support.create:
+                changes.append(
+                    lsp.CreateFile(uri=uri, options=lsp.CreateFileOptions(overwrite=True))
+                )
             old = ""
         else:
             old = open_texts.get(edit.path, edit.old_text)
-        end = end_position(old, encoding)
-        changes.append(
-            lsp.TextDocumentEdit(
-                text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=None),
-                edits=[
-                    lsp.TextEdit(
-                        range=lsp.Range(start=lsp.Position(line=0, character=0), end=end),
-                        new_text=edit.new_text,
-                    )
-                ],
-            )
+        text_edit = lsp.TextEdit(
+            range=lsp.Range(
+                start=lsp.Position(line=0, character=0), end=end_position(old, encoding)
+            ),
+            new_text=edit.new_text,
         )
-    return lsp.WorkspaceEdit(document_changes=changes)
+        if support.document_changes:
+            changes.append(
+                lsp.TextDocumentEdit(
+                    text_document=lsp.OptionalVersionedTextDocumentIdentifier(
+                        uri=uri, version=None
+                    ),
+                    edits=[text_edit],
+                )
+            )
+        else:
+            plain[uri] = [text_edit]
+    if support.document_changes:
+        return lsp.WorkspaceEdit(document_changes=changes), unsupported
+    return lsp.WorkspaceEdit(changes=plain), unsupported

@@ -75,26 +75,27 @@ class Handlers:
     # --- plumbing ---------------------------------------------------------------------
 
     def register(self) -> None:
-        table: dict[str, tuple[type, Callable[..., Awaitable[Any]]]] = {
-            p.SESSION_NEW: (p.NewSessionParams, self.session_new),
-            p.SESSION_PROMPT: (p.PromptParams, self.session_prompt),
-            p.SESSION_CANCEL: (p.SessionIdParams, self.session_cancel),
-            p.SESSION_LIST: (p.ListSessionsParams, self.session_list),
-            p.SESSION_CLOSE: (p.SessionIdParams, self.session_close),
-            p.SESSION_RESUME: (p.ResumeSessionParams, self.session_resume),
-            p.SESSION_SETTINGS: (p.SessionSettingsParams, self.session_settings),
-            p.TASK_LIST: (p.SessionIdParams, self.task_list),
-            p.TASK_STATUS: (p.TaskParams, self.task_status),
-            p.TASK_CANCEL: (p.TaskParams, self.task_cancel),
-            p.TASK_COLLECT_FILE: (p.CollectFileParams, self.task_collect_file),
-            p.WORKSPACE_SYNC: (p.SyncParams, self.workspace_sync),
-            p.WORKSPACE_CHANGES: (p.SessionIdParams, self.workspace_changes),
-            p.WORKSPACE_APPLY: (p.ApplyParams, self.workspace_apply),
-            p.WORKSPACE_DISCARD: (p.DiscardParams, self.workspace_discard),
-            p.TOOLS_LIST: (p.SessionIdParams, self.tools_list),
-            p.TOOLS_ENABLE: (p.ToolsParams, self.tools_enable),
-            p.TOOLS_DISABLE: (p.ToolsParams, self.tools_disable),
+        impls: dict[str, Callable[..., Awaitable[Any]]] = {
+            p.SESSION_NEW: self.session_new,
+            p.SESSION_PROMPT: self.session_prompt,
+            p.SESSION_CANCEL: self.session_cancel,
+            p.SESSION_LIST: self.session_list,
+            p.SESSION_CLOSE: self.session_close,
+            p.SESSION_RESUME: self.session_resume,
+            p.SESSION_SETTINGS: self.session_settings,
+            p.TASK_LIST: self.task_list,
+            p.TASK_STATUS: self.task_status,
+            p.TASK_CANCEL: self.task_cancel,
+            p.TASK_COLLECT_FILE: self.task_collect_file,
+            p.WORKSPACE_SYNC: self.workspace_sync,
+            p.WORKSPACE_CHANGES: self.workspace_changes,
+            p.WORKSPACE_APPLY: self.workspace_apply,
+            p.WORKSPACE_DISCARD: self.workspace_discard,
+            p.TOOLS_LIST: self.tools_list,
+            p.TOOLS_ENABLE: self.tools_enable,
+            p.TOOLS_DISABLE: self.tools_disable,
         }
+        table = {m: (p.SIGNATURES[m][0], impl) for m, impl in impls.items()}
         assert set(table) == set(p.REQUESTS), "every protocol request needs a handler"
         for method, (params_cls, impl) in table.items():
             handler = self._wrap(method, params_cls, impl)
@@ -114,7 +115,7 @@ class Handlers:
     def _wrap(self, method: str, params_cls: type, impl: Callable[..., Awaitable[Any]]) -> Handler:
         async def handler(raw: Any, work_done_token: str | int | None = None) -> Any:
             try:
-                params = p.structure(raw, params_cls)
+                params: Any = p.structure(raw, params_cls)
             except p.ParamsError as exc:
                 raise JsonRpcInvalidParams(str(exc)) from None
             try:
@@ -194,9 +195,9 @@ class Handlers:
 
     async def session_list(self, params: p.ListSessionsParams, _token: Any) -> p.ListSessionsResult:
         summaries = (
-            await asyncio.to_thread(self.service.list, include_saved=params.include_saved)
+            await asyncio.to_thread(self.service.list_sessions, include_saved=params.include_saved)
             if params.include_saved
-            else self.service.list()
+            else self.service.list_sessions()
         )
         return p.ListSessionsResult([convert.session_info(s) for s in summaries])
 
@@ -297,37 +298,46 @@ class Handlers:
         if method == "auto":
             method = "applyEdit" if self._client_applies_edits() else "write"
         if method == "write":
-            applied, failed = await self.service.write_changes(session.id, params.paths)
-            return p.ApplyResult(applied, [p.FailedPath(a, b) for a, b in failed])
+            written, refused = await self.service.write_changes(session.id, params.paths)
+            return p.ApplyResult(written, [p.FailedPath(a, b) for a, b in refused])
         edits, failed = await self.service.plan_edits(session.id, params.paths)
         applied: list[str] = []
         if edits and session.folder is not None:
             encoding = self.server.workspace.position_encoding or "utf-16"
-            edit = convert.workspace_edit(
+            edit, unsupported = convert.workspace_edit(
                 session.folder,
                 edits,
                 open_texts=self._open_texts(session.folder),
                 encoding=str(getattr(encoding, "value", encoding)),
+                support=convert.EditSupport.of(
+                    getattr(self.server.protocol, "client_capabilities", None)
+                ),
             )
-            label = f"Pygent: apply {len(edits)} change{'s' if len(edits) != 1 else ''}"
-            try:
-                answer = await self.server.workspace_apply_edit_async(
-                    lsp.ApplyWorkspaceEditParams(edit=edit, label=label)
-                )
-            except JsonRpcException as exc:
-                failed += [(e.path, f"the editor refused the edit: {exc.message}") for e in edits]
-            else:
-                ok = bool(getattr(answer, "applied", False))
-                if ok:
-                    self.service.mark_applied(session.id, edits)
-                    applied = [e.path for e in edits]
-                else:
-                    why = (
-                        getattr(answer, "failure_reason", None)
-                        or "the editor did not apply the edit"
-                    )
-                    failed += [(e.path, why) for e in edits]
+            failed += [
+                (e.path, "the editor cannot delete files: apply it with method 'write'")
+                for e in unsupported
+            ]
+            edits = [e for e in edits if e not in unsupported]
+            if edits:
+                applied, refused = await self._send_edit(session.id, edit, edits)
+                failed += refused
         return p.ApplyResult(applied, [p.FailedPath(a, b) for a, b in failed])
+
+    async def _send_edit(
+        self, session_id: str, edit: lsp.WorkspaceEdit, edits: list[Any]
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        label = f"Pygent: apply {len(edits)} change{'s' if len(edits) != 1 else ''}"
+        try:
+            answer = await self.server.workspace_apply_edit_async(
+                lsp.ApplyWorkspaceEditParams(edit=edit, label=label)
+            )
+        except JsonRpcException as exc:
+            return [], [(e.path, f"the editor refused the edit: {exc.message}") for e in edits]
+        if not getattr(answer, "applied", False):
+            why = getattr(answer, "failure_reason", None) or "the editor did not apply the edit"
+            return [], [(e.path, why) for e in edits]
+        self.service.mark_applied(session_id, edits)
+        return [e.path for e in edits], []
 
     async def workspace_discard(self, params: p.DiscardParams, _token: Any) -> p.DiscardResult:
         return p.DiscardResult(await self.service.discard(params.session_id, params.paths))

@@ -526,7 +526,7 @@ SessionUpdate = (
 )
 
 UPDATE_TYPES: dict[str, type] = {
-    cls.__attrs_attrs__.type.default: cls  # type: ignore[attr-defined]
+    str(attrs.fields(cls).type.default): cls
     for cls in (
         TurnStartedUpdate,
         MessageDeltaUpdate,
@@ -609,6 +609,32 @@ def default_permission_options() -> list[PermissionOption]:
     return [PermissionOption(k, v, k) for k, v in names.items()]  # type: ignore[arg-type]
 
 
+# --- which payload goes with which method ----------------------------------------------------
+
+#: Request -> (params type, result type).
+SIGNATURES: dict[str, tuple[type, type]] = {
+    SESSION_NEW: (NewSessionParams, SessionInfo),
+    SESSION_PROMPT: (PromptParams, PromptResult),
+    SESSION_CANCEL: (SessionIdParams, CancelResult),
+    SESSION_LIST: (ListSessionsParams, ListSessionsResult),
+    SESSION_CLOSE: (SessionIdParams, CloseResult),
+    SESSION_RESUME: (ResumeSessionParams, SessionInfo),
+    SESSION_SETTINGS: (SessionSettingsParams, SessionInfo),
+    TASK_LIST: (SessionIdParams, TaskListResult),
+    TASK_STATUS: (TaskParams, TaskInfo),
+    TASK_CANCEL: (TaskParams, CancelResult),
+    TASK_COLLECT_FILE: (CollectFileParams, CollectFileResult),
+    WORKSPACE_SYNC: (SyncParams, SyncResult),
+    WORKSPACE_CHANGES: (SessionIdParams, ChangeSet),
+    WORKSPACE_APPLY: (ApplyParams, ApplyResult),
+    WORKSPACE_DISCARD: (DiscardParams, DiscardResult),
+    TOOLS_LIST: (SessionIdParams, ToolListResult),
+    TOOLS_ENABLE: (ToolsParams, ToolListResult),
+    TOOLS_DISABLE: (ToolsParams, ToolListResult),
+    REQUEST_PERMISSION: (RequestPermissionParams, RequestPermissionResult),
+}
+
+
 # --- the converter --------------------------------------------------------------------------------
 
 
@@ -683,11 +709,11 @@ def _make_converter() -> cattrs.Converter:
 
     def structure_factory(cls: type) -> Any:
         overrides = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
-        return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **overrides)
+        return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **overrides)  # type: ignore[arg-type]
 
     def unstructure_factory(cls: type) -> Any:
         overrides = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
-        return make_dict_unstructure_fn(cls, conv, **overrides)
+        return make_dict_unstructure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
 
     conv.register_structure_hook_factory(attrs.has, structure_factory)
     conv.register_unstructure_hook_factory(attrs.has, unstructure_factory)

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import cattrs
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def _plain(obj: dict[str, Any], cls: type) -> Any:
     # Keep params/results as the plain JSON the client sent (pitfall 1: no namedtuples).
-    return cls(**{a.name: obj.get(a.name) for a in cls.__attrs_attrs__})
+    return cls(**{a.name: obj.get(a.name) for a in attrs.fields(cls)})
 
 
 def converter_factory() -> cattrs.Converter:
@@ -74,6 +75,7 @@ class PygentProtocol(LanguageServerProtocol):
         """Structure one parsed message and handle it (see :mod:`pygent.lsp.transport`)."""
         method = data.get("method")
         msg_id = data.get("id")
+        message: Any
         try:
             if "id" in data:
                 if "error" in data:
@@ -82,7 +84,7 @@ class PygentProtocol(LanguageServerProtocol):
                     kind = self.get_message_type(method) or JsonRPCRequestMessage
                     message = self._converter.structure(data, kind)
                 else:
-                    kind = self._result_types.pop(msg_id, None) or JsonRPCResponseMessage
+                    kind = self._result_types.pop(msg_id, None) or JsonRPCResponseMessage  # type: ignore[arg-type]
                     message = self._converter.structure(data, kind)
             else:
                 kind = self.get_message_type(method or "") or JsonRPCNotification
@@ -165,14 +167,16 @@ class PygentProtocol(LanguageServerProtocol):
         return None
 
     @lsp_method(types.EXIT)
-    def lsp_exit(self, *args: Any) -> None:
+    def lsp_exit(self, *args: Any) -> None:  # type: ignore[override]
         # pygls calls sys.exit() inside the event loop; Pygent must await clean-up first.
         self.exit_requested = True
         if self.on_exit is not None:
             self.on_exit()
 
     @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
-    async def lsp_workspace__execute_command(self, params: types.ExecuteCommandParams) -> Any:
+    async def lsp_workspace__execute_command(  # type: ignore[override]
+        self, params: types.ExecuteCommandParams
+    ) -> Any:
         handler = self.fm.commands.get(params.command)
         if handler is None:
             known = ", ".join(sorted(self.fm.commands))

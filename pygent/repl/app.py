@@ -61,24 +61,25 @@ class Repl:
     """One terminal session: an agent, its runtime, the renderer and the input reader."""
 
     def __init__(self, startup: Any, options: Any, *, custom_model: Any, probe: Any) -> None:
-        from rich.console import Console
-
+        from pygent.repl.banner import Plain
         from pygent.repl.crashlog import setup_logging
-        from pygent.repl.transcript import Transcript
 
         self.startup = startup
         self.settings = startup.settings
         self.options = options
         self.custom_model = custom_model
         self.probe = probe
-        self.console = Console(highlight=False)
-        self.transcript = Transcript()
+        self.plain = Plain()
+        self.console: Any = None  # rich, loaded once the prompt is up
+        self.renderer: Any = None
+        self.transcript: Any = None
         self.log_file: Path | None = setup_logging(_data_dir(self.settings))
         self.agent: Any = None
         self.runtime: Any = None
         self._runtimes: list[Any] = []
         self._current: asyncio.Future[Any] | None = None
         self._main_task: asyncio.Task[Any] | None = None
+        self._setup: asyncio.Task[None] | None = None
         self._exiting = False
         self._exit_code = 0
         self._terminated = False
@@ -89,29 +90,54 @@ class Repl:
         self._closed = False
 
     # --- start-up ----------------------------------------------------------------------------
+    #
+    # Before the first prompt: the settings, the sandbox (it starts in the background),
+    # the banner in plain ANSI, the server check and prompt_toolkit. Everything else
+    # (rich, the agent core, the session file) loads in a worker thread while the
+    # prompt is already on screen: a person needs longer than that to type a line.
 
-    def _banner(self) -> None:
-        from rich.text import Text
+    def _start(self) -> None:
+        from pygent.repl.banner import describe_approvals, print_banner
+        from pygent.runtime import Runtime
 
-        s = self.settings
-        line = Text()
-        line.append(s.persona_name, style="bold magenta")
-        line.append(" · model ", style="dim")
-        line.append(s.model, style="bold")
-        line.append(" · ", style="dim")
-        line.append(
-            self.runtime.describe(),
-            style="bold green" if self.runtime.use_docker else "bold yellow",
+        self.runtime = Runtime(settings=self.settings)
+        self._runtimes.append(self.runtime)
+        print_banner(
+            self.plain,
+            persona=self.settings.persona_name,
+            model=self.settings.model,
+            where=self.runtime.describe(),
+            isolated=self.runtime.use_docker,
+            workspace=str(self.runtime.workspace),
+            notices=self.runtime.notices,
         )
-        self.console.print(line)
-        self.console.print(Text(f"workspace {self.runtime.workspace}", style="dim"))
-        for notice in self.runtime.notices:
-            self.console.print(Text(f"⚠ {notice}", style="bold yellow"))
-        for warning in s.warnings:
-            self.console.print(Text(f"warning: {warning}", style="yellow"))
+        warnings = list(self.settings.warnings)
         if self.startup.snapshot is not None:
-            for warning in self.startup.snapshot.warnings:
-                self.console.print(Text(f"warning: {warning}", style="yellow"))
+            warnings += self.startup.snapshot.warnings
+        for warning in warnings:
+            self.plain.line((f"warning: {warning}", "yellow"))
+        self.interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        if self.interactive:
+            from pygent.repl.lines import TerminalReader
+
+            history = _data_dir(self.settings) / "repl-history"
+            self.reader: Any = TerminalReader(history, self._command_names)
+        else:
+            from pygent.repl.lines import PipeReader
+
+            self.reader = PipeReader()
+        problem = self.probe.result() if self.probe is not None else None
+        if problem:
+            self.plain.line((f"warning: {problem}", "bold yellow"))
+        ask = describe_approvals(self.settings.effective_approval_mode(), self.runtime.use_docker)
+        self.plain.line(
+            (f"approvals: {ask} · /help for commands · Ctrl-C stops a turn · Ctrl-D quits", "dim")
+        )
+
+    def _command_names(self) -> list[str]:
+        from pygent.repl.commands_builtin import COMMANDS
+
+        return COMMANDS.names()
 
     def _open_history(self) -> tuple[Path | None, str | None]:
         """The history file: the configured or resumed one, else a new saved session."""
@@ -128,38 +154,33 @@ class Repl:
         try:
             record = SessionStore(self.settings.sessions_dir).create(meta)
         except SessionError as exc:
-            self.console.print(
-                f"warning: the conversation is not saved: {exc}", style="yellow", markup=False
-            )
+            log.warning("the conversation is not saved: %s", exc)
+            self._history_warning = f"warning: the conversation is not saved: {exc}"
             return None, None
         record.history.close()  # the agent opens (and locks) it itself
         self._session_dir = record.path.parent
         return record.path, record.id
 
-    def _build(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _prepare_session(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Import and build the session's parts (runs in a worker thread)."""
+        from rich.console import Console
+
         from pygent.agent import Agent
         from pygent.approval import DenyApprover
         from pygent.repl.commands_builtin import COMMANDS
-        from pygent.repl.lines import PipeReader, TerminalReader
         from pygent.repl.render import Renderer
-        from pygent.runtime import Runtime
+        from pygent.repl.transcript import Transcript
 
-        self.runtime = Runtime(settings=self.settings)  # the sandbox starts in the background
-        self._runtimes.append(self.runtime)
-        self._banner()
+        self._history_warning = ""
+        self.console = Console(highlight=False)
+        self.transcript = Transcript()
         self.renderer = Renderer(self.console, self.transcript, show_usage=self.options.show_usage)
-        self.renderer.attach(loop)
         self.commands = COMMANDS
-        interactive = sys.stdin.isatty() and sys.stdout.isatty()
-        if interactive:
+        if self.interactive:
             from pygent.repl.approver import TerminalApprover
 
-            self.reader: Any = TerminalReader(
-                _data_dir(self.settings) / "repl-history", self.commands.names
-            )
             self.approver: Any = TerminalApprover(self.reader, self.renderer, loop, self.interrupt)
         else:
-            self.reader = PipeReader()
             self.approver = DenyApprover("stdin is not a terminal")
         model = self.custom_model
         if model is None:
@@ -178,27 +199,27 @@ class Repl:
             session_id=session_id,
             approval_mode=self.settings.effective_approval_mode(),
         )
+
+    async def _setup_session(self) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._prepare_session, loop)
+        self.renderer.attach(loop)  # events from other threads are handed to this loop
         self._unsubscribe = self.agent.events.subscribe(self.renderer.on_event)
-        earlier = len(self.agent.history) - 1
-        if self.startup.snapshot is not None:
-            self.renderer.info(
-                f"resumed {self.startup.snapshot.directory}: {earlier} earlier messages"
-            )
-        problem = self.probe.result() if self.probe is not None else None
-        if problem:
-            self.renderer.info(f"warning: {problem}", style="bold yellow")
-        mode = self.agent.policy.mode
-        ask = {
-            "confirm": "every command asks",
-            "never": "nothing asks",
-            "auto": "asks before commands and writes"
-            if not self.runtime.use_docker
-            else "commands run without asking",
-        }.get(mode, mode)
-        self.renderer.info(
-            f"approvals: {ask} · /help for commands · Ctrl-C stops a turn · Ctrl-D quits",
-            style="dim",
-        )
+        if self._lazy_model is not None:
+            self._lazy_model.warm_up()
+
+    def _begin_setup(self) -> None:
+        if self._setup is None:
+            self._setup = asyncio.get_running_loop().create_task(self._setup_session())
+
+    async def _session_ready(self) -> None:
+        """Wait for the session parts; their errors surface here."""
+        self._begin_setup()
+        assert self._setup is not None
+        await self._setup
+        if self._history_warning:
+            self.renderer.info(self._history_warning, style="yellow")
+            self._history_warning = ""
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -206,16 +227,21 @@ class Repl:
         loop = asyncio.get_running_loop()
         self._main_task = asyncio.current_task()
         try:
-            self._build(loop)
+            self._start()
             self._install_signals(loop)
-            if self._lazy_model is not None:
-                self._lazy_model.warm_up()
+            if self.startup.snapshot is not None or not self.interactive:
+                await self._session_ready()  # nothing to hide the loading behind, or a resume
+            if self.startup.snapshot is not None:
+                earlier = len(self.agent.history) - 1
+                self.renderer.info(
+                    f"resumed {self.startup.snapshot.directory}: {earlier} earlier messages"
+                )
             await self._prompt_loop()
         except asyncio.CancelledError:
             if not self._terminated:
                 raise
         except PygentError as exc:  # start-up failures (Docker asked for but absent...)
-            self.console.print(f"pygent: {exc.user_message()}", style="bold red", markup=False)
+            self.plain.line((f"pygent: {exc.user_message()}", "bold red"))
             self._exit_code = 2
         except Exception as exc:
             self._exit_code = self._crash(exc)
@@ -236,9 +262,10 @@ class Repl:
         while not self._exiting:
             if pending is None:
                 try:
-                    text = await self.reader.read()
+                    text = await self.reader.read(on_shown=self._begin_setup)
                 except (EOFError, KeyboardInterrupt):
                     break
+                await self._session_ready()
                 if not text.strip():
                     continue
                 parsed = slash.parse(text)
@@ -369,8 +396,8 @@ class Repl:
         from pygent.repl import snapshot
 
         def say(text: str, style: str = "") -> None:
-            # soft_wrap: paths stay on one line, to copy and paste.
-            self.console.print(text, style=style, markup=False, soft_wrap=True)
+            # Plain lines: rich may be what failed; a path stays on one line to copy.
+            self.plain.line((text, style))
 
         log.error("unexpected error; the session is being saved", exc_info=exc)
         with contextlib.suppress(Exception):
@@ -406,6 +433,9 @@ class Repl:
             self.interrupt()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(self._current), 10)
+        if self._setup is not None and not self._setup.done():
+            with contextlib.suppress(BaseException):  # its thread cannot be stopped: let it end
+                await self._setup
         if self._lazy_model is not None:
             with contextlib.suppress(Exception):
                 await self._lazy_model.aclose()

@@ -27,8 +27,8 @@ class LineReader(Protocol):
 
     interactive: bool
 
-    async def read(self, prompt: str = PROMPT) -> str:
-        """The next prompt; the history remembers it."""
+    async def read(self, prompt: str = PROMPT, on_shown: Callable[[], None] | None = None) -> str:
+        """The next prompt; the history remembers it. ``on_shown`` runs as it appears."""
 
     async def ask(self, question: str) -> str:
         """A one-line answer (approvals, ask_user menus); not saved in the history."""
@@ -106,9 +106,11 @@ class TerminalReader:
         )
         self._asker: Any = PromptSession(style=self._session.style)
 
-    async def read(self, prompt: str = PROMPT) -> str:
+    async def read(self, prompt: str = PROMPT, on_shown: Callable[[], None] | None = None) -> str:
+        # pre_run is called just before the prompt is first drawn, with no await in
+        # between: a task it schedules runs once the prompt is on screen.
         return await self._session.prompt_async(
-            self._prompt_text([("class:prompt", prompt)]), handle_sigint=False
+            self._prompt_text([("class:prompt", prompt)]), handle_sigint=False, pre_run=on_shown
         )
 
     async def ask(self, question: str) -> str:
@@ -182,7 +184,9 @@ class PipeReader:
             raise EOFError
         return line.rstrip("\n").rstrip("\r")
 
-    async def read(self, prompt: str = PROMPT) -> str:
+    async def read(self, prompt: str = PROMPT, on_shown: Callable[[], None] | None = None) -> str:
+        if on_shown is not None:
+            on_shown()
         parts = [await self._line()]
         while _continues(parts[-1]):
             parts[-1] = parts[-1].rstrip(" \t")[:-1]

@@ -30,6 +30,7 @@ from pygent.runtime.docker_engine import (
     connect,
     container_logs,
     ensure_image,
+    explain_engine_error,
     import_docker,
     is_connection_error,
     owner_labels,
@@ -80,6 +81,19 @@ class DockerOptions:
     pull: bool = True  # pull the image when it is missing locally
 
 
+def _brief(exc: BaseException) -> str:
+    """The useful part of an SDK error, one line."""
+    text = str(getattr(exc, "explanation", None) or exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _host_user() -> str:
+    """The host user's uid:gid (files in the workspace stay theirs)."""
+    if hasattr(os, "getuid"):
+        return f"{os.getuid()}:{os.getgid()}"
+    return "1000:1000"  # Windows: Docker Desktop maps ownership itself
+
+
 def _keeper_user(exec_user: str) -> str:
     """A uid:gid for the keeper that differs from the commands' uid."""
     uid = exec_user.split(":", 1)[0]
@@ -124,7 +138,7 @@ class DockerBackend:
         """
         self.workspace = Path(workspace)
         self.options = options or DockerOptions()
-        self.user = self.options.user or f"{os.getuid()}:{os.getgid()}"
+        self.user = self.options.user or _host_user()
         self._env = sandbox_environment(self.options.env, host=False, home=HOME)
         self._on_progress = on_progress
         self._client: docker.DockerClient | None = None
@@ -218,7 +232,8 @@ class DockerBackend:
         o = self.options
         tmpfs_opts = f"size={o.tmp_size},exec,nosuid,nodev"
         host_config = api.create_host_config(
-            binds={str(self.workspace): {"bind": WORKDIR, "mode": "rw"}},
+            # A Mount, not a "src:dst" bind string: a ':' in the path stays a path.
+            mounts=[sdk.types.Mount(WORKDIR, str(self.workspace), type="bind")],
             network_mode="bridge" if o.network else "none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -260,20 +275,24 @@ class DockerBackend:
             ) from exc
         except sdk.errors.APIError as exc:
             raise SandboxError(
-                f"could not create the sandbox container from {o.image}: {exc.explanation or exc}"
+                f"could not create the sandbox container from {o.image}: {_brief(exc)}"
             ) from exc
+        except (sdk.errors.DockerException, OSError) as exc:
+            raise explain_engine_error(exc) from exc
         with _live_lock:
             _live[cid] = self
         try:
             api.start(cid)
-        except sdk.errors.APIError as exc:
+        except (sdk.errors.DockerException, OSError) as exc:
+            if not isinstance(exc, sdk.errors.APIError):
+                raise explain_engine_error(exc) from exc
             logs = container_logs(self._client, cid)
             with contextlib.suppress(sdk.errors.DockerException):
                 api.remove_container(cid, force=True)
             with _live_lock:
                 _live.pop(cid, None)
             raise SandboxError(
-                f"the sandbox image {o.image} cannot start: {exc.explanation or exc}"
+                f"the sandbox image {o.image} cannot start: {_brief(exc)}"
                 + (f"\n{logs}" if logs else ""),
                 hint="the image needs /bin/sh and sleep for this machine's architecture; "
                 "try PYGENT_IMAGE=python:3.12-slim",
@@ -311,12 +330,16 @@ class DockerBackend:
     async def _state(self) -> dict[str, Any] | None:
         return await asyncio.to_thread(self._state_sync)
 
-    async def _replace_container(self, state: dict[str, Any] | None) -> None:
-        """The container is gone or dead: remove it and start a new one (same workspace)."""
+    async def _replace_container(
+        self, state: dict[str, Any] | None, why: str | None = None
+    ) -> None:
+        """The container is gone, dead or unusable: remove it and start a new one on the
+        same workspace. ``why`` overrides the reason derived from ``state``."""
         old = self.container_name
-        if state is None:
+        if why is None and state is None:
             why = "sandbox container was removed"
-        else:
+        elif why is None:
+            assert state is not None
             why = (
                 f"sandbox container died (exit {state.get('ExitCode')}, "
                 f"OOMKilled={str(state.get('OOMKilled', False)).lower()})"
@@ -341,7 +364,13 @@ class DockerBackend:
 
     async def _resume(self) -> None:
         assert self._client is not None and self.container_id is not None
-        await asyncio.to_thread(self._client.api.unpause, self.container_id)
+        sdk = import_docker()
+        try:
+            await asyncio.to_thread(self._client.api.unpause, self.container_id)
+        except (sdk.errors.DockerException, OSError) as exc:
+            # Already resumed by someone else, or gone: the next state check tells.
+            log.warning("could not resume sandbox container %s: %s", self.container_name, exc)
+            return
         log.warning("sandbox container %s was paused; resumed it", self.container_name)
 
     async def _ensure_container(self) -> None:
@@ -371,18 +400,26 @@ class DockerBackend:
             transport = await DockerShellTransport.spawn(
                 self._client, self.container_id, user=self.user, environment=self._env
             )
-        except (sdk.errors.APIError, SandboxError) as exc:
+        except (sdk.errors.DockerException, OSError, SandboxError) as exc:
             state = await self._state()
-            if state is None or not state.get("Running") or state.get("Paused"):
-                if self._started:  # died in between: one more try in a new container
-                    await self._ensure_container()
-                    transport = await DockerShellTransport.spawn(
-                        self._client, self.container_id, user=self.user, environment=self._env
-                    )
-                else:
-                    raise self._bad_image(exc, state) from exc
-            else:
-                raise
+            if not self._started:
+                raise self._bad_image(exc, state) from exc
+            if state is not None and state.get("Running") and not state.get("Paused"):
+                # It runs but no shell starts in it (process limit exhausted?).
+                await self._replace_container(
+                    state, why=f"no shell could start in the sandbox container ({_brief(exc)})"
+                )
+            else:  # died or was paused in between
+                await self._ensure_container()
+            try:
+                transport = await DockerShellTransport.spawn(
+                    self._client, self.container_id, user=self.user, environment=self._env
+                )
+            except (sdk.errors.DockerException, OSError) as again:
+                raise SandboxError(
+                    f"no shell could start in the sandbox container: {_brief(again)}",
+                    hint="check `docker info` and `docker ps`; the next command tries again",
+                ) from again
         self._transport = transport
         return transport
 
@@ -443,7 +480,12 @@ class DockerBackend:
             # killer): only a new container gets rid of them.
             await self._replace_after_failed_kill()
         if result.exit_code == 137 and not (result.timed_out or result.cancelled):
-            if await self._oom_since(started_at):
+            # The "oom" event can trail the killed process by a moment: look twice.
+            oom = await self._oom_since(started_at)
+            if not oom:
+                await asyncio.sleep(0.1)
+                oom = await self._oom_since(started_at)
+            if oom:
                 self._note = self._note or (
                     f"killed: out of memory (the sandbox memory limit is {self.options.memory}; "
                     "raise it with PYGENT_DOCKER_MEMORY)"
@@ -494,14 +536,11 @@ class DockerBackend:
             transport.abort()
         await self._shell.close()  # the next command spawns a shell in the new container
         try:
-            await self._replace_container({"ExitCode": None})
+            await self._replace_container(
+                None, why="the command's processes could not be killed (process limit exhausted?)"
+            )
         except SandboxError as exc:
             self._note = f"{exc}; the next command will try again"
-            return
-        self._note = (
-            "the command's processes could not be killed (process limit exhausted?); "
-            "a new container was started with the same workspace; installed packages are gone"
-        )
 
     async def _oom_since(self, since: float) -> bool:
         """Whether the kernel's OOM killer acted in the container since ``since``."""
@@ -511,9 +550,10 @@ class DockerBackend:
         client, cid = self._client, self.container_id
 
         def oom_events() -> bool:
+            # Fractional timestamps: a whole-second "until" in the future would block.
             events = client.api.events(
-                since=int(since) - 1,
-                until=int(time.time()) + 1,
+                since=since,
+                until=time.time(),
                 filters={"container": cid, "event": "oom"},
                 decode=True,
             )
@@ -530,6 +570,13 @@ class DockerBackend:
 
     async def _watchdog(self) -> None:
         """While a command runs: notice a dead, removed or paused container."""
+        sdk = import_docker()
+        try:
+            await self._watch()
+        except (sdk.errors.DockerException, OSError) as exc:
+            log.warning("sandbox watchdog stopped: %s", exc)
+
+    async def _watch(self) -> None:
         paused_since: float | None = None
         while True:
             try:

@@ -270,6 +270,14 @@ def owner_alive(labels: dict[str, str]) -> bool:
     pid_text = labels.get(LABEL_OWNER_PID, "")
     if not pid_text.isdigit():
         return False
+    if not os.path.isdir("/proc/self"):  # no /proc (macOS): existence is all we can check
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
     started = process_start_time(int(pid_text))
     if started is None:
         return False

@@ -23,9 +23,10 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from typing import TYPE_CHECKING, Any
 
-from pygent.errors import SandboxError
+from pygent.errors import RuntimeUnavailable, SandboxError
 from pygent.runtime.docker_engine import import_docker
 
 if TYPE_CHECKING:
@@ -117,7 +118,10 @@ class _ReaderHook:
 class _DemuxProtocol(asyncio.Protocol):
     """Splits Docker's multiplexed stream frames into a stdout and a stderr reader."""
 
-    def __init__(self, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader) -> None:
+    def __init__(
+        self, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader, early: bytes = b""
+    ) -> None:
+        self._early = early  # read before the socket was handed over: goes first
         self.stdout = stdout
         self.stderr = stderr
         self._header = bytearray()
@@ -132,6 +136,9 @@ class _DemuxProtocol(asyncio.Protocol):
         flow = _FlowControl(transport)
         self.stdout.set_transport(flow.reader_hook(1))  # type: ignore[arg-type]
         self.stderr.set_transport(flow.reader_hook(2))  # type: ignore[arg-type]
+        if self._early:
+            early, self._early = self._early, b""
+            self.data_received(early)
 
     def data_received(self, data: bytes) -> None:
         pos, size = 0, len(data)
@@ -198,12 +205,18 @@ def _hijack_exec(api: Any, exec_id: str) -> tuple[socket.socket, bytes]:
         got = api.exec_start(exec_id, socket=True)
         raw_sock = getattr(got, "_sock", got)
         return raw_sock.dup(), b""
+    if isinstance(raw_sock, ssl.SSLSocket):
+        res.close()
+        raise RuntimeUnavailable(
+            "a Docker engine reached over TLS is not supported for the sandbox shell",
+            hint="use the local socket (unset DOCKER_HOST) or an SSH tunnel to it",
+        )
     raw_sock.setblocking(False)
     early = b""
     with contextlib.suppress(OSError, ValueError):
         early = fp.peek(1 << 16) or b""
     sock = raw_sock.dup()  # ours alone: closing the HTTP response must not close it
-    with contextlib.suppress(Exception):  # best effort: the response is done with
+    with contextlib.suppress(OSError):  # best effort: only our dup of the socket matters
         res.close()
     return sock, early
 
@@ -260,17 +273,15 @@ class ExecStream:
         try:
             if sock.family == socket.AF_UNIX:
                 transport, protocol = await loop.create_unix_connection(
-                    lambda: _DemuxProtocol(stdout, stderr), sock=sock
+                    lambda: _DemuxProtocol(stdout, stderr, early), sock=sock
                 )
             else:
                 transport, protocol = await loop.create_connection(
-                    lambda: _DemuxProtocol(stdout, stderr), sock=sock
+                    lambda: _DemuxProtocol(stdout, stderr, early), sock=sock
                 )
         except BaseException:
             sock.close()
             raise
-        if early:
-            protocol.data_received(early)
         return cls(client, exec_id, transport, protocol)
 
     async def write(self, data: bytes) -> None:

@@ -6,11 +6,17 @@ synchronous upstream methods (``bash``, ``read_file``, ``write_file``,
 ``upload_file``, ``export_file``, ``cleanup``) and the async ``arun`` the agent
 core uses. The backend starts in the background as soon as the runtime is made, so
 a front end can show its prompt while the container comes up.
+
+While a command runs, a watchdog keeps free space and inodes on the workspace's file
+system: a command that fills the disk (``dd if=/dev/zero of=fill``, a million files) is
+stopped before the host, the session history and the editor run out of room.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import shutil
@@ -30,6 +36,20 @@ from pygent.settings import Settings, load_settings
 log = logging.getLogger(__name__)
 
 _live: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+#: Free space and inodes a command may not take from the workspace's file system
+#: (at most half of what is free when it starts, so a nearly full disk still works).
+DISK_RESERVE_BYTES = 1 << 30
+INODE_RESERVE = 50_000
+#: The watchdog's first look (most commands are over by then) and its period, seconds.
+DISK_CHECK_AFTER = 0.2
+DISK_CHECK_EVERY = 0.2
+
+
+def _free_space(path: Path) -> tuple[int, int | None]:
+    """(free bytes, free inodes or None when the file system does not count them)."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize, (st.f_favail if st.f_files else None)
 
 
 @atexit.register
@@ -145,6 +165,11 @@ class Runtime:
         return self.backend.kind
 
     @property
+    def temporary_workspace(self) -> bool:
+        """True when the workspace is a temporary folder removed by :meth:`cleanup`."""
+        return self._owns_workspace
+
+    @property
     def base_dir(self) -> Path:
         """The workspace folder on the host (upstream name)."""
         return self._base
@@ -163,10 +188,41 @@ class Runtime:
     # --- commands ----------------------------------------------------------------------
 
     async def _run(self, cmd: str, timeout: float | None, on_output: OutputCallback | None) -> CommandResult:
-        import asyncio
-
         await asyncio.wrap_future(self._started)
-        return await self.backend.run(cmd, timeout=timeout, on_output=on_output)
+        free, inodes = _free_space(self._base)
+        reserve = (min(DISK_RESERVE_BYTES, free // 2),
+                   None if inodes is None else min(INODE_RESERVE, inodes // 2))
+        task = asyncio.ensure_future(self.backend.run(cmd, timeout=timeout, on_output=on_output))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=DISK_CHECK_AFTER)
+            stopped = None if done else await self._watch_disk(task, reserve)
+        except asyncio.CancelledError:
+            task.cancel()  # cancelling the caller kills the command
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise
+        if stopped is None:
+            return task.result()
+        return CommandResult(cmd, None, stderr=stopped + "\n", note="stopped: disk nearly full")
+
+    async def _watch_disk(self, task: asyncio.Future[CommandResult],
+                          reserve: tuple[int, int | None]) -> str | None:
+        """Wait for ``task``; stop it when the workspace's disk runs low. Why, or None."""
+        min_bytes, min_inodes = reserve
+        while True:
+            free, inodes = _free_space(self._base)
+            low_space = free < min_bytes
+            if low_space or (min_inodes is not None and inodes is not None and inodes < min_inodes):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                what = (f"{free >> 20} MiB free" if low_space else f"{inodes} free inodes")
+                return (f"stopped: the disk holding the workspace is nearly full ({what}); the "
+                        "command was killed so the machine and this session keep working. "
+                        "Remove what it wrote (or free space) before running it again.")
+            done, _ = await asyncio.wait({task}, timeout=DISK_CHECK_EVERY)
+            if done:
+                return None
 
     def banned_reason(self, cmd: str) -> str | None:
         """Why ``cmd`` is refused by ``PYGENT_BANNED_COMMANDS``, or None (upstream check)."""
@@ -267,13 +323,9 @@ class Runtime:
 
     async def aclose(self) -> None:
         """Async form of :meth:`cleanup` for callers on an event loop."""
-        import asyncio
-
         await asyncio.to_thread(self.cleanup)
 
     async def _shutdown(self) -> None:
-        import asyncio
-
         if not self._started.done():
             self._started.cancel()
             await asyncio.sleep(0)  # let the cancelled start unwind before closing

@@ -2,23 +2,63 @@
 
 There is no isolation here, which is why the front ends ask before every command in
 local mode. What the host can still enforce is enforced: an allow-listed environment
-(no API keys), stdin from /dev/null, a process-group kill on timeout and cancel, and
-capped output.
+(no API keys, and none left readable in this process's ``/proc/PID/environ``), stdin
+from /dev/null, capped output, and a kill on timeout, cancel and close that reaches
+every process the commands started, including those that left the shell's session
+(``setsid``, double forks): each shell carries a random tag in its environment, which
+its descendants inherit. A tiny watcher process kills the tagged processes when this
+process dies, even by ``kill -9``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import secrets
 import shutil
 import signal
 import sys
 from pathlib import Path
 
 from pygent.runtime.base import CommandResult, OutputCallback
-from pygent.runtime.sandbox_env import sandbox_environment
+from pygent.runtime.sandbox_env import sandbox_environment, scrub_exec_environ
 from pygent.runtime.shell import PersistentShell
+
+log = logging.getLogger(__name__)
+
+#: The variable that tags every process a local backend's shell starts.
+TAG_VARIABLE = "PYGENT_SANDBOX_ID"
+
+#: The watcher: waits until the pipe on fd $2 reports end-of-file (Pygent closed it or
+#: died), then kills every process whose environment carries the tag ($1). Builtins,
+#: ``grep`` and ``kill`` only; it is not tagged itself.
+_WATCHER = (
+    'read _ <&"$2"; for _ in 1 2 3; do for d in /proc/[0-9]*; do '
+    'grep -qsaxzF "$1" "$d/environ" && kill -9 "${d#/proc/}" 2>/dev/null; done; done'
+)
+
+
+def tagged_processes(tag: str, exclude: int = -1) -> list[int]:
+    """PIDs whose exec-time environment contains ``TAG_VARIABLE=tag`` (Linux /proc scan).
+
+    The environment survives ``setsid``, double forks and re-parenting, unlike the
+    session and process group, so this finds what a command left behind anywhere.
+    """
+    needle = f"{TAG_VARIABLE}={tag}".encode()
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == exclude:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                data = fh.read()
+        except OSError:  # gone meanwhile, or another user's process
+            continue
+        if needle in data.split(b"\0"):
+            pids.append(int(entry.name))
+    return pids
 
 
 def _session_members(sid: int) -> list[int]:
@@ -42,14 +82,16 @@ def _session_members(sid: int) -> list[int]:
 class LocalShellTransport:
     """A shell subprocess in its own session, with pipes for stdin/stdout/stderr."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, tag: str = "") -> None:
         self._proc = proc
+        self._tag = tag
         assert proc.stdout is not None and proc.stderr is not None
         self.stdout: asyncio.StreamReader = proc.stdout
         self.stderr: asyncio.StreamReader = proc.stderr
 
     @classmethod
     async def spawn(cls, cwd: Path, env: dict[str, str]) -> LocalShellTransport:
+        """Start the shell in ``cwd``; ``env[TAG_VARIABLE]``, if set, tags its descendants."""
         shell = shutil.which("bash") or "/bin/sh"
         argv = [shell, "--noprofile", "--norc"] if shell.endswith("bash") else [shell]
         proc = await asyncio.create_subprocess_exec(
@@ -62,7 +104,7 @@ class LocalShellTransport:
             start_new_session=True,  # its own session: we can find and kill its children
             limit=1 << 20,
         )
-        return cls(proc)
+        return cls(proc, env.get(TAG_VARIABLE, ""))
 
     async def write(self, data: bytes) -> None:
         assert self._proc.stdin is not None
@@ -77,7 +119,9 @@ class LocalShellTransport:
         if sys.platform.startswith("linux"):
             # A few passes: a dying parent can fork once more between scan and kill.
             for _ in range(5):
-                members = _session_members(sid)
+                members = set(_session_members(sid))
+                if self._tag:  # processes that left the session (setsid, daemons)
+                    members.update(tagged_processes(self._tag, exclude=sid))
                 if not members:
                     break
                 for pid in members:
@@ -108,9 +152,16 @@ class LocalBackend:
                  output_limit: int = 64 * 1024 * 1024) -> None:
         self.workspace = workspace
         self._env = sandbox_environment(extra_env, host=True, home=str(workspace))
+        self.tag = secrets.token_hex(8)
+        self._env[TAG_VARIABLE] = self.tag
         self._shell = PersistentShell(
             self._spawn, initial_cwd=str(workspace), output_limit=output_limit
         )
+        self._watcher: asyncio.subprocess.Process | None = None
+        self._lifeline: int | None = None  # write end of the watcher's pipe
+        # A command can read its parent's /proc/PID/environ: take the secrets this
+        # process was started with out of it (os.environ keeps them for Pygent).
+        scrub_exec_environ()
 
     def describe(self) -> str:
         return "local"
@@ -119,7 +170,28 @@ class LocalBackend:
         return await LocalShellTransport.spawn(self.workspace, self._env)
 
     async def start(self) -> None:
+        if sys.platform.startswith("linux") and self._watcher is None:
+            await self._start_watcher()
         await self._shell.start()
+
+    async def _start_watcher(self) -> None:
+        """Start the process that kills this backend's leftovers if Pygent dies."""
+        read_end, write_end = os.pipe()  # both close-on-exec; the watcher gets read_end
+        try:
+            self._watcher = await asyncio.create_subprocess_exec(
+                "/bin/sh", "-c", _WATCHER, "pygent-watcher", f"{TAG_VARIABLE}={self.tag}", str(read_end),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL, pass_fds=(read_end,),
+                start_new_session=True,  # a Ctrl-C to Pygent's group must not stop it
+                env={"PATH": "/usr/bin:/bin"},
+            )
+        except OSError as exc:  # no /bin/sh: the close-time kill still works
+            log.warning("could not start the local clean-up watcher: %s", exc)
+            os.close(write_end)
+        else:
+            self._lifeline = write_end
+        finally:
+            os.close(read_end)
 
     async def run(self, cmd: str, *, timeout: float | None,
                   on_output: OutputCallback | None = None) -> CommandResult:
@@ -127,3 +199,17 @@ class LocalBackend:
 
     async def close(self) -> None:
         await self._shell.close()
+        if sys.platform.startswith("linux"):
+            # Background jobs and daemons the commands left (`server &`, `setsid x`).
+            for pid in tagged_processes(self.tag):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+        watcher, self._watcher = self._watcher, None
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+        if watcher is not None:
+            with contextlib.suppress(ProcessLookupError):
+                watcher.kill()  # nothing left for it to do
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(watcher.wait(), 5)

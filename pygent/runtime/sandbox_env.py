@@ -4,11 +4,23 @@ Anything given to a container at creation is readable by every process in it via
 ``/proc/1/environ``, and a local child inherits whatever it is given, so no host
 secret may be passed: only the variables named here plus those the user named
 explicitly (``-e NAME=value`` or ``env`` in settings).
+
+A local command also runs as the same user as Pygent and can read Pygent's own
+``/proc/PID/environ``, which shows the environment Pygent was *started* with, whatever
+``os.environ`` says later: :func:`scrub_exec_environ` blanks the secrets there.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
+import sys
+
+log = logging.getLogger(__name__)
+
+#: Variable names that hold secrets (the same rule as :mod:`pygent.redact`).
+SECRET_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "PASSWORD", "_PASS", "_CREDENTIALS")
 
 #: Host variables a local command may inherit (locale, path, terminal basics).
 HOST_ALLOWLIST = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME",
@@ -54,3 +66,44 @@ def sandbox_environment(
     env.update(NON_INTERACTIVE)
     env.update(extra or {})
     return env
+
+
+def is_secret_name(name: str) -> bool:
+    """True for variable names such as ``OPENAI_API_KEY`` or ``GITHUB_TOKEN``."""
+    return name.upper().endswith(SECRET_SUFFIXES)
+
+
+def scrub_exec_environ() -> int:
+    """Overwrite the values of secret variables in this process's start-up environment.
+
+    ``/proc/PID/environ`` reads the memory block the kernel filled at ``execve``; neither
+    ``del os.environ[...]`` nor ``unsetenv`` changes it, so a local command could read
+    the API key from its parent (ADVERSARIAL D3). The values are overwritten in place
+    with NUL bytes; ``os.environ`` (a copy made at start-up) keeps them for Pygent.
+    Linux only; returns how many values were blanked (0 when nothing could be done).
+    """
+    if not sys.platform.startswith("linux"):
+        return 0
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            fields = fh.read().rpartition(b")")[2].split()
+        # Fields 50 and 51 of /proc/PID/stat (env_start, env_end); index = field - 3.
+        start, end = int(fields[47]), int(fields[48])
+        with open("/proc/self/environ", "rb") as fh:
+            shown = fh.read()
+    except (OSError, IndexError, ValueError) as exc:
+        log.debug("cannot locate the start-up environment: %s", exc)
+        return 0
+    if end <= start or ctypes.string_at(start, end - start) != shown:
+        log.debug("the start-up environment is not where /proc says; not scrubbed")
+        return 0
+    blanked = 0
+    offset = 0
+    for entry in shown.split(b"\0"):
+        name, sep, value = entry.partition(b"=")
+        if sep and value.strip(b"\0") and is_secret_name(name.decode("latin-1")):
+            at = start + offset + len(name) + 1
+            ctypes.memset(at, 0, len(value))
+            blanked += 1
+        offset += len(entry) + 1
+    return blanked

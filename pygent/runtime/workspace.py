@@ -221,6 +221,17 @@ class Workspace:
         except (PathError, FileNotFoundError, NotADirectoryError):
             return None
 
+    def remove(self, path: str | os.PathLike[str]) -> None:
+        """Delete a file or a link (never what it points to, never a directory)."""
+        with self._parent(path) as (dir_fd, name, _):
+            try:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return
+            if stat.S_ISDIR(st.st_mode):
+                raise PathError(f"{os.fspath(path)!r} is a directory")
+            os.unlink(name, dir_fd=dir_fd)
+
     def exists(self, path: str | os.PathLike[str]) -> bool:
         return self.lstat(path) is not None
 

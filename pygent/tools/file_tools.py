@@ -2,20 +2,70 @@
 
 Every path goes through :class:`pygent.runtime.workspace.Workspace`, which refuses
 anything outside the workspace (``..``, absolute paths, links out, non-regular
-files). Reads are capped so a huge file cannot flood the model or the host memory.
+files). Reads are capped so a huge file cannot flood the model or the host memory,
+and so are writes.
+
+Writes carry a precondition (ADVERSARIAL A19): the tools remember each file as the
+agent last read or wrote it, and ``write_file`` refuses to overwrite a file that
+changed since (the user edited it in the editor, or a command did), so nobody's edit
+is lost; ``edit_file`` applies its exact-snippet edit to the current content and says
+that the file had changed.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import mimetypes
+import weakref
 
 from pygent.errors import ToolError
+from pygent.runtime.workspace import Workspace
 from pygent.tools.registry import ToolContext, ToolResult
 
 MAX_READ_BYTES = 256 * 1024
 MAX_READ_LINES = 2000
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
+#: The largest file content one write_file or edit_file call may write.
+MAX_WRITE_BYTES = 10 * 1024 * 1024
+
+# Per workspace: relative path -> (size, mtime_ns, sha256 or None) as the agent saw it.
+_Seen = dict[str, tuple[int, int, str | None]]
+_seen_by_workspace: weakref.WeakKeyDictionary[Workspace, _Seen] = weakref.WeakKeyDictionary()
+
+
+def _seen(ws: Workspace) -> _Seen:
+    return _seen_by_workspace.setdefault(ws, {})
+
+
+def _remember(ws: Workspace, path: str, data: bytes | None) -> None:
+    """Note ``path`` as the agent now knows it (``data``: its whole content, if known)."""
+    st = ws.lstat(path)
+    if st is not None:
+        digest = hashlib.sha256(data).hexdigest() if data is not None else None
+        _seen(ws)[ws.relpath(path)] = (st.st_size, st.st_mtime_ns, digest)
+
+
+def _changed_since_seen(ws: Workspace, path: str) -> bool:
+    """True when ``path`` differs from what the agent last read or wrote."""
+    known = _seen(ws).get(ws.relpath(path))
+    st = ws.lstat(path) if known is not None else None
+    if known is None or st is None:
+        return False  # never seen by the agent, or deleted since: nothing to lose
+    size, mtime, digest = known
+    if (st.st_size, st.st_mtime_ns) == (size, mtime):
+        return False
+    if digest is None or st.st_size > MAX_WRITE_BYTES:
+        return True
+    return hashlib.sha256(ws.read_bytes(path)).hexdigest() != digest
+
+
+def _check_size(data: bytes, path: str) -> None:
+    if len(data) > MAX_WRITE_BYTES:
+        raise ToolError(
+            f"refusing to write {len(data)} bytes to {path}: one call may write at most "
+            f"{MAX_WRITE_BYTES} bytes; generate large files with a command instead"
+        )
 
 PATH = {"type": "string", "description": "Path relative to the workspace."}
 READ_SCHEMA = {
@@ -67,6 +117,7 @@ async def read_file(ctx: ToolContext, path: str, start_line: int | None = None,
     lines = text.splitlines(keepends=True)
     last = min(end_line or len(lines), len(lines), first + MAX_READ_LINES - 1)
     chunk = "".join(lines[first - 1 : last])
+    _remember(ws, path, None if ranged or whole.truncated else whole.data)
     notes = []
     if whole.truncated:
         notes.append(f"[truncated: the file has {whole.size} bytes; use start_line/end_line to read further]")
@@ -82,9 +133,18 @@ async def download_file(ctx: ToolContext, path: str, start_line: int | None = No
 
 
 async def write_file(ctx: ToolContext, path: str, content: str) -> ToolResult:
-    """Create or replace a file with ``content``."""
-    rel = ctx.runtime.files.write(path, content.encode("utf-8"))
-    return ToolResult(True, f"Wrote {len(content.encode('utf-8'))} bytes to {rel}", data={"path": rel})
+    """Create or replace a file with ``content`` (refused if it changed since last read)."""
+    ws = ctx.runtime.files
+    data = content.encode("utf-8")
+    _check_size(data, path)
+    if _changed_since_seen(ws, path):
+        raise ToolError(
+            f"{path} changed since you last read it (edited in the editor or by a command); "
+            "it was not overwritten. Read it again and include those changes, or use edit_file"
+        )
+    rel = ws.write(path, data)
+    _remember(ws, rel, data)
+    return ToolResult(True, f"Wrote {len(data)} bytes to {rel}", data={"path": rel})
 
 
 def apply_edit(original: str, old_text: str, new_text: str, path: str) -> str:
@@ -111,10 +171,15 @@ def apply_edit(original: str, old_text: str, new_text: str, path: str) -> str:
 async def edit_file(ctx: ToolContext, path: str, old_text: str, new_text: str) -> ToolResult:
     """Replace an exact, unique snippet of a text file (BOM and line endings kept)."""
     ws = ctx.runtime.files
+    changed = _changed_since_seen(ws, path)
     original = _decode(ws.read_bytes(path), path)
-    updated = apply_edit(original, old_text, new_text, path)
-    rel = ws.write(path, updated.encode("utf-8"))
-    return ToolResult(True, f"Edited {rel}", data={"path": rel})
+    updated = apply_edit(original, old_text, new_text, path).encode("utf-8")
+    _check_size(updated, path)
+    rel = ws.write(path, updated)
+    _remember(ws, rel, updated)
+    note = (" (it had changed since you last read it: your edit was applied to the current "
+            "content; read it again before larger changes)") if changed else ""
+    return ToolResult(True, f"Edited {rel}{note}", data={"path": rel})
 
 
 async def read_image(ctx: ToolContext, path: str) -> ToolResult:

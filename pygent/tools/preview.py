@@ -7,7 +7,7 @@ from typing import Any
 
 from pygent.errors import PathError, ToolError
 from pygent.runtime.workspace import Workspace
-from pygent.tools.file_tools import apply_edit
+from pygent.tools.file_tools import MAX_WRITE_BYTES, apply_edit
 
 MAX_PREVIEW = 20_000
 
@@ -32,6 +32,9 @@ def preview(tool: str, args: dict[str, Any], ws: Workspace) -> str:
         if tool == "bash":
             return str(args.get("cmd", ""))
         path = str(args.get("path", ""))
+        big = max((len(v) for v in args.values() if isinstance(v, str)), default=0)
+        if big > MAX_WRITE_BYTES:  # diffing it would stall the turn; the call is refused
+            return f"({tool} {path}: {big} characters of arguments, over the write limit)"
         if tool == "write_file":
             return unified_diff(path, _current(ws, path), str(args.get("content", "")))
         if tool == "edit_file":

@@ -1,6 +1,14 @@
-"""The ``bash`` tool: run a command in the sandbox's persistent shell."""
+"""The ``bash`` tool: run a command in the sandbox's persistent shell.
+
+What the model gets back is plain text: terminal escape sequences (colours, cursor
+moves, OSC titles and links), bells and other control characters are removed, and a
+line redrawn with ``\\r`` (a progress bar, a spinner) keeps only its last state, so a
+command cannot fill the context with control codes or hide text from the reader.
+"""
 
 from __future__ import annotations
+
+import re
 
 from pygent.tools.registry import ToolContext, ToolResult
 
@@ -16,6 +24,29 @@ BASH_SCHEMA = {
     "required": ["cmd"],
 }
 
+# OSC (ESC ] ... BEL or ESC \), DCS/SOS/PM/APC strings, CSI sequences, other ESC pairs,
+# and the 8-bit CSI/OSC forms.
+_ESCAPES = re.compile(
+    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
+    r"|\x1b\[[0-?]*[ -/]*[@-~]?"
+    r"|\x9b[0-?]*[ -/]*[@-~]?"
+    r"|\x1b[ -/]*[0-~]?"
+)
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_output(text: str) -> str:
+    """``text`` as a terminal would leave it, without escape sequences or control codes."""
+    if "\x1b" in text or "\x9b" in text:
+        text = _ESCAPES.sub("", text)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        # A trailing \r only moves the cursor; text before another \r is overwritten.
+        text = "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] if "\r" in line else line
+                         for line in text.split("\n"))
+    return _CONTROLS.sub("", text)
+
 
 async def bash(ctx: ToolContext, cmd: str, timeout: int | None = None) -> ToolResult:
     """Run ``cmd`` in the workspace; ``cd``/``export`` persist between calls."""
@@ -24,7 +55,7 @@ async def bash(ctx: ToolContext, cmd: str, timeout: int | None = None) -> ToolRe
     result = await ctx.runtime.arun(cmd, timeout=seconds, on_output=ctx.on_output)
     return ToolResult(
         ok=result.ok,
-        content=result.format(),
+        content=clean_output(result.format()),
         data={"exit_code": result.exit_code, "timed_out": result.timed_out,
               "truncated": result.truncated},
     )

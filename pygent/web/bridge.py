@@ -459,8 +459,12 @@ class Bridge:
         self._post_sessions()
 
     async def _cancel(self, page: PagePort, message: dict[str, Any]) -> None:
+        # Only the turn is cancelled: its pending approval withdraws itself as the
+        # cancellation reaches it. Answering that approval here as well would race the
+        # cancellation (Python 3.11's wait_for returns a result that arrives with a cancel
+        # and drops the cancel) and the turn would go on. Delegated tasks keep their
+        # approvals: they have their own Cancel in the task list.
         session_id = message["sessionId"]
-        self.broker.cancel_all(session_id)
         if self._live(session_id) is not None:
             self.service.cancel(session_id)
 

@@ -32,7 +32,7 @@ MANIFEST = STATIC / "BUILD.json"
 BUILD_COMMAND = ["node", "scripts/build.mjs", "--production"]
 #: What the extension's build reads (the extension's own sources are built too but not used).
 _COPY_DIRS = ("webview", "src", "scripts", "media")
-_COPY_FILES = ("package.json", "package-lock.json", "tsconfig.json")
+_COPY_FILES = ("package.json", "package-lock.json")
 OUTPUTS = ("chat.js", "chat.css")
 
 
@@ -75,9 +75,9 @@ def build(extension: Path = EXTENSION, static: Path = STATIC) -> dict[str, objec
         work.mkdir()
         for name in _COPY_DIRS:
             shutil.copytree(extension / name, work / name)
-        for name in _COPY_FILES:
-            if (extension / name).is_file():
-                shutil.copy2(extension / name, work / name)
+        for path in [*(extension / n for n in _COPY_FILES), *extension.glob("tsconfig*.json")]:
+            if path.is_file():
+                shutil.copy2(path, work / path.name)
         modules = extension / "node_modules"
         if modules.is_dir():
             (work / "node_modules").symlink_to(modules, target_is_directory=True)

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import hashlib
 import hmac
+import html
 import ipaddress
 import json
 import logging
@@ -129,9 +130,30 @@ async def _index(request: web.Request) -> web.Response:
             text="The chat page is not built: run `python -m pygent.web.build_static` "
                  "(needs Node), or install a released pygent.\n")
     version = hashlib.sha256(script).hexdigest()[:12]
-    html = page.decode("utf-8").replace("__PYGENT_VERSION__", version)
-    return web.Response(text=html, content_type="text/html", headers={
+    text = (page.decode("utf-8").replace("__PYGENT_VERSION__", version)
+            .replace("__PYGENT_BAR__", _bar(request)))
+    return web.Response(text=text, content_type="text/html", headers={
         "Cache-Control": "no-store", "Content-Security-Policy": CSP})
+
+
+def _bar(request: web.Request) -> str:
+    """The bar above the chat page: the folder, and the patch download when there is one.
+
+    Plain HTML, no script: the chat page itself has no download button (yet).
+    """
+    folder = request.app[BRIDGE].folder
+    parts = ['<nav class="ui-bar" aria-label="pygent ui">', '<span class="ui-name">pygent ui</span>']
+    if folder is None:
+        parts.append('<span class="ui-folder">no folder: each session works in a scratch sandbox</span>')
+    else:
+        shown = html.escape(str(folder))
+        href = html.escape(f"/download/changes.patch?token={request.app[CONFIG].token}")
+        parts.append(f'<span class="ui-folder" title="{shown}">{shown}</span>')
+        parts.append(f'<a class="ui-download" href="{href}" target="_blank" rel="noopener" '
+                     'title="The changes of the session shown, as a patch for git apply or patch -p1">'
+                     "Download changes (.patch)</a>")
+    parts.append("</nav>")
+    return "".join(parts)
 
 
 async def _static_file(request: web.Request) -> web.Response:
@@ -157,6 +179,10 @@ async def _download_patch(request: web.Request) -> web.Response:
     name, text = found
     return web.Response(text=text, content_type="text/x-diff", headers={
         "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+
+
+async def _no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204)
 
 
 class _Page:
@@ -266,6 +292,7 @@ def create_app(settings: Settings, *, token: str, folder: Path | None = None,
     app.router.add_get("/ws", _websocket)
     app.router.add_get("/static/{name}", _static_file)
     app.router.add_get("/download/changes.patch", _download_patch)
+    app.router.add_get("/favicon.ico", _no_icon)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)

@@ -22,15 +22,20 @@ IMAGE = "pygent-busybox:latest"
 
 
 class PrivateDaemon:
-    """A second dockerd with its own socket, data and state, so restarting it
-    disturbs no other test or user of the machine's engine."""
+    """A second dockerd with its own socket, data, state and network namespace, so
+    restarting it disturbs no other test or user of the machine's engine."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.proc: subprocess.Popen[bytes] | None = None
         self.socket = root / "docker.sock"
         self.host = f"unix://{self.socket}"
+        # Its own network namespace: dockerd with --bridge=none deletes the host's
+        # docker0 bridge, which the shared engine needs.
         self.argv = [
+            "unshare",
+            "--net",
+            "--",
             "dockerd",
             f"--host={self.host}",
             f"--data-root={root / 'data'}",
@@ -76,8 +81,8 @@ class PrivateDaemon:
 
 @pytest.fixture()
 def daemon(monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateDaemon]:
-    if os.getuid() != 0 or not shutil.which("dockerd"):
-        pytest.skip("a private dockerd needs root and dockerd")
+    if os.getuid() != 0 or not shutil.which("dockerd") or not shutil.which("unshare"):
+        pytest.skip("a private dockerd needs root, dockerd and unshare")
     have = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True)
     if have.returncode != 0:
         pytest.skip(f"{IMAGE} missing: run .ci/docker-setup.sh")

@@ -146,3 +146,52 @@ def test_reaper_removes_dead_owners_only_and_never_unlabelled(client) -> None:
 def test_owner_start_time_reads_proc() -> None:
     assert process_start_time(os.getpid()) == owner_labels()["pygent.owner_start"]
     assert process_start_time(_dead_pid()) is None
+
+
+_OWNER = """
+import asyncio, sys, tempfile
+from pathlib import Path
+from pygent.runtime.docker_backend import DockerBackend, DockerOptions
+
+async def main():
+    backend = DockerBackend(Path(tempfile.mkdtemp()), DockerOptions(image=sys.argv[1], pull=False))
+    await backend.start()
+    print(backend.container_id, flush=True)
+    if sys.argv[2] == "hang":
+        await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def _owner(mode: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _OWNER, TEST_IMAGE, mode],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def test_a_process_that_exits_without_close_removes_its_container(client) -> None:
+    import docker
+
+    proc, cid = _owner("exit")
+    assert proc.wait(60) == 0 and cid
+    with pytest.raises(docker.errors.NotFound):
+        client.api.inspect_container(cid)
+
+
+def test_a_killed_owner_leaves_a_container_the_reaper_removes(client) -> None:
+    import docker
+
+    proc, cid = _owner("hang")
+    proc.kill()
+    proc.wait(10)
+    assert client.api.inspect_container(cid)["State"]["Running"]
+    reap_orphans(client)
+    with pytest.raises(docker.errors.NotFound):
+        client.api.inspect_container(cid)

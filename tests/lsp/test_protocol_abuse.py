@@ -136,3 +136,67 @@ def test_protocol_names_are_documented() -> None:
         text = ts.read_text()
         for method in (*p.REQUESTS, p.SESSION_UPDATE, p.REQUEST_PERMISSION):
             assert f'"{method}"' in text or f"'{method}'" in text, method
+
+
+def test_server_exits_when_the_editor_process_dies(raw) -> None:
+    import subprocess as sp
+
+    editor = sp.Popen(["sleep", "1"])
+    c = raw()
+    c.send(
+        {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {"processId": editor.pid, "capabilities": {}},
+        }
+    )
+    assert "result" in c.reply_to(0)
+    editor.wait()
+    assert c.wait(15) == 0, "stdin is still open, but the editor is gone"
+
+
+def test_pipelined_flood_is_all_answered(raw) -> None:
+    c = raw()
+    c.initialize()
+    count = 3000
+    frames = b"".join(
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        for body in (
+            json.dumps({"jsonrpc": "2.0", "id": i, "method": p.SESSION_LIST, "params": {}}).encode()
+            for i in range(1, count + 1)
+        )
+    )
+    c.send_bytes(frames)
+    seen = set()
+    while len(seen) < count:
+        msg = c.recv(timeout=30)
+        assert "result" in msg, msg
+        seen.add(msg["id"])
+    assert seen == set(range(1, count + 1))
+
+
+def test_documented_examples_match_the_types() -> None:
+    """Every JSON example in docs/protocol.md structures with its declared type."""
+    import re
+
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    blocks = [
+        json.loads(b) for b in re.findall(r"```json\n(.*?)\n```", doc, re.S) if '"..."' not in b
+    ]
+    methods: dict[object, str] = {}
+    checked = 0
+    for block in blocks:
+        method = block.get("method")
+        if method in p.SIGNATURES and "params" in block:
+            p.structure(block["params"], p.SIGNATURES[method][0])
+            methods[block.get("id")] = method
+            checked += 1
+        elif method == "workspace/executeCommand":
+            command = block["params"]["command"]
+            p.structure(block["params"]["arguments"][0], p.SIGNATURES[p.COMMANDS[command]][0])
+            checked += 1
+        elif "result" in block and methods.get(block["id"]) in p.SIGNATURES:
+            p.structure(block["result"], p.SIGNATURES[methods[block["id"]]][1])
+            checked += 1
+    assert checked >= 30

@@ -356,3 +356,115 @@ async def test_execute_command_flow(start_client, openai_server) -> None:
         )
     )
     assert closed == {"closed": True}
+
+
+async def test_resume_a_saved_session(start_client, openai_server) -> None:
+    openai_server.add_text("first answer")
+    openai_server.add_text("second answer")
+    client, _updates = await start_client()
+    sid = (await request(client, p.SESSION_NEW, {"runtime": "local", "title": "remember me"}))[
+        "sessionId"
+    ]
+    await request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "first question"})
+    assert await request(client, p.SESSION_CLOSE, {"sessionId": sid}) == {"closed": True}
+    saved = await request(client, p.SESSION_LIST, {"includeSaved": True})
+    entry = next(s for s in saved["sessions"] if s["sessionId"] == sid)
+    assert entry["live"] is False and entry["title"] == "remember me" and entry["messageCount"] >= 2
+    resumed = await request(client, p.SESSION_RESUME, {"sessionId": sid, "runtime": "local"})
+    assert resumed["sessionId"] == sid and resumed["live"] is True and resumed["messageCount"] >= 2
+    result = await request(
+        client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "second question"}
+    )
+    assert result["text"] == "second answer"
+    contents = [m.get("content") for m in openai_server.chat_requests[-1].body["messages"]]
+    assert "first question" in contents and "first answer" in contents
+    settings = await request(
+        client, p.SESSION_SETTINGS, {"sessionId": sid, "approvalMode": "confirm"}
+    )
+    assert settings["approvalMode"] == "confirm"
+    with pytest.raises(Exception) as info:
+        await request(client, p.SESSION_RESUME, {"sessionId": "19990101-000000-abcdef"})
+    assert getattr(info.value, "code", None) == p.SESSION_NOT_FOUND
+
+
+def test_tcp_mode(tmp_path: Path, openai_server) -> None:
+    import socket
+    import subprocess
+
+    from tests.lsp.conftest import SERVER_COMMAND, server_env
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [*SERVER_COMMAND[:-1], "--tcp", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(
+        cmd, env=server_env(tmp_path / "tcp", openai_server), cwd=tmp_path, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the TCP server did not start"
+                time.sleep(0.1)
+        with conn:
+            body = b'{"jsonrpc":"2.0","id":1,"method":"pygent/session/list"}'
+            conn.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            conn.settimeout(10)
+            data = b""
+            while b'"sessions"' not in data:
+                data += conn.recv(65536)
+            assert b'"result": {"sessions": []}' in data
+        assert proc.wait(15) == 0, "the server exits once its client disconnects"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+async def test_allow_always_with_a_pattern(start_client, openai_server) -> None:
+    openai_server.add_tool_call("bash", {"cmd": "echo one"})
+    openai_server.add_tool_call("bash", {"cmd": "echo two"})
+    openai_server.add_tool_call("bash", {"cmd": "ls"})
+    openai_server.add_text("done")
+    seen: list[dict[str, Any]] = []
+    answers = [{"optionId": "allow_always", "pattern": "echo *"}, {"optionId": "reject_once"}]
+
+    def setup(client: Any) -> None:
+        client.feature(p.REQUEST_PERMISSION)(permission_handler(answers, seen))
+
+    client, updates = await start_client(setup)
+    sid = (await request(client, p.SESSION_NEW, {"runtime": "local"}))["sessionId"]
+    await request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "go"})
+    # "echo two" matched the user's pattern and ran without asking; "ls" asked.
+    assert [s["toolCall"]["preview"] for s in seen] == ["echo one", "ls"]
+    statuses = [u["status"] for u in updates.of(sid, "tool_call_finished")]
+    assert statuses == ["completed", "completed", "denied"]
+
+
+async def test_cancel_request_on_execute_command_cancels_the_turn(
+    start_client, openai_server
+) -> None:
+    marker = "34.5678"
+    openai_server.add_tool_call("bash", {"cmd": f"sleep {marker}"})
+    client, updates = await start_client()
+    sid = (await request(client, p.SESSION_NEW, {"runtime": "local", "approvalMode": "never"}))[
+        "sessionId"
+    ]
+    future = client.protocol.send_request(
+        types.WORKSPACE_EXECUTE_COMMAND,
+        types.ExecuteCommandParams(
+            command="pygent.session.prompt", arguments=[{"sessionId": sid, "prompt": "w"}]
+        ),
+    )
+    await updates.wait_for(lambda u: u["update"]["type"] == "tool_call_started")
+    msg_id = next(k for k, f in client.protocol._request_futures.items() if f is future)
+    client.protocol.notify("$/cancelRequest", types.CancelParams(id=msg_id))
+    with pytest.raises(Exception) as info:
+        await asyncio.wait_for(asyncio.wrap_future(future), 10)
+    assert "cancel" in str(info.value).lower()
+    ended = await updates.wait_for(lambda u: u["update"]["type"] == "turn_ended")
+    assert ended["update"]["stopReason"] == "cancelled"
+    await asyncio.sleep(0.3)
+    assert not _sleepers(marker)

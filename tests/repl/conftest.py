@@ -21,7 +21,7 @@ import pytest
 
 from tests.openai_server import ScriptedOpenAIServer
 
-TIMEOUT = 15.0
+TIMEOUT = 20.0
 PROMPT = "vc> "
 _CODES = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f]"

@@ -49,7 +49,7 @@ if (args.has('--tests')) {
     ...common,
     sourcemap: 'inline',
     minify: false,
-    entryPoints: [...testFiles('test/unit'), ...testFiles('test/browser')],
+    entryPoints: [...testFiles('test/unit'), ...testFiles('test/browser'), ...testFiles('test/integration')],
     outdir: 'out/test',
     outbase: 'test',
     platform: 'node',

@@ -9,9 +9,8 @@ import { ChatController } from './chat/controller';
 import { CHAT_VIEW_ID, ChatViewProvider } from './chat/chatView';
 import { DIFF_SCHEME, MemoryDocuments, VsCodeEditorPort } from './chat/editorPort';
 import { ApiKeyStore, validateApiKey } from './common/apiKey';
-import { languageClientFactory } from './common/languageClient';
 import { createLogger, describeError } from './common/logging';
-import { type Launch, ServerManager } from './common/server';
+import { type ClientFactory, type Launch, ServerManager } from './common/server';
 import {
   RESTART_SETTINGS,
   SECTION,
@@ -42,7 +41,12 @@ export interface ExtensionApi {
   server: ServerManager;
 }
 
-export async function activateExtension(context: vscode.ExtensionContext): Promise<ExtensionApi> {
+export interface ActivationOptions {
+  /** Replaces the real language client (unit tests run without VS Code's runtime). */
+  clientFactory?: ClientFactory;
+}
+
+export async function activateExtension(context: vscode.ExtensionContext, options: ActivationOptions = {}): Promise<ExtensionApi> {
   const channel = api.createLogOutputChannel('Pygent');
   const log = createLogger(channel);
   const version = String((context.extension.packageJSON as { version?: unknown }).version ?? '0.0.0');
@@ -57,7 +61,9 @@ export async function activateExtension(context: vscode.ExtensionContext): Promi
     for (const warning of warnings) log.warn(warning);
     return { command, env, cwd: api.workspaceFolders()[0]?.uri.fsPath };
   };
-  const server = new ServerManager(languageClientFactory(channel, version), resolveLaunch, log);
+  // Loaded on demand: vscode-languageclient is large and the unit tests' fake lacks its API.
+  const factory = options.clientFactory ?? (await import('./common/languageClient')).languageClientFactory(channel, version);
+  const server = new ServerManager(factory, resolveLaunch, log);
 
   const runAction = (action: HostAction): void => {
     switch (action) {

@@ -270,6 +270,8 @@ export interface FileChange {
   diff: string;
   binary: boolean;
   conflict: boolean;
+  /** Why this path can run code (e.g. a git hook); `paths: null` skips it: apply it by name. */
+  protected: string | null;
 }
 
 export interface ChangeSet {

@@ -258,6 +258,7 @@ const fileChange = object<FileChange>({
   diff: text,
   binary: withDefault(bool, false),
   conflict: withDefault(bool, false),
+  protected: nullable(str),
 });
 
 const approvalView = object<ApprovalView>({

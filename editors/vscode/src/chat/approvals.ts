@@ -49,13 +49,18 @@ export class ApprovalBroker {
     });
   }
 
-  /** The user's answer; false when the approval is no longer pending or the option was not offered. */
-  answer(id: string, optionId: PermissionOptionId, message: string | null): boolean {
+  /**
+   * The user's answer: `answered`, `gone` (no longer pending: answered elsewhere, timed
+   * out) or `refused` (an option the server did not offer; the request stays open).
+   */
+  answer(id: string, optionId: PermissionOptionId, message: string | null): 'answered' | 'gone' | 'refused' {
     const entry = this.pending.get(id);
-    if (!entry || !entry.params.options.some((o) => o.optionId === optionId)) return false;
+    if (!entry) return 'gone';
+    if (!entry.params.options.some((o) => o.optionId === optionId)) return 'refused';
     const result: RequestPermissionResult = { optionId };
     if (message) result.message = message;
-    return this.finish(id, result, optionId);
+    this.finish(id, result, optionId);
+    return 'answered';
   }
 
   /** The server resolved the call itself (timeout, cancel): drop its card. */

@@ -211,11 +211,12 @@ export class ChatController {
       case 'selectSession':
         await this.selectSession(message.sessionId);
         return;
-      case 'answerApproval':
-        if (!this.approvals.answer(message.id, message.optionId, message.message)) {
-          this.post({ type: 'approvalClosed', id: message.id, outcome: 'expired' });
-        }
+      case 'answerApproval': {
+        const outcome = this.approvals.answer(message.id, message.optionId, message.message);
+        if (outcome === 'gone') this.post({ type: 'approvalClosed', id: message.id, outcome: 'expired' });
+        if (outcome === 'refused') this.toast('warning', 'That answer is not offered for this request.');
         return;
+      }
       case 'openApprovalDiff':
         await this.openApprovalDiff(message.id);
         return;

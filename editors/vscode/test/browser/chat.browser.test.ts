@@ -150,8 +150,8 @@ describe('chat page in Chromium', () => {
       sessionId: SID,
       syncMode: 'copy',
       changes: [
-        { path: 'hello.py', status: 'added', diff: '--- a/hello.py\n+++ b/hello.py\n@@ -0,0 +1 @@\n+print("hello")\n', binary: false, conflict: false },
-        { path: 'README.md', status: 'modified', diff: '--- a/README.md\n+++ b/README.md\n@@ -1 +1,2 @@\n # Project\n+Run `python hello.py`.\n', binary: false, conflict: false },
+        { path: 'hello.py', status: 'added', diff: '--- a/hello.py\n+++ b/hello.py\n@@ -0,0 +1 @@\n+print("hello")\n', binary: false, conflict: false, protected: null },
+        { path: 'README.md', status: 'modified', diff: '--- a/README.md\n+++ b/README.md\n@@ -1 +1,2 @@\n # Project\n+Run `python hello.py`.\n', binary: false, conflict: false, protected: null },
       ],
     });
     await post(event({ type: 'message_delta', taskId: null, text: 'Done: `hello.py` prints *hello*.' }));

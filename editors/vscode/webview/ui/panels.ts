@@ -153,6 +153,9 @@ export class PanelsView {
         actions,
       ),
       change.conflict ? h('div', { class: 'row-meta warn', text: 'Also changed in the editor since the last sync' }) : null,
+      change.protected
+        ? h('div', { class: 'row-meta warn', text: `Can run code (${change.protected}). Review it; "Apply all" skips it.` })
+        : null,
       preview,
     );
   }

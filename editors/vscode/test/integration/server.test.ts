@@ -1,0 +1,147 @@
+/**
+ * The chat controller against the real `pygent lsp` and the scripted model: a turn
+ * with command and write approvals, streamed output, the change set, applying it
+ * through `workspace/applyEdit`, and cancelling a running command.
+ */
+
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ChatController } from '../../src/chat/controller';
+import type { HostMessage } from '../../webview/messages';
+import type { SessionUpdate } from '../../src/protocol';
+import { defaultSettings, FakeEditor, FakeView, silentLogger } from '../unit/fakes';
+import { type RealServer, type ScriptedModel, scratch, startPygentLsp, startScriptedModel } from './realServer';
+
+/** A page that approves every request, as a user clicking "Allow" would. */
+class ApprovingView extends FakeView {
+  controller: ChatController | undefined;
+  override post(message: HostMessage): void {
+    super.post(message);
+    if (message.type === 'approval') {
+      setTimeout(() => void this.controller?.handle({ type: 'answerApproval', id: message.approval.id, optionId: 'allow_once', message: null }), 10);
+    }
+  }
+  events(): SessionUpdate[] {
+    return this.of('event').map((m) => m.event);
+  }
+}
+
+async function until(what: string, fn: () => boolean, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('controller + real pygent lsp', { timeout: 120_000 }, () => {
+  const tmp = scratch('pygent-vscode-it-');
+  const folder = join(tmp.dir, 'project');
+  let model: ScriptedModel;
+  let server: RealServer;
+  let view: ApprovingView;
+  let controller: ChatController;
+  let editor: FakeEditor;
+
+  before(async () => {
+    mkdirSync(folder);
+    writeFileSync(join(folder, 'README.md'), '# Project\n');
+    model = await startScriptedModel(tmp.dir);
+    server = await startPygentLsp({ folder, model, dataHome: join(tmp.dir, 'data') });
+    editor = new FakeEditor();
+    editor.folders = [{ name: 'project', uri: `file://${folder}`, fsPath: folder }];
+    editor.readFile = async (p) => (existsSync(p) ? readFileSync(p, 'utf8') : undefined);
+    view = new ApprovingView();
+    controller = new ChatController({
+      server,
+      editor,
+      settings: () => ({ ...defaultSettings, runtime: 'local', model: 'test-model' }),
+      hasApiKey: () => true,
+      runAction: () => undefined,
+      showChat: () => undefined,
+      log: silentLogger,
+      hostName: 'test',
+    });
+    view.controller = controller;
+    controller.attachView(view);
+  });
+
+  after(async () => {
+    await server?.shutdown();
+    model?.stop();
+    tmp.remove();
+  });
+
+  it('runs a turn with approvals and streamed output, then applies the change set', async () => {
+    await model.add([
+      { text: 'Let me look first.', tool_call: { name: 'bash', arguments: { cmd: 'echo hello from the sandbox' } } },
+      { tool_call: { name: 'write_file', arguments: { path: 'hello.py', content: 'print("hello")\n' } } },
+      { text: 'I wrote **hello.py**.' },
+    ]);
+    await controller.handle({ type: 'prompt', sessionId: null, text: 'write hello.py' });
+
+    const events = view.events();
+    const types = events.map((e) => e.type);
+    assert.equal(types[0], 'turn_started');
+    assert.ok(types.includes('message_delta'));
+    const proposed = events.filter((e) => e.type === 'tool_call_proposed');
+    assert.deepEqual(proposed.map((e) => e.type === 'tool_call_proposed' && e.tool), ['bash', 'write_file']);
+    const writePreview = proposed[1]?.type === 'tool_call_proposed' ? proposed[1].preview : '';
+    assert.match(writePreview, /\+print\("hello"\)/);
+    const approvals = view.of('approval').map((m) => m.approval);
+    assert.deepEqual(approvals.map((a) => [a.tool, a.previewKind]), [['bash', 'command'], ['write_file', 'diff']]);
+    assert.equal(view.of('approvalClosed').length, 2);
+    const output = events.filter((e) => e.type === 'tool_output').map((e) => (e.type === 'tool_output' ? e.text : '')).join('');
+    assert.match(output, /hello from the sandbox/);
+    const ended = events.find((e) => e.type === 'turn_ended');
+    assert.equal(ended?.type === 'turn_ended' && ended.stopReason, 'end_turn');
+    assert.ok(events.every((e, i) => i === 0 || e.type !== 'turn_started'), 'one turn');
+
+    // The agent wrote in its sandbox copy only; the change set comes back for review.
+    assert.equal(existsSync(join(folder, 'hello.py')), false);
+    await until('the change set', () => (view.lastOf('changes')?.changes.length ?? 0) > 0);
+    const change = view.lastOf('changes')?.changes[0];
+    assert.equal(change?.path, 'hello.py');
+    assert.equal(change?.status, 'added');
+
+    await controller.handle({ type: 'openChange', sessionId: controller.sessions.activeId ?? '', path: 'hello.py' });
+    assert.equal(editor.diffs.length, 1);
+
+    await controller.handle({ type: 'applyChanges', sessionId: controller.sessions.activeId ?? '', paths: null });
+    assert.equal(readFileSync(join(folder, 'hello.py'), 'utf8'), 'print("hello")\n');
+    assert.match(view.lastOf('toast')?.text ?? '', /Applied 1 change/);
+    await until('an empty change set', () => view.lastOf('changes')?.changes.length === 0);
+  });
+
+  it('cancels a running command', async () => {
+    await model.add([{ tool_call: { name: 'bash', arguments: { cmd: 'echo started; sleep 30' } } }, { text: 'unused' }]);
+    const before = view.events().length;
+    const turn = controller.handle({ type: 'prompt', sessionId: controller.sessions.activeId, text: 'wait a while' });
+    await until('the command to start', () => view.events().slice(before).some((e) => e.type === 'tool_call_started')).catch((err: Error) => {
+      throw new Error(`${err.message}; saw ${JSON.stringify(view.events().slice(before))}`);
+    });
+    const started = Date.now();
+    await controller.handle({ type: 'cancel', sessionId: controller.sessions.activeId ?? '' });
+    await turn;
+    assert.ok(Date.now() - started < 10_000, 'the turn ends promptly');
+    const ended = view.events().slice(before).find((e) => e.type === 'turn_ended');
+    assert.equal(ended?.type === 'turn_ended' && ended.stopReason, 'cancelled');
+    assert.equal(controller.status().busy, false);
+  });
+
+  it(
+    "streams a running command's output before it finishes",
+    { todo: 'the local runtime hands over output when the command ends (seen with pygent/runtime/shell.py)' },
+    async () => {
+      await model.add([{ tool_call: { name: 'bash', arguments: { cmd: 'echo early; sleep 3; echo late' } } }, { text: 'ok' }]);
+      const before = view.events().length;
+      await controller.handle({ type: 'prompt', sessionId: controller.sessions.activeId, text: 'stream' });
+      const after = view.events().slice(before);
+      const early = after.findIndex((e) => e.type === 'tool_output' && e.text.includes('early') && !e.text.includes('late'));
+      const finished = after.findIndex((e) => e.type === 'tool_call_finished');
+      assert.ok(early >= 0 && early < finished, 'the first line arrives on its own, before the call finishes');
+    },
+  );
+});

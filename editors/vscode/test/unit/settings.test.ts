@@ -1,0 +1,90 @@
+/** Settings: reading them, the server command, the server environment. */
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import {
+  findOnPath,
+  NotInstalledError,
+  type PygentSettings,
+  readSettings,
+  resolveServerCommand,
+  serverEnvironment,
+} from '../../src/common/settings';
+
+function config(values: Record<string, unknown>) {
+  return { get: <T>(key: string) => values[key] as T | undefined };
+}
+
+const base: PygentSettings = readSettings(config({}));
+
+describe('readSettings', () => {
+  it('has safe defaults', () => {
+    assert.deepEqual(base, { serverPath: '', pythonPath: '', model: '', baseUrl: '', runtime: 'auto', approvalMode: 'auto', env: {} });
+  });
+
+  it('ignores values of the wrong type or outside the vocabulary', () => {
+    const s = readSettings(config({ runtime: 'kubernetes', approvalMode: 'api', model: 42, env: { A: '1', B: 2, C: { no: 1 } }, serverPath: '  /opt/pygent  ' }));
+    assert.equal(s.runtime, 'auto');
+    assert.equal(s.approvalMode, 'auto', '"api" is for the Python API, not the editor');
+    assert.equal(s.model, '');
+    assert.deepEqual(s.env, { A: '1', B: '2' });
+    assert.equal(s.serverPath, '/opt/pygent');
+  });
+});
+
+describe('resolveServerCommand', () => {
+  const exists = (files: string[]) => (f: string) => files.includes(f);
+
+  it('prefers serverPath, then pythonPath, then PATH', () => {
+    const env = { PATH: '/usr/bin:/home/me/.local/bin', HOME: '/home/me' };
+    assert.deepEqual(resolveServerCommand({ ...base, serverPath: '~/bin/pygent', pythonPath: '/usr/bin/python3' }, env, exists(['/home/me/bin/pygent']), 'linux'), {
+      command: '/home/me/bin/pygent',
+      args: ['lsp'],
+      source: 'serverPath',
+    });
+    assert.deepEqual(resolveServerCommand({ ...base, pythonPath: 'python3' }, env, exists(['/usr/bin/python3']), 'linux'), {
+      command: '/usr/bin/python3',
+      args: ['-m', 'pygent', 'lsp'],
+      source: 'pythonPath',
+    });
+    assert.deepEqual(resolveServerCommand(base, env, exists(['/home/me/.local/bin/pygent']), 'linux'), {
+      command: '/home/me/.local/bin/pygent',
+      args: ['lsp'],
+      source: 'PATH',
+    });
+  });
+
+  it('says what to do when nothing is found', () => {
+    assert.throws(() => resolveServerCommand(base, { PATH: '/usr/bin' }, () => false, 'linux'), (err: Error) => err instanceof NotInstalledError && /pip install pygent/.test(err.message));
+    assert.throws(() => resolveServerCommand({ ...base, serverPath: '/nope/pygent' }, {}, () => false, 'linux'), /pygent\.serverPath/);
+  });
+
+  it('finds Windows executables by extension, in PATH order', () => {
+    const wanted = join('C:\\b', 'pygent.exe');
+    assert.equal(findOnPath('pygent', 'C:\\a;C:\\b', 'win32', (f) => f === wanted), wanted);
+    assert.equal(findOnPath('pygent', '', 'linux', () => true), undefined);
+  });
+});
+
+describe('serverEnvironment', () => {
+  it('maps settings to variables and passes the key from SecretStorage', () => {
+    const { env, warnings } = serverEnvironment({ PATH: '/bin', OPENAI_API_KEY: 'inherited' }, { ...base, model: 'm', baseUrl: 'http://127.0.0.1:9/v1', runtime: 'docker', approvalMode: 'confirm', env: { DOCKER_HOST: 'unix:///d.sock' } }, 'sk-secret');
+    assert.equal(env.PATH, '/bin');
+    assert.equal(env.OPENAI_API_KEY, 'sk-secret');
+    assert.equal(env.PYGENT_MODEL, 'm');
+    assert.equal(env.OPENAI_BASE_URL, 'http://127.0.0.1:9/v1');
+    assert.equal(env.PYGENT_USE_DOCKER, '1');
+    assert.equal(env.PYGENT_APPROVAL_MODE, 'confirm');
+    assert.equal(env.DOCKER_HOST, 'unix:///d.sock');
+    assert.deepEqual(warnings, []);
+  });
+
+  it('never takes the key from settings', () => {
+    const { env, warnings } = serverEnvironment({}, { ...base, runtime: 'local', env: { OPENAI_API_KEY: 'from-settings-json', openai_api_key: 'x' } }, undefined);
+    assert.equal(env.OPENAI_API_KEY, undefined);
+    assert.equal(env.openai_api_key, undefined);
+    assert.equal(warnings.length, 2);
+    assert.equal(env.PYGENT_USE_DOCKER, '0');
+  });
+});

@@ -1,0 +1,106 @@
+/** The page's transcript model: how session events become items. */
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { SessionUpdate } from '../../src/protocol';
+import { applyEvent, emptyTranscript, initialState, MAX_OUTPUT_CHARS, reduce, type Transcript } from '../../webview/state';
+
+function run(events: SessionUpdate[]): Transcript {
+  const t = emptyTranscript();
+  for (const e of events) applyEvent(t, e);
+  return t;
+}
+
+const started: SessionUpdate = { type: 'turn_started', taskId: null, prompt: 'hi' };
+
+describe('transcript', () => {
+  it('streams deltas into one reply and lets message_done correct it', () => {
+    const t = run([
+      started,
+      { type: 'message_delta', taskId: null, text: 'Hel' },
+      { type: 'message_delta', taskId: null, text: 'lo' },
+    ]);
+    assert.equal(t.busy, true);
+    assert.deepEqual(t.items.map((i) => i.kind), ['user', 'assistant']);
+    const reply = t.items[1];
+    assert.ok(reply?.kind === 'assistant');
+    assert.equal(reply.text, 'Hello');
+    assert.equal(reply.streaming, true);
+    const rev = reply.rev;
+    applyEvent(t, { type: 'message_done', taskId: null, text: 'Hello!' });
+    assert.equal(reply.text, 'Hello!');
+    assert.equal(reply.streaming, false);
+    assert.ok(reply.rev > rev, 'a changed item gets a new revision');
+  });
+
+  it('follows a tool call from proposal to result', () => {
+    const t = run([
+      started,
+      { type: 'tool_call_proposed', taskId: null, callId: 'c', tool: 'bash', arguments: { cmd: 'ls' }, preview: 'ls' },
+      { type: 'permission', taskId: null, callId: 'c', state: 'pending', outcome: '' },
+    ]);
+    const tool = t.items[1];
+    assert.ok(tool?.kind === 'tool');
+    assert.equal(tool.status, 'waiting');
+    applyEvent(t, { type: 'tool_call_started', taskId: null, callId: 'c', tool: 'bash' });
+    applyEvent(t, { type: 'tool_output', taskId: null, callId: 'c', text: 'a\n', stream: 'stdout' });
+    applyEvent(t, { type: 'tool_output', taskId: null, callId: 'c', text: 'b\n', stream: 'stdout' });
+    assert.equal(tool.status, 'running');
+    applyEvent(t, { type: 'tool_call_finished', taskId: null, callId: 'c', tool: 'bash', ok: true, output: 'IGNORED', status: 'completed' });
+    assert.equal(tool.status, 'completed');
+    assert.equal(tool.output, 'a\nb\n', 'the streamed output is what the user saw');
+  });
+
+  it('keeps the tail of huge output', () => {
+    const t = run([started, { type: 'tool_call_proposed', taskId: null, callId: 'c', tool: 'bash', arguments: {}, preview: '' }]);
+    applyEvent(t, { type: 'tool_output', taskId: null, callId: 'c', text: 'x'.repeat(MAX_OUTPUT_CHARS), stream: 'stdout' });
+    applyEvent(t, { type: 'tool_output', taskId: null, callId: 'c', text: 'END', stream: 'stdout' });
+    const tool = t.items[1];
+    assert.ok(tool?.kind === 'tool');
+    assert.equal(tool.output.length, MAX_OUTPUT_CHARS);
+    assert.ok(tool.output.endsWith('END'));
+    assert.equal(tool.truncated, true);
+  });
+
+  it('leaves delegated tasks out of the conversation', () => {
+    const t = run([started, { type: 'message_delta', taskId: 't1', text: 'sub-agent chatter' }, { type: 'tool_call_proposed', taskId: 't1', callId: 'x', tool: 'bash', arguments: {}, preview: '' }]);
+    assert.deepEqual(t.items.map((i) => i.kind), ['user']);
+  });
+
+  it('marks unfinished calls cancelled and notes why a turn stopped', () => {
+    const t = run([
+      started,
+      { type: 'tool_call_proposed', taskId: null, callId: 'c', tool: 'bash', arguments: {}, preview: '' },
+      { type: 'tool_call_started', taskId: null, callId: 'c', tool: 'bash' },
+      { type: 'turn_ended', taskId: null, stopReason: 'cancelled', text: '', error: '' },
+    ]);
+    assert.equal(t.busy, false);
+    const tool = t.items[1];
+    assert.ok(tool?.kind === 'tool');
+    assert.equal(tool.status, 'cancelled');
+    assert.equal(t.items[2]?.kind, 'end');
+  });
+
+  it('shows the question of ask_user and no end marker for a normal end', () => {
+    const asked = run([started, { type: 'turn_ended', taskId: null, stopReason: 'ask_user', text: 'Which file?', error: '' }]);
+    assert.deepEqual(asked.items.map((i) => i.kind), ['user', 'assistant', 'end']);
+    const normal = run([started, { type: 'message_delta', taskId: null, text: 'Done.' }, { type: 'turn_ended', taskId: null, stopReason: 'end_turn', text: 'Done.', error: '' }]);
+    assert.deepEqual(normal.items.map((i) => i.kind), ['user', 'assistant']);
+  });
+});
+
+describe('reduce', () => {
+  it('switching sessions re-renders everything that belongs to a session', () => {
+    const state = initialState();
+    reduce(state, { type: 'sessions', sessions: [], activeSessionId: null });
+    const parts = reduce(state, { type: 'sessions', sessions: [], activeSessionId: 's2' });
+    assert.ok(parts.includes('transcript') && parts.includes('tasks') && parts.includes('changes'));
+  });
+
+  it('events of other sessions are kept but do not re-render', () => {
+    const state = initialState();
+    reduce(state, { type: 'sessions', sessions: [], activeSessionId: 'a' });
+    assert.deepEqual(reduce(state, { type: 'event', sessionId: 'b', event: started }), []);
+    assert.equal(state.transcripts.get('b')?.items.length, 1);
+  });
+});
