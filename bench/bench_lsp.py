@@ -58,16 +58,22 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         users = [m["content"] for m in body["messages"] if m.get("role") == "user"]
         match = re.fullmatch(r"stream (\w+) (\d+) ([\d.]+)", users[-1] if users else "")
-        tag, count, delay = (match.group(1), int(match.group(2)), float(match.group(3))) if match else ("x", 1, 0.0)
+        tag, count, delay = (
+            (match.group(1), int(match.group(2)), float(match.group(3))) if match else ("x", 1, 0.0)
+        )
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> None:
-            payload = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
-                       "model": body.get("model", "bench"),
-                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            payload = {
+                "id": "chatcmpl-bench",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": body.get("model", "bench"),
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
             data = f"data: {json.dumps(payload)}\n\n".encode()
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
@@ -142,28 +148,61 @@ async def run(quick: bool) -> dict[str, Any]:
     model = TokenServer()
     threading.Thread(target=model.serve_forever, daemon=True).start()
     base = Path(tempfile.mkdtemp(prefix="pygent-bench-lsp-"))
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "HOME": str(base),
-           "XDG_DATA_HOME": str(base / "data"), "OPENAI_BASE_URL": f"http://127.0.0.1:{model.server_address[1]}/v1",
-           "OPENAI_API_KEY": "sk-bench", "PYGENT_MODEL": "bench", "PYGENT_USE_DOCKER": "0"}
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT),
+        "HOME": str(base),
+        "XDG_DATA_HOME": str(base / "data"),
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{model.server_address[1]}/v1",
+        "OPENAI_API_KEY": "sk-bench",
+        "PYGENT_MODEL": "bench",
+        "PYGENT_USE_DOCKER": "0",
+    }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pygent", "lsp", "--stdio", "--log-level", "WARNING",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        env=env, cwd=base, limit=64 * 1024 * 1024)
+        sys.executable,
+        "-m",
+        "pygent",
+        "lsp",
+        "--stdio",
+        "--log-level",
+        "WARNING",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+        cwd=base,
+        limit=64 * 1024 * 1024,
+    )
     client = Client(proc)
     await client.request("initialize", {"capabilities": {}})
     client.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
-    sessions = [(await client.request("pygent/session/new", {"runtime": "local"}))["sessionId"] for _ in range(4)]
+    sessions = [
+        (await client.request("pygent/session/new", {"runtime": "local"}))["sessionId"]
+        for _ in range(4)
+    ]
 
     # 1. Token latency with one session streaming (10 ms between tokens).
     n_tokens = 100 if quick else 300
-    await client.request("pygent/session/prompt", {"sessionId": sessions[0], "prompt": f"stream solo {n_tokens} 0.01"})
-    solo = [(client.received[t] - s) * 1000 for t, s in model.sent.items() if t.startswith("solo-") and t in client.received]
+    await client.request(
+        "pygent/session/prompt",
+        {"sessionId": sessions[0], "prompt": f"stream solo {n_tokens} 0.01"},
+    )
+    solo = [
+        (client.received[t] - s) * 1000
+        for t, s in model.sent.items()
+        if t.startswith("solo-") and t in client.received
+    ]
 
     # 2. Four sessions stream while the client lists sessions.
     per = 600 if quick else 1500
-    prompts = [asyncio.ensure_future(client.request(
-        "pygent/session/prompt", {"sessionId": sid, "prompt": f"stream load{i} {per} 0.003"}))
-        for i, sid in enumerate(sessions)]
+    prompts = [
+        asyncio.ensure_future(
+            client.request(
+                "pygent/session/prompt", {"sessionId": sid, "prompt": f"stream load{i} {per} 0.003"}
+            )
+        )
+        for i, sid in enumerate(sessions)
+    ]
     await asyncio.sleep(0.5)
     list_ms: list[float] = []
     while not all(p.done() for p in prompts):
@@ -173,8 +212,11 @@ async def run(quick: bool) -> dict[str, Any]:
         assert len(result["sessions"]) == 4
         await asyncio.sleep(0.01)
     await asyncio.gather(*prompts)
-    loaded = [(client.received[t] - s) * 1000 for t, s in model.sent.items()
-              if t.startswith("load") and t in client.received]
+    loaded = [
+        (client.received[t] - s) * 1000
+        for t, s in model.sent.items()
+        if t.startswith("load") and t in client.received
+    ]
     missing = sum(1 for t in model.sent if t not in client.received)
 
     await client.request("shutdown", None)
@@ -184,8 +226,12 @@ async def run(quick: bool) -> dict[str, Any]:
     model.shutdown()
 
     def summary(values: list[float]) -> dict[str, float]:
-        return {"n": len(values), "p50_ms": round(statistics.median(values), 3),
-                "p99_ms": round(pct(values, 99), 3), "max_ms": round(max(values), 3)}
+        return {
+            "n": len(values),
+            "p50_ms": round(statistics.median(values), 3),
+            "p99_ms": round(pct(values, 99), 3),
+            "max_ms": round(max(values), 3),
+        }
 
     return {
         "session_list_while_4_stream": summary(list_ms),
@@ -193,9 +239,12 @@ async def run(quick: bool) -> dict[str, Any]:
         "token_to_notification_4_sessions": summary(loaded),
         "tokens_lost": missing,
         "tokens_per_session_under_load": per,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        },
     }
 
 
@@ -212,15 +261,15 @@ both ends). Sessions run on the local runtime.
 
 | measurement | n | p50 (ms) | p99 (ms) | max (ms) |
 |---|---:|---:|---:|---:|
-| `pygent/session/list` round trip while 4 sessions stream | {s['n']} | {s['p50_ms']} | {s['p99_ms']} | {s['max_ms']} |
-| token sent by the model server -> its `sessionUpdate` at the client, 1 session | {one['n']} | {one['p50_ms']} | {one['p99_ms']} | {one['max_ms']} |
-| the same with 4 sessions streaming ({results['tokens_per_session_under_load']} tokens each, 3 ms apart) | {four['n']} | {four['p50_ms']} | {four['p99_ms']} | {four['max_ms']} |
+| `pygent/session/list` round trip while 4 sessions stream | {s["n"]} | {s["p50_ms"]} | {s["p99_ms"]} | {s["max_ms"]} |
+| token sent by the model server -> its `sessionUpdate` at the client, 1 session | {one["n"]} | {one["p50_ms"]} | {one["p99_ms"]} | {one["max_ms"]} |
+| the same with 4 sessions streaming ({results["tokens_per_session_under_load"]} tokens each, 3 ms apart) | {four["n"]} | {four["p50_ms"]} | {four["p99_ms"]} | {four["max_ms"]} |
 
-Tokens lost: {results['tokens_lost']}. Each token is one `pygent/sessionUpdate` notification (no
+Tokens lost: {results["tokens_lost"]}. Each token is one `pygent/sessionUpdate` notification (no
 batching), sent from the server's event loop as soon as the agent sees it; requests are handled
 on the same loop between notifications, so a list request waits at most for the updates already
-queued. Machine: {m['platform']}, {m['cpus']} CPUs, Python {m['python']}; 1-minute load average
-{m['load_avg_1m']} at the end of the run (other work on the machine makes these figures noisier).
+queued. Machine: {m["platform"]}, {m["cpus"]} CPUs, Python {m["python"]}; 1-minute load average
+{m["load_avg_1m"]} at the end of the run (other work on the machine makes these figures noisier).
 Raw figures: `bench/results/lsp.json`.
 """
     text = PERF_DOC.read_text() if PERF_DOC.exists() else "# Performance\n"

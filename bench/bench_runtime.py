@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -184,6 +185,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await backend.close()
         await local.close()
     starts, closes = await bench_sessions(options, n_sessions, base)
+    shutil.rmtree(base, ignore_errors=True)
     rows = {
         "floor_exec_socket_round_trip": _stats(floor),
         "protocol_floor_marker_script": _stats(protocol),

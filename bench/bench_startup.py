@@ -3,8 +3,9 @@
 Each run starts the installed ``pygent`` script in a pseudo-terminal (``--no-docker``,
 a private HOME, the scripted OpenAI-compatible server as the model) and stops the
 clock when ``vc> `` appears; the baseline, measured in the same run and the same way,
-is ``python -c pass`` from start to exit. Medians of N runs, after one warm-up run
-each (so both read from a warm page cache).
+is ``python -c pass`` from start to exit. Runs alternate between the two, after one
+warm-up run each (so both read from a warm page cache). Wall time depends on what
+else the machine does, so the CPU time each used is recorded too, with the load.
 
     python bench/bench_startup.py [--runs N] [--quick]
 
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -32,14 +34,13 @@ from tests.openai_server import ScriptedOpenAIServer  # noqa: E402
 
 PROMPT = "vc> "
 TARGET_MS = 400.0
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _pygent_argv() -> list[str]:
     script = Path(sys.executable).with_name("pygent")
     if not script.is_file():
-        raise SystemExit(
-            f"the pygent script is not installed next to {sys.executable}: pip install -e ."
-        )
+        raise SystemExit(f"no pygent script next to {sys.executable}: pip install -e .")
     return [str(script), "--no-docker"]
 
 
@@ -52,13 +53,19 @@ def _env(server: ScriptedOpenAIServer, home: Path) -> dict[str, str]:
         OPENAI_BASE_URL=server.base_url,
         OPENAI_API_KEY="sk-bench",
         PYGENT_MODEL="test-model",
-        PROMPT_TOOLKIT_NO_CPR="1",
+        PROMPT_TOOLKIT_NO_CPR="1",  # nothing answers cursor-position requests in pexpect
     )
     return env
 
 
-def time_to_prompt(env: dict[str, str], cwd: Path) -> float:
-    """Seconds from spawning pygent to its first prompt (then it is told to quit)."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, all its threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def time_to_prompt(env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds from spawning pygent to its first prompt; then it quits."""
     argv = _pygent_argv()
     start = time.perf_counter()
     child = pexpect.spawn(
@@ -72,29 +79,33 @@ def time_to_prompt(env: dict[str, str], cwd: Path) -> float:
     )
     child.expect_exact(PROMPT)
     elapsed = time.perf_counter() - start
+    cpu = _cpu_seconds(child.pid)
     child.send("\x04")  # Ctrl-D: a clean exit, so no sandbox is left behind
     child.expect(pexpect.EOF)
     child.close()
-    return elapsed
+    return elapsed, cpu
 
 
-def time_python_pass(env: dict[str, str], cwd: Path) -> float:
-    """Seconds from spawning ``python -c pass`` in a pty to its exit."""
+def time_python_pass(env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``python -c pass`` spawned in a pty, start to exit."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     child = pexpect.spawn(sys.executable, ["-c", "pass"], env=env, cwd=str(cwd), timeout=30)
     child.expect(pexpect.EOF)
     elapsed = time.perf_counter() - start
-    child.close()
-    return elapsed
+    child.close()  # waits for it, so its CPU time is in RUSAGE_CHILDREN
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def _summary(samples: list[float]) -> dict[str, object]:
-    ms = [round(s * 1000, 1) for s in samples]
+def _summary(runs: list[tuple[float, float]]) -> dict[str, object]:
+    wall = [round(w * 1000, 1) for w, _ in runs]
     return {
-        "median_ms": round(statistics.median(samples) * 1000, 1),
-        "min_ms": min(ms),
-        "max_ms": max(ms),
-        "samples_ms": ms,
+        "median_ms": round(statistics.median(wall), 1),
+        "min_ms": min(wall),
+        "max_ms": max(wall),
+        "cpu_median_ms": round(statistics.median(c for _, c in runs) * 1000, 1),
+        "samples_ms": wall,
     }
 
 
@@ -104,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="5 runs")
     args = parser.parse_args(argv)
     runs = 5 if args.quick else args.runs
+    load = [os.getloadavg()[0]]
     with ScriptedOpenAIServer() as server, tempfile.TemporaryDirectory() as tmp:
         home, cwd = Path(tmp) / "home", Path(tmp) / "cwd"
         home.mkdir()
@@ -111,11 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         env = _env(server, home)
         time_to_prompt(env, cwd)  # warm-up: page cache, .pyc files, the history file
         time_python_pass(env, cwd)
-        pygent_times, python_times = [], []
-        for _ in range(runs):  # interleaved, so a busy moment hits both alike
-            pygent_times.append(time_to_prompt(env, cwd))
-            python_times.append(time_python_pass(env, cwd))
-    pygent, baseline = _summary(pygent_times), _summary(python_times)
+        pygent_runs, python_runs = [], []
+        for _ in range(runs):  # alternating, so a busy moment hits both alike
+            pygent_runs.append(time_to_prompt(env, cwd))
+            python_runs.append(time_python_pass(env, cwd))
+    load.append(os.getloadavg()[0])
+    pygent, baseline = _summary(pygent_runs), _summary(python_runs)
     result = {
         "benchmark": "pygent --no-docker: launch to first prompt, in a pty",
         "runs": runs,
@@ -124,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "overhead_ms": round(float(pygent["median_ms"]) - float(baseline["median_ms"]), 1),
         "target_ms": TARGET_MS,
         "meets_target": float(pygent["median_ms"]) < TARGET_MS,
+        "load_average_1min": [round(x, 2) for x in load],
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}",
     }
@@ -131,9 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(
-        f"pygent to first prompt: median {pygent['median_ms']} ms "
-        f"(min {pygent['min_ms']}, max {pygent['max_ms']}); python -c pass: median "
-        f"{baseline['median_ms']} ms; target < {TARGET_MS:.0f} ms; written to {out}"
+        f"pygent to first prompt: median {pygent['median_ms']} ms (min {pygent['min_ms']}, "
+        f"max {pygent['max_ms']}; CPU {pygent['cpu_median_ms']} ms); python -c pass: median "
+        f"{baseline['median_ms']} ms (CPU {baseline['cpu_median_ms']} ms); target < "
+        f"{TARGET_MS:.0f} ms; load {result['load_average_1min']}; written to {out}"
     )
     return 0
 

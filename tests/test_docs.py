@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,7 @@ def test_config_file_example_runs(openai_server, tmp_path: Path) -> None:
     assert openai_server.chat_requests, "the example never asked the model"
 
 
-FENCE = re.compile(r"(<!-- skip-test -->\s*\n)?```python\n(.*?)```", re.S)
+FENCE = re.compile(r"(<!-- skip-test -->\s*\n)?[ \t]*```python\n(.*?)```", re.S)
 
 
 def _blocks() -> list[tuple[str, str]]:
@@ -82,7 +83,7 @@ def _blocks() -> list[tuple[str, str]]:
         for i, match in enumerate(FENCE.finditer(page.read_text())):
             if match.group(1):
                 continue
-            found.append((f"{page.relative_to(ROOT)}#{i + 1}", match.group(2)))
+            found.append((f"{page.relative_to(ROOT)}#{i + 1}", textwrap.dedent(match.group(2))))
     return found
 
 

@@ -46,7 +46,8 @@ def test_exit_status_and_streams_are_kept(rt: Runtime) -> None:
 def test_streaming_callback_receives_output_as_it_comes(rt: Runtime) -> None:
     chunks: list[tuple[str, str]] = []
     rt.run("echo one; sleep 0.2; echo two >&2", on_output=lambda s, t: chunks.append((s, t)))
-    assert ("stdout", "one\n") in chunks and ("stderr", "two\n") in chunks
+    assert "".join(t for s, t in chunks if s == "stdout") == "one\n"
+    assert "".join(t for s, t in chunks if s == "stderr") == "two\n"
 
 
 def test_timeout_kills_the_whole_process_tree_and_the_shell_survives(rt: Runtime) -> None:
@@ -145,3 +146,21 @@ def test_banned_commands_are_refused_by_the_runtime_too(tmp_path: Path) -> None:
         assert "refused: banned command: rm" in out
         assert rt.read_file("keep.txt") == "x"
         assert "fine" in rt.bash("echo fine")
+
+
+def test_a_timed_out_command_list_does_not_go_on(rt: Runtime) -> None:
+    """`sleep 100; rm -rf x` must not run `rm` once `sleep` is killed."""
+    rt.write_file("x/keep.txt", "x")
+    result = rt.run("echo before; sleep 100; rm -rf x; echo after", timeout=1)
+    assert result.timed_out and "before" in result.stdout and "after" not in result.stdout
+    time.sleep(0.5)
+    assert rt.read_file("x/keep.txt") == "x"
+    assert "restarted" in result.note and rt.run("pwd").exit_code == 0
+
+
+def test_short_output_streams_before_the_command_ends(rt: Runtime) -> None:
+    seen: list[tuple[float, str]] = []
+    start = time.monotonic()
+    rt.run("echo one; sleep 1; echo two", on_output=lambda s, t: seen.append((time.monotonic() - start, t)))
+    first = next(t for t, text in seen if "one" in text)
+    assert first < 0.9, seen

@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 120.0
+#: Button titles of the ``window/showMessageRequest`` fallback.
+MESSAGE_TITLES = {
+    "allow_once": "Allow once",
+    "allow_always": "Always allow (this session)",
+    "reject_once": "Deny",
+    "reject_always": "Always deny (this session)",
+}
 
 
 def _deny(why: str) -> ApprovalResponse:
@@ -99,46 +106,89 @@ class LspApprover:
                 p.PermissionUpdate(
                     task_id=request.task_id, call_id=request.call_id, state=state, outcome=outcome
                 )
-            )  # type: ignore[arg-type]
+            )
 
     def _withdraw(self, msg_id: str) -> None:
         self.server.protocol._request_futures.pop(msg_id, None)
         self.server.protocol.notify(lsp.CANCEL_REQUEST, lsp.CancelParams(id=msg_id))
 
-    async def _ask(self, request: ApprovalRequest) -> ApprovalResponse:
-        params = convert.permission_params(request, self.session_id)
+    async def _send(self, method: str, params: Any) -> Any:
+        """Send a request to the editor and wait, withdrawing it when cancelled or late."""
         msg_id = f"pygent-permission-{uuid.uuid4().hex[:12]}"
+        try:
+            return await asyncio.wait_for(
+                self.server.protocol.send_request_async(method, params, msg_id=msg_id), self.timeout
+            )
+        except (asyncio.CancelledError, asyncio.TimeoutError):
+            self._withdraw(msg_id)
+            raise
+
+    async def _ask(self, request: ApprovalRequest) -> ApprovalResponse:
         self._status(request, "pending")
         try:
-            raw = await asyncio.wait_for(
-                self.server.protocol.send_request_async(
-                    p.REQUEST_PERMISSION, p.unstructure(params), msg_id=msg_id
-                ),
-                self.timeout,
-            )
+            if self.server.permission_request_unsupported:
+                response = await self._ask_by_message(request)
+            else:
+                response = await self._ask_by_request(request)
         except asyncio.CancelledError:
-            self._withdraw(msg_id)
             self._status(request, "resolved", "cancelled")
             raise
         except asyncio.TimeoutError:
-            self._withdraw(msg_id)
             response = _deny(
                 f"the editor did not answer the approval request within {self.timeout:g}s"
-            )
-        except JsonRpcMethodNotFound:
-            response = _deny(
-                f"the editor does not implement {p.REQUEST_PERMISSION}, so nobody "
-                "could approve this call"
             )
         except JsonRpcException as exc:
             response = _deny(
                 f"the editor answered the approval request with an error ({exc.message})"
             )
-        else:
-            response = self._interpret(raw, request)
         shown = response.option.value if not response.automatic else response.message
         self._status(request, "resolved", shown)
         return response
+
+    async def _ask_by_request(self, request: ApprovalRequest) -> ApprovalResponse:
+        params = p.unstructure(convert.permission_params(request, self.session_id))
+        try:
+            raw = await self._send(p.REQUEST_PERMISSION, params)
+        except JsonRpcMethodNotFound:
+            # Remembered: later calls go straight to the fallback (or are denied).
+            self.server.permission_request_unsupported = True
+            return await self._ask_by_message(request)
+        return self._interpret(raw, request)
+
+    def _client_shows_message_requests(self) -> bool:
+        caps = getattr(self.server.protocol, "client_capabilities", None)
+        return getattr(getattr(caps, "window", None), "show_message", None) is not None
+
+    async def _ask_by_message(self, request: ApprovalRequest) -> ApprovalResponse:
+        """Fallback for generic clients: ``window/showMessageRequest`` with the options."""
+        if not self._client_shows_message_requests():
+            return _deny(
+                f"the editor does not implement {p.REQUEST_PERMISSION} (nor "
+                "window/showMessageRequest), so nobody could approve this call"
+            )
+        titles = {
+            o.value: MESSAGE_TITLES[o.value] for o in request.options if o.value in MESSAGE_TITLES
+        }
+        preview = (
+            request.preview if len(request.preview) <= 1500 else request.preview[:1500] + "\n[...]"
+        )
+        params = lsp.ShowMessageRequestParams(
+            type=lsp.MessageType.Warning,
+            message=f"Pygent wants to run {request.tool} ({request.reason}):\n{preview}",
+            actions=[lsp.MessageActionItem(title=t) for t in titles.values()],
+        )
+        try:
+            item = await self._send(lsp.WINDOW_SHOW_MESSAGE_REQUEST, params)
+        except JsonRpcMethodNotFound:
+            return _deny(
+                f"the editor does not implement {p.REQUEST_PERMISSION}, so nobody "
+                "could approve this call"
+            )
+        title = getattr(item, "title", None)
+        for option, shown in titles.items():
+            if title == shown:
+                return ApprovalResponse(ApprovalOption(option), "")
+        return _deny("the approval message was dismissed")
 
     def _interpret(self, raw: Any, request: ApprovalRequest) -> ApprovalResponse:
         option, message, pattern = parse_answer(raw)

@@ -71,6 +71,8 @@ class PygentLanguageServer(LanguageServer):
         self.approval_timeout = approval_timeout
         self.loop: asyncio.AbstractEventLoop | None = None
         self.channels: dict[str, UpdateChannel] = {}
+        #: Set when the client answered pygent/requestPermission with "method not found".
+        self.permission_request_unsupported = False
         self.service = SessionService(settings, approver_factory=self._approver, model=model)
         self.handlers = Handlers(self)
         self.handlers.register()

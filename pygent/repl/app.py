@@ -9,12 +9,14 @@ traceback goes to the log file, never to the terminal.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import shlex
 import signal
 import sys
-from collections.abc import Coroutine
+import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,6 +90,7 @@ class Repl:
         self._session_dir: Path | None = None
         self._lazy_model: Any = None
         self._closed = False
+        self._kept = False  # a crash report named the session directory: keep it
 
     # --- start-up ----------------------------------------------------------------------------
     #
@@ -205,8 +208,40 @@ class Repl:
         await asyncio.to_thread(self._prepare_session, loop)
         self.renderer.attach(loop)  # events from other threads are handed to this loop
         self._unsubscribe = self.agent.events.subscribe(self.renderer.on_event)
+
+        def warn(text: str) -> None:  # from a worker thread
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._late_warning, text)
+
         if self._lazy_model is not None:
-            self._lazy_model.warm_up()
+            self._lazy_model.warm_up(on_problem=warn)
+        threading.Thread(target=self._watch_sandbox, args=(warn,), daemon=True).start()
+
+    def _watch_sandbox(self, warn: Callable[[str], None]) -> None:
+        """Say so as soon as the sandbox fails to start (it starts in the background)."""
+        runtime = self.runtime
+        try:
+            runtime.wait_ready()
+        except concurrent.futures.CancelledError:
+            return  # the session ended before the sandbox was up
+        except PygentError as exc:
+            warn(f"the sandbox did not start: {exc.user_message()}")
+        except Exception as exc:  # any start-up failure: the user must hear of it now
+            log.warning("the sandbox did not start", exc_info=exc)
+            warn(f"the sandbox did not start: {type(exc).__name__}: {exc}")
+
+    def _late_warning(self, text: str) -> None:
+        """A warning found once the prompt is up: printed above it, not through it."""
+        message = f"warning: {text}"
+        if not self.interactive:
+            self.renderer.info(message, style="bold yellow")
+            return
+        from prompt_toolkit.application import run_in_terminal
+
+        def show() -> None:
+            self.renderer.info(message, style="bold yellow")
+
+        asyncio.ensure_future(run_in_terminal(show))
 
     def _begin_setup(self) -> None:
         if self._setup is None:
@@ -271,7 +306,12 @@ class Repl:
                 parsed = slash.parse(text)
                 if parsed is not None:
                     self.transcript.add("command", text)
-                    await self.commands.dispatch(self, *parsed)
+                    try:
+                        await self.cancellable(self.commands.dispatch(self, *parsed), quiet=False)
+                    except asyncio.CancelledError:
+                        if self._terminated:
+                            raise
+                        self.renderer.info("interrupted", style="yellow")
                     continue
                 prompt = slash.unescape(text)
             else:
@@ -345,14 +385,14 @@ class Repl:
             self._runtimes.append(agent.runtime)
         self.renderer.info(f"now talking to {agent.persona.name} ({agent.runtime.describe()})")
 
-    async def cancellable(self, coro: Coroutine[Any, Any, T]) -> T:
+    async def cancellable(self, coro: Coroutine[Any, Any, T], *, quiet: bool = True) -> T:
         task = asyncio.ensure_future(coro)
-        self._current = task
+        outer, self._current = self._current, task  # nested: /cmd inside a command
         try:
-            with self.reader.busy():
+            with self.reader.busy() if quiet else contextlib.nullcontext():
                 return await task
         finally:
-            self._current = None
+            self._current = outer
 
     # --- interrupts and signals ------------------------------------------------------------------
 
@@ -369,9 +409,9 @@ class Repl:
     def _on_sigint(self) -> None:
         current = self._current
         if current is None or current.done():
-            # No turn runs (a piped session waiting for input): Ctrl-C quits.
-            self._terminate(0)
-            return
+            if not self.interactive:  # a piped session waiting for input: Ctrl-C quits
+                self._terminate(130)
+            return  # between two steps on a terminal: nothing to stop
         self._interrupts += 1
         if self._interrupts >= 3:  # cancelling is stuck: leave anyway (cleanup still runs)
             self._terminate(130)
@@ -412,6 +452,7 @@ class Repl:
                     transcript=self.transcript,
                     include_workspace=self.settings.workspace is None,
                 )
+                self._kept = True
                 say(
                     f"the session was saved to {saved}; resume it with: "
                     f"pygent --load {shlex.quote(str(saved))}"
@@ -447,7 +488,7 @@ class Repl:
                 self.agent.close()
             except Exception:
                 log.exception("closing the agent failed")
-            if self._session_dir is not None and len(self.agent.history) <= 1:
+            if self._session_dir is not None and len(self.agent.history) <= 1 and not self._kept:
                 self._forget_empty_session()
         for runtime in self._runtimes:
             try:

@@ -22,24 +22,24 @@ class OutputFold:
         self._head_max = head
         self._head: list[str] = []
         self._tail: deque[str] = deque(maxlen=tail)
-        self._partial = ""
+        self._partial: dict[str, str] = {}  # per stream: stderr must not split a stdout line
         self._hidden = 0
         self._lock = threading.Lock()  # fed on the loop, read by the Live refresh thread
         self.total_lines = 0
         self.total_chars = 0
 
-    def feed(self, text: str) -> None:
-        """Add a chunk of output (any split, escape codes allowed)."""
+    def feed(self, text: str, stream: str = "stdout") -> None:
+        """Add a chunk of output (any split, escape codes allowed) from ``stream``."""
         if not text:
             return
         with self._lock:
             self.total_chars += len(text)
-            data = self._partial + text
-            lines = data.split("\n")
-            self._partial = lines.pop()
-            if len(self._partial) > MAX_LINE * 4:  # a never-ending line: flush it in pieces
-                lines.append(self._partial)
-                self._partial = ""
+            lines = (self._partial.pop(stream, "") + text).split("\n")
+            rest = lines.pop()
+            if len(rest) > MAX_LINE * 4:  # a never-ending line: flush it in pieces
+                lines.append(rest)
+            elif rest:
+                self._partial[stream] = rest
             for line in lines:
                 self._add(line)
 
@@ -62,8 +62,8 @@ class OutputFold:
         """
         with self._lock:
             head, tail, hidden = list(self._head), list(self._tail), self._hidden
-            if self._partial:
-                tail.append(strip_terminal_codes(self._partial)[:MAX_LINE])
+            for partial in self._partial.values():
+                tail.append(strip_terminal_codes(partial)[:MAX_LINE])
         if tail_only is not None:
             every = head + tail
             shown = every[-tail_only:] if tail_only else []

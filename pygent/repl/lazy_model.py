@@ -45,21 +45,28 @@ class LazyOpenAIModel:
                 )
             return self._model
 
-    def warm_up(self) -> None:
-        """Load the SDK in a daemon thread (errors surface on the first real call)."""
+    def warm_up(self, on_problem: Callable[[str], None] | None = None) -> None:
+        """Load the SDK in a daemon thread; ``on_problem`` hears of a rejected API key.
+
+        Other failures are left to the first real call, which reports them.
+        """
 
         def run() -> None:
             try:
                 self._get()
-                asyncio.run(self._touch())
+                problem = asyncio.run(self._touch())
             except ImportError as exc:
                 log.warning("loading the model SDK failed: %s", exc)
+                return
+            if problem and on_problem is not None:
+                on_problem(problem)
 
         threading.Thread(target=run, name="pygent-warm-up", daemon=True).start()
 
-    async def _touch(self) -> None:
+    async def _touch(self) -> str | None:
         # The SDK imports its HTTP stack (anyio backends, httpcore, TLS helpers: ~0.3-1 s)
-        # on the first request, not on import: one cheap request does it here instead.
+        # on the first request, not on import: one cheap request does it here instead,
+        # and tells whether the server takes the key.
         import openai
 
         s = self._settings
@@ -68,10 +75,16 @@ class LazyOpenAIModel:
         )
         try:
             await client.models.list()
-        except openai.OpenAIError as exc:  # only the imports mattered
-            log.debug("warm-up request: %s", exc)
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            return (
+                f"the model server at {client.base_url} rejected the API key "
+                f"(HTTP {exc.status_code}): check OPENAI_API_KEY"
+            )
+        except openai.OpenAIError as exc:  # no /models, a timeout...: the first call will say
+            log.debug("warm-up request: %s", type(exc).__name__)
         finally:
             await client.close()
+        return None
 
     async def astream(
         self,

@@ -1,9 +1,9 @@
 """Start-up checks that turn a later traceback into one clear line before the first prompt.
 
 A missing API key (with no custom model configured) stops the REPL at once; an
-unreachable model server or a rejected key is reported as a warning, because the
-sandbox (``/cmd``, ``/cp``) still works and the server may come up later. The
-server check runs in a background thread while the rest of the REPL starts.
+unreachable model server is reported as a warning, because the sandbox (``/cmd``,
+``/cp``) still works and the server may come up later. The server check runs in a
+background thread while the rest of the REPL starts.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-#: Seconds the server check may take in all.
+#: Seconds the server check may take in all (the connection attempt's timeout).
 PROBE_TIMEOUT = 2.0
 #: The SDK's default (pygent.openai_model.DEFAULT_BASE_URL; not imported: it loads openai).
 _OPENAI_URL = "https://api.openai.com/v1"
@@ -30,11 +30,16 @@ def missing_key_message(settings: Any, custom_model: Any) -> str | None:
 
 
 class ServerProbe:
-    """``GET {base_url}/models`` in a daemon thread; :meth:`result` waits for it (bounded)."""
+    """Connects to the model server in a daemon thread; :meth:`result` waits (bounded).
 
-    def __init__(self, base_url: str | None, api_key: str | None) -> None:
+    A TCP connection, not an HTTP request: it finds what stops every request (a wrong
+    host or port, DNS, a server that is down, no network) at the cost of a socket,
+    without loading an HTTP stack before the prompt. A rejected key is reported by the
+    model layer's warm-up request once the prompt is up (see lazy_model).
+    """
+
+    def __init__(self, base_url: str | None, api_key: str | None = None) -> None:
         self.url = (base_url or _OPENAI_URL).rstrip("/")
-        self._key = api_key
         self._problem: str | None = None
         self._done = threading.Event()
         self._started = time.monotonic()
@@ -47,29 +52,30 @@ class ServerProbe:
             self._done.set()
 
     def _check(self) -> str | None:
-        import urllib.error
-        import urllib.request
+        import socket
+        from urllib.parse import urlsplit
 
-        request = urllib.request.Request(f"{self.url}/models", method="GET")
-        if self._key:
-            request.add_header("Authorization", f"Bearer {self._key}")
         try:
-            with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as response:
-                response.read(1)
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
-                return (
-                    f"the model server at {self.url} rejected the API key (HTTP {exc.code}): "
-                    "check OPENAI_API_KEY"
-                )
-            return None  # reachable; some servers simply have no /models
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
+            parts = urlsplit(self.url)
+            host = parts.hostname
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:
+            return f"OPENAI_BASE_URL {self.url!r} is not a valid URL ({exc})"
+        if parts.scheme not in ("http", "https") or not host:
+            return f"OPENAI_BASE_URL {self.url!r} is not an http(s) URL"
+        try:
+            with socket.create_connection((host, port), timeout=PROBE_TIMEOUT):
+                return None
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            if isinstance(exc, socket.gaierror):
+                reason = f"unknown host {host}"
+            elif isinstance(exc, TimeoutError):
+                reason = f"no answer within {PROBE_TIMEOUT:g}s"
             return (
                 f"cannot reach the model server at {self.url} ({reason}): check "
                 "OPENAI_BASE_URL and your network"
             )
-        return None
 
     def result(self) -> str | None:
         """The problem found, or None (also when the check has not finished in time)."""

@@ -282,7 +282,7 @@ class Renderer:
         call = self._calls.get(event.call_id)
         if call is None:
             return
-        call.output.feed(event.text)
+        call.output.feed(event.text, event.stream)
         if not self.console.is_terminal:
             self.console.out(strip_terminal_codes(event.text), end="", highlight=False)
 

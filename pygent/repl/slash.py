@@ -44,8 +44,12 @@ class ReplContext(Protocol):
     def replace_agent(self, agent: Any) -> None:
         """Make ``agent`` the session's agent (a custom command returned it)."""
 
-    async def cancellable(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` so that Ctrl-C cancels it (raises CancelledError then)."""
+    async def cancellable(self, coro: Coroutine[Any, Any, T], *, quiet: bool = True) -> T:
+        """Run ``coro`` so that Ctrl-C cancels it (raises CancelledError then).
+
+        ``quiet`` stops the terminal echoing keys meanwhile; a command that may read
+        the terminal itself (a custom one calling ``input()``) passes False.
+        """
 
 
 Handler = Callable[[ReplContext, str], Awaitable[None]]
@@ -119,9 +123,10 @@ class SlashCommands:
         # it runs in a worker thread so the loop keeps rendering events and approvals.
         try:
             if inspect.iscoroutinefunction(command.handler):
-                result = await ctx.cancellable(command.handler(ctx.agent, arg))
+                call = command.handler(ctx.agent, arg)
             else:
-                result = await ctx.cancellable(asyncio.to_thread(command.handler, ctx.agent, arg))
+                call = asyncio.to_thread(command.handler, ctx.agent, arg)
+            result = await ctx.cancellable(call, quiet=False)
         except asyncio.CancelledError:
             raise
         except PygentError:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pygent.config import run_py_config
 from pygent.errors import ConfigError
-from pygent.repl import snapshot as snap
 from pygent.settings import Settings, load_settings, set_loaded_layer
+
+if TYPE_CHECKING:
+    from pygent.repl.snapshot import Snapshot
 
 #: Run when present in the current directory and no --pyconfig is given (upstream).
 DEFAULT_PYCONFIG = "config.py"
@@ -24,7 +26,7 @@ DEFAULT_PYCONFIG = "config.py"
 @dataclass
 class Startup:
     settings: Settings
-    snapshot: snap.Snapshot | None
+    snapshot: Snapshot | None
     pyconfig: Path | None
 
 
@@ -70,8 +72,10 @@ def prepare(options: Any) -> Startup:
     if pyconfig is not None:
         run_py_config(pyconfig)
     settings = _load(options)
-    loaded: snap.Snapshot | None = None
+    loaded: Snapshot | None = None
     if settings.snapshot is not None:
+        from pygent.repl import snapshot as snap  # the history store: only when resuming
+
         loaded = snap.load(settings.snapshot)
         if loaded.settings:
             set_loaded_layer(loaded.settings, loaded.directory / snap.SETTINGS_FILE)

@@ -217,7 +217,7 @@ class DockerBackend:
         try:
             self._client.api.remove_container(cid, force=True, v=True)
         except sdk.errors.NotFound:
-            pass
+            return  # already gone (docker rm -f, or the daemon removed it)
         except (sdk.errors.DockerException, OSError) as exc:
             # The reaper removes it on the next start once this process is gone.
             log.warning("could not remove sandbox container %s: %s", self.container_name, exc)
@@ -335,6 +335,8 @@ class DockerBackend:
     ) -> None:
         """The container is gone, dead or unusable: remove it and start a new one on the
         same workspace. ``why`` overrides the reason derived from ``state``."""
+        if self._closed:
+            raise SandboxError("this Docker sandbox was closed")
         old = self.container_name
         if why is None and state is None:
             why = "sandbox container was removed"
@@ -427,7 +429,10 @@ class DockerBackend:
         logs = container_logs(self._client, self.container_id) if self.container_id else ""
         code = (state or {}).get("ExitCode")
         err = (state or {}).get("Error") or ""
-        detail = str(exc) if isinstance(exc, SandboxError) else getattr(exc, "explanation", exc)
+        if state is not None and not state.get("Running"):
+            detail = "the container exited at once"
+        else:
+            detail = str(exc) if isinstance(exc, SandboxError) else _brief(exc)
         return SandboxError(
             f"the sandbox image {self.options.image} cannot run a shell"
             + (f" (container exit {code})" if code is not None else "")
@@ -472,6 +477,10 @@ class DockerBackend:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         transport = self._transport
+        if self._closed:  # closed under the command: nothing to recover
+            return dataclasses.replace(
+                result, exit_code=None, note="the sandbox was closed while the command ran"
+            )
         if self._shell.restarts > restarts and not self._note:
             # The shell was lost under the command: was it the container?
             await self._after_lost_shell()

@@ -301,7 +301,8 @@ class ExecStream:
         sdk = import_docker()
         try:
             info = await asyncio.to_thread(self._client.api.exec_inspect, self.exec_id)
-        except (sdk.errors.DockerException, OSError):
+        except (sdk.errors.DockerException, OSError) as exc:
+            log.debug("cannot inspect exec %s: %s", self.exec_id[:12], exc)
             return None
         return None if info.get("Running") else info.get("ExitCode")
 

@@ -37,11 +37,29 @@ class LoopThread:
             raise RuntimeError("LoopThread.call() from inside its own loop would deadlock")
         return self.submit(coro).result(timeout)
 
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` from another loop; cancelling the caller cancels ``coro``."""
+    async def run(self, coro: Coroutine[Any, Any, T], *, cleanup_wait: float = 10.0) -> T:
+        """Await ``coro`` from another loop; cancelling the caller cancels ``coro``.
+
+        On cancellation the caller waits (up to ``cleanup_wait`` seconds) until ``coro``
+        has finished unwinding here, so "cancelled" means the command is really dead.
+        """
         if self.in_loop():
             return await coro
-        return await asyncio.wrap_future(self.submit(coro))
+        finished = threading.Event()
+
+        async def tracked() -> T:
+            try:
+                return await coro
+            finally:
+                finished.set()
+
+        future = self.submit(tracked())
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()
+            await asyncio.to_thread(finished.wait, cleanup_wait)
+            raise
 
     def in_loop(self) -> bool:
         return threading.current_thread() is self._thread

@@ -8,6 +8,10 @@ working directory. A timeout, a cancel or the output cap kills every process the
 shell started (``ShellTransport.kill_children``); if the shell itself is stuck or
 gone (a builtin loop, ``exit``, ``exec >file``), it is replaced by a new one in the
 same working directory.
+
+A timeout, a cancel or the output cap kills the shell *with* the command, then a new
+shell starts in the same directory: killing only the command would let the rest of a
+command list run (``sleep 100; rm -rf x``). Exported variables do not survive that.
 """
 
 from __future__ import annotations
@@ -24,9 +28,6 @@ from pygent.errors import SandboxError
 from pygent.runtime.base import CommandResult, OutputCallback, ShellTransport
 
 log = logging.getLogger(__name__)
-
-#: How long to wait for the end marker after the command was killed.
-KILL_GRACE = 3.0
 
 
 def shell_quote(text: str) -> str:
@@ -199,22 +200,23 @@ class PersistentShell:
         try:
             await transport.write(script.encode())
             cap_wait = asyncio.ensure_future(over_cap.wait())
-            done, _ = await asyncio.wait({both, cap_wait}, timeout=timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {both, cap_wait}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
             cap_wait.cancel()
             if both not in done:
                 capped = over_cap.is_set()
                 timed_out = not capped
-                await transport.kill_children()
-                lost = not await _wait_quiet(both, KILL_GRACE)
+                lost = True
+                # Kill the shell together with its children: killing only the children
+                # would let a command list go on (`sleep 100; rm -rf x` would still rm).
+                await self._drop()
+                await _wait_quiet(both, 1.0)
         except asyncio.CancelledError:
             cancelled = True
-            with contextlib.suppress(Exception):
-                await asyncio.shield(transport.kill_children())
             with contextlib.suppress(BaseException):
-                lost = not await asyncio.shield(_wait_quiet(both, KILL_GRACE))
-            if lost:
-                await self._drop()
+                await asyncio.shield(self._drop())
+            self.restarts += 1
             raise
         except (ConnectionError, OSError) as exc:
             log.warning("shell transport failed: %s", exc)
@@ -237,6 +239,11 @@ class PersistentShell:
             # The shell is stuck or gone: replace it on the next command.
             await self._drop()
             self.restarts += 1
+            if timed_out or capped:
+                note = note or (
+                    f"the shell was restarted in {self.cwd} after the kill "
+                    "(exported variables were reset)"
+                )
             note = note or (
                 "the shell exited or stopped answering; a new shell starts in "
                 f"{self.cwd} (exported variables were reset)"
@@ -261,6 +268,17 @@ async def _wait_quiet(fut: asyncio.Future, timeout: float) -> bool:
     """Wait for ``fut`` up to ``timeout`` without cancelling it; True if it finished."""
     done, _ = await asyncio.wait({fut}, timeout=timeout)
     return bool(done)
+
+
+def _marker_prefix_len(buf: bytes, marker: bytes, hold: int) -> int:
+    """Length of the longest tail of ``buf`` that is a proper prefix of ``marker``."""
+    start = max(len(buf) - hold, 0)
+    idx = buf.find(marker[:1], start)
+    while idx != -1:
+        if marker.startswith(buf[idx:]):
+            return len(buf) - idx
+        idx = buf.find(marker[:1], idx + 1)
+    return 0
 
 
 async def _pump(
@@ -293,6 +311,9 @@ async def _pump(
                 line, _, rest = rest.partition(b"\n")
                 status["line"] = line.decode("utf-8", errors="replace")
             return rest
-        if len(buf) > hold:
-            sink(buf[:-hold] if hold else buf)
-            buf = buf[-hold:] if hold else b""
+        # Hold back only a tail that could be the start of the marker, so short
+        # output (a prompt, "one\n") streams at once instead of at the next chunk.
+        keep = _marker_prefix_len(buf, marker, hold)
+        if len(buf) > keep:
+            sink(buf[: len(buf) - keep])
+            buf = buf[len(buf) - keep :]

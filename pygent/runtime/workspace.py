@@ -166,6 +166,10 @@ class Workspace:
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
             except FileNotFoundError:
                 raise PathError(f"{os.fspath(path)!r} does not exist") from None
+            except OSError as exc:
+                if exc.errno in (errno.ENXIO, errno.EOPNOTSUPP):  # a socket
+                    raise PathError(f"{os.fspath(path)!r} is not a regular file") from None
+                raise
             try:
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):

@@ -15,6 +15,7 @@ that the file had changed.
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import mimetypes
 import weakref
@@ -94,11 +95,12 @@ EDIT_SCHEMA = {
 IMAGE_SCHEMA = {"type": "object", "properties": {"path": PATH}, "required": ["path"]}
 
 
-def _decode(data: bytes, path: str) -> str:
+def _decode(data: bytes, path: str, *, cut: bool = False) -> str:
+    """UTF-8 text, strictly; ``cut``: the data stops mid-file (a split character is dropped)."""
     if b"\x00" in data[:8192]:
-        raise ToolError(f"{path} looks like a binary file ({len(data)} bytes); use bash (e.g. xxd) to inspect it")
+        raise ToolError(f"{path} looks like a binary file; use bash (e.g. xxd) to inspect it")
     try:
-        return data.decode("utf-8")
+        return codecs.getincrementaldecoder("utf-8")().decode(data, final=not cut)
     except UnicodeDecodeError:
         raise ToolError(f"{path} is not valid UTF-8 text; use bash to inspect it") from None
 
@@ -107,23 +109,67 @@ async def read_file(ctx: ToolContext, path: str, start_line: int | None = None,
                     end_line: int | None = None) -> ToolResult:
     """Return a text file (or a line range of it), capped for large files."""
     ws = ctx.runtime.files
-    first = max(start_line or 1, 1)
-    ranged = bool(start_line or end_line)
-    # A line range needs the text up to it; cap that so a huge file cannot fill memory.
-    whole = ws.read(path, limit=32 * 1024 * 1024 if ranged else MAX_READ_BYTES)
-    if ranged and whole.truncated:
-        raise ToolError(f"{path} is {whole.size} bytes; use bash (sed -n 'A,Bp') for line ranges in huge files")
-    text = _decode(whole.data, path)
+    if start_line or end_line:
+        return _read_lines(ws, path, max(start_line or 1, 1), end_line)
+    whole = ws.read(path, limit=MAX_READ_BYTES)
+    text = _decode(whole.data, path, cut=whole.truncated)
     lines = text.splitlines(keepends=True)
-    last = min(end_line or len(lines), len(lines), first + MAX_READ_LINES - 1)
-    chunk = "".join(lines[first - 1 : last])
-    _remember(ws, path, None if ranged or whole.truncated else whole.data)
-    notes = []
-    if whole.truncated:
-        notes.append(f"[truncated: the file has {whole.size} bytes; use start_line/end_line to read further]")
-    elif last < len(lines) or first > 1:
-        notes.append(f"[lines {first}-{last} of {len(lines)}]")
-    return ToolResult(True, chunk + ("\n" + "\n".join(notes) if notes else ""))
+    last = min(len(lines), MAX_READ_LINES)
+    _remember(ws, path, None if whole.truncated else whole.data)
+    note = ""
+    if whole.truncated or last < len(lines):
+        shown = sum(len(line.encode("utf-8")) for line in lines[:last])
+        note = (f"\n[truncated: showing {last} lines ({shown} bytes) of a file of {whole.size} "
+                "bytes; use start_line/end_line to read further]")
+    return ToolResult(True, "".join(lines[:last]) + note)
+
+
+def _read_lines(ws: Workspace, path: str, first: int, end_line: int | None) -> ToolResult:
+    """Lines ``first``..``end_line``, read in chunks: a file of any size costs ~1 MiB of memory."""
+    last = min(end_line or first + MAX_READ_LINES - 1, first + MAX_READ_LINES - 1)
+    out = bytearray()
+    line_no, offset, size, newlines, capped, tail = 1, 0, 0, 0, False, b"\n"
+    while True:
+        got = ws.read(path, offset=offset, limit=1 << 20)
+        size = got.size
+        if offset == 0:
+            _decode(got.data[:8192], path, cut=True)  # refuses binary files at once
+        if not got.data:
+            break
+        data, start = got.data, 0
+        offset += len(data)
+        count = data.count(b"\n")
+        newlines += count
+        tail = data[-1:]
+        if line_no + count < first:  # the whole chunk is before the range
+            line_no += count
+            continue
+        while line_no <= last and not capped:
+            nl = data.find(b"\n", start)
+            end = len(data) if nl < 0 else nl + 1
+            if line_no >= first:
+                room = MAX_READ_BYTES - len(out)
+                out += data[start : start + min(room, end - start)]
+                capped = end - start > room
+            if nl < 0:
+                break
+            line_no, start = line_no + 1, nl + 1
+        if capped or (line_no > last and offset < size):
+            break  # the rest is not needed (and may be huge)
+    text = _decode(bytes(out), path, cut=capped)
+    _remember(ws, path, None)
+    if capped:
+        note = (f"[truncated at {MAX_READ_BYTES} bytes: these lines are very long; use bash "
+                "(cut -c, head -c) to read parts of them]")
+    elif offset >= size:  # read to the end: the line count is known
+        total = newlines + (0 if tail == b"\n" else 1)
+        if first > total:
+            note = f"[the file has only {total} lines]"
+        else:
+            note = f"[lines {first}-{min(last, total)} of {total}]"
+    else:
+        note = f"[lines {first}-{last}; the file ({size} bytes) continues]"
+    return ToolResult(True, text + "\n" + note)
 
 
 async def download_file(ctx: ToolContext, path: str, start_line: int | None = None,

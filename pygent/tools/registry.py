@@ -215,6 +215,9 @@ async def call_tool(tool: Tool, args: dict[str, Any], ctx: ToolContext) -> ToolR
         raise
     except (ToolError, PathError) as exc:
         return ToolResult(False, f"error: {exc}")
+    except OSError as exc:  # permission denied, disk full...: the model can act on it
+        where = f": {exc.filename}" if exc.filename else ""
+        return ToolResult(False, f"error: {exc.strerror or exc}{where}")
     except PygentError as exc:
         return ToolResult(False, f"error: {exc.user_message()}")
     except TypeError as exc:

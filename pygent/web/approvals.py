@@ -152,7 +152,9 @@ class ApprovalBroker:
         if option_id not in offered:
             log.warning("approval %s: option %r was not offered", approval_id, option_id)
             return False
-        self._resolve(approval_id, ApprovalResponse(ApprovalOption(option_id), message or ""), option_id)
+        self._resolve(
+            approval_id, ApprovalResponse(ApprovalOption(option_id), message or ""), option_id
+        )
         return True
 
     def cancel_all(self, session_id: str | None = None) -> None:
@@ -180,7 +182,9 @@ class ApprovalBroker:
         if self.has_pages():
             return
         for approval_id in list(self._pending):
-            self._resolve(approval_id, _deny("the browser page was closed before anyone answered"), "denied")
+            self._resolve(
+                approval_id, _deny("the browser page was closed before anyone answered"), "denied"
+            )
 
     def _resolve(self, approval_id: str, response: ApprovalResponse, outcome: str) -> None:
         entry = self._pending.pop(approval_id, None)

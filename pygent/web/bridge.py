@@ -146,8 +146,17 @@ HOST_MESSAGES: dict[str, tuple[str, ...]] = {
 
 #: Core events the page shows (the same set the language server forwards).
 EVENT_CLASSES: tuple[type[ev.Event], ...] = (
-    ev.TurnStarted, ev.MessageDelta, ev.MessageDone, ev.ToolCallProposed, ev.ToolCallStarted,
-    ev.ToolOutput, ev.ToolCallFinished, ev.Usage, ev.Notice, ev.TaskStatus, ev.TurnEnded,
+    ev.TurnStarted,
+    ev.MessageDelta,
+    ev.MessageDone,
+    ev.ToolCallProposed,
+    ev.ToolCallStarted,
+    ev.ToolOutput,
+    ev.ToolCallFinished,
+    ev.Usage,
+    ev.Notice,
+    ev.TaskStatus,
+    ev.TurnEnded,
 )
 _CAMEL = re.compile(r"_([a-z])")
 
@@ -250,14 +259,24 @@ class Bridge:
         model: a model object for every agent (tests); default: OpenAI-compatible.
     """
 
-    def __init__(self, settings: Settings, *, folder: Path | None = None,
-                 approval_timeout: float = DEFAULT_TIMEOUT, model: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        folder: Path | None = None,
+        approval_timeout: float = DEFAULT_TIMEOUT,
+        model: Any = None,
+    ) -> None:
         self.settings = settings
         self.folder = folder
         self.loop: asyncio.AbstractEventLoop | None = None
         self.broker = ApprovalBroker(
-            timeout=approval_timeout, has_pages=self.has_pages, opened=self._approval_opened,
-            closed=self._approval_closed, status=self._permission_status)
+            timeout=approval_timeout,
+            has_pages=self.has_pages,
+            opened=self._approval_opened,
+            closed=self._approval_closed,
+            status=self._permission_status,
+        )
         self.service = SessionService(settings, approver_factory=self.broker.approver, model=model)
         self.active_session_id: str | None = None
         self._pages: dict[PagePort, bool] = {}  # page -> it sent `ready`
@@ -354,20 +373,33 @@ class Bridge:
         live = sorted(self.service.sessions, key=lambda s: s.created)
         for session in live:
             s = self.service.summary(session)
-            out.append({
-                "sessionId": s.session_id, "title": s.title, "live": True,
-                "busy": s.busy or s.session_id in self._in_flight,
-                "workspaceFolder": s.workspace_folder, "runtime": s.runtime, "model": s.model,
-                "updated": None,
-            })
+            out.append(
+                {
+                    "sessionId": s.session_id,
+                    "title": s.title,
+                    "live": True,
+                    "busy": s.busy or s.session_id in self._in_flight,
+                    "workspaceFolder": s.workspace_folder,
+                    "runtime": s.runtime,
+                    "model": s.model,
+                    "updated": None,
+                }
+            )
         ids = {s.id for s in live}
         for s in self._saved:
             if s.session_id not in ids:
-                out.append({
-                    "sessionId": s.session_id, "title": s.title, "live": False, "busy": False,
-                    "workspaceFolder": s.workspace_folder, "runtime": None, "model": s.model,
-                    "updated": s.updated,
-                })
+                out.append(
+                    {
+                        "sessionId": s.session_id,
+                        "title": s.title,
+                        "live": False,
+                        "busy": False,
+                        "workspaceFolder": s.workspace_folder,
+                        "runtime": None,
+                        "model": s.model,
+                        "updated": s.updated,
+                    }
+                )
         return out
 
     def status(self) -> dict[str, Any]:
@@ -378,7 +410,7 @@ class Bridge:
             problem = {
                 "kind": "noApiKey",
                 "message": "No API key is set: set OPENAI_API_KEY (any value for a local server "
-                           "that ignores it) and restart pygent ui.",
+                "that ignores it) and restart pygent ui.",
                 "actions": [],
             }
         return {
@@ -390,8 +422,11 @@ class Bridge:
         }
 
     def _post_sessions(self) -> None:
-        self._post(host_message("sessions", sessions=self._summaries(),
-                                activeSessionId=self.active_session_id))
+        self._post(
+            host_message(
+                "sessions", sessions=self._summaries(), activeSessionId=self.active_session_id
+            )
+        )
         self._post(host_message("status", status=self.status()))
 
     def _detail(self, session_id: str) -> list[dict[str, Any]]:
@@ -399,12 +434,18 @@ class Bridge:
         log_ = self._logs.get(session_id)
         changes = self._changes.get(session_id, {"syncMode": "none", "changes": []})
         return [
-            host_message("transcript", sessionId=session_id,
-                         events=log_.snapshot() if log_ else []),
-            host_message("tasks", sessionId=session_id,
-                         tasks=list(self._tasks.get(session_id, {}).values())),
-            host_message("changes", sessionId=session_id, syncMode=changes["syncMode"],
-                         changes=changes["changes"]),
+            host_message(
+                "transcript", sessionId=session_id, events=log_.snapshot() if log_ else []
+            ),
+            host_message(
+                "tasks", sessionId=session_id, tasks=list(self._tasks.get(session_id, {}).values())
+            ),
+            host_message(
+                "changes",
+                sessionId=session_id,
+                syncMode=changes["syncMode"],
+                changes=changes["changes"],
+            ),
         ]
 
     def _activate(self, session_id: str) -> None:
@@ -417,14 +458,25 @@ class Bridge:
 
     async def _ready(self, page: PagePort, message: dict[str, Any]) -> None:
         if message["protocol"] != PAGE_PROTOCOL_VERSION:
-            self._toast(page, "warning", f"This page speaks protocol {message['protocol']:g}, the "
-                                         f"server {PAGE_PROTOCOL_VERSION}: reload the page.")
+            self._toast(
+                page,
+                "warning",
+                f"This page speaks protocol {message['protocol']:g}, the "
+                f"server {PAGE_PROTOCOL_VERSION}: reload the page.",
+            )
         if page not in self._pages:
             return  # it left already
         self._pages[page] = True
-        page.post(host_message(
-            "init", host=HOST_NAME, capabilities=CAPABILITIES, status=self.status(),
-            sessions=self._summaries(), activeSessionId=self.active_session_id))
+        page.post(
+            host_message(
+                "init",
+                host=HOST_NAME,
+                capabilities=CAPABILITIES,
+                status=self.status(),
+                sessions=self._summaries(),
+                activeSessionId=self.active_session_id,
+            )
+        )
         if self.active_session_id is not None:
             for detail in self._detail(self.active_session_id):
                 page.post(detail)
@@ -447,10 +499,16 @@ class Bridge:
         except Exception as exc:  # the turn must end on the page whatever failed
             if not isinstance(exc, PygentError):
                 log.exception("the turn of session %s failed", session_id)
-            why = exc.user_message() if isinstance(exc, PygentError) else f"{type(exc).__name__}: {exc}"
+            why = (
+                exc.user_message()
+                if isinstance(exc, PygentError)
+                else f"{type(exc).__name__}: {exc}"
+            )
             log_ = self._logs.get(session_id)
             if log_ is not None and log_.turn_open():
-                self._push(session_id, _local_update("turn_ended", stopReason="error", text="", error=why))
+                self._push(
+                    session_id, _local_update("turn_ended", stopReason="error", text="", error=why)
+                )
             else:
                 self._toast(page, "error", why)
         finally:
@@ -492,16 +550,24 @@ class Bridge:
         session_id = message["sessionId"]
         applied, failed = await self.service.write_changes(session_id, message["paths"])
         if failed:
-            self._toast(page, "warning", "Not applied: " + ", ".join(f"{p} ({why})" for p, why in failed))
+            self._toast(
+                page, "warning", "Not applied: " + ", ".join(f"{p} ({why})" for p, why in failed)
+            )
         elif applied:
-            self._toast(page, "info", f"Applied {len(applied)} change{'s' if len(applied) != 1 else ''} "
-                                      f"to {self.folder}.")
+            self._toast(
+                page,
+                "info",
+                f"Applied {len(applied)} change{'s' if len(applied) != 1 else ''} "
+                f"to {self.folder}.",
+            )
         await self._refresh_changes(session_id)
 
     async def _discard_changes(self, page: PagePort, message: dict[str, Any]) -> None:
         session_id = message["sessionId"]
         discarded = await self.service.discard(session_id, message["paths"])
-        self._toast(page, "info", f"Discarded {len(discarded)} change{'s' if len(discarded) != 1 else ''}.")
+        self._toast(
+            page, "info", f"Discarded {len(discarded)} change{'s' if len(discarded) != 1 else ''}."
+        )
         await self._refresh_changes(session_id)
 
     async def _cancel_task(self, page: PagePort, message: dict[str, Any]) -> None:
@@ -513,28 +579,37 @@ class Bridge:
         session_id, task_id = message["sessionId"], message["taskId"]
         info = self.service.task_info(session_id, task_id)
         self._tasks.setdefault(session_id, {})[task_id] = {
-            "taskId": info.id, "status": info.status, "persona": info.persona,
-            "prompt": info.prompt, "steps": info.steps, "detail": info.detail,
+            "taskId": info.id,
+            "status": info.status,
+            "persona": info.persona,
+            "prompt": info.prompt,
+            "steps": info.steps,
+            "detail": info.detail,
             "result": self.service.task_result(session_id, task_id),
         }
         self._post_tasks(session_id)
 
     async def _run_action(self, page: PagePort, message: dict[str, Any]) -> None:
-        self._toast(page, "info", f"{message['action']} is not available in the browser: "
-                                  "see docs/ui.md (settings come from pygent.toml and the environment).")
+        self._toast(
+            page,
+            "info",
+            f"{message['action']} is not available in the browser: "
+            "see docs/ui.md (settings come from pygent.toml and the environment).",
+        )
 
     # --- sessions --------------------------------------------------------------------------------------
 
     async def _refresh_saved(self) -> None:
         """The saved sessions of our folder (or of no folder), newest first."""
         try:
-            listed = await asyncio.to_thread(self.service.list, include_saved=True)
+            listed = await asyncio.to_thread(self.service.list_sessions, include_saved=True)
         except PygentError as exc:
             log.warning("listing the saved sessions: %s", exc)
             return
         wanted = str(self.folder) if self.folder else None
-        self._saved = [s for s in listed
-                       if not s.live and _same_folder(s.workspace_folder, wanted)][:MAX_SAVED]
+        self._saved = [
+            s for s in listed if not s.live and _same_folder(s.workspace_folder, wanted)
+        ][:MAX_SAVED]
 
     async def _session_for_prompt(self, requested: str | None, text: str) -> str:
         """A live session to prompt: the given one, resumed if it was saved, or a new one."""
@@ -556,8 +631,11 @@ class Bridge:
 
     async def _create(self, title: str | None) -> str:
         options = SessionOptions(
-            workspace_folder=str(self.folder) if self.folder else None, runtime="auto",
-            sync_mode="copy" if self.folder else "none", title=title)
+            workspace_folder=str(self.folder) if self.folder else None,
+            runtime="auto",
+            sync_mode="copy" if self.folder else "none",
+            title=title,
+        )
         session = await self.service.create(options)
         self._adopt(session)
         self._activate(session.id)
@@ -567,13 +645,19 @@ class Bridge:
         if session_id not in self._logs:
             self._logs[session_id] = SessionLog(await self._history(session_id))
         session = await self.service.resume(
-            session_id, SessionOptions(runtime="auto", sync_mode="copy"))
+            session_id, SessionOptions(runtime="auto", sync_mode="copy")
+        )
         self._saved = [s for s in self._saved if s.session_id != session_id]
         self._adopt(session)
         earlier = self.service.summary(session).message_count
-        self._push(session_id, _local_update(
-            "notice", level="info",
-            text=f"Resumed a saved session: the agent remembers its {earlier} earlier messages."))
+        self._push(
+            session_id,
+            _local_update(
+                "notice",
+                level="info",
+                text=f"Resumed a saved session: the agent remembers its {earlier} earlier messages.",
+            ),
+        )
         self._activate(session_id)
         return session_id
 
@@ -591,8 +675,13 @@ class Bridge:
             messages = await asyncio.to_thread(read)
         except PygentError as exc:
             log.warning("reading saved session %s: %s", session_id, exc)
-            return [_local_update("notice", level="warning",
-                                  text=f"The saved conversation could not be read: {exc}")]
+            return [
+                _local_update(
+                    "notice",
+                    level="warning",
+                    text=f"The saved conversation could not be read: {exc}",
+                )
+            ]
         return history_events(messages)
 
     def _adopt(self, session: Session) -> None:
@@ -640,11 +729,13 @@ class Bridge:
         task_id = update["taskId"]
         before = tasks.get(task_id, {})
         info = {
-            "taskId": task_id, "status": update["status"],
+            "taskId": task_id,
+            "status": update["status"],
             "persona": update["persona"] or before.get("persona", ""),
             "prompt": update["prompt"] or before.get("prompt", ""),
             "steps": max(update["steps"], before.get("steps", 0)),
-            "detail": update["detail"], "result": before.get("result", ""),
+            "detail": update["detail"],
+            "result": before.get("result", ""),
         }
         if info["status"] in FINAL_TASK_STATES:
             try:
@@ -655,8 +746,11 @@ class Bridge:
         self._post_tasks(session_id)
 
     def _post_tasks(self, session_id: str) -> None:
-        self._post(host_message("tasks", sessionId=session_id,
-                                tasks=list(self._tasks.get(session_id, {}).values())))
+        self._post(
+            host_message(
+                "tasks", sessionId=session_id, tasks=list(self._tasks.get(session_id, {}).values())
+            )
+        )
 
     async def _refresh_changes(self, session_id: str) -> list[dict[str, Any]]:
         session = self._live(session_id)
@@ -665,7 +759,9 @@ class Bridge:
             changes = [dataclasses.asdict(c) for c in await self.service.changes(session_id)]
         sync_mode = session.sync_mode if session is not None else "none"
         self._changes[session_id] = {"syncMode": sync_mode, "changes": changes}
-        self._post(host_message("changes", sessionId=session_id, syncMode=sync_mode, changes=changes))
+        self._post(
+            host_message("changes", sessionId=session_id, syncMode=sync_mode, changes=changes)
+        )
         return changes
 
     async def _after_turn(self, session_id: str) -> None:
@@ -685,8 +781,16 @@ class Bridge:
         self._post(host_message("approvalClosed", id=approval_id, outcome=outcome))
 
     def _permission_status(self, session_id: str, request: Any, state: str, outcome: str) -> None:
-        self._push(session_id, {"type": "permission", "taskId": request.task_id,
-                                "callId": request.call_id, "state": state, "outcome": outcome})
+        self._push(
+            session_id,
+            {
+                "type": "permission",
+                "taskId": request.task_id,
+                "callId": request.call_id,
+                "state": state,
+                "outcome": outcome,
+            },
+        )
 
     # --- downloads and shutdown -----------------------------------------------------------------------------
 

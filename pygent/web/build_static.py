@@ -40,8 +40,11 @@ def source_files(extension: Path = EXTENSION) -> list[Path]:
     """The files the page bundle is made of: the page, the shared protocol types, the
     stylesheet and the build script."""
     files = [p for p in (extension / "webview").rglob("*.ts") if p.is_file()]
-    files += [extension / "src" / "protocol.ts", extension / "media" / "chat.css",
-              extension / "scripts" / "build.mjs"]
+    files += [
+        extension / "src" / "protocol.ts",
+        extension / "media" / "chat.css",
+        extension / "scripts" / "build.mjs",
+    ]
     return sorted(files)
 
 
@@ -62,12 +65,15 @@ def _run(command: list[str], cwd: Path) -> None:
     log.info("$ %s  (in %s)", " ".join(command), cwd)
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"build_static: {' '.join(command)} failed ({done.returncode}):\n"
-                         f"{done.stdout}{done.stderr}")
+        raise SystemExit(
+            f"build_static: {' '.join(command)} failed ({done.returncode}):\n"
+            f"{done.stdout}{done.stderr}"
+        )
 
 
-def build(extension: Path = EXTENSION, static: Path = STATIC) -> dict[str, object]:
-    """Run the extension's production build in a scratch copy and copy the page out."""
+def build(extension: Path = EXTENSION, static: Path = STATIC) -> dict[str, str]:
+    """Run the extension's production build in a scratch copy and copy the page out;
+    returns the digests of the copied files."""
     if shutil.which("node") is None:
         raise SystemExit("build_static: Node is needed (Node 20: apt-get install nodejs npm)")
     with tempfile.TemporaryDirectory(prefix="pygent-page-") as tmp:
@@ -87,14 +93,16 @@ def build(extension: Path = EXTENSION, static: Path = STATIC) -> dict[str, objec
         static.mkdir(parents=True, exist_ok=True)
         for name in OUTPUTS:
             shutil.copyfile(work / "media" / name, static / name)
-    manifest: dict[str, object] = {
+    files = {name: _sha(static / name) for name in OUTPUTS}
+    manifest = {
         "built_by": "python -m pygent.web.build_static (editors/vscode: "
-                    + " ".join(BUILD_COMMAND) + ")",
+        + " ".join(BUILD_COMMAND)
+        + ")",
         "sources": source_digest(extension),
-        "files": {name: _sha(static / name) for name in OUTPUTS},
+        "files": files,
     }
     (static / MANIFEST.name).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return manifest
+    return files
 
 
 def stale_reason(extension: Path = EXTENSION, static: Path = STATIC) -> str | None:
@@ -114,9 +122,14 @@ def stale_reason(extension: Path = EXTENSION, static: Path = STATIC) -> str | No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pygent.web.build_static", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only check that the copies are current")
+    parser = argparse.ArgumentParser(
+        prog="python -m pygent.web.build_static",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only check that the copies are current"
+    )
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.check:
@@ -126,8 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         log.info("pygent/web/static is up to date with editors/vscode")
         return 0
-    manifest = build()
-    log.info("built %s", ", ".join(f"{k} {v}" for k, v in manifest["files"].items()))  # type: ignore[union-attr]
+    files = build()
+    log.info("built %s", ", ".join(f"{name} {digest}" for name, digest in files.items()))
     return 0
 
 

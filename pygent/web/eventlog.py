@@ -182,18 +182,28 @@ def history_events(messages: Iterable[dict[str, Any]]) -> list[Update]:
     chosen = [m for m in messages if isinstance(m, dict) and m.get("role") != "system"]
     chosen = chosen[-MAX_HISTORY_MESSAGES:]
     out: list[Update] = []
-    names: dict[str, str] = {}
+    calls: dict[str, tuple[str, dict[str, Any]]] = {}
     open_turn = False
 
     def end_turn() -> None:
-        out.append({"type": "turn_ended", "taskId": None, "stopReason": "end_turn", "text": "", "error": ""})
+        out.append(
+            {
+                "type": "turn_ended",
+                "taskId": None,
+                "stopReason": "end_turn",
+                "text": "",
+                "error": "",
+            }
+        )
 
     for message in chosen:
         role = message.get("role")
         if role == "user":
             if open_turn:
                 end_turn()
-            out.append({"type": "turn_started", "taskId": None, "prompt": _text(message.get("content"))})
+            out.append(
+                {"type": "turn_started", "taskId": None, "prompt": _text(message.get("content"))}
+            )
             open_turn = True
         elif role == "assistant":
             text = _text(message.get("content"))
@@ -205,20 +215,39 @@ def history_events(messages: Iterable[dict[str, Any]]) -> list[Update]:
                 function = call.get("function") or {}
                 call_id = str(call.get("id") or "")
                 name = str(function.get("name") or "")
-                names[call_id] = name
-                out.append({
-                    "type": "tool_call_proposed", "taskId": None, "callId": call_id, "tool": name,
-                    "arguments": _arguments(function.get("arguments")), "preview": "",
-                })
+                arguments = _arguments(function.get("arguments"))
+                calls[call_id] = (name, arguments)
+                out.append(
+                    {
+                        "type": "tool_call_proposed",
+                        "taskId": None,
+                        "callId": call_id,
+                        "tool": name,
+                        "arguments": arguments,
+                        "preview": "",
+                    }
+                )
         elif role == "tool":
             call_id = str(message.get("tool_call_id") or "")
+            name, arguments = calls.get(call_id, (str(message.get("name") or ""), {}))
             output = _text(message.get("content"))
             status = _tool_status(output)
-            out.append({
-                "type": "tool_call_finished", "taskId": None, "callId": call_id,
-                "tool": names.get(call_id, str(message.get("name") or "")),
-                "ok": status == "completed", "output": output, "status": status,
-            })
+            # A command's result starts with "$ <command>" for the model; the card shows
+            # the command already, as it does live.
+            echo = f"$ {arguments.get('cmd')}\n"
+            if name == "bash" and output.startswith(echo):
+                output = output[len(echo) :]
+            out.append(
+                {
+                    "type": "tool_call_finished",
+                    "taskId": None,
+                    "callId": call_id,
+                    "tool": name,
+                    "ok": status == "completed",
+                    "output": output,
+                    "status": status,
+                }
+            )
     if open_turn:
         end_turn()
     return out

@@ -30,7 +30,7 @@ import sys
 import threading
 import webbrowser
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,12 +56,15 @@ STATIC_TYPES = {
 MAX_QUEUED = 20_000
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
-CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
-       "img-src 'self' data:; font-src 'self'; base-uri 'none'; form-action 'none'; "
-       "frame-ancestors 'none'")
-FORBIDDEN = ("403 Forbidden: this Pygent UI needs the address with its token, as printed by "
-             "`pygent ui` when it started.\n")
-
+CSP = (
+    "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; font-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+FORBIDDEN = (
+    "403 Forbidden: this Pygent UI needs the address with its token, as printed by "
+    "`pygent ui` when it started.\n"
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,16 @@ class UiConfig:
 
 BRIDGE = web.AppKey("bridge", Bridge)
 CONFIG = web.AppKey("config", UiConfig)
-SOCKETS = web.AppKey("sockets", set)
+
+
+@dataclass
+class _Sockets:
+    """The open page sockets, closed first when the server stops."""
+
+    open: set[web.WebSocketResponse] = field(default_factory=set)
+
+
+SOCKETS = web.AppKey("sockets", _Sockets)
 
 
 def is_loopback(host: str) -> bool:
@@ -90,7 +102,7 @@ def is_loopback(host: str) -> bool:
 
 def _static(name: str) -> bytes | None:
     try:
-        return resources.files("pygent.web").joinpath("static", name).read_bytes()
+        return resources.files("pygent.web").joinpath("static").joinpath(name).read_bytes()
     except (FileNotFoundError, OSError):
         return None
 
@@ -126,14 +138,22 @@ async def _index(request: web.Request) -> web.Response:
     script = _static("chat.js")
     if page is None or script is None:
         return web.Response(
-            status=500, content_type="text/plain",
+            status=500,
+            content_type="text/plain",
             text="The chat page is not built: run `python -m pygent.web.build_static` "
-                 "(needs Node), or install a released pygent.\n")
+            "(needs Node), or install a released pygent.\n",
+        )
     version = hashlib.sha256(script).hexdigest()[:12]
-    text = (page.decode("utf-8").replace("__PYGENT_VERSION__", version)
-            .replace("__PYGENT_BAR__", _bar(request)))
-    return web.Response(text=text, content_type="text/html", headers={
-        "Cache-Control": "no-store", "Content-Security-Policy": CSP})
+    text = (
+        page.decode("utf-8")
+        .replace("__PYGENT_VERSION__", version)
+        .replace("__PYGENT_BAR__", _bar(request))
+    )
+    return web.Response(
+        text=text,
+        content_type="text/html",
+        headers={"Cache-Control": "no-store", "Content-Security-Policy": CSP},
+    )
 
 
 def _bar(request: web.Request) -> str:
@@ -142,16 +162,23 @@ def _bar(request: web.Request) -> str:
     Plain HTML, no script: the chat page itself has no download button (yet).
     """
     folder = request.app[BRIDGE].folder
-    parts = ['<nav class="ui-bar" aria-label="pygent ui">', '<span class="ui-name">pygent ui</span>']
+    parts = [
+        '<nav class="ui-bar" aria-label="pygent ui">',
+        '<span class="ui-name">pygent ui</span>',
+    ]
     if folder is None:
-        parts.append('<span class="ui-folder">no folder: each session works in a scratch sandbox</span>')
+        parts.append(
+            '<span class="ui-folder">no folder: each session works in a scratch sandbox</span>'
+        )
     else:
         shown = html.escape(str(folder))
         href = html.escape(f"/download/changes.patch?token={request.app[CONFIG].token}")
         parts.append(f'<span class="ui-folder" title="{shown}">{shown}</span>')
-        parts.append(f'<a class="ui-download" href="{href}" target="_blank" rel="noopener" '
-                     'title="The changes of the session shown, as a patch for git apply or patch -p1">'
-                     "Download changes (.patch)</a>")
+        parts.append(
+            f'<a class="ui-download" href="{href}" target="_blank" rel="noopener" '
+            'title="The changes of the session shown, as a patch for git apply or patch -p1">'
+            "Download changes (.patch)</a>"
+        )
     parts.append("</nav>")
     return "".join(parts)
 
@@ -164,8 +191,12 @@ async def _static_file(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     # Public code (the same files ship in the package): no token needed; the version
     # in the page's URLs busts the cache after an upgrade.
-    return web.Response(body=data, content_type=kind, charset="utf-8",
-                        headers={"Cache-Control": "public, max-age=86400"})
+    return web.Response(
+        body=data,
+        content_type=kind,
+        charset="utf-8",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
 async def _download_patch(request: web.Request) -> web.Response:
@@ -173,12 +204,21 @@ async def _download_patch(request: web.Request) -> web.Response:
         return _forbidden("no or wrong token", request)
     found = await request.app[BRIDGE].patch(request.query.get("session") or None)
     if found is None:
-        return web.Response(status=404, content_type="text/plain",
-                            text="No changes to download: the session has no folder or the "
-                                 "agent changed nothing.\n")
+        return web.Response(
+            status=404,
+            content_type="text/plain",
+            text="No changes to download: the session has no folder or the "
+            "agent changed nothing.\n",
+        )
     name, text = found
-    return web.Response(text=text, content_type="text/x-diff", headers={
-        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+    return web.Response(
+        text=text,
+        content_type="text/x-diff",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 async def _no_icon(request: web.Request) -> web.Response:
@@ -234,7 +274,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     bridge = request.app[BRIDGE]
     page = _Page(ws)
-    sockets = request.app[SOCKETS]
+    sockets = request.app[SOCKETS].open
     sockets.add(ws)
     bridge.attach(page)
     try:
@@ -261,7 +301,7 @@ async def _on_startup(app: web.Application) -> None:
 
 
 async def _on_shutdown(app: web.Application) -> None:
-    for ws in list(app[SOCKETS]):
+    for ws in list(app[SOCKETS].open):
         await ws.close(code=1001, message=b"server shutting down")
 
 
@@ -269,9 +309,15 @@ async def _on_cleanup(app: web.Application) -> None:
     await app[BRIDGE].aclose()
 
 
-def create_app(settings: Settings, *, token: str, folder: Path | None = None,
-               approval_timeout: float = DEFAULT_TIMEOUT, model: Any = None,
-               loopback_only: bool = True) -> web.Application:
+def create_app(
+    settings: Settings,
+    *,
+    token: str,
+    folder: Path | None = None,
+    approval_timeout: float = DEFAULT_TIMEOUT,
+    model: Any = None,
+    loopback_only: bool = True,
+) -> web.Application:
     """The ``pygent ui`` application (tests build their own).
 
     Args:
@@ -287,7 +333,7 @@ def create_app(settings: Settings, *, token: str, folder: Path | None = None,
     app = web.Application(middlewares=[_guard], client_max_size=MAX_MESSAGE_BYTES)
     app[BRIDGE] = Bridge(settings, folder=folder, approval_timeout=approval_timeout, model=model)
     app[CONFIG] = UiConfig(token=token, loopback_only=loopback_only)
-    app[SOCKETS] = set()
+    app[SOCKETS] = _Sockets()
     app.router.add_get("/", _index)
     app.router.add_get("/ws", _websocket)
     app.router.add_get("/static/{name}", _static_file)
@@ -305,26 +351,56 @@ def create_app(settings: Settings, *, token: str, folder: Path | None = None,
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pygent ui",
-        description="Serve Pygent's chat page on this machine (the same page as the VS Code panel).")
+        description="Serve Pygent's chat page on this machine (the same page as the VS Code panel).",
+    )
     add = parser.add_argument
-    add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need --allow-remote)")
+    add(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; others need --allow-remote)",
+    )
     add("--port", type=int, default=0, help="port (default 0: any free port)")
-    add("--open", action=argparse.BooleanOptionalAction, default=True,
-        help="open the page in a browser (default: yes, when a display is available)")
-    add("--allow-remote", action="store_true",
+    add(
+        "--open",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="open the page in a browser (default: yes, when a display is available)",
+    )
+    add(
+        "--allow-remote",
+        action="store_true",
         help="allow binding to a non-loopback address (anyone who can reach it and has the "
-             "token can run commands)")
-    add("--folder", type=Path, metavar="DIR",
-        help="the folder sessions work on: copied into the sandbox, changes come back for review")
+        "token can run commands)",
+    )
+    add(
+        "--folder",
+        type=Path,
+        metavar="DIR",
+        help="the folder sessions work on: copied into the sandbox, changes come back for review",
+    )
     add("--cwd", action="store_true", help="use the current directory as --folder")
-    add("--docker", dest="use_docker", action=argparse.BooleanOptionalAction, default=None,
-        help="require Docker (--no-docker: run commands on this machine, asking before each)")
+    add(
+        "--docker",
+        dest="use_docker",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="require Docker (--no-docker: run commands on this machine, asking before each)",
+    )
     add("--model", help="the model name (default: PYGENT_MODEL or the configured one)")
     add("-c", "--config", type=Path, metavar="FILE", help="a pygent.toml to read")
-    add("--confirm-bash", action=argparse.BooleanOptionalAction, default=None,
-        help="ask before every command (--no-confirm-bash: never ask)")
-    add("--approval-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-        help=f"deny an approval nobody answers within this time (default {DEFAULT_TIMEOUT:g})")
+    add(
+        "--confirm-bash",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ask before every command (--no-confirm-bash: never ask)",
+    )
+    add(
+        "--approval-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"deny an approval nobody answers within this time (default {DEFAULT_TIMEOUT:g})",
+    )
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     add("--log-file", type=Path, help="write the log here instead of stderr")
     return parser
@@ -370,7 +446,9 @@ def _open_browser(url: str) -> None:
     threading.Thread(target=run, name="pygent-ui-browser", daemon=True).start()
 
 
-async def serve(app: web.Application, host: str, port: int, *, token: str, open_browser: bool) -> int:
+async def serve(
+    app: web.Application, host: str, port: int, *, token: str, open_browser: bool
+) -> int:
     """Serve until SIGINT/SIGTERM, then close every session; returns the exit status."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -383,7 +461,9 @@ async def serve(app: web.Application, host: str, port: int, *, token: str, open_
         try:
             await site.start()
         except OSError as exc:
-            print(f"pygent ui: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            print(
+                f"pygent ui: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr
+            )
             return 2
         bound = runner.addresses[0]
         url = _url(host, int(bound[1]), token)
@@ -409,13 +489,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     _configure_logging(args.log_file, args.log_level)
     if not is_loopback(args.host) and not args.allow_remote:
-        print(f"pygent ui: {args.host} is not a loopback address; anyone who can reach it could "
-              "drive the agent. Pass --allow-remote to bind to it anyway.", file=sys.stderr)
+        print(
+            f"pygent ui: {args.host} is not a loopback address; anyone who can reach it could "
+            "drive the agent. Pass --allow-remote to bind to it anyway.",
+            file=sys.stderr,
+        )
         return 2
     if not is_loopback(args.host):
-        log.warning("listening on %s: anyone on the network with the token can run commands "
-                    "through this server, and plain HTTP shows the token to the network",
-                    args.host)
+        log.warning(
+            "listening on %s: anyone on the network with the token can run commands "
+            "through this server, and plain HTTP shows the token to the network",
+            args.host,
+        )
     if args.approval_timeout <= 0:
         print("pygent ui: --approval-timeout must be > 0", file=sys.stderr)
         return 2
@@ -428,15 +513,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(
             {"use_docker": args.use_docker, "model": args.model, "confirm_bash": args.confirm_bash},
-            config_file=args.config)
+            config_file=args.config,
+        )
     except PygentError as exc:
         print(f"pygent ui: {exc.user_message()}", file=sys.stderr)
         return 2
     for warning in settings.warnings:
         log.warning("%s", warning)
     token = secrets.token_urlsafe(24)
-    app = create_app(settings, token=token, folder=folder, approval_timeout=args.approval_timeout,
-                     loopback_only=is_loopback(args.host))
+    app = create_app(
+        settings,
+        token=token,
+        folder=folder,
+        approval_timeout=args.approval_timeout,
+        loopback_only=is_loopback(args.host),
+    )
     try:
         return asyncio.run(serve(app, args.host, args.port, token=token, open_browser=args.open))
     except KeyboardInterrupt:  # Ctrl-C before the handlers were installed

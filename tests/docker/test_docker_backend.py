@@ -415,7 +415,9 @@ async def test_close_removes_the_container_even_with_a_wedged_shell(make: Make, 
     with pytest.raises(docker.errors.NotFound):
         client.api.inspect_container(cid)
     result = await asyncio.wait_for(task, 10)
-    assert result.exit_code is None
+    assert result.exit_code is None and "closed" in result.note
+    await asyncio.sleep(0.5)
+    assert not client.api.containers(all=True, filters={"name": backend.container_name})
 
 
 async def test_container_is_labelled_named_and_limited(make: Make, client) -> None:
@@ -449,13 +451,23 @@ async def test_missing_image_is_a_clear_error_naming_the_image(tmp_path: Path, c
     assert {c["Id"] for c in client.api.containers(all=True)} <= before
 
 
-async def test_image_that_cannot_run_a_shell_is_a_clear_error(tmp_path: Path, client) -> None:
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"bin/sh": b"\x7fELF garbage, not a program", "bin/sleep": b"x"}, "exec format error"),
+        ({"etc/hostname": b"no shell here\n"}, "no such file"),
+    ],
+    ids=["wrong-architecture", "no-shell"],
+)
+async def test_image_that_cannot_run_a_shell_is_a_clear_error(
+    tmp_path: Path, client, files: dict[str, bytes], expected: str
+) -> None:
     import io
     import tarfile
 
     data = io.BytesIO()
     with tarfile.open(fileobj=data, mode="w") as tar:
-        for name, content in (("bin/sh", b"\x7fELF garbage, not a program"), ("bin/sleep", b"x")):
+        for name, content in files.items():
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(content), 0o755
             tar.addfile(info, io.BytesIO(content))
@@ -464,11 +476,14 @@ async def test_image_that_cannot_run_a_shell_is_a_clear_error(tmp_path: Path, cl
         data.getvalue(), repository=image.split(":")[0], tag=image.split(":")[1]
     )
     try:
+        before = {c["Id"] for c in client.api.containers(all=True)}
         backend = DockerBackend(tmp_path / "ws", DockerOptions(image=image, pull=False))
         with pytest.raises(SandboxError) as info:
             await backend.start()
         await backend.close()
         message = info.value.user_message()
-        assert image in message and "exec format error" in message.lower(), message
+        assert image in message and expected in message.lower(), message
+        assert "PYGENT_IMAGE" in message
+        assert {c["Id"] for c in client.api.containers(all=True)} <= before
     finally:
         client.images.remove(image, force=True)

@@ -13,8 +13,10 @@ from tests.lsp.conftest import SERVER_COMMAND, server_env
 
 pytestmark = [
     pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which("emacs") is None,
-                       reason="Emacs is not installed (apt-get install emacs-nox elpa-eglot)"),
+    pytest.mark.skipif(
+        shutil.which("emacs") is None,
+        reason="Emacs is not installed (apt-get install emacs-nox elpa-eglot)",
+    ),
 ]
 
 DRIVER = Path(__file__).with_name("pygent-eglot.el")
@@ -25,14 +27,28 @@ def test_emacs_eglot_session_prompt_approval_and_apply(tmp_path: Path, openai_se
     (project / "src").mkdir(parents=True)
     (project / "src" / "app.py").write_text("print('hello')\n")
     subprocess.run(["git", "init", "-q", str(project)], check=True)
-    openai_server.add_tool_call("edit_file", {"path": "src/app.py", "old_text": "hello", "new_text": "hello, world"})
+    openai_server.add_tool_call(
+        "edit_file", {"path": "src/app.py", "old_text": "hello", "new_text": "hello, world"}
+    )
     openai_server.add_text("Greeting updated.")
     out = tmp_path / "emacs-result.json"
     env = server_env(tmp_path / "server", openai_server)
-    env.update({"PYGENT_LSP_CMD": json.dumps(SERVER_COMMAND), "PYGENT_TEST_ROOT": str(project),
-                "PYGENT_TEST_OUT": str(out), "TERM": "dumb"})
-    proc = subprocess.run(["emacs", "--batch", "-l", str(DRIVER)], env=env, cwd=tmp_path,
-                          capture_output=True, timeout=100, stdin=subprocess.DEVNULL)
+    env.update(
+        {
+            "PYGENT_LSP_CMD": json.dumps(SERVER_COMMAND),
+            "PYGENT_TEST_ROOT": str(project),
+            "PYGENT_TEST_OUT": str(out),
+            "TERM": "dumb",
+        }
+    )
+    proc = subprocess.run(
+        ["emacs", "--batch", "-l", str(DRIVER)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=100,
+        stdin=subprocess.DEVNULL,
+    )
     assert out.exists(), f"emacs wrote no result: {proc.stdout[-2000:]!r} {proc.stderr[-4000:]!r}"
     result = json.loads(out.read_text())
     assert result["errors"] == [], (result["errors"], proc.stderr[-3000:])

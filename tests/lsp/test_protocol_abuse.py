@@ -10,7 +10,7 @@ import pytest
 
 from pygent.lsp import protocol as p
 from tests.lsp.conftest import ROOT
-from tests.lsp.test_sessions import _sleepers
+from tests.lsp.test_sessions import _gone, _sleepers
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -114,7 +114,7 @@ def test_eof_mid_command_cleans_up(raw, openai_server) -> None:
     c.proc.stdin.close()  # the editor disappears
     assert c.wait(15) == 0
     assert time.monotonic() - started < 10
-    assert not _sleepers(marker), "no command may outlive the server"
+    assert _gone(marker), "no command may outlive the server"
     assert not Path(info["sandboxPath"]).exists(), "the temporary sandbox workspace is removed"
     # The history was saved: a new server can resume the session.
     c2 = raw()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.openai_server import ScriptedOpenAIServer
@@ -116,3 +119,34 @@ def test_unexpected_error_saves_the_session_without_a_traceback(spawn, tmp_path:
     assert "Traceback" not in term.text
     assert "Traceback" in log.read_text()
     assert "keep this" in (saved / "history.jsonl").read_text()
+
+
+class _Rejecting(BaseHTTPRequestHandler):
+    """Answers every request like a provider that does not know the key."""
+
+    def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+        body = json.dumps({"error": {"message": "Incorrect API key provided",
+                                     "type": "invalid_request_error", "param": None,
+                                     "code": "invalid_api_key"}}).encode()  # fmt: skip
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def test_rejected_key_is_reported_above_the_prompt(spawn, repl_env: dict[str, str]) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Rejecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = dict(repl_env, OPENAI_BASE_URL=f"http://127.0.0.1:{server.server_port}/v1")
+        term = spawn(env=env)
+        term.wait_prompt()
+        term.expect(r"rejected the API key \(HTTP 401\): check OPENAI_API_KEY")
+        term.send("\x04")
+        assert term.wait_exit() == 0
+    finally:
+        server.shutdown()

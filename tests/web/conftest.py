@@ -61,17 +61,33 @@ def ensure_playwright() -> Path:
         pytest.skip("npm is not installed: cannot install playwright-core")
     base.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        ["npm", "install", "--prefix", str(base), "--no-audit", "--no-fund",
-         f"playwright-core@{_playwright_version()}"],
-        capture_output=True, text=True, timeout=300)
+        [
+            "npm",
+            "install",
+            "--prefix",
+            str(base),
+            "--no-audit",
+            "--no-fund",
+            f"playwright-core@{_playwright_version()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if done.returncode != 0:
         pytest.fail(f"npm install playwright-core failed:\n{done.stdout}{done.stderr}")
     return base / "node_modules" / "playwright-core"
 
 
 def _need_browser() -> None:
-    missing = [what for what, ok in (("chromium", Path(CHROMIUM).is_file()),
-                                     ("node", shutil.which("node") is not None)) if not ok]
+    missing = [
+        what
+        for what, ok in (
+            ("chromium", Path(CHROMIUM).is_file()),
+            ("node", shutil.which("node") is not None),
+        )
+        if not ok
+    ]
     if missing:
         reason = f"{' and '.join(missing)} not installed (apt-get install -y chromium nodejs)"
         if os.environ.get("CI"):
@@ -103,7 +119,11 @@ class Browser:
         playwright = ensure_playwright()
         self.proc = subprocess.Popen(
             ["node", str(DRIVER), str(playwright.parent.parent), CHROMIUM],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self._lines = _Lines(self.proc.stdout)
         self._ids = 0
         first = self._answer(0, 60)
@@ -195,8 +215,14 @@ class UiServer:
         self.log_path = log_path
         self._log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pygent", "ui", "--no-open", *args], env=env, cwd=cwd,
-            stdout=subprocess.PIPE, stderr=self._log, text=True, start_new_session=True)
+            [sys.executable, "-m", "pygent", "ui", "--no-open", *args],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            start_new_session=True,
+        )
         self._lines = _Lines(self.proc.stdout)
         self.url = self._read_url()
         parts = urlsplit(self.url)
@@ -232,7 +258,9 @@ class UiServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
-                raise AssertionError(f"pygent ui did not stop within {timeout}s:\n{self.log_text()}")
+                raise AssertionError(
+                    f"pygent ui did not stop within {timeout}s:\n{self.log_text()}"
+                ) from None
         self._log.close()
         return self.proc.returncode
 
@@ -255,11 +283,16 @@ def start_ui(tmp_path: Path, openai_server: ScriptedOpenAIServer) -> Iterator[St
     """``start_ui(args=[...], env={...})`` -> a running server; all are stopped at the end."""
     servers: list[UiServer] = []
 
-    def start(args: list[str] | None = None, env: dict[str, str] | None = None,
-              base: Path | None = None) -> UiServer:
+    def start(
+        args: list[str] | None = None, env: dict[str, str] | None = None, base: Path | None = None
+    ) -> UiServer:
         home = base or tmp_path / "ui"
-        server = UiServer(args or [], server_env(home, openai_server, **(env or {})), cwd=tmp_path,
-                          log_path=tmp_path / f"ui-{len(servers)}.log")
+        server = UiServer(
+            args or [],
+            server_env(home, openai_server, **(env or {})),
+            cwd=tmp_path,
+            log_path=tmp_path / f"ui-{len(servers)}.log",
+        )
         servers.append(server)
         return server
 

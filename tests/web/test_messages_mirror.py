@@ -20,7 +20,9 @@ from pygent.web import bridge as b
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGES_TS = ROOT / "editors" / "vscode" / "webview" / "messages.ts"
 
-pytestmark = pytest.mark.skipif(not MESSAGES_TS.is_file(), reason="editors/vscode is not checked out")
+pytestmark = pytest.mark.skipif(
+    not MESSAGES_TS.is_file(), reason="editors/vscode is not checked out"
+)
 
 _OPEN = "([{"
 _CLOSE = ")]}"
@@ -161,16 +163,27 @@ def test_vocabularies_match() -> None:
     options = re.search(r"permissionOptionId = literal<PermissionOptionId>\(([^)]*)\)", SRC)
     assert options
     for option in re.findall(r"'(\w+)'", options.group(1)):
-        b.parse_page_message({"type": "answerApproval", "id": "a1", "optionId": option, "message": None})
+        b.parse_page_message(
+            {"type": "answerApproval", "id": "a1", "optionId": option, "message": None}
+        )
 
 
-@pytest.mark.parametrize("bad", [
-    None, [], "ready", {"type": 3}, {"type": "explode"}, {"type": "prompt"},
-    {"type": "prompt", "sessionId": 5, "text": "x"}, {"type": "ready", "protocol": True},
-    {"type": "answerApproval", "id": "a1", "optionId": "allow_forever", "message": None},
-    {"type": "applyChanges", "sessionId": "s", "paths": ["a", 3]},
-    {"type": "prompt", "sessionId": None, "text": "x" * (b.MAX_STRING + 1)},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        [],
+        "ready",
+        {"type": 3},
+        {"type": "explode"},
+        {"type": "prompt"},
+        {"type": "prompt", "sessionId": 5, "text": "x"},
+        {"type": "ready", "protocol": True},
+        {"type": "answerApproval", "id": "a1", "optionId": "allow_forever", "message": None},
+        {"type": "applyChanges", "sessionId": "s", "paths": ["a", 3]},
+        {"type": "prompt", "sessionId": None, "text": "x" * (b.MAX_STRING + 1)},
+    ],
+)
 def test_malformed_page_messages_are_refused(bad: object) -> None:
     with pytest.raises(b.MessageError):
         b.parse_page_message(bad)
@@ -181,7 +194,10 @@ def test_parsing_keeps_only_known_keys() -> None:
     assert got == {"type": "cancel", "sessionId": "s1"}
     # Like messages.ts: a missing nullable key is null.
     assert b.parse_page_message({"type": "prompt", "text": "hi"}) == {
-        "type": "prompt", "sessionId": None, "text": "hi"}
+        "type": "prompt",
+        "sessionId": None,
+        "text": "hi",
+    }
 
 
 def object_fields(const: str) -> list[str]:
@@ -205,8 +221,14 @@ def test_data_shapes_match(tmp_path: Path) -> None:
     assert set(status["problem"]) == set(object_fields("problem"))
     assert set(b.CAPABILITIES) == set(object_fields("capabilities"))
 
-    request = ApprovalRequest(session_id="s", call_id="c", tool="bash", arguments={"cmd": "ls"},
-                              preview="ls", reason="why")
+    request = ApprovalRequest(
+        session_id="s",
+        call_id="c",
+        tool="bash",
+        arguments={"cmd": "ls"},
+        preview="ls",
+        reason="why",
+    )
     view = approval_view("a1", "s", request)
     assert set(view) == set(object_fields("approvalView"))
     assert {"optionId", "name"} == set(view["options"][0])
@@ -216,6 +238,16 @@ def test_data_shapes_match(tmp_path: Path) -> None:
     bridge._saved = [SessionSummary(session_id="s1", title="t", live=False)]
     assert set(bridge._summaries()[0]) == set(object_fields("sessionSummary"))
 
-    bridge._task_update("s1", {"type": "task_status", "taskId": "t1", "status": "running",
-                               "persona": "p", "prompt": "x", "steps": 1, "detail": ""})
+    bridge._task_update(
+        "s1",
+        {
+            "type": "task_status",
+            "taskId": "t1",
+            "status": "running",
+            "persona": "p",
+            "prompt": "x",
+            "steps": 1,
+            "detail": "",
+        },
+    )
     assert set(bridge._tasks["s1"]["t1"]) == set(object_fields("taskInfo"))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.openai_server import ScriptedOpenAIServer
+from tests.openai_server import ScriptedOpenAIServer, text_reply
 from tests.web.conftest import Browser, StartUi
 
 pytestmark = pytest.mark.slow
@@ -45,12 +45,15 @@ def open_ui(browser: Browser, url: str, page: str = "main") -> None:
     browser.wait(READY, page=page)
 
 
-def test_full_session_with_an_approval(start_ui: StartUi, browser: Browser,
-                                       openai_server: ScriptedOpenAIServer, project: Path) -> None:
+def test_full_session_with_an_approval(
+    start_ui: StartUi, browser: Browser, openai_server: ScriptedOpenAIServer, project: Path
+) -> None:
     """Prompt -> approval card -> allow -> live output -> streamed reply -> changes -> download, apply."""
     openai_server.add_tool_call("bash", {"cmd": "echo hello-from-sandbox | tee greeting.txt"})
-    reply = ("The command printed **hello-from-sandbox** and saved it in `greeting.txt`. "
-             "This reply streams word by word, so the page shows it growing before it is complete.")
+    reply = (
+        "The command printed **hello-from-sandbox** and saved it in `greeting.txt`. "
+        "This reply streams word by word, so the page shows it growing before it is complete."
+    )
     openai_server.add_slow_stream(reply, 0.1)
     ui = start_ui(["--folder", str(project)])
     open_ui(browser, ui.url)
@@ -85,7 +88,9 @@ def test_full_session_with_an_approval(start_ui: StartUi, browser: Browser,
     browser.wait(READY)
     browser.wait_text(".status-line .state", "Ready")
     # The model saw the command's output.
-    tool_results = [m for m in openai_server.chat_requests[1].body["messages"] if m["role"] == "tool"]
+    tool_results = [
+        m for m in openai_server.chat_requests[1].body["messages"] if m["role"] == "tool"
+    ]
     assert "hello-from-sandbox" in tool_results[0]["content"]
 
     # The agent's change comes back for review, with its diff.
@@ -113,12 +118,14 @@ def test_full_session_with_an_approval(start_ui: StartUi, browser: Browser,
     assert console == [], console
 
 
-def test_stop_cancels_a_running_command(start_ui: StartUi, browser: Browser,
-                                        openai_server: ScriptedOpenAIServer) -> None:
+def test_stop_cancels_a_running_command(
+    start_ui: StartUi, browser: Browser, openai_server: ScriptedOpenAIServer
+) -> None:
     # Enough output to pass the shell's hold-back (it keeps the last ~34 bytes until more
     # come, to spot its end-of-command marker), so the page shows it while the command runs.
     openai_server.add_tool_call(
-        "bash", {"cmd": "for i in $(seq 1 12); do echo started $i; done; sleep 31.25"})
+        "bash", {"cmd": "for i in $(seq 1 12); do echo started $i; done; sleep 31.25"}
+    )
     ui = start_ui()
     open_ui(browser, ui.url)
     send_prompt(browser, "Run something slow")
@@ -164,24 +171,30 @@ def test_no_token_no_page(start_ui: StartUi, browser: Browser) -> None:
     # Another web page (here: about:blank, an opaque origin) knows the token and still fails.
     browser.call("open", url="about:blank")
     ws_url = ui.origin.replace("http", "ws") + f"/ws?token={ui.token}"
-    outcome = browser.call("evaluate", expression=f"""new Promise((resolve) => {{
+    outcome = browser.call(
+        "evaluate",
+        expression=f"""new Promise((resolve) => {{
         const ws = new WebSocket({ws_url!r});
         ws.onopen = () => resolve('open');
         ws.onerror = () => resolve('refused');
-    }})""")
+    }})""",
+    )
     assert outcome == "refused"
     # The real page with the token connects.
     open_ui(browser, ui.url)
 
 
-def test_reconnect_shows_the_conversation(start_ui: StartUi, browser: Browser,
-                                          openai_server: ScriptedOpenAIServer, tmp_path: Path) -> None:
+def test_reconnect_shows_the_conversation(
+    start_ui: StartUi, browser: Browser, openai_server: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
     openai_server.add_text("First answer, kept by the server.")
     ui = start_ui()
     open_ui(browser, ui.url)
     send_prompt(browser, "first question")
     browser.wait_text(".msg.assistant", "First answer")
-    session_id = browser.call("evaluate", expression="document.querySelector('select.session-picker').value")
+    session_id = browser.call(
+        "evaluate", expression="document.querySelector('select.session-picker').value"
+    )
     assert session_id
 
     # A reload (or a dropped socket) replays the session from the server.
@@ -218,5 +231,30 @@ def test_reconnect_shows_the_conversation(start_ui: StartUi, browser: Browser,
     browser.call("select", selector="select.session-picker", value=session_id)
     browser.wait_text(".msg.user", "second question")
     assert browser.texts(".msg.user") == ["first question", "second question"]
-    assert any("after-reload" in t for t in browser.texts("pre.output-text"))
+    assert browser.texts("pre.output-text") == ["after-reload\n"]
     browser.screenshot("reconnect-3-after-restart")
+
+
+def test_task_list(
+    start_ui: StartUi, browser: Browser, openai_server: ScriptedOpenAIServer
+) -> None:
+    """A delegated task shows in the Tasks section with its status and, once done, its result."""
+
+    def sub_agent(body: dict) -> object:
+        users = [m.get("content") for m in body["messages"] if m["role"] == "user"]
+        if any(isinstance(u, str) and "summarise the readme" in u for u in users):
+            return text_reply("The README says **hello**.")
+        return None
+
+    openai_server.set_responder(sub_agent)
+    openai_server.add_tool_call("delegate_task", {"prompt": "summarise the readme"})
+    openai_server.add_text("I delegated the summary.")
+    ui = start_ui()
+    open_ui(browser, ui.url)
+    send_prompt(browser, "Delegate a summary")
+    browser.wait("details.panel.tasks li.row.task.status-finished")
+    assert browser.texts("details.panel.tasks .row-title") == ["summarise the readme"]
+    browser.call("click", selector="details.panel.tasks li.row.task button.btn.secondary")
+    browser.wait_text("details.panel.tasks .task-result", "The README says hello.")
+    browser.wait_text(".msg.assistant", "I delegated the summary.")
+    browser.screenshot("tasks-1-finished")

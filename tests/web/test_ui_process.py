@@ -43,7 +43,9 @@ def request(ui: UiServer, path: str, headers: dict[str, str] | None = None) -> t
 def upgrade(ui: UiServer, path: str, origin: str | None, host: str | None = None) -> int:
     """The status of a WebSocket upgrade request (101 when accepted)."""
     headers = {
-        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
         "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
     }
     if origin is not None:
@@ -70,7 +72,10 @@ def test_token_origin_and_host_are_checked(start_ui: StartUi) -> None:
     assert upgrade(ui, f"/ws?{token}", None) == 403
     assert upgrade(ui, f"/ws?{token}", ui.origin) == 101
     # A loopback server answers loopback names only (DNS rebinding: evil.example -> 127.0.0.1).
-    assert upgrade(ui, f"/ws?{token}", f"http://evil.example:{port}", host=f"evil.example:{port}") == 403
+    assert (
+        upgrade(ui, f"/ws?{token}", f"http://evil.example:{port}", host=f"evil.example:{port}")
+        == 403
+    )
     assert request(ui, f"/?{token}", {"Host": f"evil.example:{port}"})[0] == 403
     assert request(ui, f"/?{token}", {"Host": f"localhost:{port}"})[0] == 200
     # Downloads need the token; the public bundle does not.
@@ -96,10 +101,17 @@ def test_page_headers_forbid_framing_and_referrers(start_ui: StartUi) -> None:
     assert response.getheader("Cache-Control") == "no-store"
 
 
-def _ui(args: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _ui(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     base = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "pygent", *args], capture_output=True, text=True,
-                          timeout=timeout, env=base)
+    return subprocess.run(
+        [sys.executable, "-m", "pygent", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=base,
+    )
 
 
 def test_remote_binding_needs_allow_remote(start_ui: StartUi) -> None:
@@ -123,18 +135,29 @@ def test_help_and_bad_flags() -> None:
 
 
 def test_pygent_ui_script_and_flags_before_the_word_dispatch_here(
-        tmp_path: Path, openai_server: ScriptedOpenAIServer) -> None:
+    tmp_path: Path, openai_server: ScriptedOpenAIServer
+) -> None:
     """``pygent-ui`` is ``pygent.cli:ui_main``; ``pygent --no-docker ui`` passes the flag on."""
     code = "import sys; from pygent.cli import ui_main; sys.exit(ui_main(['--help']))"
-    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    shown = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert shown.returncode == 0 and shown.stdout.startswith("usage: pygent ui")
     from tests.web.conftest import server_env
 
     # The environment asks for Docker; the flag before `ui` wins.
     env = server_env(tmp_path, openai_server, PYGENT_USE_DOCKER="1")
-    proc = subprocess.Popen([sys.executable, "-m", "pygent", "--no-docker", "ui", "--no-open"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pygent", "--no-docker", "ui", "--no-open"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         assert line.startswith("Pygent UI: http://127.0.0.1:"), line
@@ -156,8 +179,9 @@ async def _drive(ui: UiServer, messages: list[dict], until: str, timeout: float 
 
     seen: list[dict] = []
     async with aiohttp.ClientSession() as http_session:
-        async with http_session.ws_connect(f"{ui.origin}/ws?token={ui.token}",
-                                           headers={"Origin": ui.origin}) as ws:
+        async with http_session.ws_connect(
+            f"{ui.origin}/ws?token={ui.token}", headers={"Origin": ui.origin}
+        ) as ws:
             for message in messages:
                 await ws.send_str(json.dumps(message))
             deadline = time.monotonic() + timeout
@@ -174,13 +198,22 @@ async def _drive(ui: UiServer, messages: list[dict], until: str, timeout: float 
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_stopping_kills_the_running_command(start_ui: StartUi, openai_server: ScriptedOpenAIServer,
-                                            sig: int) -> None:
+def test_stopping_kills_the_running_command(
+    start_ui: StartUi, openai_server: ScriptedOpenAIServer, sig: int
+) -> None:
     marker = f"sleep {40 + sig}.5"
     openai_server.add_tool_call("bash", {"cmd": marker})
     ui = start_ui(["--no-confirm-bash"])  # no approval: the command starts at once
-    asyncio.run(_drive(ui, [{"type": "ready", "protocol": 1},
-                            {"type": "prompt", "sessionId": None, "text": "sleep"}], "tool_call_started"))
+    asyncio.run(
+        _drive(
+            ui,
+            [
+                {"type": "ready", "protocol": 1},
+                {"type": "prompt", "sessionId": None, "text": "sleep"},
+            ],
+            "tool_call_started",
+        )
+    )
     time.sleep(0.3)
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0
     started = time.monotonic()
@@ -191,16 +224,26 @@ def test_stopping_kills_the_running_command(start_ui: StartUi, openai_server: Sc
 
 
 def _containers(pid: int) -> list[str]:
-    done = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=pygent.owner_pid={pid}"],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=pygent.owner_pid={pid}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return done.stdout.split()
 
 
 @pytest.mark.docker
 def test_stopping_removes_the_containers(start_ui: StartUi) -> None:
     ui = start_ui(env={"PYGENT_USE_DOCKER": "1", "PYGENT_IMAGE": TEST_IMAGE})
-    seen = asyncio.run(_drive(ui, [{"type": "ready", "protocol": 1}, {"type": "newSession"},
-                                   {"type": "newSession"}], "sessions", timeout=60))
+    seen = asyncio.run(
+        _drive(
+            ui,
+            [{"type": "ready", "protocol": 1}, {"type": "newSession"}, {"type": "newSession"}],
+            "sessions",
+            timeout=60,
+        )
+    )
     # Wait for both sessions (each has its container).
     deadline = time.monotonic() + 60
     while len(_containers(ui.proc.pid)) < 2:

@@ -42,6 +42,9 @@ if [ ! -x "$NODE_DIR/bin/node" ]; then
   rm -rf "$CACHE/node24" && mv "$CACHE/node24.tmp" "$CACHE/node24"
 fi
 if [ ! -x "$CODE_SERVER" ]; then
+  # code-server's native modules (kerberos) compile against the GSSAPI headers.
+  [ -f /usr/include/gssapi/gssapi.h ] || fail "code-server needs the Kerberos headers to build: apt-get install -y libkrb5-dev"
+  command -v make >/dev/null && command -v g++ >/dev/null || fail "code-server needs a C++ toolchain to build: apt-get install -y build-essential"
   echo "e2e: installing code-server $CODE_SERVER_VERSION into $CS_PREFIX (about 3 minutes, once)"
   rm -rf "$CS_PREFIX.tmp"
   # npm_config_nodedir: native modules must build against Node 24's headers, not the

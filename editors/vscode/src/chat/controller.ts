@@ -409,6 +409,15 @@ export class ChatController {
     const info = this.sessions.get(sessionId);
     if (!info) return;
     this.sessions.activeId = sessionId;
+    if (!info.live && this.sessions.events(sessionId).length === 0) {
+      // A saved session from an earlier run: its history is in the agent, not here.
+      this.sessions.appendLocal(sessionId, {
+        type: 'notice',
+        taskId: null,
+        level: 'info',
+        text: `Saved session "${info.title || sessionId}" (${info.messageCount} messages). Send a prompt to resume it.`,
+      });
+    }
     this.sendSessions();
     this.sendSessionDetail(sessionId);
   }

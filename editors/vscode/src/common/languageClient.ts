@@ -51,6 +51,11 @@ export function languageClientFactory(outputChannel: vscode.LogOutputChannel, ve
         token ? client.sendRequest<R>(method, params, token) : client.sendRequest<R>(method, params),
       onNotification: (method, handler) => client.onNotification(method, handler),
       onRequest: (method, handler) => client.onRequest(method, (params: unknown, token: vscode.CancellationToken) => handler(params, token)),
+      serverProtocolVersion: () => {
+        const experimental: unknown = client.initializeResult?.capabilities.experimental;
+        const pygent = typeof experimental === 'object' && experimental !== null ? (experimental as { pygent?: unknown }).pygent : undefined;
+        return typeof pygent === 'object' && pygent !== null ? (pygent as { protocolVersion?: unknown }).protocolVersion : undefined;
+      },
     };
   };
 }

@@ -10,6 +10,7 @@
 import { describeError, type Logger } from './logging';
 import { type Disposable, Emitter } from './events';
 import { NotInstalledError, type ServerCommand } from './settings';
+import { PROTOCOL_VERSION } from '../protocol';
 
 /** What the extension needs from a language client. */
 export interface ServerClient {
@@ -18,6 +19,8 @@ export interface ServerClient {
   sendRequest<R>(method: string, params: unknown, token?: CancellationLike): Promise<R>;
   onNotification(method: string, handler: (params: unknown) => void): Disposable;
   onRequest(method: string, handler: (params: unknown, token: CancellationLike) => Promise<unknown>): Disposable;
+  /** `capabilities.experimental.pygent.protocolVersion` from `initialize`, once started. */
+  serverProtocolVersion(): unknown;
 }
 
 /** `vscode.CancellationToken`'s shape, without importing vscode. */
@@ -172,7 +175,21 @@ export class ServerManager {
       }
       return;
     }
-    if (generation === this.generation) this.setState({ kind: 'running' });
+    if (generation !== this.generation) return;
+    const version = client.serverProtocolVersion();
+    if (version !== PROTOCOL_VERSION) {
+      // Talking on would mean misreading every payload: say which side to update.
+      const message =
+        typeof version === 'number'
+          ? `The Pygent server speaks editor protocol ${version}; this extension speaks ${PROTOCOL_VERSION}. Update ${version > PROTOCOL_VERSION ? 'the extension' : 'Pygent'}.`
+          : `${launch.command.command} did not announce the Pygent editor protocol: is it Pygent's language server?`;
+      this.log.error(message);
+      this.client = undefined;
+      await client.stop().catch(() => undefined);
+      this.setState({ kind: 'failed', reason: 'startFailed', message });
+      return;
+    }
+    this.setState({ kind: 'running' });
   }
 
   private handleCrash(generation: number): void {

@@ -152,6 +152,7 @@ describe('chat page in Chromium', () => {
       changes: [
         { path: 'hello.py', status: 'added', diff: '--- a/hello.py\n+++ b/hello.py\n@@ -0,0 +1 @@\n+print("hello")\n', binary: false, conflict: false, protected: null },
         { path: 'README.md', status: 'modified', diff: '--- a/README.md\n+++ b/README.md\n@@ -1 +1,2 @@\n # Project\n+Run `python hello.py`.\n', binary: false, conflict: false, protected: null },
+        { path: '.vscode/tasks.json', status: 'added', diff: '--- a/.vscode/tasks.json\n+++ b/.vscode/tasks.json\n@@ -0,0 +1 @@\n+{}\n', binary: false, conflict: false, protected: 'VS Code runs tasks' },
       ],
     });
     await post(event({ type: 'message_delta', taskId: null, text: 'Done: `hello.py` prints *hello*.' }));
@@ -161,6 +162,7 @@ describe('chat page in Chromium', () => {
     await post(busySessions(false));
     const changes = page.getByRole('list', { name: 'Changed files' });
     await changes.getByText('README.md').waitFor();
+    await changes.getByText(/Can run code \(VS Code runs tasks\)/).waitFor();
     await page.getByRole('button', { name: 'Send prompt' }).waitFor();
     assert.match((await page.locator('.status-line').textContent()) ?? '', /Docker.*gpt-4\.1-mini.*1\.8k \/ 240 tokens.*Ready/);
     await page.screenshot({ path: artifact('chat-done.png'), fullPage: true });

@@ -102,6 +102,8 @@ export function applyWorkspaceEdit(edit: { documentChanges?: DocumentChange[]; c
 export interface RealServer extends ServerPort {
   connection: MessageConnection;
   process: ChildProcess;
+  /** What `initialize` returned (the protocol version is in `capabilities.experimental.pygent`). */
+  initializeResult: { capabilities: { experimental?: { pygent?: { protocolVersion?: unknown } } } };
   stderr: string[];
   shutdown(): Promise<void>;
 }
@@ -132,7 +134,7 @@ export async function startPygentLsp(opts: { folder: string; model: ScriptedMode
   connection.onNotification('window/logMessage', () => undefined);
   connection.listen();
   const folderUri = pathToFileURL(opts.folder).toString();
-  await connection.sendRequest('initialize', {
+  const initializeResult = await connection.sendRequest<{ capabilities: { experimental?: { pygent?: { protocolVersion?: unknown } } } }>('initialize', {
     processId: process.pid,
     rootUri: folderUri,
     workspaceFolders: [{ uri: folderUri, name: 'project' }],
@@ -147,6 +149,7 @@ export async function startPygentLsp(opts: { folder: string; model: ScriptedMode
   return {
     connection,
     process: child,
+    initializeResult,
     stderr,
     state,
     onDidChangeState: (listener) => states.event(listener),

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ChatController } from '../../src/chat/controller';
 import type { HostMessage } from '../../webview/messages';
-import type { SessionUpdate } from '../../src/protocol';
+import { PROTOCOL_VERSION, type SessionUpdate } from '../../src/protocol';
 import { defaultSettings, FakeEditor, FakeView, silentLogger } from '../unit/fakes';
 import { type RealServer, type ScriptedModel, scratch, startPygentLsp, startScriptedModel } from './realServer';
 
@@ -72,6 +72,10 @@ describe('controller + real pygent lsp', { timeout: 120_000 }, () => {
     await server?.shutdown();
     model?.stop();
     tmp.remove();
+  });
+
+  it('speaks the protocol version this extension mirrors', () => {
+    assert.equal(server.initializeResult.capabilities.experimental?.pygent?.protocolVersion, PROTOCOL_VERSION);
   });
 
   it('runs a turn with approvals and streamed output, then applies the change set', async () => {

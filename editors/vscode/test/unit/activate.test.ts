@@ -78,6 +78,7 @@ describe('activation with a fake VS Code', () => {
       sendRequest: async <R>(method: string) => (method === 'pygent/session/list' ? { sessions: [] } : {}) as R,
       onNotification: () => ({ dispose: () => undefined }),
       onRequest: () => ({ dispose: () => undefined }),
+      serverProtocolVersion: () => 1,
     };
     return client;
   };

@@ -351,6 +351,10 @@ describe('ChatController', () => {
     }));
     await controller.refreshSessions();
     assert.deepEqual(view.lastOf('sessions')?.sessions.map((s) => s.sessionId), ['live-elsewhere', 'saved-here']);
+    await controller.handle({ type: 'selectSession', sessionId: 'saved-here' });
+    const transcript = view.lastOf('transcript');
+    assert.equal(transcript?.sessionId, 'saved-here');
+    assert.match(transcript?.events[0]?.type === 'notice' ? transcript.events[0].text : '', /Send a prompt to resume it/);
   });
 
   it('says what is wrong: no key, not installed', async () => {

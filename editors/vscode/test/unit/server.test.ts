@@ -14,8 +14,12 @@ class FakeClient implements ServerClient {
   constructor(
     readonly launch: Launch,
     readonly hooks: ClientHooks,
-    private readonly failWith?: Error,
+    private readonly failWith: Error | undefined,
+    private readonly version: unknown,
   ) {}
+  serverProtocolVersion(): unknown {
+    return this.version;
+  }
   async start(): Promise<void> {
     if (this.failWith) throw this.failWith;
     this.started = true;
@@ -38,12 +42,12 @@ class FakeClient implements ServerClient {
 
 const launch: Launch = { command: { command: '/usr/bin/pygent', args: ['lsp'], source: 'PATH' }, env: { A: '1' }, cwd: '/w' };
 
-function setup(opts: { fail?: Error; resolve?: () => Promise<Launch> } = {}) {
+function setup(opts: { fail?: Error; resolve?: () => Promise<Launch>; version?: unknown } = {}) {
   const clients: FakeClient[] = [];
   const states: ServerState['kind'][] = [];
   const manager = new ServerManager(
     (l, hooks) => {
-      const c = new FakeClient(l, hooks, opts.fail);
+      const c = new FakeClient(l, hooks, opts.fail, 'version' in opts ? opts.version : 1);
       clients.push(c);
       return c;
     },
@@ -95,5 +99,15 @@ describe('ServerManager', () => {
     const broken = setup({ fail: new Error('initialize failed: bad settings') });
     await broken.manager.start();
     assert.equal(broken.manager.state.kind === 'failed' && broken.manager.state.reason, 'startFailed');
+  });
+
+  it('refuses a server that speaks another protocol version', async () => {
+    const newer = setup({ version: 2 });
+    await newer.manager.start();
+    assert.equal(newer.manager.state.kind === 'failed' && newer.manager.state.message, 'The Pygent server speaks editor protocol 2; this extension speaks 1. Update the extension.');
+    assert.ok(newer.clients[0]?.stopped);
+    const other = setup({ version: undefined });
+    await other.manager.start();
+    assert.match(other.manager.state.kind === 'failed' ? other.manager.state.message : '', /did not announce the Pygent editor protocol/);
   });
 });
