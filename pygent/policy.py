@@ -536,6 +536,14 @@ class Policy:
             and r.pattern not in ("", "*")
             and self.kind_of(r.tool) in ("read", "write")
         ]
+        if rules:
+            for cand in candidates:
+                for word in cand[1:]:
+                    if any(ch in word for ch in "*?["):  # a wildcard may match the path
+                        return (
+                            f"the command uses a wildcard ({word}) and a rule keeps some "
+                            f"paths from the file tools ({rules[0].describe()})"
+                        )
         for rule in rules:
             for cand in candidates:
                 for word in cand[1:]:

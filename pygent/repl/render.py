@@ -31,6 +31,8 @@ from pygent.repl.transcript import Transcript
 #: Output lines shown live under a running command.
 LIVE_OUTPUT_LINES = 10
 LEVEL_STYLES = {"info": "cyan", "warning": "yellow", "error": "bold red"}
+#: Tools that end the turn: shown by what follows them, not as a panel.
+CONTROL_TOOLS = ("ask_user", "stop")
 
 
 @dataclass
@@ -216,7 +218,11 @@ class Renderer:
         self._set_live(self._waiting)
 
     def on_retry(self, attempt: int, delay: float, reason: str) -> None:
-        """The model layer's retry callback: a countdown in the spinner."""
+        """The model layer's retry callback (any thread): a countdown in the spinner."""
+        if threading.get_ident() != self._thread and self._loop is not None:
+            if not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self.on_retry, attempt, delay, reason)
+            return
         self.console.print(
             Text(
                 f"model request failed ({reason}); attempt {attempt + 1} in {delay:.0f}s",
@@ -265,7 +271,7 @@ class Renderer:
         self._waiting = None
         call = _Call(event.call_id, event.tool, dict(event.arguments), event.preview)
         self._calls[event.call_id] = call
-        if self.console.is_terminal:
+        if self.console.is_terminal and call.tool not in CONTROL_TOOLS:
             self._set_live(_RunningCall(call))
 
     def _on_tool_call_started(self, event: ev.ToolCallStarted) -> None:
@@ -273,6 +279,8 @@ class Renderer:
         if call is None:
             return
         call.started = time.monotonic()
+        if call.tool in CONTROL_TOOLS:
+            return
         if self.console.is_terminal:
             self._set_live(_RunningCall(call))
         else:
@@ -290,6 +298,12 @@ class Renderer:
         call = self._calls.pop(event.call_id, None) or _Call(event.call_id, event.tool, {}, "")
         self._set_live(None)
         self.transcript.add(f"tool {call.title} [{event.status}]", self._plain_call(call, event))
+        if call.tool in CONTROL_TOOLS and event.ok:
+            # The turn ends here: ask_user's question gets its own panel, stop its reason.
+            reason = str(call.arguments.get("reason") or "").strip()
+            if call.tool == "stop" and reason:
+                self.console.print(Text("■ " + make_visible(reason), style="dim"))
+            return
         if event.status == "denied":
             self.console.print(
                 Panel(

@@ -152,7 +152,12 @@ class Runtime:
             pids_limit=self.settings.docker_pids,
             env=extra_env,
         )
-        return DockerBackend(self.files.root, options)
+        def on_progress(text: str) -> None:  # image pulls: visible to front ends and logs
+            log.info("%s", text)
+            self.notices.append(text)
+
+        return DockerBackend(self.files.root, options, output_limit=self.settings.output_limit,
+                             on_progress=on_progress)
 
     # --- properties --------------------------------------------------------------------
 

@@ -81,7 +81,9 @@ class Harness:
     def ws(self) -> Path:
         return self.agent.runtime.workspace
 
-    def calls(self, calls: Sequence[tuple[str, Mapping[str, Any] | str]], **limits: Any) -> list[str]:
+    def calls(
+        self, calls: Sequence[tuple[str, Mapping[str, Any] | str]], **limits: Any
+    ) -> list[str]:
         """Have the model make ``calls`` in one reply; returns each tool result, in order."""
         before = len(self.agent.history)
         self.server.add_tool_calls(list(calls))

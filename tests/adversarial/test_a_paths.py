@@ -46,7 +46,9 @@ def outside(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("path", ["../../etc/passwd", "a/../../../x", "../" * 30 + "etc/passwd"])
 def test_A1_parent_traversal(h: Harness, path: str) -> None:
-    read, write = h.calls([("read_file", {"path": path}), ("write_file", {"path": path, "content": "x"})])
+    read, write = h.calls(
+        [("read_file", {"path": path}), ("write_file", {"path": path, "content": "x"})]
+    )
     for out in (read, write):
         assert out.startswith("error:") and "outside the workspace" in out
     assert "root:" not in read
@@ -57,12 +59,16 @@ def test_A1_parent_traversal(h: Harness, path: str) -> None:
     "path", ["/etc/shadow", "/etc/passwd", "/root/.ssh/id_rsa", "~/.bashrc", "~root/.profile"]
 )
 def test_A2_absolute_and_home_paths_are_refused(h: Harness, path: str) -> None:
-    read, write = h.calls([("read_file", {"path": path}), ("write_file", {"path": path, "content": "x"})])
+    read, write = h.calls(
+        [("read_file", {"path": path}), ("write_file", {"path": path, "content": "x"})]
+    )
     assert read.startswith("error:") and write.startswith("error:")
     assert "root:" not in read and "not expanded" in read if path.startswith("~") else True
 
 
-@pytest.mark.parametrize("path", ["$HOME/x", "C:\\Windows\\win.ini", "..\\..\\x", "${HOME}/.bashrc"])
+@pytest.mark.parametrize(
+    "path", ["$HOME/x", "C:\\Windows\\win.ini", "..\\..\\x", "${HOME}/.bashrc"]
+)
 def test_A2_variables_and_backslashes_are_plain_names(h: Harness, path: str) -> None:
     """`$VAR` is not expanded and `\\` is not a separator on POSIX: the name stays inside."""
     name = f"{unique()}/{path}"
@@ -79,7 +85,10 @@ def test_A3_prefix_confusion(h: Harness) -> None:
     evil.mkdir(exist_ok=True)
     (evil / "x").write_text("EVIL-SIBLING")
     read, write = h.calls(
-        [("read_file", {"path": f"{evil}/x"}), ("write_file", {"path": f"{evil}/y", "content": "z"})]
+        [
+            ("read_file", {"path": f"{evil}/x"}),
+            ("write_file", {"path": f"{evil}/y", "content": "z"}),
+        ]
     )
     assert "outside the workspace" in read and "EVIL-SIBLING" not in read
     assert "outside the workspace" in write and not (evil / "y").exists()
@@ -158,10 +167,10 @@ def test_A8_symlink_loop(h: Harness) -> None:
 
 def test_A9_toctou_dir_swap(openai_server, runtimes, tmp_path: Path, outside: Path) -> None:
     """Writes to sub/f through the agent while a thread swaps sub between a directory and
-    a link out (PYGENT_A9_WRITES, default 2,000: ~1 ms each; tests/test_workspace.py
+    a link out (PYGENT_A9_WRITES, default 1,280: ~2 ms each; tests/test_workspace.py
     races 3,000 more at the Workspace layer). The file tools run on the host in both
     modes (the same code), so this runs once, locally."""
-    total = int(os.environ.get("PYGENT_A9_WRITES", "2000"))
+    total = int(os.environ.get("PYGENT_A9_WRITES", "1280"))
     h = make_harness(openai_server, runtimes["local"], tmp_path)
     sub = h.ws / unique("sub")
     stop = threading.Event()
@@ -210,11 +219,19 @@ def test_A10_hardlink_to_outside_file(h: Harness, mode: str, outside: Path) -> N
 
 
 @pytest.mark.parametrize(
-    "path", ["/proc/self/environ", "/proc/self/root/etc/passwd", "/proc/self/cwd/../../etc/passwd",
-             "/proc/1/environ", "/dev/stdin"],
+    "path",
+    [
+        "/proc/self/environ",
+        "/proc/self/root/etc/passwd",
+        "/proc/self/cwd/../../etc/passwd",
+        "/proc/1/environ",
+        "/dev/stdin",
+    ],
 )
 def test_A11_proc_paths(h: Harness, path: str) -> None:
-    read, write = h.calls([("read_file", {"path": path}), ("write_file", {"path": path, "content": "x"})])
+    read, write = h.calls(
+        [("read_file", {"path": path}), ("write_file", {"path": path, "content": "x"})]
+    )
     assert "outside the workspace" in read and "outside the workspace" in write
     assert "root:" not in read and "PATH=" not in read
 
@@ -225,7 +242,9 @@ def test_A12_fifo_device_links_and_socket(h: Harness) -> None:
         f"mkdir {d} && cd {d} && mkfifo p && ln -s /dev/zero z && ln -s /dev/urandom u && "
         "python3 -c \"import socket; socket.socket(socket.AF_UNIX).bind('sock')\""
     )
-    outs = h.calls([("read_file", {"path": f"{d}/{n}"}) for n in ("p", "z", "u", "sock")], max_time=30)
+    outs = h.calls(
+        [("read_file", {"path": f"{d}/{n}"}) for n in ("p", "z", "u", "sock")], max_time=30
+    )
     assert "not a regular file" in outs[0] and "not a regular file" in outs[3]
     assert "outside the workspace" in outs[1] and "outside the workspace" in outs[2]
     write = h.call("write_file", {"path": f"{d}/p", "content": "x"})
@@ -271,7 +290,10 @@ def test_A14_binary_invalid_utf8_crlf_and_bom(h: Harness) -> None:
         [
             ("edit_file", {"path": f"{rel}/bin", "old_text": "abc", "new_text": "x"}),
             ("edit_file", {"path": f"{rel}/latin1.txt", "old_text": "1", "new_text": "2"}),
-            ("edit_file", {"path": f"{rel}/crlf.txt", "old_text": "two\nthree", "new_text": "2\n3"}),
+            (
+                "edit_file",
+                {"path": f"{rel}/crlf.txt", "old_text": "two\nthree", "new_text": "2\n3"},
+            ),
             ("edit_file", {"path": f"{rel}/bom.txt", "old_text": "world", "new_text": "there"}),
         ]
     )
@@ -312,8 +334,11 @@ def test_A15_host_side_readers_never_follow_container_links(
     from pygent.repl.snapshot import copy_workspace
 
     copy_workspace(h.rt.files, tmp_path / "snap")
-    assert not any("PRIVATE KEY" in p.read_text(errors="replace")
-                   for p in (tmp_path / "snap").rglob("*") if p.is_file())
+    assert not any(
+        "PRIVATE KEY" in p.read_text(errors="replace")
+        for p in (tmp_path / "snap").rglob("*")
+        if p.is_file()
+    )
     cp = Checkpoints.for_workspace(tmp_path / "data", Workspace(h.ws / d))
     cp.checkpoint()
     assert cp.list()[0].files == 1
@@ -366,9 +391,11 @@ def test_A17_protected_paths_need_approval(
 ) -> None:
     h = make_harness(openai_server, runtimes[mode], tmp_path, approval_mode=approval_mode)
     base = unique("proj")
-    outs = h.calls([("write_file", {"path": f"{base}/{p}", "content": "rm -rf ~"}) for p in PROTECTED])
+    outs = h.calls(
+        [("write_file", {"path": f"{base}/{p}", "content": "rm -rf ~"}) for p in PROTECTED]
+    )
     assert len(h.approver.requests) == len(PROTECTED)
-    for request, out in zip(h.approver.requests, outs):
+    for request, out in zip(h.approver.requests, outs, strict=True):
         assert "can run code" in request.reason or "can change Pygent" in request.reason
         assert ApprovalOption.ALLOW_ALWAYS not in request.options  # looked at each time
         assert out.startswith("the user denied")
@@ -377,7 +404,9 @@ def test_A17_protected_paths_need_approval(
     assert shell.startswith("the user denied") and not (h.ws / base).exists()
 
 
-def test_A17_protected_paths_denied_in_read_only_mode(openai_server, runtimes, tmp_path: Path) -> None:
+def test_A17_protected_paths_denied_in_read_only_mode(
+    openai_server, runtimes, tmp_path: Path
+) -> None:
     h = make_harness(openai_server, runtimes["local"], tmp_path, approval_mode="read-only")
     outs = h.calls([("write_file", {"path": p, "content": "x"}) for p in PROTECTED])
     assert h.approver.requests == []
@@ -416,7 +445,9 @@ def test_A19_concurrent_editor_change_is_not_overwritten(h: Harness) -> None:
             (h.ws / name).write_text("a = 1\nb = 2\nUSER = 'edit'\n")
             return tool_call_reply("write_file", {"path": name, "content": "a = 10\nb = 2\n"})
         if n == 2:
-            return tool_call_reply("edit_file", {"path": name, "old_text": "a = 1\n", "new_text": "a = 10\n"})
+            return tool_call_reply(
+                "edit_file", {"path": name, "old_text": "a = 1\n", "new_text": "a = 10\n"}
+            )
         return text_reply("done")
 
     h.server.set_responder(responder)

@@ -135,8 +135,15 @@ async def test_timeout_kills_the_whole_process_tree_and_the_shell_survives(make:
     assert time.monotonic() - start < 5
     await asyncio.sleep(0.3)
     assert not any(_host_processes(f"sleep 30{i}") for i in range(1, 5))
-    after = await backend.run("pwd; echo $KEEP", timeout=10)
-    assert after.stdout == "/tmp\nyes\n" and after.note == ""
+    # The shell is restarted with the command (so a command list cannot go on after
+    # the kill): the directory is kept, exported variables are reset, and it says so.
+    assert "restarted in /tmp" in result.note
+    after = await backend.run("pwd; echo ${KEEP:-unset}", timeout=10)
+    assert after.stdout == "/tmp\nunset\n" and after.note == ""
+    listed = await backend.run("sleep 100; touch /workspace/after-kill", timeout=1)
+    assert listed.timed_out
+    await asyncio.sleep(0.5)
+    assert not (await backend.run("ls /workspace/after-kill", timeout=10)).ok
 
 
 async def test_cancel_kills_the_running_command(make: Make) -> None:

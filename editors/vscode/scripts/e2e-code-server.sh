@@ -110,7 +110,7 @@ cat > "$SCRATCH/user/User/settings.json" <<JSON
 }
 JSON
 
-CS_ENV=(env PATH="$NODE_DIR/bin:$PATH" -u OPENAI_API_KEY -u OPENAI_BASE_URL)
+CS_ENV=(env -u OPENAI_API_KEY -u OPENAI_BASE_URL PATH="$NODE_DIR/bin:$PATH")
 CS_ARGS=(--user-data-dir "$SCRATCH/user" --extensions-dir "$SCRATCH/extensions")
 "${CS_ENV[@]}" "$CODE_SERVER" "${CS_ARGS[@]}" --install-extension "$VSIX" >"$SCRATCH/install.log" 2>&1 \
   || fail "installing $VSIX into code-server failed"
