@@ -334,7 +334,10 @@ class OpenAIModel:
         stream: bool,
     ) -> dict[str, Any]:
         wire = [m.to_dict() if isinstance(m, Message) else m for m in messages]
-        kwargs: dict[str, Any] = {"model": model, "messages": wire}
+        # The messages are already plain chat-completions JSON. Passed as `messages`, the
+        # SDK walks every one against its TypedDicts (~100 ms a request at 1,000
+        # messages); `extra_body` keys replace body keys as they are, skipping that walk.
+        kwargs: dict[str, Any] = {"model": model, "messages": [], "extra_body": {"messages": wire}}
         if tools:  # OpenAI rejects an empty tools list
             kwargs["tools"] = list(tools)
         if stream:

@@ -57,15 +57,27 @@ class MarkdownStream:
         self._printed = 0
         self._last_render = 0.0
         self.finished = False
+        self.dirty = False
 
-    def add(self, delta: str) -> None:
-        """Append streamed text; re-render when enough time has passed."""
+    def add(self, delta: str) -> bool:
+        """Append streamed text; re-render when enough time has passed.
+
+        Returns True when text is left unrendered: call :meth:`flush` a little later,
+        or a reply that pauses mid-stream would show only its beginning.
+        """
         self.text += delta
         if not self.console.is_terminal:
-            return  # a pipe gets the finished Markdown once
-        now = time.monotonic()
-        if now - self._last_render >= RENDER_INTERVAL:
-            self._last_render = now
+            return False  # a pipe gets the finished Markdown once
+        self.dirty = True
+        if time.monotonic() - self._last_render >= RENDER_INTERVAL:
+            self.flush()
+        return self.dirty
+
+    def flush(self) -> None:
+        """Render what arrived since the last render (no-op when finished or clean)."""
+        if self.dirty and not self.finished:
+            self.dirty = False
+            self._last_render = time.monotonic()
             self._render(final=False)
 
     def finish(self) -> None:

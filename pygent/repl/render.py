@@ -24,7 +24,7 @@ from rich.text import Text
 
 from pygent import events as ev
 from pygent.repl.fold import OutputFold
-from pygent.repl.mdstream import MarkdownStream
+from pygent.repl.mdstream import RENDER_INTERVAL, MarkdownStream
 from pygent.repl.sanitize import make_visible, strip_terminal_codes
 from pygent.repl.transcript import Transcript
 
@@ -145,6 +145,7 @@ class Renderer:
         self._live_body: RenderableType | None = None
         self._paused = 0
         self._stream: MarkdownStream | None = None
+        self._flush_pending = False
         self._calls: dict[str, _Call] = {}
         self._waiting: _Waiting | None = None
         self._turn_usage = [0, 0]
@@ -253,7 +254,14 @@ class Renderer:
             self._waiting = None
             self._set_live(None)
             self._stream = MarkdownStream(self.console, self._set_live)
-        self._stream.add(event.text)
+        if self._stream.add(event.text) and not self._flush_pending and self._loop is not None:
+            self._flush_pending = True
+            self._loop.call_later(RENDER_INTERVAL, self._flush_stream)
+
+    def _flush_stream(self) -> None:
+        self._flush_pending = False
+        if self._stream is not None:
+            self._stream.flush()
 
     def _on_message_done(self, event: ev.MessageDone) -> None:
         if self._stream is None or self._stream.finished:  # a model that did not stream

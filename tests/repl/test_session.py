@@ -217,3 +217,42 @@ def test_multi_line_input_with_a_trailing_backslash(
     term.send("second line\r")
     term.expect(r"Two lines received\.")
     assert messages(openai_server.chat_requests[-1])[-1]["content"] == "first line \nsecond line"
+
+
+def test_model_retry_shows_a_countdown(spawn, openai_server: ScriptedOpenAIServer) -> None:
+    openai_server.add_error(429, headers={"Retry-After": "1"})
+    openai_server.add_text("Answer after the retry.")
+    term = spawn()
+    term.wait_prompt()
+    term.send_line("hello")
+    term.expect(r"model request failed \(.*\); attempt 2 in 1s")
+    term.expect(r"Answer after the retry\.")
+    term.wait_prompt()
+    assert len(openai_server.chat_requests) == 2
+
+
+def test_stop_and_control_tools_show_no_panel(spawn, openai_server: ScriptedOpenAIServer) -> None:
+    openai_server.add_tool_call("stop", {"reason": "all tests pass"}, text="Finished the work.")
+    term = spawn()
+    term.wait_prompt()
+    term.send_line("finish")
+    term.expect(r"Finished the work\.")
+    term.expect(r"■ all tests pass")
+    term.wait_prompt()
+    assert "╭─ stop" not in term.text
+
+
+def test_ctrl_c_stops_a_stalled_model_stream(spawn, openai_server: ScriptedOpenAIServer) -> None:
+    openai_server.add_stall(60, partial_text="Let me think about")
+    openai_server.add_text("Fresh answer.")
+    term = spawn()
+    term.wait_prompt()
+    term.send_line("a hard question")
+    term.expect(r"Let me think about")
+    started = time.monotonic()
+    term.send("\x03")
+    term.expect(r"cancelled")
+    term.wait_prompt(timeout=10)
+    assert time.monotonic() - started < 5
+    term.send_line("again")
+    term.expect(r"Fresh answer\.")

@@ -88,12 +88,18 @@ for _ in $(seq 100); do [ -s "$SCRATCH/model-url.txt" ] && break; sleep 0.1; don
 [ -s "$SCRATCH/model-url.txt" ] || fail "the scripted model server did not start"
 MODEL_URL="$(cat "$SCRATCH/model-url.txt")"
 
-# The user's settings: this repository's Pygent, the scripted model, local runtime (so
-# every command asks), no built-in AI chat in the way.
-cat > "$SCRATCH/user/User/settings.json" <<JSON
+# Settings: this repository's Pygent, the scripted model, local runtime (so every
+# command asks), no built-in AI chat in the way. Machine-scoped settings (paths, env)
+# live in the Machine file: code-server's extension host is a "remote" one.
+mkdir -p "$SCRATCH/user/Machine"
+cat > "$SCRATCH/user/Machine/settings.json" <<JSON
 {
   "pygent.pythonPath": "$(command -v "$PYTHON")",
-  "pygent.env": { "PYTHONPATH": "$REPO", "PYGENT_SESSIONS_DIR": "$SCRATCH/sessions" },
+  "pygent.env": { "PYTHONPATH": "$REPO", "PYGENT_SESSIONS_DIR": "$SCRATCH/sessions" }
+}
+JSON
+cat > "$SCRATCH/user/User/settings.json" <<JSON
+{
   "pygent.baseUrl": "$MODEL_URL",
   "pygent.model": "test-model",
   "pygent.runtime": "local",
@@ -105,8 +111,10 @@ cat > "$SCRATCH/user/User/settings.json" <<JSON
   "telemetry.telemetryLevel": "off",
   "extensions.autoUpdate": false,
   "extensions.autoCheckUpdates": false,
+  "extensions.gallery.serviceUrl": "",
   "update.mode": "none",
-  "files.autoSave": "off"
+  "files.autoSave": "off",
+  "git.enabled": false
 }
 JSON
 

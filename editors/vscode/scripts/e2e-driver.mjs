@@ -109,10 +109,19 @@ try {
   for (let i = 0; i < 50 && readFileSync(join(args.workspace, 'hello.py'), 'utf8') === ''; i++) await new Promise((r) => setTimeout(r, 100));
   assert.equal(readFileSync(join(args.workspace, 'hello.py'), 'utf8'), 'print("hello from pygent")\n');
   await chat.getByRole('list', { name: 'Changed files' }).waitFor({ state: 'hidden' });
-  await page.locator('.explorer-folders-view .monaco-list-row', { hasText: 'hello.py' }).waitFor();
+  // The file the agent wrote, in the explorer and opened from there like any other.
+  await runCommand('View: Close All Editors');
+  await runCommand('View: Show Explorer');
+  const row = page.locator('.explorer-folders-view .monaco-list-row', { hasText: 'hello.py' });
+  await row.waitFor();
+  await row.click();
+  await page.locator('.tab.active .label-name', { hasText: /^hello\.py$/ }).waitFor();
+  await page.locator('.editor-instance .view-lines', { hasText: 'hello from pygent' }).first().waitFor();
+  assert.doesNotMatch(await page.locator('.breadcrumbs-control').first().textContent(), /pygent_/, 'the workspace file, not the sandbox copy');
   await shot('5-applied');
 
   log('cancelling a running turn');
+  await runCommand('Pygent: Open Chat');
   await script([{ tool_call: { name: 'bash', arguments: { cmd: 'sleep 60' } } }, { text: 'never sent' }]);
   await prompt.fill('Wait a minute');
   await prompt.press('Enter');
@@ -127,6 +136,8 @@ try {
   await chat.getByRole('button', { name: 'Send prompt' }).waitFor();
   const status = await page.locator('.statusbar-item', { hasText: 'Pygent' }).first().textContent();
   assert.match(status, /Pygent: Local · test-model/);
+  // The server ends its work-done progress too (the status bar spinner goes away).
+  await page.locator('.statusbar-item', { hasText: 'Wait a minute' }).waitFor({ state: 'detached', timeout: 10_000 });
   await shot('6-cancelled');
   log('all steps passed');
 } catch (err) {

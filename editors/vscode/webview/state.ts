@@ -264,13 +264,15 @@ export function applyEvent(t: Transcript, event: SessionEvent): void {
         }
       }
       if (event.stopReason !== 'end_turn' && event.stopReason !== 'stop') {
+        // The server often reported the error as a notice already: say it once.
+        const said = t.items.slice(-5).some((i) => i.kind === 'notice' && i.text.trim() === event.error.trim());
         t.items.push({
           kind: 'end',
           id: newId('e'),
           rev: 0,
           stopReason: event.stopReason,
           text: event.text,
-          error: event.error,
+          error: said ? '' : event.error,
         });
       }
       return;

@@ -26,10 +26,11 @@ describe('package.json', () => {
     assert.equal(Object.keys(props).filter((k) => /key|token|secret/i.test(k)).length, 0, 'no setting holds a secret');
   });
 
-  it('lets no workspace choose what runs or where the key goes', () => {
-    for (const key of ['pygent.serverPath', 'pygent.pythonPath', 'pygent.baseUrl', 'pygent.env', 'pygent.runtime', 'pygent.approvalMode']) {
-      assert.equal(props[key]?.scope, 'machine', key);
-    }
+  it('lets no workspace choose what runs, where the key goes or whether you are asked', () => {
+    // `machine`: per machine (a remote's own paths); `application`: the user's, everywhere.
+    // Neither can be set in a workspace's .vscode/settings.json.
+    for (const key of ['pygent.serverPath', 'pygent.pythonPath', 'pygent.env']) assert.equal(props[key]?.scope, 'machine', key);
+    for (const key of ['pygent.baseUrl', 'pygent.runtime', 'pygent.approvalMode']) assert.equal(props[key]?.scope, 'application', key);
     assert.equal(pkg.capabilities.untrustedWorkspaces.supported, false);
   });
 

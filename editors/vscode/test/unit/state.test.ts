@@ -81,6 +81,19 @@ describe('transcript', () => {
     assert.equal(t.items[2]?.kind, 'end');
   });
 
+  it('says an error once when a notice already said it', () => {
+    const t = run([
+      started,
+      { type: 'notice', taskId: null, level: 'error', text: 'could not reach the model' },
+      { type: 'turn_ended', taskId: null, stopReason: 'error', text: '', error: 'could not reach the model' },
+    ]);
+    const end = t.items[2];
+    assert.ok(end?.kind === 'end');
+    assert.equal(end.error, '');
+    const alone = run([started, { type: 'turn_ended', taskId: null, stopReason: 'error', text: '', error: 'bad key' }]);
+    assert.equal(alone.items[1]?.kind === 'end' && alone.items[1].error, 'bad key');
+  });
+
   it('shows the question of ask_user and no end marker for a normal end', () => {
     const asked = run([started, { type: 'turn_ended', taskId: null, stopReason: 'ask_user', text: 'Which file?', error: '' }]);
     assert.deepEqual(asked.items.map((i) => i.kind), ['user', 'assistant', 'end']);
