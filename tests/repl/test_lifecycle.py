@@ -8,11 +8,12 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.openai_server import ScriptedOpenAIServer
-from tests.repl.conftest import messages, pygent_command
+from tests.repl.conftest import messages, pygent_command, sandbox_processes
 
 
 def _workspace_of(text: str) -> Path:
@@ -71,11 +72,13 @@ def test_sigterm_during_a_turn_cleans_up(spawn, openai_server: ScriptedOpenAISer
     workspace = _workspace_of(term.text)
     term.send_line("work")
     term.expect(r"busy-now")
+    deadline = time.monotonic() + 5  # the echo comes before the shell starts sleep
+    while not sandbox_processes("sleep 41.5") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sandbox_processes("sleep 41.5")
     term.child.kill(signal.SIGTERM)
     assert term.wait_exit() == 128 + signal.SIGTERM
     assert not workspace.exists()
-    from tests.repl.conftest import sandbox_processes
-
     assert sandbox_processes("sleep 41.5") == []
 
 

@@ -149,6 +149,9 @@ def test_ctrl_c_cancels_a_running_command_and_keeps_the_session(
     term.wait_prompt()
     term.send_line("wait a while")
     term.expect(r"sleeping-now")
+    deadline = time.monotonic() + 5  # the echo comes before the shell starts sleep
+    while not sandbox_processes("sleep 37.25") and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert sandbox_processes("sleep 37.25"), "the command should be running"
     started = time.monotonic()
     term.send("\x03")
