@@ -505,6 +505,10 @@ class Agent:
                 verdict = await self.gate.check(name, args, preview=shown, call_id=call.id,
                                                 task_id=self.task_id, session_id=self.session_id,
                                                 tool_kind=tool.kind)
+                if self._cancel_requested:
+                    # A cancel that raced the approval answer must still stop the turn
+                    # (asyncio.wait_for can drop a cancel arriving with its result).
+                    raise asyncio.CancelledError
                 if not verdict.allowed:
                     result = ToolResult(False, verdict.message)
                     self._finish_call(call, name, result, status="denied")

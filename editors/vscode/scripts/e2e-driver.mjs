@@ -115,7 +115,7 @@ try {
   const row = page.locator('.explorer-folders-view .monaco-list-row', { hasText: 'hello.py' });
   await row.waitFor();
   await row.click();
-  await page.locator('.tab.active .label-name', { hasText: /^hello\.py$/ }).waitFor();
+  await page.getByRole('tab', { name: /^hello\.py(,|$)/ }).waitFor();
   await page.locator('.editor-instance .view-lines', { hasText: 'hello from pygent' }).first().waitFor();
   assert.doesNotMatch(await page.locator('.breadcrumbs-control').first().textContent(), /pygent_/, 'the workspace file, not the sandbox copy');
   await shot('5-applied');
