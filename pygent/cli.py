@@ -80,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run commands in a Docker container (--no-docker: on this machine)",
     )
+    # The runtime's Docker hints say "run with --local": the same as --no-docker.
+    add(
+        "--local",
+        dest="use_docker",
+        action="store_const",
+        const=False,
+        default=None,
+        help="the same as --no-docker",
+    )
     add("-c", "--config", type=Path, metavar="FILE", help="read settings from this pygent.toml")
     add(
         "-w",

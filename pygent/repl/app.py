@@ -32,8 +32,15 @@ def _data_dir(settings: Any) -> Path:
     return Path(settings.sessions_dir).parent
 
 
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    # Until the loop's own handlers take over: unwind, so the sandbox is still removed.
+    raise SystemExit(128 + signum)
+
+
 def run(options: Any) -> int:
     """Start the REPL for the parsed command-line ``options``; returns the exit status."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
     from pygent.models import get_custom_model
     from pygent.repl import preflight
     from pygent.repl.startup import prepare
@@ -328,8 +335,9 @@ class Repl:
             with self.reader.busy():
                 return await task
         except asyncio.CancelledError:
-            me = asyncio.current_task()
-            if self._terminated or (me is not None and me.cancelling()):
+            # Task.cancelling() is Python 3.11+; on 3.10 our own exits set _terminated.
+            cancelling = getattr(asyncio.current_task(), "cancelling", None)
+            if self._terminated or (cancelling is not None and cancelling()):
                 raise  # the REPL itself is stopping
             return None  # only the turn was cancelled
         finally:

@@ -94,7 +94,10 @@ class LazyOpenAIModel:
         *,
         on_text: Any = None,
     ) -> Any:
-        return await self._get().astream(messages, model, tools, on_text=on_text)
+        # The import may still be running in the warm-up thread: wait for it off the
+        # loop, so Ctrl-C and the spinner stay live meanwhile.
+        loaded = self._model if self._model is not None else await asyncio.to_thread(self._get)
+        return await loaded.astream(messages, model, tools, on_text=on_text)
 
     def chat(
         self, messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]] | None

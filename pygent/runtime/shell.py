@@ -29,6 +29,9 @@ from pygent.runtime.base import CommandResult, OutputCallback, ShellTransport
 
 log = logging.getLogger(__name__)
 
+#: What a shell prints when it cannot fork (bash retries for ~20 s, dash gives up).
+_NO_FORK = (b"fork: retry: ", b"Cannot fork", b"fork: Resource temporarily unavailable")
+
 
 def shell_quote(text: str) -> str:
     """Quote ``text`` as one POSIX shell word."""
@@ -180,11 +183,17 @@ class PersistentShell:
         marker_err = f"\n{token}\n".encode()
         started = time.monotonic()
         over_cap = asyncio.Event()
+        no_forks: list[bool] = []  # set when the shell says it cannot start a process
 
         def feed(cap: _Capture) -> Callable[[bytes], None]:
             def _feed(data: bytes) -> None:
                 cap.feed(data)
                 if out.total + err.total > self.output_limit:
+                    over_cap.set()
+                elif cap is err and any(m in data for m in _NO_FORK):
+                    # Processes left by an earlier command (a fork bomb) fill the
+                    # process table: stop now rather than retrying until the timeout.
+                    no_forks.append(True)
                     over_cap.set()
 
             return _feed
@@ -205,8 +214,8 @@ class PersistentShell:
             )
             cap_wait.cancel()
             if both not in done:
-                capped = over_cap.is_set()
-                timed_out = not capped
+                capped = over_cap.is_set() and not no_forks
+                timed_out = not over_cap.is_set()
                 lost = True
                 # Kill the shell together with its children: killing only the children
                 # would let a command list go on (`sleep 100; rm -rf x` would still rm).
@@ -248,7 +257,13 @@ class PersistentShell:
                 "the shell exited or stopped answering; a new shell starts in "
                 f"{self.cwd} (exported variables were reset)"
             )
-        if timed_out or capped:
+        if no_forks:
+            note = (
+                "the sandbox ran out of processes (something, such as a fork bomb, kept "
+                "starting them): every process the commands started was killed; the next "
+                "command starts fresh"
+            )
+        if timed_out or capped or no_forks:
             exit_code = None if exit_code in (None, 0) else exit_code
         return CommandResult(
             command=cmd,

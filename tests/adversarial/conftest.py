@@ -193,19 +193,22 @@ def peak_rss_kb() -> int:
     raise AssertionError("no VmHWM")
 
 
-def processes_with(needle: str) -> list[str]:
-    """Command lines on this machine (containers' included) that contain ``needle``."""
+def processes_with(prefix: str) -> list[str]:
+    """Command lines on this machine (containers' included) that start with ``prefix``,
+    the program named by its base name (``sleep 301``, ``python3 -m http.server``)."""
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
-                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+                argv = fh.read().rstrip(b"\0").split(b"\0")
         except OSError:
             continue
-        if needle in cmdline:
-            found.append(cmdline)
+        argv[0] = os.path.basename(argv[0])
+        line = b" ".join(argv).decode(errors="replace")
+        if line.startswith(prefix):
+            found.append(line)
     return found
 
 

@@ -51,10 +51,14 @@ def test_C1_fork_bomb(h: Harness, mode: str, openai_server, runtimes, tmp_path: 
         assert len(h2.approver.requests) == 1 and out.startswith("the user denied")
         return
     started = time.monotonic()
-    out = h.sh(":(){ :|:& };:", timeout=5)
-    assert "timed out" in out or "Resource temporarily unavailable" in out or "retry" in out
+    h.sh(":(){ :|:& };:", timeout=5)  # returns at once: the bomb runs in the background
+    time.sleep(1)  # let it fill the container's process table (pids_limit)
+    outs = [h.sh("ls / && echo listed", timeout=30) for _ in range(2)]
+    print(f"\nC1: {[o[-200:] for o in outs]}")
+    assert "listed" in outs[-1], outs  # at worst one command is lost to the bomb
+    if "listed" not in outs[0]:
+        assert "ran out of processes" in outs[0]
     assert time.monotonic() - started < 60
-    assert "ok-after-bomb" in h.sh("echo ok-after-bomb", timeout=30)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +80,7 @@ def test_C2_gigabyte_of_output(
     )
     assert len(out) < 70_000 and "bytes omitted" in out and "[output truncated" in out
     assert growth < 50
-    assert gone("yes") if "yes" in cmd else gone("base64")
+    assert gone("yes") and gone("cat /dev/urandom") and gone("base64")
     h.agent.close()
     assert history.stat().st_size < 200_000  # the session file keeps the capped output
 
@@ -276,10 +280,10 @@ def test_C11_left_behind_server_is_killed_at_session_end(
     marker = "303.7"
     out = h.sh(f"python3 -m http.server 0 >/dev/null 2>&1 & setsid sleep {marker} & echo started")
     assert "started" in out
-    assert processes_with("http.server") and processes_with(f"sleep {marker}")
+    assert processes_with("python3 -m http.server") and processes_with(f"sleep {marker}")
     h.agent.close()
     rt.cleanup()
-    assert gone(f"sleep {marker}") and gone("http.server 0")
+    assert gone(f"sleep {marker}") and gone("python3 -m http.server 0")
 
 
 def test_C12_interactive_programs_get_no_stdin(h: Harness, mode: str) -> None:

@@ -148,12 +148,20 @@ def spawn(tmp_path: Path, repl_env: dict[str, str]) -> Iterator[Callable[..., Te
     workdir = tmp_path / "cwd"
     workdir.mkdir()
 
-    def start(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-              docker: bool = False) -> Term:  # fmt: skip
+    def start(
+        *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, docker: bool = False
+    ) -> Term:
         argv = pygent_command() + ([] if docker else ["--no-docker"]) + list(args)
-        child = pexpect.spawn(argv[0], argv[1:], env=env or repl_env, cwd=str(cwd or workdir),
-                              encoding="utf-8", codec_errors="replace", dimensions=(50, 120),
-                              timeout=TIMEOUT)  # fmt: skip
+        child = pexpect.spawn(
+            argv[0],
+            argv[1:],
+            env=env or repl_env,
+            cwd=str(cwd or workdir),
+            encoding="utf-8",
+            codec_errors="replace",
+            dimensions=(50, 120),
+            timeout=TIMEOUT,
+        )
         children.append(child)
         return Term(child)
 

@@ -15,8 +15,17 @@ def test_help_lists_commands_and_explains_one(spawn, openai_server: ScriptedOpen
     start = term.pos
     term.expect(r"Alt\+Enter")
     shown = term.text[start : term.pos]
-    for usage in ("/cmd COMMAND", "/cp SRC [DEST]", "/new", "/save DIR", "/tools [list",
-                  "/banned [list", "/confirm-bash [on|off]", "/usage", "/exit"):  # fmt: skip
+    for usage in (
+        "/cmd COMMAND",
+        "/cp SRC [DEST]",
+        "/new",
+        "/save DIR",
+        "/tools [list",
+        "/banned [list",
+        "/confirm-bash [on|off]",
+        "/usage",
+        "/exit",
+    ):
         assert usage in shown
     term.wait_prompt()
     term.send_line("/help save")
@@ -162,3 +171,22 @@ def test_custom_command_from_config_py(spawn, tmp_path: Path) -> None:
     term.send_line("/greet world")
     term.expect(r"greetings, world from Pygent")
     term.wait_prompt()
+
+
+def test_input_history_survives_a_restart(spawn, tmp_path: Path) -> None:
+    term = spawn()
+    term.wait_prompt()
+    term.send_line("/usage")
+    term.expect(r"tokens: 0 in")
+    term.wait_prompt()
+    term.send_line("/exit")
+    assert term.wait_exit() == 0
+    assert list((tmp_path / "home").rglob("repl-history"))
+    term = spawn()
+    term.wait_prompt()
+    term.send("\x1b[A")  # Up: the previous run's last line
+    term.expect(r"/exit")
+    term.send("\x1b[A")
+    term.expect(r"usage")  # prompt_toolkit redraws only what changed after the "/"
+    term.send("\r")
+    term.expect(r"tokens: 0 in")

@@ -12,6 +12,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from tests.openai_server import ScriptedOpenAIServer
 from tests.repl.conftest import messages, pygent_command, sandbox_processes
 
@@ -65,7 +67,10 @@ def test_ctrl_c_at_the_prompt_exits_cleanly(spawn) -> None:
     assert not workspace.exists()
 
 
-def test_sigterm_during_a_turn_cleans_up(spawn, openai_server: ScriptedOpenAIServer) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_signal_during_a_turn_cleans_up(
+    spawn, openai_server: ScriptedOpenAIServer, sig: signal.Signals
+) -> None:
     openai_server.add_tool_call("bash", {"cmd": "echo busy-now; sleep 41.5"})
     term = spawn("--no-confirm-bash")
     term.wait_prompt()
@@ -76,20 +81,27 @@ def test_sigterm_during_a_turn_cleans_up(spawn, openai_server: ScriptedOpenAISer
     while not sandbox_processes("sleep 41.5") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sandbox_processes("sleep 41.5")
-    term.child.kill(signal.SIGTERM)
-    assert term.wait_exit() == 128 + signal.SIGTERM
+    term.child.kill(sig)
+    assert term.wait_exit() == 128 + sig
     assert not workspace.exists()
     assert sandbox_processes("sleep 41.5") == []
 
 
-def test_piped_stdin_denies_approvals(repl_env: dict[str, str], openai_server: ScriptedOpenAIServer,
-                                      tmp_path: Path) -> None:  # fmt: skip
+def test_piped_stdin_denies_approvals(
+    repl_env: dict[str, str], openai_server: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
     openai_server.add_tool_call("bash", {"cmd": "echo should-not-run > x.txt"})
     openai_server.add_text("Could not run it.")
     workspace = tmp_path / "ws"
-    out = subprocess.run(pygent_command() + ["--no-docker", "-w", str(workspace)],
-                         input="please run it\n", env=repl_env, capture_output=True, text=True,
-                         timeout=60, cwd=tmp_path)  # fmt: skip
+    out = subprocess.run(
+        pygent_command() + ["--no-docker", "-w", str(workspace)],
+        input="please run it\n",
+        env=repl_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert "Could not run it." in out.stdout
     assert not (workspace / "x.txt").exists()
@@ -97,8 +109,9 @@ def test_piped_stdin_denies_approvals(repl_env: dict[str, str], openai_server: S
     assert "stdin is not a terminal" in tool["content"]
 
 
-def test_unexpected_error_saves_the_session_without_a_traceback(spawn, tmp_path: Path,
-                                                                openai_server: ScriptedOpenAIServer) -> None:  # fmt: skip
+def test_unexpected_error_saves_the_session_without_a_traceback(
+    spawn, tmp_path: Path, openai_server: ScriptedOpenAIServer
+) -> None:
     workdir = tmp_path / "project"
     workdir.mkdir()
     # A custom command that hands back a broken "agent": a bug in user code.
@@ -128,9 +141,16 @@ class _Rejecting(BaseHTTPRequestHandler):
     """Answers every request like a provider that does not know the key."""
 
     def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
-        body = json.dumps({"error": {"message": "Incorrect API key provided",
-                                     "type": "invalid_request_error", "param": None,
-                                     "code": "invalid_api_key"}}).encode()  # fmt: skip
+        body = json.dumps(
+            {
+                "error": {
+                    "message": "Incorrect API key provided",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "invalid_api_key",
+                }
+            }
+        ).encode()
         self.send_response(401)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -153,3 +173,26 @@ def test_rejected_key_is_reported_above_the_prompt(spawn, repl_env: dict[str, st
         assert term.wait_exit() == 0
     finally:
         server.shutdown()
+
+
+def test_docker_fallback_is_announced_loudly(
+    spawn, repl_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = dict(repl_env, DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock")
+    term = spawn(env=env, docker=True)  # auto: no --docker, no --no-docker
+    term.expect(r"Pygent · model test-model · local")
+    term.expect(r"(?s)⚠ Docker is not available .*WITHOUT isolation")
+    term.expect(r"approvals: asks before commands and writes")
+    term.wait_prompt()
+    term.send("\x04")
+    assert term.wait_exit() == 0
+
+
+def test_docker_asked_for_but_missing_is_a_clear_error(
+    spawn, repl_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = dict(repl_env, DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock")
+    term = spawn("--docker", env=env, docker=True)
+    term.expect(r"pygent: Docker was asked for but is not available")
+    assert term.wait_exit() == 2
+    assert "Traceback" not in term.text

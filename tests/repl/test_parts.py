@@ -101,6 +101,8 @@ def test_cli_parses_the_upstream_flags() -> None:
     assert options.env == ["A=1", "B=2"] and options.omit_tools == ["bash"]
     assert options.ban_cmds == ["rm"] and options.confirm_bash is True
     assert options.model == "m" and options.load == Path("snap")
+    assert parse_options(["--local"]).use_docker is False
+    assert parse_options([]).use_docker is None
 
 
 def test_missing_subcommand_module_is_a_clear_error(

@@ -15,17 +15,20 @@ def test_version_flag_and_subcommand(repl_env: dict[str, str]) -> None:
     from pygent import __version__
 
     for argv in (["--version"], ["version"]):
-        out = subprocess.run(pygent_command() + argv, env=repl_env, capture_output=True,
-                             text=True, timeout=30)  # fmt: skip
+        out = subprocess.run(
+            pygent_command() + argv, env=repl_env, capture_output=True, text=True, timeout=30
+        )
         assert out.returncode == 0
         assert __version__ in out.stdout
 
 
-def test_full_session_writes_a_file_and_runs_it(spawn, openai_server: ScriptedOpenAIServer,
-                                                tmp_path: Path) -> None:  # fmt: skip
+def test_full_session_writes_a_file_and_runs_it(
+    spawn, openai_server: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
     workspace = tmp_path / "ws"
-    openai_server.add_tool_call("write_file", {"path": "hello.py",
-                                               "content": "print('hello from pygent')\n"})  # fmt: skip
+    openai_server.add_tool_call(
+        "write_file", {"path": "hello.py", "content": "print('hello from pygent')\n"}
+    )
     openai_server.add_tool_call("bash", {"cmd": "python3 hello.py"})
     openai_server.add_text("All **done**: the script printed its greeting.")
     term = spawn("-w", str(workspace), "--no-confirm-bash")
@@ -69,8 +72,9 @@ def test_approval_denied_with_a_message_reaches_the_model(
     )
 
 
-def test_approval_allowed_runs_the_command(spawn, openai_server: ScriptedOpenAIServer,
-                                           tmp_path: Path) -> None:  # fmt: skip
+def test_approval_allowed_runs_the_command(
+    spawn, openai_server: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
     workspace = tmp_path / "ws"
     openai_server.add_tool_call("bash", {"cmd": "echo approved-run > proof.txt && cat proof.txt"})
     openai_server.add_text("The file is there.")
@@ -104,7 +108,7 @@ def test_always_allow_stops_asking_for_that_command(
 
 
 def test_save_then_load_resumes_the_conversation(
-    spawn, openai_server: ScriptedOpenAIServer, tmp_path: Path
+    spawn, openai_server: ScriptedOpenAIServer, tmp_path: Path, repl_env: dict[str, str]
 ) -> None:
     saved = tmp_path / "snap"
     openai_server.add_text("Noted: the code word is PINEAPPLE.")
@@ -138,6 +142,18 @@ def test_save_then_load_resumes_the_conversation(
     term.send_line("/cmd cat notes.txt")
     term.expect(r"kept")
     term.wait_prompt()
+    term.send_line("/exit")
+    assert term.wait_exit() == 0
+    assert (saved / "workspace" / "notes.txt").exists(), "a resumed workspace is kept"
+
+    # PYGENT_SNAPSHOT does the same as --load; the session went on in the directory.
+    term = spawn(env=dict(repl_env, PYGENT_SNAPSHOT=str(saved)))
+    term.expect(r"resumed .*snap: 4 earlier messages")
+    term.wait_prompt()
+    term.send_line(f"/save {saved}")  # onto itself: history and workspace are already there
+    term.expect(r"saved the session to .*snap")
+    term.wait_prompt()
+    assert (saved / "workspace" / "notes.txt").read_text() == "kept\n"
 
 
 def test_ctrl_c_cancels_a_running_command_and_keeps_the_session(
@@ -179,8 +195,10 @@ def test_interactive_program_gets_end_of_input(spawn, openai_server: ScriptedOpe
 
 
 def test_ask_user_with_options_shows_a_menu(spawn, openai_server: ScriptedOpenAIServer) -> None:
-    openai_server.add_tool_call("ask_user", {"prompt": "Which colour should the button be?",
-                                             "options": ["red", "green", "blue"]})  # fmt: skip
+    openai_server.add_tool_call(
+        "ask_user",
+        {"prompt": "Which colour should the button be?", "options": ["red", "green", "blue"]},
+    )
     openai_server.add_text("Green it is.")
     term = spawn()
     term.wait_prompt()

@@ -74,6 +74,7 @@ trap cleanup EXIT
 
 export XDG_CONFIG_HOME="$SCRATCH/config" XDG_DATA_HOME="$SCRATCH/data" XDG_CACHE_HOME="$SCRATCH/cache" TMPDIR="$SCRATCH/tmp"
 mkdir -p "$XDG_CONFIG_HOME" "$XDG_DATA_HOME" "$XDG_CACHE_HOME" "$TMPDIR" "$SCRATCH/user/User" "$SCRATCH/extensions" "$ARTIFACTS"
+rm -f "$ARTIFACTS"/e2e-*.png  # screenshots of an earlier run would mislead
 WORKSPACE="$SCRATCH/project"
 mkdir -p "$WORKSPACE"
 printf '# Demo project\n' > "$WORKSPACE/README.md"

@@ -41,13 +41,6 @@ export function activeEditorFolder(): vscode.WorkspaceFolder | undefined {
   return uri ? vscode.workspace.getWorkspaceFolder(uri) : undefined;
 }
 
-export function showErrorMessage(message: string, ...items: string[]): Thenable<string | undefined> {
-  return vscode.window.showErrorMessage(message, ...items);
-}
-
-export function showWarningMessage(message: string, ...items: string[]): Thenable<string | undefined> {
-  return vscode.window.showWarningMessage(message, ...items);
-}
 
 export function showInformationMessage(message: string, ...items: string[]): Thenable<string | undefined> {
   return vscode.window.showInformationMessage(message, ...items);
@@ -114,6 +107,3 @@ export async function saveFiles(fsPaths: string[]): Promise<void> {
   }
 }
 
-export function isUntrustedOrVirtual(): boolean {
-  return !vscode.workspace.isTrusted;
-}
