@@ -68,6 +68,11 @@ class Settings:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def data_dir(self) -> Path:
+        """Pygent's own data folder (sessions, input history, logs)."""
+        return self.sessions_dir.parent
+
+    @property
     def main_persona(self) -> Persona:
         return Persona(self.persona_name, self.persona)
 

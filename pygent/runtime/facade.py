@@ -301,7 +301,7 @@ class Runtime:
         """Copy a workspace file or folder out to a host path (links are not followed)."""
         rel = self.files.relpath(path)
         target = Path(dest).expanduser()
-        st = self.files.lstat(rel)
+        st = self.files.root.lstat() if rel == "" else self.files.lstat(rel)
         if st is None:
             raise PathError(f"{os.fspath(path)!r} does not exist in the workspace")
         import stat as _stat

@@ -23,6 +23,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pygent.errors import SandboxError
 from pygent.runtime.base import CommandResult, OutputCallback, ShellTransport
@@ -209,8 +210,9 @@ class PersistentShell:
         try:
             await transport.write(script.encode())
             cap_wait = asyncio.ensure_future(over_cap.wait())
+            waiters: set[asyncio.Future[Any]] = {both, cap_wait}
             done, _ = await asyncio.wait(
-                {both, cap_wait}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             cap_wait.cancel()
             if both not in done:

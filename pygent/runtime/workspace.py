@@ -125,8 +125,8 @@ class Workspace:
                     except OSError as exc:
                         if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                             raise
-                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                        if not stat.S_ISLNK(st.st_mode):
+                        link_st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                        if not stat.S_ISLNK(link_st.st_mode):
                             raise PathError(f"{shown!r}: {'/'.join(done + [name])!r} is not a directory") from None
                         hops += 1
                         if hops > MAX_LINK_HOPS:
@@ -140,6 +140,7 @@ class Workspace:
                 if restart:
                     continue
                 final = pending[-1]
+                st: os.stat_result | None
                 try:
                     st = os.stat(final, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:

@@ -2,7 +2,7 @@
 
 What the model gets back is plain text: terminal escape sequences (colours, cursor
 moves, OSC titles and links), bells and other control characters are removed, and a
-line redrawn with ``\\r`` (a progress bar, a spinner) keeps only its last state, so a
+line redrawn with ``\\r`` (a progress bar, a spinner) shows as a terminal shows it, so a
 command cannot fill the context with control codes or hide text from the reader.
 """
 
@@ -41,11 +41,17 @@ def clean_output(text: str) -> str:
     if "\x1b" in text or "\x9b" in text:
         text = _ESCAPES.sub("", text)
     if "\r" in text:
-        text = text.replace("\r\n", "\n")
-        # A trailing \r only moves the cursor; text before another \r is overwritten.
-        text = "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] if "\r" in line else line
-                         for line in text.split("\n"))
+        text = "\n".join(_overwrite(line) if "\r" in line else line
+                         for line in text.replace("\r\n", "\n").split("\n"))
     return _CONTROLS.sub("", text)
+
+
+def _overwrite(line: str) -> str:
+    """What a terminal shows for a line redrawn with ``\r``: each part overwrites the start."""
+    shown = ""
+    for part in line.split("\r"):
+        shown = part + shown[len(part):]
+    return shown
 
 
 async def bash(ctx: ToolContext, cmd: str, timeout: int | None = None) -> ToolResult:

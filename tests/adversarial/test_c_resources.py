@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import threading
 import time
@@ -93,15 +94,17 @@ def test_C3_long_line_bad_utf8_and_terminal_escapes(h: Harness) -> None:
             (
                 "bash",
                 {
-                    "cmd": "printf '\\033[31mred\\033[0m \\033]0;title\\007\\033]8;;http://x\\033\\\\link\\033]8;;\\033\\\\ 10%%\\r100%%\\a\\n'"
+                    "cmd": "printf '\\033[31mred\\033[0m \\033]0;title\\007\\033]8;;http://x"
+                    "\\033\\\\link\\033]8;;\\033\\\\\\nloading  10%%\\rloading 100%%\\a\\n'"
                 },
             ),
         ]
     )
     assert len(line) < 70_000 and "[output truncated" in line
     assert "ok \ufffd\ufffd done" in binary
-    assert "red link 100%" in escapes and "\x1b" not in escapes and "\x07" not in escapes
-    assert "title" not in escapes and "10%" not in escapes
+    shown = escapes.split("\n", 1)[1]  # after the command line
+    assert "red link\nloading 100%\n" in shown and "\x1b" not in shown and "\x07" not in shown
+    assert "title" not in shown and "loading  10%" not in shown
 
 
 def test_C4_endless_loop_times_out(h: Harness) -> None:
@@ -111,18 +114,18 @@ def test_C4_endless_loop_times_out(h: Harness) -> None:
     assert "next-ok" in h.sh("echo next-ok")
 
 
-ORPHANS = {
-    "background": "sleep 301.1 & sleep 301.2 & wait",
-    "nohup": "nohup sleep 301.3 >/dev/null 2>&1 & sleep 60",
-    "setsid": "setsid sleep 301.4 & sleep 60",
-    "double-fork": "(sleep 301.5 &) ; sleep 60",
-    "trap-term": "sh -c \"trap '' TERM; sleep 301.6\" & sleep 60",
-}
+ORPHANS = (
+    "sleep 301.1 & sleep 301.2 & "  # plain background jobs
+    "nohup sleep 301.3 >/dev/null 2>&1 & "
+    "setsid sleep 301.4 & "  # a new session: not in the shell's process group
+    "(sleep 301.5 &) ; "  # double fork: re-parented to init
+    "sh -c \"trap '' TERM; sleep 301.6\" & "  # ignores SIGTERM
+    "wait"
+)
 
 
-@pytest.mark.parametrize("kind", sorted(ORPHANS))
-def test_C5_no_orphans_after_timeout(h: Harness, kind: str) -> None:
-    out = h.sh(ORPHANS[kind], timeout=1)
+def test_C5_no_orphans_after_timeout(h: Harness) -> None:
+    out = h.sh(ORPHANS, timeout=1)
     assert "timed out" in out
     assert gone("sleep 301."), processes_with("sleep 301.")
 
@@ -190,13 +193,15 @@ def test_C7_disk_fill_is_stopped_before_the_disk_is_full(
         free_before, _ = _free_space(tiny_workspace)
         out = h.sh(
             "for i in $(seq 200); do dd if=/dev/zero of=fill$i bs=1M count=1 2>/dev/null; "
-            "sleep 0.02; done; echo finished",
+            "sleep 0.05; done; echo finished",
             timeout=60,
         )
         free_after, _ = _free_space(tiny_workspace)
         print(f"\nC7 {mode}: free {free_before >> 20} -> {free_after >> 20} MiB: {out[-160:]!r}")
-        assert "disk holding the workspace is nearly full" in out and "finished" not in out
-        assert free_after >= free_before // 2 - (4 << 20)  # the reserve held (one poll late)
+        output = out.split("\n", 1)[1]  # after the command line
+        assert "disk holding the workspace is nearly full" in output and "finished" not in output
+        # The reserve (half the free space here) held, give or take one 0.2 s poll.
+        assert free_after >= free_before // 2 - (8 << 20)
         assert "saved-ok" in h.sh("rm -f fill*; echo saved-ok")
         if mode == "docker":  # /tmp is a sized tmpfs: ENOSPC, not a full host disk
             tmp = h.sh("dd if=/dev/zero of=/tmp/fill bs=1M count=400; rm -f /tmp/fill", timeout=60)
@@ -277,12 +282,14 @@ def test_C11_left_behind_server_is_killed_at_session_end(
 ) -> None:
     rt = make_runtime(mode, tmp_path / "ws")
     h = make_harness(openai_server, rt, tmp_path)
-    marker = "303.7"
-    out = h.sh(f"python3 -m http.server 0 >/dev/null 2>&1 & setsid sleep {marker} & echo started")
-    assert "started" in out
-    assert processes_with("python3 -m http.server") and processes_with(f"sleep {marker}")
-    h.agent.close()
-    rt.cleanup()
+    marker = f"303.{os.getpid() % 1000}"
+    try:
+        out = h.sh(f"python3 -m http.server 0 >/dev/null 2>&1 & setsid sleep {marker} & echo ok")
+        assert "ok" in out
+        assert processes_with(f"sleep {marker}") and processes_with("python3 -m http.server 0")
+    finally:
+        h.agent.close()
+        rt.cleanup()
     assert gone(f"sleep {marker}") and gone("python3 -m http.server 0")
 
 
@@ -321,7 +328,9 @@ def test_C12_interactive_programs_get_no_stdin(h: Harness, mode: str) -> None:
         assert marker in out
 
 
-def test_C13_huge_arguments_and_call_floods(h: Harness) -> None:
+def test_C13_huge_arguments_and_call_floods(openai_server, runtimes, tmp_path: Path) -> None:
+    """Agent-level (the same for both runtimes): runs on the local one."""
+    h = make_harness(openai_server, runtimes["local"], tmp_path)
     name = unique("huge")
     big = {"path": name, "content": "x" * (50 * 1024 * 1024)}
     h.server.add_tool_call("write_file", big)
@@ -349,8 +358,6 @@ def test_C14_many_large_results_stay_within_the_context(
     """Steps producing 100 KB outputs each against a model whose context is 2 MB
     (PYGENT_C14_STEPS, default 100): compaction keeps every request under it, and the
     session file stores each output capped."""
-    import os
-
     steps = int(os.environ.get("PYGENT_C14_STEPS", "100"))
     limit = 2_000_000
     sizes: list[int] = []
@@ -384,7 +391,7 @@ def test_C15_recursive_delegation_is_refused(
 ) -> None:
     from pygent.tasks import TaskManager
 
-    settings = settings_for(openai_server, tmp_path)
+    settings = settings_for(openai_server, tmp_path, use_docker=False)
     tm = TaskManager(settings=settings, max_tasks=2)
     route(
         openai_server,
@@ -410,7 +417,7 @@ def test_C15_recursive_delegation_is_refused(
         agent.turn("MAIN: go")
         results = [m["content"] for m in agent.history if m.get("role") == "tool"]
         assert results[0].startswith("started ")
-        first = results[0].split()[1].rstrip(".:,")
+        first = next(i.id for i in tm.list() if i.prompt.startswith("SUB"))
         tm.wait(first, timeout=30)
         sub = tm.get_agent(first)
         sub_results = [m["content"] for m in sub.history if m.get("role") == "tool"] if sub else []

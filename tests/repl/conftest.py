@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -189,7 +188,3 @@ def sandbox_processes(needle: str) -> list[str]:
 
 def messages(request: Any) -> list[dict[str, Any]]:
     return list(request.body.get("messages", []))
-
-
-def has_which(name: str) -> bool:
-    return shutil.which(name) is not None
