@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import time
 from pathlib import Path
 
@@ -133,13 +134,14 @@ def test_model_error_ends_the_turn_and_keeps_the_session(agent: Agent, openai_se
 
 
 def test_cancel_kills_the_command_and_every_call_gets_a_result(agent: Agent, openai_server) -> None:
-    openai_server.add_tool_call("bash", {"cmd": "sleep 311"})
+    marker = f"sleep {random.randint(100_000, 999_999)}"
+    openai_server.add_tool_call("bash", {"cmd": marker})
 
     async def go():
         task = asyncio.ensure_future(agent.arun("sleep please"))
         for _ in range(100):
             await asyncio.sleep(0.05)
-            if "sleep 311" in os.popen("ps -eo args").read():
+            if marker in os.popen("ps -eo args").read():
                 break
         started = time.monotonic()
         assert agent.cancel()
@@ -148,7 +150,7 @@ def test_cancel_kills_the_command_and_every_call_gets_a_result(agent: Agent, ope
 
     result, _elapsed = asyncio.run(go())
     assert result.stop_reason == StopReason.CANCELLED
-    assert "sleep 311" not in os.popen("ps -eo args").read()
+    assert marker not in os.popen("ps -eo args").read()
     tool_msgs = [m for m in agent.history if m.get("role") == "tool"]
     assert tool_msgs and "cancelled" in tool_msgs[-1]["content"]
     openai_server.add_text("fine")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from pathlib import Path
 
@@ -24,6 +25,10 @@ def rt(tmp_path: Path):
 
 def _processes() -> str:
     return os.popen("ps -eo args").read()
+
+
+#: Sleep durations unique to this run, so a check never sees another test's process.
+U = random.randint(100_000, 999_999)
 
 
 def test_bash_returns_the_command_and_its_output(rt: Runtime) -> None:
@@ -51,10 +56,10 @@ def test_streaming_callback_receives_output_as_it_comes(rt: Runtime) -> None:
 
 
 def test_timeout_kills_the_whole_process_tree_and_the_shell_survives(rt: Runtime) -> None:
-    result = rt.run("sleep 301 & sleep 302", timeout=1)
+    result = rt.run(f"sleep {U + 1} & sleep {U + 2}", timeout=1)
     assert result.timed_out and "timed out" in result.format()
     time.sleep(0.2)
-    assert "sleep 301" not in _processes() and "sleep 302" not in _processes()
+    assert f"sleep {U + 1}" not in _processes() and f"sleep {U + 2}" not in _processes()
     assert rt.run("echo alive").stdout == "alive\n"
 
 
@@ -94,7 +99,7 @@ def test_host_secrets_are_not_in_the_command_environment(tmp_path: Path, monkeyp
 
 def test_cancel_kills_the_running_command(rt: Runtime) -> None:
     async def go() -> None:
-        task = asyncio.ensure_future(rt.arun("sleep 303", timeout=60))
+        task = asyncio.ensure_future(rt.arun(f"sleep {U + 3}", timeout=60))
         await asyncio.sleep(0.5)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -102,7 +107,7 @@ def test_cancel_kills_the_running_command(rt: Runtime) -> None:
 
     asyncio.run(go())
     assert rt.run("echo ok").stdout == "ok\n"
-    assert "sleep 303" not in _processes()
+    assert f"sleep {U + 3}" not in _processes()
 
 
 def test_file_helpers_and_upload_export(rt: Runtime, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import threading
 import time
 import uuid
@@ -45,6 +46,10 @@ async def make(tmp_path: Path) -> AsyncIterator[Make]:
     yield _make
     for backend in made:
         await backend.close()
+
+
+#: Sleep durations unique to this run, so a check never sees another test's process.
+U = random.randint(10_000, 99_999)
 
 
 def _host_processes(needle: str) -> list[str]:
@@ -128,13 +133,13 @@ async def test_timeout_kills_the_whole_process_tree_and_the_shell_survives(make:
     await backend.run("cd /tmp && export KEEP=yes", timeout=10)
     start = time.monotonic()
     result = await backend.run(
-        "sleep 301 & (setsid sleep 302 &) ; nohup sleep 303 >/dev/null 2>&1 & sleep 304",
+        f"sleep {U}1 & (setsid sleep {U}2 &) ; nohup sleep {U}3 >/dev/null 2>&1 & sleep {U}4",
         timeout=1,
     )
     assert result.timed_out and "timed out" in result.format()
     assert time.monotonic() - start < 5
     await asyncio.sleep(0.3)
-    assert not any(_host_processes(f"sleep 30{i}") for i in range(1, 5))
+    assert not any(_host_processes(f"sleep {U}{i}") for i in range(1, 5))
     # The shell is restarted with the command (so a command list cannot go on after
     # the kill): the directory is kept, exported variables are reset, and it says so.
     assert "restarted in /tmp" in result.note
@@ -148,13 +153,13 @@ async def test_timeout_kills_the_whole_process_tree_and_the_shell_survives(make:
 
 async def test_cancel_kills_the_running_command(make: Make) -> None:
     backend = await make()
-    task = asyncio.ensure_future(backend.run("sleep 305", timeout=60))
+    task = asyncio.ensure_future(backend.run(f"sleep {U}5", timeout=60))
     await asyncio.sleep(0.5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert (await backend.run("echo ok", timeout=10)).stdout == "ok\n"
-    assert not _host_processes("sleep 305")
+    assert not _host_processes(f"sleep {U}5")
 
 
 async def test_stdin_is_eof_so_interactive_programs_return(make: Make) -> None:
@@ -196,10 +201,10 @@ async def test_busybox_image_without_bash_or_ps(make: Make, client) -> None:
     assert backend._transport is not None and backend._transport.shell_name == "sh"
     await backend.run("cd /tmp && export V=7", timeout=10)
     assert (await backend.run("pwd; echo $V", timeout=10)).stdout == "/tmp\n7\n"
-    result = await backend.run("sleep 306 & sleep 307", timeout=1)
+    result = await backend.run(f"sleep {U}6 & sleep {U}7", timeout=1)
     assert result.timed_out
     await asyncio.sleep(0.3)
-    assert not _host_processes("sleep 306") and not _host_processes("sleep 307")
+    assert not _host_processes(f"sleep {U}6") and not _host_processes(f"sleep {U}7")
     assert (await backend.run("echo ok", timeout=10)).stdout == "ok\n"
 
 
@@ -369,14 +374,14 @@ async def test_paused_container_does_not_hang_a_command(make: Make, client) -> N
     backend = await make()
     _in_thread_after(0.5, lambda: client.api.pause(backend.container_id))
     start = time.monotonic()
-    result = await backend.run("echo before; sleep 308", timeout=None)
+    result = await backend.run(f"echo before; sleep {U}8", timeout=None)
     assert time.monotonic() - start < 12
     assert "paused" in result.note and "stopped" in result.note and not result.ok
     assert result.stdout == "before\n" and result.exit_code is None
     state = client.api.inspect_container(backend.container_id)["State"]
     assert state["Running"] and not state["Paused"]
     assert (await backend.run("echo ok", timeout=10)).stdout == "ok\n"
-    assert not _host_processes("sleep 308")
+    assert not _host_processes(f"sleep {U}8")
 
 
 async def test_removed_image_gives_a_clear_error_on_recovery(make: Make, client) -> None:
