@@ -24,6 +24,7 @@ from pygls.lsp.server import LanguageServer
 
 from pygent import __version__
 from pygent.errors import PygentError
+from pygent.logs import configure_logging
 from pygent.lsp.approver import DEFAULT_TIMEOUT, LspApprover
 from pygent.lsp.handlers import Handlers
 from pygent.lsp.rpc import PygentProtocol, converter_factory
@@ -280,24 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(log_file: Path | None, level: str) -> None:
-    handler: logging.Handler
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file, encoding="utf-8")
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("pygent").setLevel(level)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``pygent lsp [--stdio | --tcp --host H --port N]``; returns the exit status."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    _configure_logging(args.log_file, args.log_level)
+    configure_logging(args.log_file, args.log_level)
     try:
         settings = load_settings(
             {"use_docker": args.use_docker, "model": args.model}, config_file=args.config

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 
 from pygent.errors import PygentError
+from pygent.logs import configure_logging
 from pygent.settings import Settings, load_settings
 from pygent.web.approvals import DEFAULT_TIMEOUT
 from pygent.web.bridge import Bridge
@@ -406,20 +407,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(log_file: Path | None, level: str) -> None:
-    handler: logging.Handler
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file, encoding="utf-8")
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("pygent").setLevel(level)
-
-
 def _url(host: str, port: int, token: str) -> str:
     if host in ("", "0.0.0.0", "::"):
         host = socket.gethostname()
@@ -487,7 +474,7 @@ async def serve(
 def main(argv: Sequence[str] | None = None) -> int:
     """``pygent ui [--host H] [--port N] [--open/--no-open] ...``; returns the exit status."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    _configure_logging(args.log_file, args.log_level)
+    configure_logging(args.log_file, args.log_level)
     if not is_loopback(args.host) and not args.allow_remote:
         print(
             f"pygent ui: {args.host} is not a loopback address; anyone who can reach it could "
