@@ -73,13 +73,22 @@ def is_secret_name(name: str) -> bool:
     return name.upper().endswith(SECRET_SUFFIXES)
 
 
+def looks_like_token(value: str) -> bool:
+    """True for values shaped like an API key or token (``sk-...``, ``ghp_...``, ``AKIA...``)."""
+    from pygent.redact import Redactor
+
+    return Redactor(patterns=True)(value) != value
+
+
 def scrub_exec_environ() -> int:
     """Overwrite the values of secret variables in this process's start-up environment.
 
     ``/proc/PID/environ`` reads the memory block the kernel filled at ``execve``; neither
     ``del os.environ[...]`` nor ``unsetenv`` changes it, so a local command could read
-    the API key from its parent (ADVERSARIAL D3). The values are overwritten in place
-    with NUL bytes; ``os.environ`` (a copy made at start-up) keeps them for Pygent.
+    the API key from its parent (ADVERSARIAL D3). Secrets are recognised by name
+    (:func:`is_secret_name`) or by shape (:func:`looks_like_token`); their values are
+    overwritten in place with NUL bytes; ``os.environ`` (a copy made at start-up) keeps
+    them for Pygent.
     Linux only; returns how many values were blanked (0 when nothing could be done).
     """
     if not sys.platform.startswith("linux"):
@@ -101,7 +110,9 @@ def scrub_exec_environ() -> int:
     offset = 0
     for entry in shown.split(b"\0"):
         name, sep, value = entry.partition(b"=")
-        if sep and value.strip(b"\0") and is_secret_name(name.decode("latin-1")):
+        text = value.decode("utf-8", "replace")
+        if sep and text.strip("\0") and (is_secret_name(name.decode("latin-1"))
+                                          or looks_like_token(text)):
             at = start + offset + len(name) + 1
             ctypes.memset(at, 0, len(value))
             blanked += 1

@@ -30,6 +30,10 @@ CONTAINER_ROOT = "/workspace"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
+class _NotALink(Exception):
+    """A path component stopped being a link between two looks at it (a race)."""
+
+
 @dataclass(frozen=True)
 class FileRead:
     data: bytes
@@ -90,7 +94,12 @@ class Workspace:
         return "/".join(self.parts(path))
 
     def _link_target(self, dir_parts: list[str], dir_fd: int, name: str, shown: str) -> list[str]:
-        target = os.readlink(name, dir_fd=dir_fd)
+        try:
+            target = os.readlink(name, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # no longer a link
+                raise _NotALink() from None
+            raise
         if os.path.isabs(target):
             for base in (str(self.root), CONTAINER_ROOT):
                 if target == base or target.startswith(base.rstrip("/") + "/"):
@@ -125,13 +134,19 @@ class Workspace:
                     except OSError as exc:
                         if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                             raise
-                        link_st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                        if not stat.S_ISLNK(link_st.st_mode):
-                            raise PathError(f"{shown!r}: {'/'.join(done + [name])!r} is not a directory") from None
                         hops += 1
                         if hops > MAX_LINK_HOPS:
                             raise PathError(f"{shown!r}: too many levels of symbolic links") from None
-                        pending = self._link_target(done, fd, name, shown) + pending[i + 1 :]
+                        try:
+                            link_st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                            if not stat.S_ISLNK(link_st.st_mode):
+                                if stat.S_ISDIR(link_st.st_mode):  # a link became a directory
+                                    restart = True
+                                    break
+                                raise PathError(f"{shown!r}: {'/'.join(done + [name])!r} is not a directory") from None
+                            pending = self._link_target(done, fd, name, shown) + pending[i + 1 :]
+                        except (FileNotFoundError, _NotALink):
+                            pass  # it changed while we looked (a racing process): walk again
                         restart = True
                         break
                     os.close(fd)
@@ -149,7 +164,10 @@ class Workspace:
                     hops += 1
                     if hops > MAX_LINK_HOPS:
                         raise PathError(f"{shown!r}: too many levels of symbolic links")
-                    pending = self._link_target(done, fd, final, shown)
+                    try:
+                        pending = self._link_target(done, fd, final, shown)
+                    except (FileNotFoundError, _NotALink):
+                        continue  # it changed while we looked: walk again
                     if not pending:
                         raise PathError(f"{shown!r} is a link to the workspace root")
                     continue

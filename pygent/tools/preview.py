@@ -22,7 +22,7 @@ def unified_diff(path: str, before: str, after: str) -> str:
 def _current(ws: Workspace, path: str) -> str:
     try:
         return ws.read_bytes(path).decode("utf-8", errors="replace")
-    except PathError:
+    except (PathError, OSError):  # missing, refused, or changing under us: nothing to show
         return ""
 
 
@@ -46,6 +46,8 @@ def preview(tool: str, args: dict[str, Any], ws: Workspace) -> str:
             return unified_diff(path, before, after)
     except PathError as exc:
         return f"(refused path: {exc})"
+    except OSError as exc:
+        return f"(cannot preview: {exc.strerror or exc})"
     import json
 
     return json.dumps(args, indent=2)[:MAX_PREVIEW]

@@ -101,12 +101,18 @@ def _lsp_sessions(out: Path, docker: bool) -> None:
     for mode in ["local", "docker"] if docker else ["local"]:
         sid = c.new_session(runtime=mode, approvalMode="auto")
         prompt = c.start(p.SESSION_PROMPT, {"sessionId": sid, "prompt": f"tour ({mode})"})
+        answered: set[Any] = set()
+
+        def wanted(m: dict[str, Any], prompt: int = prompt, answered: set[Any] = answered) -> bool:
+            if m.get("method") == p.REQUEST_PERMISSION:
+                return m["id"] not in answered
+            return m.get("id") == prompt and "method" not in m
+
         while True:  # local mode asks before each call: allow them all
-            msg = c.wait_for(
-                lambda m: m.get("id") == prompt or m.get("method") == p.REQUEST_PERMISSION, 120
-            )
-            if msg.get("id") == prompt and "method" not in msg:
+            msg = c.wait_for(wanted, 120)
+            if "method" not in msg:
                 break
+            answered.add(msg["id"])
             c.answer(msg["id"], {"optionId": "allow_once"})
         if mode == "docker":
             import docker as sdk

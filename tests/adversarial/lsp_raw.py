@@ -42,7 +42,7 @@ class Lsp(RawClient):
         """Read one message (or None after ``timeout``), remembering it."""
         try:
             msg = self.recv(timeout)
-        except TimeoutError:
+        except (TimeoutError, EOFError):  # EOF: the server exited (the caller checks why)
             return None
         self.seen.append(msg)
         return msg

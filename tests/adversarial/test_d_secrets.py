@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pygent import Agent
+from pygent.approval import ApprovalOption
 from pygent.policy import Policy
 from pygent.runtime import Runtime
 from pygent.tools import ToolRegistry, builtin_tools
@@ -85,11 +87,13 @@ def test_D1_nothing_secret_inside_the_container(canary_runtimes) -> None:
 def test_D2_local_environment_is_an_allow_list(canary_runtimes) -> None:
     out = canary_runtimes["local"].run("env | grep -i -E 'key|token|secret|pass'; env").output
     assert hits(out) == 0
-    assert not [
+    named = [
         line
         for line in out.splitlines()
         if any(w in line.split("=")[0].lower() for w in ("key", "token", "secret", "pass"))
     ]
+    # Only Pygent's own no-prompt settings match the catalogue's grep; they hold no secret.
+    assert set(named) <= {"GIT_ASKPASS=true", "SSH_ASKPASS=true"}, named
 
 
 D3_SCRIPT = """
@@ -267,8 +271,10 @@ def test_D8_delegated_tasks_get_no_keys(openai_server, canary_runtimes, tmp_path
         assert sub is not None
         env = sub.runtime.read_file("env.txt")
         assert "PATH=" in str(env) and hits(str(env)) == 0
-        sub_bodies = [
-            json.dumps(r.body) for r in openai_server.chat_requests if "SUB" in json.dumps(r.body)
+        sub_bodies = [  # the sub-agent's own conversation (the main one holds what the model wrote)
+            json.dumps(r.body)
+            for r in openai_server.chat_requests
+            if str(r.body["messages"][1]["content"]).startswith("SUB")
         ]
         assert sub_bodies and not any(KEY in b for b in sub_bodies)
     finally:
@@ -277,13 +283,14 @@ def test_D8_delegated_tasks_get_no_keys(openai_server, canary_runtimes, tmp_path
 
 
 def test_D10_no_host_git_credentials(hs: Harness, mode: str) -> None:
+    hs.approver.answer = ApprovalOption.ALLOW_ONCE  # `git config` asks: it can write .git/config
     out = hs.sh(
         "ls -la ~/.gitconfig ~/.git-credentials ~/.config/git 2>&1; "
         "git config --global -l 2>&1; "
         "printf 'protocol=https\\nhost=github.com\\n\\n' | git credential fill 2>&1; echo rc=$?",
         timeout=30,
     )
-    assert "password=" not in out and "username=" not in out
+    assert not re.search(r"^(password|username)=.+", out, re.M)
     assert "credential.helper" not in out and "user.email" not in out
     assert "rc=" in out
 
