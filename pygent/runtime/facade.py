@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import logging
 import os
 import shutil
@@ -197,37 +196,47 @@ class Runtime:
         free, inodes = _free_space(self._base)
         reserve = (min(DISK_RESERVE_BYTES, free // 2),
                    None if inodes is None else min(INODE_RESERVE, inodes // 2))
-        task = asyncio.ensure_future(self.backend.run(cmd, timeout=timeout, on_output=on_output))
+        me = asyncio.current_task()
+        assert me is not None
+        stopped: list[str] = []
+        watch: list[asyncio.Future[None]] = []
+        # A timer, not a task: most commands end before the first look, and a timer
+        # costs a few microseconds on this hot path.
+        timer = asyncio.get_running_loop().call_later(
+            DISK_CHECK_AFTER,
+            lambda: watch.append(asyncio.ensure_future(self._watch_disk(me, reserve, stopped))))
         try:
-            done, _ = await asyncio.wait({task}, timeout=DISK_CHECK_AFTER)
-            stopped = None if done else await self._watch_disk(task, reserve)
+            return await self.backend.run(cmd, timeout=timeout, on_output=on_output)
         except asyncio.CancelledError:
-            task.cancel()  # cancelling the caller kills the command
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            raise
-        if stopped is None:
-            return task.result()
-        return CommandResult(cmd, None, stderr=stopped + "\n", note="stopped: disk nearly full")
+            if not stopped:
+                raise  # the caller cancelled: the backend killed the command
+            uncancel = getattr(me, "uncancel", None)
+            if uncancel is not None:  # Python >= 3.11: this cancellation was ours
+                uncancel()
+            return CommandResult(cmd, None, stderr=stopped[0] + "\n",
+                                 note="stopped: disk nearly full")
+        finally:
+            timer.cancel()
+            for task in watch:
+                task.cancel()
 
-    async def _watch_disk(self, task: asyncio.Future[CommandResult],
-                          reserve: tuple[int, int | None]) -> str | None:
-        """Wait for ``task``; stop it when the workspace's disk runs low. Why, or None."""
+    async def _watch_disk(self, command: asyncio.Task[Any], reserve: tuple[int, int | None],
+                          stopped: list[str]) -> None:
+        """While ``command`` runs: cancel it (which kills it) when the workspace's disk
+        runs low, leaving the reason in ``stopped``."""
         min_bytes, min_inodes = reserve
-        while True:
+        while not command.done():
             free, inodes = _free_space(self._base)
             low_space = free < min_bytes
             if low_space or (min_inodes is not None and inodes is not None and inodes < min_inodes):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
                 what = (f"{free >> 20} MiB free" if low_space else f"{inodes} free inodes")
-                return (f"stopped: the disk holding the workspace is nearly full ({what}); the "
-                        "command was killed so the machine and this session keep working. "
-                        "Remove what it wrote (or free space) before running it again.")
-            done, _ = await asyncio.wait({task}, timeout=DISK_CHECK_EVERY)
-            if done:
-                return None
+                stopped.append(
+                    f"stopped: the disk holding the workspace is nearly full ({what}); the "
+                    "command was killed so the machine and this session keep working. "
+                    "Remove what it wrote (or free space) before running it again.")
+                command.cancel()
+                return
+            await asyncio.sleep(DISK_CHECK_EVERY)
 
     def banned_reason(self, cmd: str) -> str | None:
         """Why ``cmd`` is refused by ``PYGENT_BANNED_COMMANDS``, or None (upstream check)."""

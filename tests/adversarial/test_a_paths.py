@@ -7,8 +7,10 @@ the host-side code must refuse what the container planted.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import socket
 import threading
 from pathlib import Path
@@ -167,23 +169,38 @@ def test_A8_symlink_loop(h: Harness) -> None:
 
 def test_A9_toctou_dir_swap(openai_server, runtimes, tmp_path: Path, outside: Path) -> None:
     """Writes to sub/f through the agent while a thread swaps sub between a directory and
-    a link out (PYGENT_A9_WRITES, default 1,280: ~2 ms each; tests/test_workspace.py
+    a link out (PYGENT_A9_WRITES, default 2,560: ~1 ms each; tests/test_workspace.py
     races 3,000 more at the Workspace layer). The file tools run on the host in both
     modes (the same code), so this runs once, locally."""
-    total = int(os.environ.get("PYGENT_A9_WRITES", "1280"))
+    total = int(os.environ.get("PYGENT_A9_WRITES", "2560"))
     h = make_harness(openai_server, runtimes["local"], tmp_path)
     sub = h.ws / unique("sub")
+    stage = h.ws / unique("stage")  # the directory that is swapped in and out
+    stage.mkdir()
+    link = h.ws / unique("link")
     stop = threading.Event()
 
     def swapper() -> None:
+        # rename(2) swaps atomically: sub is a directory, then nothing, then a link out.
+        # A write may mkdir sub while it is absent; that stray directory is removed.
         while not stop.is_set():
-            try:
-                sub.mkdir()
-                sub.rmdir()
-                os.symlink(outside, sub)
-                os.unlink(sub)
-            except OSError:
-                pass
+            if sub.is_dir() and not sub.is_symlink():
+                shutil.rmtree(sub, ignore_errors=True)
+            for step in (
+                lambda: os.rename(stage, sub),
+                lambda: os.rename(sub, stage),
+                lambda: os.symlink(outside, link),
+                lambda: os.rename(link, sub),
+                lambda: os.unlink(sub) if sub.is_symlink() else None,
+            ):
+                try:
+                    step()
+                except OSError:
+                    pass
+            if link.is_symlink():
+                link.unlink()
+            if not stage.exists():
+                stage.mkdir()
 
     thread = threading.Thread(target=swapper, daemon=True)
     thread.start()
@@ -197,10 +214,12 @@ def test_A9_toctou_dir_swap(openai_server, runtimes, tmp_path: Path, outside: Pa
         stop.set()
         thread.join()
     assert sorted(os.listdir(outside)) == ["id_rsa", "victim"], "a write escaped"
+    if sub.is_dir() and not sub.is_symlink():
+        assert not sub.exists() or "f" in os.listdir(sub)
     wrote = sum(r.startswith("Wrote") for r in results)
     refused = sum("outside the workspace" in r or "link" in r for r in results)
     print(f"\nA9: {len(results)} writes raced: {wrote} inside, {refused} refused, 0 outside")
-    assert wrote + refused + sum(r.startswith("error:") for r in results) >= len(results)
+    assert refused > 0, "the race never happened: the test proves nothing"
 
 
 def test_A10_hardlink_to_outside_file(h: Harness, mode: str, outside: Path) -> None:
@@ -474,3 +493,39 @@ def test_A20_huge_trees_are_capped_and_time_bounded(h: Harness, tmp_path: Path) 
     ws = Workspace(h.ws / d)
     assert sum(1 for _ in ws.iter_files(max_files=5000)) == 5000
     h.sh(f"rm -rf {d}", timeout=120)
+
+
+def test_A15_lsp_change_set_never_follows_container_links(
+    openai_server, tmp_path: Path, outside: Path
+) -> None:
+    """The editor's view: a link planted in the sandbox shows as a link in the change
+    set and its diff, never as the content of the file it points to."""
+    from pygent.lsp import protocol as p
+    from tests.adversarial.lsp_raw import start_lsp
+
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    (folder / "a.py").write_text("a = 1\n")
+    openai_server.add_tool_call(
+        "bash", {"cmd": f"ln -s {outside}/id_rsa key && ln -s {outside} dir"}
+    )
+    openai_server.add_text("planted")
+    c = start_lsp(tmp_path / "s", openai_server)
+    try:
+        sid = c.new_session(workspaceFolder=folder.as_uri(), syncMode="copy", approvalMode="never")
+        assert (
+            c.call(p.SESSION_PROMPT, {"sessionId": sid, "prompt": "go"})["result"]["text"]
+            == "planted"
+        )
+        changes = c.call(p.WORKSPACE_CHANGES, {"sessionId": sid})
+        applied = c.call(p.WORKSPACE_APPLY, {"sessionId": sid, "method": "write"})
+    finally:
+        c.close()
+    shown = json.dumps([changes, applied, c.seen])
+    assert "PRIVATE KEY" not in shown and "TOP-SECRET" not in shown
+    assert not (folder / "key").is_file() or (folder / "key").is_symlink()
+    assert "PRIVATE KEY" not in "".join(
+        p.read_text(errors="replace")
+        for p in folder.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    )

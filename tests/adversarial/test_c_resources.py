@@ -44,6 +44,16 @@ def gone(needle: str, within: float = 5.0) -> bool:
     return True
 
 
+def appears(prefix: str, within: float = 10.0) -> bool:
+    """True once a process command line starts with ``prefix`` (background jobs start late)."""
+    deadline = time.monotonic() + within
+    while not processes_with(prefix):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_C1_fork_bomb(h: Harness, mode: str, openai_server, runtimes, tmp_path: Path) -> None:
     if mode == "local":
         # No pids limit on the host: in local mode every command asks first (documented).
@@ -286,7 +296,7 @@ def test_C11_left_behind_server_is_killed_at_session_end(
     try:
         out = h.sh(f"python3 -m http.server 0 >/dev/null 2>&1 & setsid sleep {marker} & echo ok")
         assert "ok" in out
-        assert processes_with(f"sleep {marker}") and processes_with("python3 -m http.server 0")
+        assert appears(f"sleep {marker}") and appears("python3 -m http.server 0")
     finally:
         h.agent.close()
         rt.cleanup()
