@@ -2,14 +2,16 @@
 
 Usage: python bench/bench_runtime.py [--quick] [--image IMAGE] [-n N]
 
-Measured in one run, side by side, on the same engine and image:
-  1. floor: a raw round trip to a shell already running in the container (one exec
-     socket: write ``echo x``, read the line back), the least any command can cost;
-     and the same socket running the marker script Pygent's persistent shell sends
-     for each command (eval, exit status and cwd on stdout, a marker on stderr);
+Measured in one run, side by side, on the same engine, container and image, in
+interleaved rounds (so a change in the machine's load touches every row alike):
+  1. the floor: a shell already running in the container, one exec socket, a
+     blocking ``echo x`` round trip with no event loop: the least a command can cost;
+     the same round trip on the event loop; and the event loop running the line
+     Pygent sends per command (``eval``, exit status, cwd, both end markers);
   2. ``docker exec`` per command, the upstream way (``container.exec_run("true")``);
-  3. Pygent: ``DockerBackend.run("true")`` (persistent shell, end marker, exit status,
-     cwd tracking, watchdog), and ``LocalBackend.run("true")`` for reference;
+  3. Pygent: ``Runtime.bash("true")`` (the synchronous API: its loop thread, the disk
+     watchdog, the backend's recovery checks, the persistent shell), the async
+     ``DockerBackend.run("true")``, and ``LocalBackend.run("true")`` for reference;
   4. session start (container create + start + shell ready) and cleanup (close()).
 Results: a table on stdout and bench/results/runtime.json.
 """
@@ -27,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +38,11 @@ sys.path.insert(0, str(ROOT))
 
 from pygent.runtime.docker_backend import DockerBackend, DockerOptions  # noqa: E402
 from pygent.runtime.docker_engine import connect  # noqa: E402
-from pygent.runtime.docker_transport import SHELL_COMMAND, ExecStream  # noqa: E402
+from pygent.runtime.docker_transport import SHELL_COMMAND, ExecStream, _hijack_exec  # noqa: E402
+from pygent.runtime.facade import Runtime  # noqa: E402
 from pygent.runtime.local import LocalBackend  # noqa: E402
+from pygent.runtime.shell import END_FUNCTION  # noqa: E402
+from pygent.settings import load_settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "runtime.json"
 DEFAULT_IMAGE = os.environ.get("PYGENT_TEST_IMAGE", "pygent-test:bookworm")
@@ -56,77 +61,142 @@ def _stats(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def _time(n: int, fn: Callable[[], Awaitable[Any]], warmup: int = 20) -> list[float]:
-    for _ in range(warmup):
-        await fn()
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        await fn()
-        samples.append(time.perf_counter() - start)
-    return samples
+def _raw_exec(backend: DockerBackend) -> Any:
+    """A second shell in the sandbox container on a raw, blocking exec socket."""
+    assert backend._client is not None and backend.container_id is not None
+    api = backend._client.api
+    exec_id = api.exec_create(
+        backend.container_id, SHELL_COMMAND, stdin=True, stdout=True, stderr=True,
+        user=backend.user, workdir="/workspace",
+    )["Id"]
+    sock, _early = _hijack_exec(api, exec_id)
+    sock.setblocking(True)
+    return sock
 
 
-async def bench_floor(backend: DockerBackend, n: int) -> list[float]:
-    """A raw exec-socket round trip to a second shell (the same one Pygent uses: bash)."""
+class _Waiter:
+    """A receiver that resolves a future once each stream's output ends as expected."""
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[None] | None = None
+        self.expect = {1: b"", 2: b""}
+        self.got = {1: b"", 2: b""}
+
+    def arm(self, out: bytes, err: bytes = b"") -> asyncio.Future[None]:
+        self.future = asyncio.get_running_loop().create_future()
+        self.expect = {1: out, 2: err}
+        self.got = {1: b"", 2: b""}
+        return self.future
+
+    def shell_output(self, stream: int, data: bytes) -> None:
+        self.got[stream] += data
+        if all(self.got[k].endswith(v) for k, v in self.expect.items()):
+            if self.future is not None and not self.future.done():
+                self.future.set_result(None)
+
+    def shell_closed(self) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_exception(ConnectionError("the bench shell closed"))
+
+    def shell_exited(self) -> None:
+        pass
+
+
+async def _stream(backend: DockerBackend) -> tuple[ExecStream, _Waiter]:
     assert backend._client is not None and backend.container_id is not None
     stream = await ExecStream.open(
         backend._client, backend.container_id, SHELL_COMMAND, user=backend.user
     )
-
-    async def once() -> None:
-        await stream.write(b"echo x\n")
-        line = await stream.stdout.readline()
-        assert line == b"x\n", line
-
-    try:
-        return await _time(n, once)
-    finally:
-        stream.close()
+    waiter = _Waiter()
+    stream.attach(waiter)
+    return stream, waiter
 
 
-async def bench_protocol_floor(backend: DockerBackend, n: int) -> list[float]:
-    """The raw socket doing what PersistentShell asks of the shell for one command:
-    ``eval 'true' </dev/null``, then the end marker on stdout and on stderr."""
-    assert backend._client is not None and backend.container_id is not None
-    stream = await ExecStream.open(
-        backend._client, backend.container_id, SHELL_COMMAND, user=backend.user
-    )
-    script = (
-        b"eval 'true' </dev/null\n"
-        b"__r=$?; printf '\\nTOKEN:%s:%s\\n' \"$__r\" \"$PWD\"; printf '\\nTOKEN\\n' >&2\n"
-    )
-
-    async def once() -> None:
-        await stream.write(script)
-        await stream.stdout.readuntil(b"TOKEN:")
-        await stream.stdout.readline()
-        await stream.stderr.readuntil(b"TOKEN\n")
-
-    try:
-        return await _time(n, once)
-    finally:
-        stream.close()
+Once = Callable[[], Any]  # a sync function, or one returning an awaitable
 
 
-async def bench_docker_exec(backend: DockerBackend, n: int) -> list[float]:
-    """``container.exec_run("true")`` per command (blocking SDK call, timed as is)."""
+async def setup(backend: DockerBackend, local: LocalBackend, runtime: Runtime,
+                closers: list[Callable[[], Any]]) -> dict[str, Once]:
+    """One ``once`` per measurement, all on the same container."""
+    sock = _raw_exec(backend)
+    closers.append(sock.close)
+
+    def floor_blocking() -> None:
+        # A shell already running in the container, one exec socket, no event loop:
+        # send `echo x`, read the reply frame (8-byte header + "x\n").
+        sock.sendall(b"echo x\n")
+        got = b""
+        while not got.endswith(b"x\n"):
+            got += sock.recv(4096)
+
+    floor_stream, floor_waiter = await _stream(backend)
+    closers.append(floor_stream.close)
+
+    async def floor_loop() -> None:
+        # The same round trip on the event loop: the socket's protocol callback
+        # resolves a future when "x\n" arrives (Pygent's I/O model, no protocol).
+        done = floor_waiter.arm(b"x\n")
+        floor_stream.write(b"echo x\n")
+        await done
+
+    proto_stream, proto_waiter = await _stream(backend)
+    closers.append(proto_stream.close)
+    proto_stream.write((END_FUNCTION + "\n").encode())
+    token = "__PYGENT_0123456789abcdef"
+    line = f"eval 'true' </dev/null;__pygent_end {token}\n".encode()
+    want_out, want_err = b":0:/workspace\n", f"\n{token}\n".encode()
+
+    async def protocol_loop() -> None:
+        # The line PersistentShell sends per command, waiting for both end markers.
+        done = proto_waiter.arm(want_out, want_err)
+        proto_stream.write(line)
+        await done
+
     assert backend._client is not None and backend.container_id is not None
     container = backend._client.containers.get(backend.container_id)
 
-    async def once() -> None:
-        result = container.exec_run(["true"], user=backend.user)
-        assert result.exit_code == 0
+    def docker_exec() -> None:
+        assert container.exec_run(["true"], user=backend.user).exit_code == 0
 
-    return await _time(n, once, warmup=3)
-
-
-async def bench_run(backend: DockerBackend | LocalBackend, n: int) -> list[float]:
-    async def once() -> None:
+    async def backend_run() -> None:
         result = await backend.run("true", timeout=30)
         assert result.exit_code == 0, result
 
-    return await _time(n, once)
+    def runtime_bash() -> None:
+        out = runtime.bash("true")
+        assert out == "$ true\n", out
+
+    async def local_run() -> None:
+        result = await local.run("true", timeout=30)
+        assert result.exit_code == 0, result
+
+    return {
+        "floor_blocking_socket": floor_blocking,
+        "floor_event_loop": floor_loop,
+        "protocol_floor_marker_line": protocol_loop,
+        "pygent_runtime_bash_true": runtime_bash,
+        "pygent_docker_backend_run_true": backend_run,
+        "docker_exec_run_true": docker_exec,
+        "pygent_local_backend_run_true": local_run,
+    }
+
+
+async def measure(cases: dict[str, Once], n: int, rounds: int) -> dict[str, list[float]]:
+    """Time each case n times, interleaved in rounds so that a change in the machine's
+    load during the run touches every case alike; each round starts with a warm-up."""
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    per_round = max(1, n // rounds)
+    for _ in range(rounds):
+        for name, once in cases.items():
+            count = max(2, per_round // 10) if name == "docker_exec_run_true" else per_round
+            for i in range(count + 5):
+                start = time.perf_counter()
+                got = once()
+                if asyncio.iscoroutine(got):
+                    await got
+                if i >= 5:
+                    samples[name].append(time.perf_counter() - start)
+    return samples
 
 
 async def bench_sessions(
@@ -164,97 +234,97 @@ def _engine() -> dict[str, str]:
     }
 
 
+LABELS = {
+    "floor_blocking_socket": "floor: exec socket round trip, blocking (echo x)",
+    "floor_event_loop": "floor on the event loop (echo x)",
+    "protocol_floor_marker_line": "event loop + Pygent's per-command line",
+    "pygent_runtime_bash_true": "Pygent Runtime.bash('true') (sync API)",
+    "pygent_docker_backend_run_true": "Pygent DockerBackend.run('true') (async)",
+    "docker_exec_run_true": "docker exec per command (exec_run)",
+    "pygent_local_backend_run_true": "Pygent LocalBackend.run('true')",
+    "session_start": "session start (create+start+shell)",
+    "session_close": "session cleanup (close)",
+}
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    n = args.n or (200 if args.quick else 2000)
-    n_exec = max(20, n // 10)
+    n = args.n or (300 if args.quick else 3000)
+    rounds = 3 if args.quick else 10
     n_sessions = 5 if args.quick else 20
     options = DockerOptions(image=args.image, pull=False)
     base = Path(tempfile.mkdtemp(prefix="pygent-bench-"))
     backend = DockerBackend(base / "ws", options)
     await backend.start()
-    local = LocalBackend(base / "local")
     (base / "local").mkdir()
+    local = LocalBackend(base / "local")
     await local.start()
+    settings = load_settings({"image": args.image}, environ={}, cwd=base)
+    runtime = Runtime(use_docker=True, workspace=base / "rt", settings=settings)
+    runtime.wait_ready(120)
+    closers: list[Callable[[], Any]] = []
     try:
-        floor = await bench_floor(backend, n)
-        protocol = await bench_protocol_floor(backend, n)
-        pygent = await bench_run(backend, n)
-        docker_exec = await bench_docker_exec(backend, n_exec)
-        local_run = await bench_run(local, n)
+        cases = await setup(backend, local, runtime, closers)
+        samples = await measure(cases, n, rounds)
     finally:
+        for close in closers:
+            close()
+        runtime.cleanup()
         await backend.close()
         await local.close()
     starts, closes = await bench_sessions(options, n_sessions, base)
     shutil.rmtree(base, ignore_errors=True)
-    rows = {
-        "floor_exec_socket_round_trip": _stats(floor),
-        "protocol_floor_marker_script": _stats(protocol),
-        "pygent_docker_run_true": _stats(pygent),
-        "docker_exec_run_true": _stats(docker_exec),
-        "pygent_local_run_true": _stats(local_run),
-        "session_start": _stats(starts),
-        "session_close": _stats(closes),
-    }
+    rows = {name: _stats(values) for name, values in samples.items()}
+    rows["session_start"] = _stats(starts)
+    rows["session_close"] = _stats(closes)
     med = {k: v["median_ms"] for k, v in rows.items()}
+    floor = med["floor_blocking_socket"]
+    bash = med["pygent_runtime_bash_true"]
     return {
         "date": datetime.date.today().isoformat(),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_average_1min": os.getloadavg()[0],
             **_engine(),
             "image": args.image,
         },
         "quick": args.quick,
+        "rounds": rounds,
         "results": rows,
         "ratios": {
-            "pygent_over_floor": med["pygent_docker_run_true"]
-            / med["floor_exec_socket_round_trip"],
-            "pygent_over_protocol_floor": med["pygent_docker_run_true"]
-            / med["protocol_floor_marker_script"],
-            "docker_exec_over_pygent": med["docker_exec_run_true"] / med["pygent_docker_run_true"],
-            "pygent_docker_over_local": med["pygent_docker_run_true"]
-            / med["pygent_local_run_true"],
+            "runtime_bash_over_floor": bash / floor,
+            "backend_run_over_floor": med["pygent_docker_backend_run_true"] / floor,
+            "event_loop_floor_over_floor": med["floor_event_loop"] / floor,
+            "protocol_floor_over_floor": med["protocol_floor_marker_line"] / floor,
+            "docker_exec_over_runtime_bash": med["docker_exec_run_true"] / bash,
+            "docker_over_local_backend": med["pygent_docker_backend_run_true"]
+            / med["pygent_local_backend_run_true"],
         },
         "goals": {
-            "per_command_within_2x_of_floor": med["pygent_docker_run_true"]
-            <= 2 * med["floor_exec_socket_round_trip"],
-            "at_least_20x_below_docker_exec": med["docker_exec_run_true"]
-            >= 20 * med["pygent_docker_run_true"],
+            "runtime_bash_within_2x_of_floor": bash <= 2 * floor,
+            "at_least_20x_below_docker_exec": med["docker_exec_run_true"] >= 20 * bash,
             "session_start_under_300ms": med["session_start"] < 300,
         },
     }
 
 
 def _print(report: dict[str, Any]) -> None:
-    labels = {
-        "floor_exec_socket_round_trip": "floor: exec socket round trip",
-        "protocol_floor_marker_script": "same socket, Pygent's marker script",
-        "pygent_docker_run_true": "Pygent DockerBackend.run('true')",
-        "docker_exec_run_true": "docker exec per command (exec_run)",
-        "pygent_local_run_true": "Pygent LocalBackend.run('true')",
-        "session_start": "session start (create+start+shell)",
-        "session_close": "session cleanup (close)",
-    }
     m = report["machine"]
     print(
         f"{report['date']}  {m['cpus']} CPUs  Python {m['python']}  Docker {m['engine']} "
-        f"(API {m['api']}, {m['storage']}, cgroup v{m['cgroup']})  image {m['image']}"
+        f"(API {m['api']}, {m['storage']}, cgroup v{m['cgroup']})  image {m['image']}  "
+        f"load {m['load_average_1min']:.2f}"
     )
-    print(f"{'':38} {'n':>6} {'median ms':>10} {'p90 ms':>10} {'min ms':>9}")
-    for key, label in labels.items():
+    print(f"{'':50} {'n':>6} {'median ms':>10} {'p90 ms':>10} {'min ms':>9}")
+    for key, label in LABELS.items():
         r = report["results"][key]
         print(
-            f"{label:38} {r['n']:>6} {r['median_ms']:>10.3f} {r['p90_ms']:>10.3f} "
+            f"{label:50} {r['n']:>6} {r['median_ms']:>10.3f} {r['p90_ms']:>10.3f} "
             f"{r['min_ms']:>9.3f}"
         )
-    ratios = report["ratios"]
-    print(
-        f"Pygent / floor: {ratios['pygent_over_floor']:.2f}x   "
-        f"Pygent / marker-script floor: {ratios['pygent_over_protocol_floor']:.2f}x   "
-        f"docker exec / Pygent: {ratios['docker_exec_over_pygent']:.0f}x   "
-        f"Pygent docker / local: {ratios['pygent_docker_over_local']:.2f}x"
-    )
+    for name, value in report["ratios"].items():
+        print(f"  {name}: {value:.2f}x")
     for goal, met in report["goals"].items():
         print(f"  {'met ' if met else 'MISS'} {goal}")
 

@@ -8,7 +8,6 @@ reads and writes it safely from the host.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,18 +73,51 @@ class CommandResult:
         return "\n".join(parts)
 
 
+#: Stream numbers, as Docker's multiplexed stream frames and file descriptors number them.
+STDOUT = 1
+STDERR = 2
+
+
+class ShellReceiver(Protocol):
+    """Where a :class:`ShellTransport` delivers the shell's output, as it arrives.
+
+    Called on the event loop, straight from the transport's protocol callbacks (no
+    reader task in between): this is the per-command hot path.
+    """
+
+    def shell_output(self, stream: int, data: bytes) -> None:
+        """``data`` arrived on ``stream`` (:data:`STDOUT` or :data:`STDERR`)."""
+
+    def shell_closed(self) -> None:
+        """The shell's output ended: it exited or its connection was lost."""
+
+    def shell_exited(self) -> None:
+        """The shell process exited; its last output may still trail (a background
+        job can hold its pipes open), so the receiver decides when to stop waiting."""
+
+
 class ShellTransport(Protocol):
-    """A running shell process: bytes in, two byte streams out.
+    """A running shell process: bytes in, output pushed to a :class:`ShellReceiver`.
 
     Implemented by a local subprocess and by a Docker exec socket; the persistent
     shell protocol in :mod:`pygent.runtime.shell` runs on top of either.
     """
 
-    stdout: asyncio.StreamReader
-    stderr: asyncio.StreamReader
+    #: "bash" or "sh": what the transport started.
+    shell_name: str
 
-    async def write(self, data: bytes) -> None:
-        """Send bytes to the shell's stdin."""
+    def attach(self, receiver: ShellReceiver) -> None:
+        """Deliver all output from now on (and any received so far) to ``receiver``."""
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the shell's stdin without waiting.
+
+        Raises:
+            ConnectionError: the shell's input is closed.
+        """
+
+    async def drain(self) -> None:
+        """Wait until queued input is below the transport's high-water mark."""
 
     def alive(self) -> bool:
         """True while the shell process runs."""

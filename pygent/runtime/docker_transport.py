@@ -27,6 +27,7 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from pygent.errors import RuntimeUnavailable, SandboxError
+from pygent.runtime.base import STDERR, STDOUT, ShellReceiver
 from pygent.runtime.docker_engine import import_docker
 
 if TYPE_CHECKING:
@@ -73,92 +74,109 @@ while read -r cmd arg; do
 done
 """
 
-#: Bytes buffered per stream before the socket stops being read (back-pressure).
-STREAM_LIMIT = 1 << 20
+#: Bytes an :class:`Inbox` keeps per stream (the killer's answers, a broken shell's junk).
+INBOX_LIMIT = 1 << 20
 HANDSHAKE_TIMEOUT = 30.0
 KILL_TIMEOUT = 10.0
 _READY = b"__PYGENT_READY:"
 
 
-class _FlowControl:
-    """Pauses the socket while either reader holds more than its limit."""
+class Inbox:
+    """A :class:`ShellReceiver` that buffers output for small request/answer exchanges
+    (the handshake, the killer); the persistent shell replaces it with its own."""
 
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-        self._paused: set[int] = set()
+    def __init__(self) -> None:
+        self.buffers: dict[int, bytearray] = {STDOUT: bytearray(), STDERR: bytearray()}
+        self.closed = False
+        self._changed = asyncio.Event()
 
-    def reader_hook(self, key: int) -> _ReaderHook:
-        return _ReaderHook(self, key)
+    def shell_output(self, stream: int, data: bytes) -> None:
+        buf = self.buffers.get(stream)
+        if buf is not None and len(buf) < INBOX_LIMIT:
+            buf += data[: INBOX_LIMIT - len(buf)]
+            self._changed.set()
 
-    def pause(self, key: int) -> None:
-        if not self._paused and not self._transport.is_closing():
-            self._transport.pause_reading()
-        self._paused.add(key)
+    def shell_closed(self) -> None:
+        self.closed = True
+        self._changed.set()
 
-    def resume(self, key: int) -> None:
-        self._paused.discard(key)
-        if not self._paused and not self._transport.is_closing():
-            self._transport.resume_reading()
+    def shell_exited(self) -> None:
+        pass  # an exec's connection closes when its process is done: shell_closed follows
 
+    async def readline(self, stream: int = STDOUT) -> bytes:
+        """The next line from ``stream``; what is left (maybe b"") once it closed."""
+        buf = self.buffers[stream]
+        while True:
+            idx = buf.find(b"\n")
+            if idx >= 0:
+                line = bytes(buf[: idx + 1])
+                del buf[: idx + 1]
+                return line
+            if self.closed:
+                line = bytes(buf)
+                buf.clear()
+                return line
+            self._changed.clear()
+            await self._changed.wait()
 
-class _ReaderHook:
-    """What ``StreamReader.set_transport`` expects: pause_reading / resume_reading."""
-
-    def __init__(self, flow: _FlowControl, key: int) -> None:
-        self._flow = flow
-        self._key = key
-
-    def pause_reading(self) -> None:
-        self._flow.pause(self._key)
-
-    def resume_reading(self) -> None:
-        self._flow.resume(self._key)
+    async def read_all(self, stream: int) -> bytes:
+        """Everything ``stream`` sent until it closed."""
+        while not self.closed:
+            self._changed.clear()
+            await self._changed.wait()
+        return bytes(self.buffers[stream])
 
 
 class _DemuxProtocol(asyncio.Protocol):
-    """Splits Docker's multiplexed stream frames into a stdout and a stderr reader."""
+    """Splits Docker's multiplexed stream frames and hands each payload to a receiver."""
 
-    def __init__(
-        self, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader, early: bytes = b""
-    ) -> None:
+    def __init__(self, receiver: ShellReceiver, early: bytes = b"") -> None:
         self._early = early  # read before the socket was handed over: goes first
-        self.stdout = stdout
-        self.stderr = stderr
+        self.receiver = receiver
         self._header = bytearray()
-        self._target: asyncio.StreamReader | None = None
+        self._kind = 0
         self._remaining = 0
         self._drained = asyncio.Event()
         self._drained.set()
-        self.closed = asyncio.Event()
+        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        flow = _FlowControl(transport)
-        self.stdout.set_transport(flow.reader_hook(1))  # type: ignore[arg-type]
-        self.stderr.set_transport(flow.reader_hook(2))  # type: ignore[arg-type]
         if self._early:
             early, self._early = self._early, b""
             self.data_received(early)
 
     def data_received(self, data: bytes) -> None:
         pos, size = 0, len(data)
+        receiver = self.receiver
+        # The common case, one whole frame per read, costs one slice.
         while pos < size:
             if self._remaining:
                 n = min(self._remaining, size - pos)
-                if self._target is not None:
-                    self._target.feed_data(data[pos : pos + n] if (pos or n < size) else data)
+                # 1 stdout, 2 stderr; 0 (stdin echo) and anything else is dropped.
+                if self._kind == STDOUT or self._kind == STDERR:
+                    receiver.shell_output(
+                        self._kind, data if (pos == 0 and n == size) else data[pos : pos + n]
+                    )
                 pos += n
                 self._remaining -= n
+                continue
+            if not self._header and size - pos >= 8:
+                self._kind = data[pos]
+                self._remaining = int.from_bytes(data[pos + 4 : pos + 8], "big")
+                pos += 8
                 continue
             need = 8 - len(self._header)
             self._header += data[pos : pos + need]
             pos += need
             if len(self._header) == 8:
-                kind = self._header[0]
+                self._kind = self._header[0]
                 self._remaining = int.from_bytes(self._header[4:8], "big")
-                # 1 stdout, 2 stderr; 0 (stdin echo) and anything else is dropped.
-                self._target = self.stdout if kind == 1 else self.stderr if kind == 2 else None
                 self._header.clear()
+
+    def switch(self, receiver: ShellReceiver) -> None:
+        self.receiver = receiver
+        if self.closed:
+            receiver.shell_closed()
 
     def eof_received(self) -> bool:
         self._finish()
@@ -169,10 +187,9 @@ class _DemuxProtocol(asyncio.Protocol):
         self._drained.set()
 
     def _finish(self) -> None:
-        if not self.closed.is_set():
-            self.closed.set()
-            self.stdout.feed_eof()
-            self.stderr.feed_eof()
+        if not self.closed:
+            self.closed = True
+            self.receiver.shell_closed()
 
     def pause_writing(self) -> None:
         self._drained.clear()
@@ -181,7 +198,8 @@ class _DemuxProtocol(asyncio.Protocol):
         self._drained.set()
 
     async def drain(self) -> None:
-        await self._drained.wait()
+        if not self._drained.is_set():
+            await self._drained.wait()
 
 
 def _hijack_exec(api: Any, exec_id: str) -> tuple[socket.socket, bytes]:
@@ -235,8 +253,8 @@ class ExecStream:
         self.exec_id = exec_id
         self._transport = transport
         self._protocol = protocol
-        self.stdout = protocol.stdout
-        self.stderr = protocol.stderr
+        #: Output lands here until :meth:`attach` hands the stream to another receiver.
+        self.inbox = protocol.receiver if isinstance(protocol.receiver, Inbox) else Inbox()
 
     @classmethod
     async def open(
@@ -268,30 +286,45 @@ class ExecStream:
 
         exec_id, sock, early = await asyncio.to_thread(start)
         loop = asyncio.get_running_loop()
-        stdout = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
-        stderr = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
+        inbox = Inbox()
         try:
             if sock.family == socket.AF_UNIX:
                 transport, protocol = await loop.create_unix_connection(
-                    lambda: _DemuxProtocol(stdout, stderr, early), sock=sock
+                    lambda: _DemuxProtocol(inbox, early), sock=sock
                 )
             else:
                 transport, protocol = await loop.create_connection(
-                    lambda: _DemuxProtocol(stdout, stderr, early), sock=sock
+                    lambda: _DemuxProtocol(inbox, early), sock=sock
                 )
         except BaseException:
             sock.close()
             raise
         return cls(client, exec_id, transport, protocol)
 
-    async def write(self, data: bytes) -> None:
+    def attach(self, receiver: ShellReceiver) -> None:
+        """Send all output from now on to ``receiver``, starting with what the inbox holds."""
+        inbox = self.inbox
+        for stream, buf in inbox.buffers.items():
+            if buf:
+                receiver.shell_output(stream, bytes(buf))
+                buf.clear()
+        self._protocol.switch(receiver)
+
+    def write(self, data: bytes) -> None:
         if self._transport.is_closing():
             raise ConnectionResetError("the exec connection to the sandbox is closed")
         self._transport.write(data)
+
+    async def drain(self) -> None:
         await self._protocol.drain()
 
+    async def send(self, data: bytes) -> None:
+        """Write and wait for the transport to take it."""
+        self.write(data)
+        await self.drain()
+
     def alive(self) -> bool:
-        return not self._protocol.closed.is_set() and not self._transport.is_closing()
+        return not self._protocol.closed and not self._transport.is_closing()
 
     def close(self) -> None:
         self._transport.close()
@@ -326,8 +359,6 @@ class DockerShellTransport:
         self.pid = pid  # the shell's PID inside the container
         self.shell_name = shell_name  # "bash" or "sh"
         self._user = user
-        self.stdout = shell.stdout
-        self.stderr = shell.stderr
         self._killer: ExecStream | None = None
         self._killer_task: asyncio.Future[ExecStream] | None = None
         self._kill_lock = asyncio.Lock()
@@ -397,8 +428,14 @@ class DockerShellTransport:
         self._killer_task.add_done_callback(_retrieve)
         return await asyncio.shield(self._killer_task)
 
-    async def write(self, data: bytes) -> None:
-        await self._shell.write(data)
+    def attach(self, receiver: ShellReceiver) -> None:
+        self._shell.attach(receiver)
+
+    def write(self, data: bytes) -> None:
+        self._shell.write(data)
+
+    async def drain(self) -> None:
+        await self._shell.drain()
 
     def alive(self) -> bool:
         return not self._closed and self._shell.alive()
@@ -412,8 +449,8 @@ class DockerShellTransport:
         async with self._kill_lock:
             try:
                 killer = await asyncio.wait_for(self._get_killer(), KILL_TIMEOUT)
-                await killer.write(request.encode())
-                line = await asyncio.wait_for(killer.stdout.readline(), KILL_TIMEOUT)
+                await killer.send(request.encode())
+                line = await asyncio.wait_for(killer.inbox.readline(), KILL_TIMEOUT)
             except (sdk.errors.NotFound, ConnectionError) as exc:
                 log.info("could not kill processes: the sandbox container is gone (%s)", exc)
                 self.kill_failed = True
@@ -457,10 +494,10 @@ class DockerShellTransport:
 
 async def _handshake(shell: ExecStream) -> tuple[int, str]:
     """Ask the new shell for its PID; on EOF raise SandboxError with what it printed."""
-    await shell.write(b'printf \'__PYGENT_READY:%s:%s\\n\' "$$" "${BASH_VERSION:+bash}"\n')
+    await shell.send(b'printf \'__PYGENT_READY:%s:%s\\n\' "$$" "${BASH_VERSION:+bash}"\n')
     junk = b""
     while True:
-        line = await shell.stdout.readline()
+        line = await shell.inbox.readline()
         if not line:
             break
         if line.startswith(_READY):
@@ -469,7 +506,7 @@ async def _handshake(shell: ExecStream) -> tuple[int, str]:
         junk += line
     err = b""
     with contextlib.suppress(asyncio.TimeoutError):
-        err = await asyncio.wait_for(shell.stderr.read(4096), 2)
+        err = (await asyncio.wait_for(shell.inbox.read_all(STDERR), 2))[:4096]
     code = await shell.exit_code()
     text = (junk + err).decode("utf-8", errors="replace").strip()
     raise SandboxError(

@@ -192,7 +192,9 @@ class Runtime:
     # --- commands ----------------------------------------------------------------------
 
     async def _run(self, cmd: str, timeout: float | None, on_output: OutputCallback | None) -> CommandResult:
-        await asyncio.wrap_future(self._started)
+        if not self._started.done():  # wrap_future costs a thread-safe wake-up: only if needed
+            await asyncio.wrap_future(self._started)
+        self._started.result()  # the start-up error, if it failed
         free, inodes = _free_space(self._base)
         reserve = (min(DISK_RESERVE_BYTES, free // 2),
                    None if inodes is None else min(INODE_RESERVE, inodes // 2))

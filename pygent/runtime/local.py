@@ -19,10 +19,11 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
-from pygent.runtime.base import CommandResult, OutputCallback
+from pygent.runtime.base import STDERR, STDOUT, CommandResult, OutputCallback, ShellReceiver
 from pygent.runtime.sandbox_env import sandbox_environment, scrub_exec_environ
 from pygent.runtime.shell import PersistentShell
 
@@ -79,43 +80,102 @@ def _session_members(sid: int) -> list[int]:
     return pids
 
 
+class _ShellProcessProtocol(asyncio.SubprocessProtocol):
+    """Pushes the shell's pipe output straight to its receiver (no reader tasks)."""
+
+    def __init__(self) -> None:
+        self.receiver: ShellReceiver | None = None
+        self._early: list[tuple[int, bytes]] = []  # output before a receiver attached
+        self._open_pipes = {STDOUT, STDERR}
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self.exited = asyncio.Event()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if self.receiver is not None:
+            self.receiver.shell_output(fd, data)
+        else:
+            self._early.append((fd, data))
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self._open_pipes.discard(fd)
+        if not self._open_pipes and self.receiver is not None:
+            self.receiver.shell_closed()  # all output is in
+
+    def process_exited(self) -> None:
+        self.exited.set()
+        if self.receiver is not None:
+            self.receiver.shell_exited()  # a background job may hold the pipes open
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    def attach(self, receiver: ShellReceiver) -> None:
+        self.receiver = receiver
+        early, self._early = self._early, []
+        for fd, data in early:
+            receiver.shell_output(fd, data)
+        if not self._open_pipes:
+            receiver.shell_closed()
+        elif self.exited.is_set():
+            receiver.shell_exited()
+
+    async def drain(self) -> None:
+        await self._writable.wait()
+
+
 class LocalShellTransport:
     """A shell subprocess in its own session, with pipes for stdin/stdout/stderr."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, tag: str = "") -> None:
-        self._proc = proc
+    def __init__(self, transport: asyncio.SubprocessTransport, protocol: _ShellProcessProtocol,
+                 shell_name: str, tag: str = "") -> None:
+        self._transport = transport
+        self._protocol = protocol
         self._tag = tag
-        assert proc.stdout is not None and proc.stderr is not None
-        self.stdout: asyncio.StreamReader = proc.stdout
-        self.stderr: asyncio.StreamReader = proc.stderr
+        self.shell_name = shell_name
+        self.pid: int = transport.get_pid()
+        stdin = transport.get_pipe_transport(0)
+        assert isinstance(stdin, asyncio.WriteTransport)
+        self._stdin = stdin
 
     @classmethod
     async def spawn(cls, cwd: Path, env: dict[str, str]) -> LocalShellTransport:
         """Start the shell in ``cwd``; ``env[TAG_VARIABLE]``, if set, tags its descendants."""
         shell = shutil.which("bash") or "/bin/sh"
-        argv = [shell, "--noprofile", "--norc"] if shell.endswith("bash") else [shell]
-        proc = await asyncio.create_subprocess_exec(
+        is_bash = shell.endswith("bash")
+        argv = [shell, "--noprofile", "--norc"] if is_bash else [shell]
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.subprocess_exec(
+            _ShellProcessProtocol,
             *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             cwd=str(cwd),
             env=env,
             start_new_session=True,  # its own session: we can find and kill its children
-            limit=1 << 20,
         )
-        return cls(proc, env.get(TAG_VARIABLE, ""))
+        return cls(transport, protocol, "bash" if is_bash else "sh", env.get(TAG_VARIABLE, ""))
 
-    async def write(self, data: bytes) -> None:
-        assert self._proc.stdin is not None
-        self._proc.stdin.write(data)
-        await self._proc.stdin.drain()
+    def attach(self, receiver: ShellReceiver) -> None:
+        self._protocol.attach(receiver)
+
+    def write(self, data: bytes) -> None:
+        if self._stdin.is_closing():
+            raise ConnectionResetError("the shell's input is closed")
+        self._stdin.write(data)
+
+    async def drain(self) -> None:
+        await self._protocol.drain()
 
     def alive(self) -> bool:
-        return self._proc.returncode is None
+        return self._transport.get_returncode() is None
 
     async def kill_children(self) -> None:
-        sid = self._proc.pid
+        sid = self.pid
         if sys.platform.startswith("linux"):
             # A few passes: a dying parent can fork once more between scan and kill.
             for _ in range(5):
@@ -133,14 +193,15 @@ class LocalShellTransport:
             await proc.wait()
 
     async def close(self) -> None:
-        if self._proc.returncode is None:
+        if self.alive():
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signal.SIGKILL)
+                os.killpg(self.pid, signal.SIGKILL)
             await self.kill_children()
             with contextlib.suppress(ProcessLookupError):
-                self._proc.kill()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._proc.wait(), 5)
+                self._transport.kill()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._protocol.exited.wait(), 5)
+        self._transport.close()
 
 
 class LocalBackend:
