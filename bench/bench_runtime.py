@@ -41,7 +41,7 @@ from pygent.runtime.docker_engine import connect  # noqa: E402
 from pygent.runtime.docker_transport import SHELL_COMMAND, ExecStream, _hijack_exec  # noqa: E402
 from pygent.runtime.facade import Runtime  # noqa: E402
 from pygent.runtime.local import LocalBackend  # noqa: E402
-from pygent.runtime.shell import END_FUNCTION  # noqa: E402
+from pygent.runtime.shell import END_FUNCTION, command_line  # noqa: E402
 from pygent.settings import load_settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "runtime.json"
@@ -141,9 +141,9 @@ async def setup(backend: DockerBackend, local: LocalBackend, runtime: Runtime,
 
     proto_stream, proto_waiter = await _stream(backend)
     closers.append(proto_stream.close)
-    proto_stream.write((END_FUNCTION + "\n").encode())
-    token = "__PYGENT_0123456789abcdef"
-    line = f"eval 'true' </dev/null;__pygent_end {token}\n".encode()
+    proto_stream.write(f"exec 3<&-; {END_FUNCTION}\n".encode())
+    token = "0123456789ab"
+    line = command_line("true", token)
     want_out, want_err = b":0:/workspace\n", f"\n{token}\n".encode()
 
     async def protocol_loop() -> None:

@@ -159,8 +159,8 @@ async def _round_trips(client: Any, cid: str, user: str, n: int) -> dict[str, fl
             samples = []
             for i in range(n + 20):
                 started = time.perf_counter()
-                await stream.write(cmd)
-                line = await stream.stdout.readline()
+                await stream.send(cmd)
+                line = await stream.inbox.readline()
                 assert line == b"x\n", line
                 if i >= 20:
                     samples.append(time.perf_counter() - started)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 #: Called with (stream, text) as a command produces output; stream is "stdout" or "stderr".
 OutputCallback = Callable[[str, str], None]
@@ -96,6 +96,27 @@ class ShellReceiver(Protocol):
         job can hold its pipes open), so the receiver decides when to stop waiting."""
 
 
+class DirectIO(Protocol):
+    """Blocking access to a shell transport from a thread that is not the loop's.
+
+    The synchronous API's fast path (``Runtime.run``) uses it so that a command costs
+    one wake-up of the calling thread instead of hand-offs between threads. While it
+    is handed out the event loop does not read the transport; output still goes to
+    the transport's receiver, fed by the calling thread.
+    """
+
+    def write_all(self, data: bytes) -> None:
+        """Write all of ``data`` to the shell's input, blocking as needed.
+
+        Raises:
+            ConnectionError: the shell's input is closed.
+        """
+
+    def wait_and_read(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for output and feed what came to the receiver
+        (the end of the output too)."""
+
+
 class ShellTransport(Protocol):
     """A running shell process: bytes in, output pushed to a :class:`ShellReceiver`.
 
@@ -129,6 +150,12 @@ class ShellTransport(Protocol):
     async def close(self) -> None:
         """Kill the shell and everything under it; idempotent."""
 
+    def enter_direct(self) -> DirectIO | None:
+        """On the loop: stop reading and hand out blocking I/O (None if not possible now)."""
+
+    def leave_direct(self) -> None:
+        """On the loop: take the I/O back and read it again."""
+
 
 class Backend(Protocol):
     """A sandbox backend. All methods run on the runtime's own event loop."""
@@ -153,3 +180,19 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Stop everything this backend started; idempotent."""
+
+
+class DirectBackend(Backend, Protocol):
+    """A backend with the synchronous fast path (local and Docker; see ``Runtime.run``)."""
+
+    async def prepare_direct(self) -> bool:
+        """On the loop: make :meth:`run_direct` possible; False if it cannot be now."""
+
+    def run_direct(self, cmd: str, *, timeout: float | None,
+                   on_output: OutputCallback | None, budget: float) -> object:
+        """From another thread: a :class:`CommandResult` if the command ended within
+        ``budget`` seconds, None if not set up, else a hand-over for
+        :meth:`finish_handover`."""
+
+    async def finish_handover(self, item: Any) -> CommandResult:
+        """On the loop: finish what :meth:`run_direct` handed over."""

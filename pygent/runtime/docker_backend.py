@@ -19,6 +19,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ from pygent.runtime.docker_engine import (
 )
 from pygent.runtime.docker_transport import DockerShellTransport
 from pygent.runtime.sandbox_env import sandbox_environment
-from pygent.runtime.shell import PersistentShell
+from pygent.runtime.shell import PersistentShell, Running
 
 if TYPE_CHECKING:
     import docker
@@ -59,6 +60,13 @@ WATCH_INTERVAL = 1.0
 PAUSE_GRACE = 5.0
 #: How long to wait for a restarting daemon before giving up on a recovery.
 DAEMON_RETRY = 30.0
+
+
+@dataclass(frozen=True)
+class PendingChecks:
+    """A command that ended on the synchronous fast path but needs the engine's view."""
+
+    result: CommandResult
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,7 @@ class DockerBackend:
         self._start_lock = asyncio.Lock()
         self._started = False
         self._closed = False
+        self._command_started_at = 0.0
         self.recoveries = 0
 
     def describe(self) -> str:
@@ -457,11 +466,44 @@ class DockerBackend:
             await self.start()
         if self._closed:
             raise SandboxError("this Docker sandbox was closed")
+        self._reset_command_state()
+        return await self._watched(self._shell.run(cmd, timeout=timeout, on_output=on_output))
+
+    async def prepare_direct(self) -> bool:
+        """On the loop: set up the synchronous fast path (see :meth:`run_direct`)."""
+        if not self._started:
+            await self.start()
+        return not self._closed and await self._shell.prepare_direct()
+
+    def run_direct(self, cmd: str, *, timeout: float | None, on_output: OutputCallback | None,
+                   budget: float) -> CommandResult | Running | PendingChecks | None:
+        """The synchronous fast path (see :meth:`PersistentShell.run_direct`): a result
+        when the command ended normally within ``budget`` seconds; else something for
+        :meth:`finish_handover` on the loop; None when the fast path is not set up."""
+        if not self._started or self._closed:
+            return None
+        self._reset_command_state()
+        got = self._shell.run_direct(cmd, timeout=timeout, on_output=on_output, budget=budget)
+        if isinstance(got, CommandResult) and got.exit_code == 137:
+            return PendingChecks(got)  # killed: was it the OOM killer? The engine knows.
+        return got
+
+    async def finish_handover(self, item: Running | PendingChecks) -> CommandResult:
+        """On the loop: finish what :meth:`run_direct` handed over."""
+        if isinstance(item, PendingChecks):
+            return await self._after(item.result, self._shell.restarts)
+        return await self._watched(self._shell.finish_handover(item))
+
+    def _reset_command_state(self) -> None:
         self._note = ""
         self._stopped = False
         self._daemon_was_down = False
+        self._command_started_at = time.time()
+
+    async def _watched(self, shell_run: Awaitable[CommandResult]) -> CommandResult:
+        """Await a shell command under the container watchdog, then check what the
+        engine saw: a lost container is replaced, an OOM kill is named."""
         restarts = self._shell.restarts
-        started_at = time.time()
         # A timer, not a task: most commands end before the watchdog is needed, and a
         # timer costs less than a task on this hot path.
         watch: list[asyncio.Future[None]] = []
@@ -469,13 +511,16 @@ class DockerBackend:
             WATCH_DELAY, lambda: watch.append(asyncio.ensure_future(self._watchdog()))
         )
         try:
-            result = await self._shell.run(cmd, timeout=timeout, on_output=on_output)
+            result = await shell_run
         finally:
             timer.cancel()
             for task in watch:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        return await self._after(result, restarts)
+
+    async def _after(self, result: CommandResult, restarts: int) -> CommandResult:
         transport = self._transport
         if self._closed:  # closed under the command: nothing to recover
             return dataclasses.replace(
@@ -490,10 +535,10 @@ class DockerBackend:
             await self._replace_after_failed_kill()
         if result.exit_code == 137 and not (result.timed_out or result.cancelled):
             # The "oom" event can trail the killed process by a moment: look twice.
-            oom = await self._oom_since(started_at)
+            oom = await self._oom_since(self._command_started_at)
             if not oom:
                 await asyncio.sleep(0.1)
-                oom = await self._oom_since(started_at)
+                oom = await self._oom_since(self._command_started_at)
             if oom:
                 self._note = self._note or (
                     f"killed: out of memory (the sandbox memory limit is {self.options.memory}; "

@@ -22,25 +22,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import socket
 import ssl
 from typing import TYPE_CHECKING, Any
 
 from pygent.errors import RuntimeUnavailable, SandboxError
-from pygent.runtime.base import STDERR, STDOUT, ShellReceiver
+from pygent.runtime.base import STDERR, STDOUT, DirectIO, ShellReceiver
 from pygent.runtime.docker_engine import import_docker
+from pygent.runtime.shell import SHELL_LAUNCH
 
 if TYPE_CHECKING:
     import docker
 
 log = logging.getLogger(__name__)
 
-#: bash when the image has it (``cd``/``export`` behave as users expect), else POSIX sh.
-SHELL_COMMAND = [
-    "/bin/sh",
-    "-c",
-    "command -v bash >/dev/null 2>&1 && exec bash --noprofile --norc; exec /bin/sh",
-]
+#: bash when the image has it (``cd``/``export`` behave as users expect), else POSIX sh,
+#: reading its commands from /dev/fd/3 (see :data:`pygent.runtime.shell.SHELL_LAUNCH`).
+SHELL_COMMAND = ["/bin/sh", "-c", SHELL_LAUNCH]
 
 #: The killer: builtins only (no fork), so it works with the pids limit exhausted.
 #: ``k PID`` kills everything but PID 1, PID and itself; ``x`` spares only itself, then exits.
@@ -202,6 +201,48 @@ class _DemuxProtocol(asyncio.Protocol):
             await self._drained.wait()
 
 
+class _SocketDirect:
+    """The exec socket, read and written by a synchronous caller (see DirectIO): the
+    same frame parser and receiver as on the loop, fed from blocking calls."""
+
+    def __init__(self, sock: socket.socket, protocol: _DemuxProtocol) -> None:
+        self._sock = sock
+        self._protocol = protocol
+        self._poller = select.poll()
+        self._poller.register(sock.fileno(), select.POLLIN)
+
+    def write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self._sock.send(view):]
+            except BlockingIOError:  # the socket buffer is full: wait until it drains
+                select.select([], [self._sock], [], 1.0)
+            except OSError as exc:
+                raise ConnectionResetError(f"the exec connection to the sandbox broke: {exc}") from exc
+
+    def wait_and_read(self, timeout: float) -> None:
+        # Try first, wait only if nothing is there: the second frame of a command's
+        # end (stdout and stderr travel apart) has often arrived already.
+        try:
+            data = self._sock.recv(1 << 16)
+        except BlockingIOError:
+            if not self._poller.poll(timeout * 1000):
+                return
+            try:
+                data = self._sock.recv(1 << 16)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+        except OSError:
+            data = b""
+        if data:
+            self._protocol.data_received(data)
+        else:
+            self._protocol.eof_received()
+
+
 def _hijack_exec(api: Any, exec_id: str) -> tuple[socket.socket, bytes]:
     """Start an exec with stdin attached; return its raw socket and any bytes already read.
 
@@ -248,11 +289,13 @@ class ExecStream:
         exec_id: str,
         transport: asyncio.Transport,
         protocol: _DemuxProtocol,
+        sock: socket.socket,
     ) -> None:
         self._client = client
         self.exec_id = exec_id
         self._transport = transport
         self._protocol = protocol
+        self._sock = sock  # the transport's socket, for the synchronous fast path
         #: Output lands here until :meth:`attach` hands the stream to another receiver.
         self.inbox = protocol.receiver if isinstance(protocol.receiver, Inbox) else Inbox()
 
@@ -299,7 +342,7 @@ class ExecStream:
         except BaseException:
             sock.close()
             raise
-        return cls(client, exec_id, transport, protocol)
+        return cls(client, exec_id, transport, protocol, sock)
 
     def attach(self, receiver: ShellReceiver) -> None:
         """Send all output from now on to ``receiver``, starting with what the inbox holds."""
@@ -325,6 +368,17 @@ class ExecStream:
 
     def alive(self) -> bool:
         return not self._protocol.closed and not self._transport.is_closing()
+
+    def enter_direct(self) -> _SocketDirect | None:
+        """On the loop: stop reading the socket and hand it to a synchronous caller."""
+        if not self.alive() or self._transport.get_write_buffer_size():
+            return None  # queued input must go first, in order
+        self._transport.pause_reading()
+        return _SocketDirect(self._sock, self._protocol)
+
+    def leave_direct(self) -> None:
+        if not self._transport.is_closing():
+            self._transport.resume_reading()
 
     def close(self) -> None:
         self._transport.close()
@@ -436,6 +490,12 @@ class DockerShellTransport:
 
     async def drain(self) -> None:
         await self._shell.drain()
+
+    def enter_direct(self) -> DirectIO | None:
+        return None if self._closed else self._shell.enter_direct()
+
+    def leave_direct(self) -> None:
+        self._shell.leave_direct()
 
     def alive(self) -> bool:
         return not self._closed and self._shell.alive()

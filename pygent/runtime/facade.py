@@ -21,12 +21,12 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pygent.errors import PathError, RuntimeUnavailable
-from pygent.runtime.base import Backend, CommandResult, OutputCallback
+from pygent.runtime.base import Backend, CommandResult, DirectBackend, OutputCallback
 from pygent.runtime.local import LocalBackend
 from pygent.runtime.loop import LoopThread
 from pygent.runtime.workspace import Workspace
@@ -191,13 +191,21 @@ class Runtime:
 
     # --- commands ----------------------------------------------------------------------
 
+    def _disk_reserve(self) -> tuple[int, int | None]:
+        free, inodes = _free_space(self._base)
+        return (min(DISK_RESERVE_BYTES, free // 2),
+                None if inodes is None else min(INODE_RESERVE, inodes // 2))
+
     async def _run(self, cmd: str, timeout: float | None, on_output: OutputCallback | None) -> CommandResult:
         if not self._started.done():  # wrap_future costs a thread-safe wake-up: only if needed
             await asyncio.wrap_future(self._started)
         self._started.result()  # the start-up error, if it failed
-        free, inodes = _free_space(self._base)
-        reserve = (min(DISK_RESERVE_BYTES, free // 2),
-                   None if inodes is None else min(INODE_RESERVE, inodes // 2))
+        return await self._guarded(
+            cmd, self._disk_reserve(), lambda: self.backend.run(cmd, timeout=timeout, on_output=on_output))
+
+    async def _guarded(self, cmd: str, reserve: tuple[int, int | None],
+                       start: Callable[[], Awaitable[CommandResult]]) -> CommandResult:
+        """Await a backend command while the disk watchdog looks after the workspace."""
         me = asyncio.current_task()
         assert me is not None
         stopped: list[str] = []
@@ -208,7 +216,7 @@ class Runtime:
             DISK_CHECK_AFTER,
             lambda: watch.append(asyncio.ensure_future(self._watch_disk(me, reserve, stopped))))
         try:
-            return await self.backend.run(cmd, timeout=timeout, on_output=on_output)
+            return await start()
         except asyncio.CancelledError:
             if not stopped:
                 raise  # the caller cancelled: the backend killed the command
@@ -221,6 +229,35 @@ class Runtime:
             timer.cancel()
             for task in watch:
                 task.cancel()
+
+    def _run_direct(self, cmd: str, timeout: float | None,
+                    on_output: OutputCallback | None) -> CommandResult | None:
+        """The synchronous fast path: this thread writes the command and reads its
+        output itself, so a short command costs one wake-up instead of two thread
+        hand-offs. A command still running after the disk watchdog's first look
+        (``DISK_CHECK_AFTER``), failing or interrupted is finished on the loop thread,
+        where the watchdogs, kills and recovery live. None: use the loop thread."""
+        if getattr(self.backend, "run_direct", None) is None or not self._started.done() \
+                or self._started.cancelled() or self._started.exception() is not None:
+            return None
+        backend = cast(DirectBackend, self.backend)
+        run_direct = backend.run_direct
+        reserve = self._disk_reserve()
+        got = run_direct(cmd, timeout=timeout, on_output=on_output, budget=DISK_CHECK_AFTER)
+        if got is None:  # not set up (first command, or the loop used the shell since)
+            if not self._loop.call(backend.prepare_direct()):
+                return None
+            got = run_direct(cmd, timeout=timeout, on_output=on_output, budget=DISK_CHECK_AFTER)
+            if got is None:
+                return None
+        if isinstance(got, CommandResult):
+            return got
+        result: CommandResult = self._loop.call(
+            self._guarded(cmd, reserve, lambda: backend.finish_handover(got)))
+        interrupted = getattr(got, "interrupted", None)
+        if interrupted is not None:
+            raise interrupted  # Ctrl-C: the command was killed on the loop; say so upward
+        return result
 
     async def _watch_disk(self, command: asyncio.Task[Any], reserve: tuple[int, int | None],
                           stopped: list[str]) -> None:
@@ -263,11 +300,18 @@ class Runtime:
     def run(
         self, cmd: str, timeout: float | None = 30, on_output: OutputCallback | None = None
     ) -> CommandResult:
-        """Run a command and wait for its :class:`CommandResult`."""
+        """Run a command and wait for its :class:`CommandResult`.
+
+        ``on_output`` is called with (stream, text) as output arrives, on this thread
+        for a command that ends quickly, else on the runtime's loop thread.
+        """
         self._check_open()
         reason = self.banned_reason(cmd)
         if reason is not None:
             return CommandResult(cmd, None, stderr=f"refused: {reason}\n", note="not run")
+        result = self._run_direct(cmd, timeout, on_output)
+        if result is not None:
+            return result
         return self._loop.call(self._run(cmd, timeout, on_output))
 
     def bash(self, cmd: str, timeout: float | None = 30, stream: Any = None) -> str:

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from pygent.runtime.base import STDERR, STDOUT, CommandResult, OutputCallback, ShellReceiver
 from pygent.runtime.sandbox_env import sandbox_environment, scrub_exec_environ
-from pygent.runtime.shell import PersistentShell
+from pygent.runtime.shell import SHELL_LAUNCH, PersistentShell, Running
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,45 @@ class _ShellProcessProtocol(asyncio.SubprocessProtocol):
         await self._writable.wait()
 
 
+class _PipesDirect:
+    """The shell's pipes, read and written by a synchronous caller (see DirectIO)."""
+
+    def __init__(self, stdin_fd: int, readers: dict[int, int],
+                 protocol: _ShellProcessProtocol) -> None:
+        self._stdin = stdin_fd
+        self._readers = readers  # fd -> stream
+        self._protocol = protocol
+        self._poller = select.poll()
+        for fd in readers:
+            self._poller.register(fd, select.POLLIN)
+
+    def write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._stdin, view):]
+            except BlockingIOError:  # the pipe is full: the shell is still reading
+                select.select([], [self._stdin], [], 1.0)
+            except BrokenPipeError as exc:
+                raise ConnectionResetError("the shell's input is closed") from exc
+
+    def wait_and_read(self, timeout: float) -> None:
+        for fd, _events in self._poller.poll(timeout * 1000):
+            stream = self._readers.get(fd)
+            if stream is None:
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if data:
+                self._protocol.pipe_data_received(stream, data)
+            else:  # end of this pipe: the loop's transport sees it too when it resumes
+                self._poller.unregister(fd)
+                del self._readers[fd]
+                self._protocol.pipe_connection_lost(stream, None)
+
+
 class LocalShellTransport:
     """A shell subprocess in its own session, with pipes for stdin/stdout/stderr."""
 
@@ -144,13 +184,14 @@ class LocalShellTransport:
     @classmethod
     async def spawn(cls, cwd: Path, env: dict[str, str]) -> LocalShellTransport:
         """Start the shell in ``cwd``; ``env[TAG_VARIABLE]``, if set, tags its descendants."""
-        shell = shutil.which("bash") or "/bin/sh"
-        is_bash = shell.endswith("bash")
-        argv = [shell, "--noprofile", "--norc"] if is_bash else [shell]
+        # Which shell SHELL_LAUNCH will exec: bash when it is on the sandbox's PATH.
+        is_bash = shutil.which("bash", path=env.get("PATH")) is not None
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.subprocess_exec(
             _ShellProcessProtocol,
-            *argv,
+            "/bin/sh",
+            "-c",
+            SHELL_LAUNCH,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -173,6 +214,24 @@ class LocalShellTransport:
 
     def alive(self) -> bool:
         return self._transport.get_returncode() is None
+
+    def enter_direct(self) -> _PipesDirect | None:
+        if self._stdin.is_closing() or self._stdin.get_write_buffer_size():
+            return None  # queued input must go first, in order
+        readers: dict[int, int] = {}
+        for stream in (STDOUT, STDERR):
+            pipe = self._transport.get_pipe_transport(stream)
+            if isinstance(pipe, asyncio.ReadTransport) and not pipe.is_closing():
+                pipe.pause_reading()
+                readers[pipe.get_extra_info("pipe").fileno()] = stream
+        stdin_fd = self._stdin.get_extra_info("pipe").fileno()
+        return _PipesDirect(stdin_fd, readers, self._protocol)
+
+    def leave_direct(self) -> None:
+        for stream in (STDOUT, STDERR):
+            pipe = self._transport.get_pipe_transport(stream)
+            if isinstance(pipe, asyncio.ReadTransport) and not pipe.is_closing():
+                pipe.resume_reading()
 
     async def kill_children(self) -> None:
         sid = self.pid
@@ -257,6 +316,18 @@ class LocalBackend:
     async def run(self, cmd: str, *, timeout: float | None,
                   on_output: OutputCallback | None = None) -> CommandResult:
         return await self._shell.run(cmd, timeout=timeout, on_output=on_output)
+
+    async def prepare_direct(self) -> bool:
+        """On the loop: set up the synchronous fast path (see :meth:`run_direct`)."""
+        return await self._shell.prepare_direct()
+
+    def run_direct(self, cmd: str, *, timeout: float | None, on_output: OutputCallback | None,
+                   budget: float) -> CommandResult | Running | None:
+        """The synchronous fast path: see :meth:`PersistentShell.run_direct`."""
+        return self._shell.run_direct(cmd, timeout=timeout, on_output=on_output, budget=budget)
+
+    async def finish_handover(self, running: Running) -> CommandResult:
+        return await self._shell.finish_handover(running)
 
     async def close(self) -> None:
         await self._shell.close()
