@@ -144,7 +144,7 @@ async def setup(backend: DockerBackend, local: LocalBackend, runtime: Runtime,
     proto_stream.write(f"exec 3<&-; {END_FUNCTION}\n".encode())
     token = "0123456789ab"
     line = command_line("true", token)
-    want_out, want_err = b":0:/workspace\n", f"\n{token}\n".encode()
+    want_out, want_err = b":0:/workspace\n", f"{token}\n".encode()
 
     async def protocol_loop() -> None:
         # The line PersistentShell sends per command, waiting for both end markers.

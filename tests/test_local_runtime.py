@@ -169,3 +169,4 @@ def test_short_output_streams_before_the_command_ends(rt: Runtime) -> None:
     rt.run("echo one; sleep 1; echo two", on_output=lambda s, t: seen.append((time.monotonic() - start, t)))
     first = next(t for t, text in seen if "one" in text)
     assert first < 0.9, seen
+

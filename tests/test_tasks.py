@@ -29,6 +29,7 @@ from pygent.tasks import TaskError, TaskLimitError, TaskManager
 from pygent.tools import DEFAULT_REGISTRY, ToolContext, ToolRegistry
 from pygent.tools.task_tools import TASK_TOOL_NAMES, register_task_tools
 from tests.openai_server import ScriptedOpenAIServer, error_reply, text_reply, tool_call_reply
+from tests.processes import processes_matching
 
 Plan = list[Any] | Callable[[list[dict[str, Any]]], Any]
 
@@ -98,19 +99,6 @@ def statuses(events: list[ev.Event], task_id: str) -> list[str]:
         ):
             out.append(e.status)
     return out
-
-
-def live_processes(pattern: str) -> list[str]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                args = fh.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if pattern in args:
-            found.append(args)
-    return found
 
 
 # --- concurrency -----------------------------------------------------------------------
@@ -215,7 +203,7 @@ def test_a_task_over_its_time_limit_ends_as_timeout_and_its_sandbox_is_removed(
     assert sub is not None
     with pytest.raises(RuntimeUnavailable):
         sub.runtime.run("true")  # the sandbox is gone
-    assert not live_processes("sleep 9.871")  # and the command with it
+    assert not processes_matching("sleep 9.871")  # and the command with it
     assert statuses(events, tid)[-1] == "timeout"
 
 
@@ -225,7 +213,7 @@ def test_a_step_timeout_also_ends_the_task_as_timeout(
     route(openai_server, {"stepper": [bash("sleep 8.765")]})
     tid = manager.start_task("stepper", parent, step_timeout=1, task_timeout=60)
     assert manager.wait(tid, timeout=20).status == "timeout"
-    assert not live_processes("sleep 8.765")
+    assert not processes_matching("sleep 8.765")
 
 
 def test_a_model_error_fails_the_task_with_its_reason(
@@ -374,7 +362,7 @@ def test_cancel_kills_the_running_command(
     assert manager.cancel(tid) is True
     info = manager.wait(tid, timeout=15)
     assert info.status == "cancelled" and manager.status(tid) == "cancelled"
-    assert not live_processes("sleep 6.543")
+    assert not processes_matching("sleep 6.543")
     assert manager.cancel(tid) is False  # already ended
 
 
@@ -398,7 +386,7 @@ def test_shutdown_cancels_active_tasks_and_removes_every_sandbox_and_workspace(
         with pytest.raises(RuntimeUnavailable):
             agent.runtime.run("true")
     assert workspaces and not any(w.exists() for w in workspaces)
-    assert not live_processes("sleep 5.432")
+    assert not processes_matching("sleep 5.432")
     with pytest.raises(TaskError, match="shut down"):
         tm.start_task("late", parent)
     tm.shutdown()  # twice is fine

@@ -66,8 +66,8 @@ SCRIPT_NAME = "/dev/fd/3"
 
 #: Prints the end markers; ``$?`` on entry is the status of the ``eval`` before it.
 END_FUNCTION = (
-    "__pge() { __pygent_rc=$?; printf '\\n%s\\n' \"$1\" >&2; "
-    "printf '\\n%s:%s:%s\\n' \"$1\" \"$__pygent_rc\" \"$PWD\"; }"
+    "__pge() { __pygent_rc=$?; printf '%s\\n' \"$1\" >&2; "
+    "printf '%s:%s:%s\\n' \"$1\" \"$__pygent_rc\" \"$PWD\"; }"
 )
 
 #: How long a dead shell's last output may trail its exit before the command ends.
@@ -219,8 +219,10 @@ class _Command:
     __slots__ = ("out", "err", "outcome", "waker", "limit", "_scans", "_done")
 
     def __init__(self, token: str, out: _Capture, err: _Capture, limit: int) -> None:
-        self.out = _Scan(out, f"\n{token}:".encode(), want_status=True)
-        self.err = _Scan(err, f"\n{token}\n".encode(), want_status=False)
+        # The token is random and new for each command, so it needs no line start of
+        # its own: output without a final newline ends right where the token begins.
+        self.out = _Scan(out, f"{token}:".encode(), want_status=True)
+        self.err = _Scan(err, f"{token}\n".encode(), want_status=False)
         self._scans = (None, self.out, self.err)  # indexed by stream number
         self.outcome: str | None = None
         self.waker: Callable[[str], None] | None = None

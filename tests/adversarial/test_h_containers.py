@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from tests.adversarial.conftest import ROOT, Harness, make_harness, make_runtime
 from tests.docker.test_docker_daemon_restart import IMAGE as BUSYBOX
 from tests.docker.test_docker_daemon_restart import daemon  # noqa: F401 (a fixture)
 from tests.openai_server import ScriptedOpenAIServer
+from tests.processes import later
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 
@@ -44,16 +44,6 @@ def hd(openai_server: ScriptedOpenAIServer, tmp_path: Path) -> Iterator[Harness]
     rt.cleanup()
 
 
-def _later(delay: float, fn) -> threading.Thread:  # type: ignore[no-untyped-def]
-    def run() -> None:
-        time.sleep(delay)
-        fn()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
 def _cid(h: Harness) -> str:
     return str(h.rt.backend.container_id)  # type: ignore[attr-defined]
 
@@ -61,7 +51,7 @@ def _cid(h: Harness) -> str:
 def test_H1_container_killed_during_a_command(hd: Harness, client) -> None:
     hd.sh("echo kept > kept.txt")
     old = _cid(hd)
-    _later(1.0, lambda: client.api.kill(old))  # type: ignore[attr-defined]
+    later(1.0, lambda: client.api.kill(old))  # type: ignore[attr-defined]
     started = time.monotonic()
     out = hd.sh("sleep 30", timeout=60)
     assert time.monotonic() - started < 15
@@ -81,7 +71,7 @@ def test_H2_container_removed_between_commands(hd: Harness, client) -> None:
 
 def test_H3_container_paused_under_a_command(hd: Harness, client) -> None:
     cid = _cid(hd)
-    _later(0.5, lambda: client.api.pause(cid))  # type: ignore[attr-defined]
+    later(0.5, lambda: client.api.pause(cid))  # type: ignore[attr-defined]
     started = time.monotonic()
     out = hd.sh("sleep 30", timeout=60)
     assert time.monotonic() - started < 20
@@ -95,7 +85,7 @@ def test_H4_daemon_restart_mid_command(daemon, openai_server, tmp_path: Path) ->
     h = make_harness(openai_server, rt, tmp_path)
     try:
         h.sh("echo kept > kept.txt")
-        _later(0.5, daemon.restart)
+        later(0.5, daemon.restart)
         started = time.monotonic()
         out = h.sh("sleep 60", timeout=120)
         assert time.monotonic() - started < 60

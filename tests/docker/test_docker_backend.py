@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +15,7 @@ import pytest
 from pygent.errors import RuntimeUnavailable, SandboxError
 from pygent.runtime.docker_backend import DockerBackend, DockerOptions
 from tests.docker_gate import TEST_IMAGE
+from tests.processes import later, processes_matching
 
 pytestmark = pytest.mark.docker
 
@@ -52,38 +52,12 @@ async def make(tmp_path: Path) -> AsyncIterator[Make]:
 U = random.randint(10_000, 99_999)
 
 
-def _host_processes(needle: str) -> list[str]:
-    """Command lines on the host (container processes included) that contain needle."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
-                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if needle in cmdline:
-            found.append(cmdline)
-    return found
-
-
 def _rss_kb() -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS")
-
-
-def _in_thread_after(delay: float, fn: Callable[[], object]) -> threading.Thread:
-    def run() -> None:
-        time.sleep(delay)
-        fn()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 # -- the shell ------------------------------------------------------------------------
@@ -139,7 +113,7 @@ async def test_timeout_kills_the_whole_process_tree_and_the_shell_survives(make:
     assert result.timed_out and "timed out" in result.format()
     assert time.monotonic() - start < 5
     await asyncio.sleep(0.3)
-    assert not any(_host_processes(f"sleep {U}{i}") for i in range(1, 5))
+    assert not any(processes_matching(f"sleep {U}{i}") for i in range(1, 5))
     # The shell is restarted with the command (so a command list cannot go on after
     # the kill): the directory is kept, exported variables are reset, and it says so.
     assert "restarted in /tmp" in result.note
@@ -159,7 +133,7 @@ async def test_cancel_kills_the_running_command(make: Make) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert (await backend.run("echo ok", timeout=10)).stdout == "ok\n"
-    assert not _host_processes(f"sleep {U}5")
+    assert not processes_matching(f"sleep {U}5")
 
 
 async def test_stdin_is_eof_so_interactive_programs_return(make: Make) -> None:
@@ -204,7 +178,7 @@ async def test_busybox_image_without_bash_or_ps(make: Make, client) -> None:
     result = await backend.run(f"sleep {U}6 & sleep {U}7", timeout=1)
     assert result.timed_out
     await asyncio.sleep(0.3)
-    assert not _host_processes(f"sleep {U}6") and not _host_processes(f"sleep {U}7")
+    assert not processes_matching(f"sleep {U}6") and not processes_matching(f"sleep {U}7")
     assert (await backend.run("echo ok", timeout=10)).stdout == "ok\n"
 
 
@@ -328,7 +302,7 @@ async def test_a_gigabyte_of_output_is_capped_with_bounded_host_memory(make: Mak
     assert "bytes omitted" in result.stdout and len(result.stdout) < 100_000
     assert (_rss_kb() - before) < 50 * 1024, "host memory grew by more than 50 MB"
     assert time.monotonic() - start < 60
-    assert not _host_processes("head -c 1000000000")
+    assert not processes_matching("head -c 1000000000")
     assert (await backend.run("echo next", timeout=10)).stdout == "next\n"
 
 
@@ -348,7 +322,7 @@ async def test_killed_container_is_replaced_and_the_next_command_works(make: Mak
         "echo state > /tmp/state && echo kept > /workspace/kept && mkdir -p sub", timeout=10
     )
     old = backend.container_id
-    _in_thread_after(0.5, lambda: client.api.kill(old))
+    later(0.5, lambda: client.api.kill(old))
     start = time.monotonic()
     result = await backend.run("cd sub && sleep 60", timeout=None)
     assert time.monotonic() - start < 8
@@ -372,7 +346,7 @@ async def test_removed_container_is_replaced_before_the_next_command(make: Make,
 
 async def test_paused_container_does_not_hang_a_command(make: Make, client) -> None:
     backend = await make()
-    _in_thread_after(0.5, lambda: client.api.pause(backend.container_id))
+    later(0.5, lambda: client.api.pause(backend.container_id))
     start = time.monotonic()
     result = await backend.run(f"echo before; sleep {U}8", timeout=None)
     assert time.monotonic() - start < 12
@@ -381,7 +355,7 @@ async def test_paused_container_does_not_hang_a_command(make: Make, client) -> N
     state = client.api.inspect_container(backend.container_id)["State"]
     assert state["Running"] and not state["Paused"]
     assert (await backend.run("echo ok", timeout=10)).stdout == "ok\n"
-    assert not _host_processes(f"sleep {U}8")
+    assert not processes_matching(f"sleep {U}8")
 
 
 async def test_removed_image_gives_a_clear_error_on_recovery(make: Make, client) -> None:

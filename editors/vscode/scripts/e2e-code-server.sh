@@ -82,7 +82,7 @@ printf '# Demo project\n' > "$WORKSPACE/README.md"
 
 # The scripted model: the driver appends replies through its control endpoint.
 printf '[]' > "$SCRATCH/script.json"
-(cd "$REPO" && setsid "$PYTHON" -m tests.openai_server --script "$SCRATCH/script.json" --port 0 \
+(cd "$REPO" && exec setsid "$PYTHON" -m tests.openai_server --script "$SCRATCH/script.json" --port 0 \
   --port-file "$SCRATCH/model-url.txt" >"$SCRATCH/model.log" 2>&1) &
 PIDS+=($!)
 for _ in $(seq 100); do [ -s "$SCRATCH/model-url.txt" ] && break; sleep 0.1; done
