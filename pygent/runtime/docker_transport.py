@@ -22,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import select
 import socket
 import ssl
+import struct
 from typing import TYPE_CHECKING, Any
 
 from pygent.errors import RuntimeUnavailable, SandboxError
@@ -76,6 +76,10 @@ done
 #: Bytes an :class:`Inbox` keeps per stream (the killer's answers, a broken shell's junk).
 INBOX_LIMIT = 1 << 20
 HANDSHAKE_TIMEOUT = 30.0
+#: How often a synchronous caller waiting on the socket looks at the clock, seconds.
+DIRECT_WAKE = 0.02
+#: How long a synchronous write may wait for the shell to read its input, seconds.
+DIRECT_SEND_TIMEOUT = 5.0
 KILL_TIMEOUT = 10.0
 _READY = b"__PYGENT_READY:"
 
@@ -203,44 +207,52 @@ class _DemuxProtocol(asyncio.Protocol):
 
 class _SocketDirect:
     """The exec socket, read and written by a synchronous caller (see DirectIO): the
-    same frame parser and receiver as on the loop, fed from blocking calls."""
+    same frame parser and receiver as on the loop, fed from blocking calls.
+
+    While handed out the socket is blocking with a short receive timeout, so a wait is
+    one ``recv`` system call rather than ``poll`` then ``recv``: system calls are the
+    larger part of a command's cost here. :meth:`release` makes it non-blocking again
+    before the loop reads it.
+    """
 
     def __init__(self, sock: socket.socket, protocol: _DemuxProtocol) -> None:
         self._sock = sock
         self._protocol = protocol
-        self._poller = select.poll()
-        self._poller.register(sock.fileno(), select.POLLIN)
+        sock.setblocking(True)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(DIRECT_WAKE))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(DIRECT_SEND_TIMEOUT))
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):  # already closed: nothing to give back
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(0))
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(0))
+            self._sock.setblocking(False)
 
     def write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[self._sock.send(view):]
-            except BlockingIOError:  # the socket buffer is full: wait until it drains
-                select.select([], [self._sock], [], 1.0)
-            except OSError as exc:
-                raise ConnectionResetError(f"the exec connection to the sandbox broke: {exc}") from exc
+        try:
+            self._sock.sendall(data)
+        except BlockingIOError as exc:  # SO_SNDTIMEO: the shell stopped reading
+            raise ConnectionResetError("the sandbox shell is not reading its input") from exc
+        except OSError as exc:
+            raise ConnectionResetError(f"the exec connection to the sandbox broke: {exc}") from exc
 
     def wait_and_read(self, timeout: float) -> None:
-        # Try first, wait only if nothing is there: the second frame of a command's
-        # end (stdout and stderr travel apart) has often arrived already.
+        # Returns within DIRECT_WAKE at most (the receive timeout); the caller keeps time.
         try:
             data = self._sock.recv(1 << 16)
-        except BlockingIOError:
-            if not self._poller.poll(timeout * 1000):
-                return
-            try:
-                data = self._sock.recv(1 << 16)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
+        except (BlockingIOError, InterruptedError):
+            return
         except OSError:
             data = b""
         if data:
             self._protocol.data_received(data)
         else:
             self._protocol.eof_received()
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
 
 def _hijack_exec(api: Any, exec_id: str) -> tuple[socket.socket, bytes]:
@@ -296,6 +308,7 @@ class ExecStream:
         self._transport = transport
         self._protocol = protocol
         self._sock = sock  # the transport's socket, for the synchronous fast path
+        self._direct: _SocketDirect | None = None
         #: Output lands here until :meth:`attach` hands the stream to another receiver.
         self.inbox = protocol.receiver if isinstance(protocol.receiver, Inbox) else Inbox()
 
@@ -374,9 +387,13 @@ class ExecStream:
         if not self.alive() or self._transport.get_write_buffer_size():
             return None  # queued input must go first, in order
         self._transport.pause_reading()
-        return _SocketDirect(self._sock, self._protocol)
+        self._direct = _SocketDirect(self._sock, self._protocol)
+        return self._direct
 
     def leave_direct(self) -> None:
+        direct, self._direct = self._direct, None
+        if direct is not None:
+            direct.release()
         if not self._transport.is_closing():
             self._transport.resume_reading()
 

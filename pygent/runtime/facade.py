@@ -40,6 +40,8 @@ _live: weakref.WeakSet[Runtime] = weakref.WeakSet()
 #: (at most half of what is free when it starts, so a nearly full disk still works).
 DISK_RESERVE_BYTES = 1 << 30
 INODE_RESERVE = 50_000
+#: Longest command (characters) the synchronous fast path writes itself.
+DIRECT_MAX_COMMAND = 16 * 1024
 #: The watchdog's first look (most commands are over by then) and its period, seconds.
 DISK_CHECK_AFTER = 0.2
 DISK_CHECK_EVERY = 0.2
@@ -110,6 +112,7 @@ class Runtime:
         self.files = Workspace(self._base)
         self._loop = LoopThread()
         self._closed = False
+        self._direct_ok = False  # the synchronous fast path may be tried
         try:
             self.backend = backend or self._make_backend(image, use_docker, env)
             for item in [*self.settings.init_files, *(initial_files or [])]:
@@ -237,9 +240,13 @@ class Runtime:
         hand-offs. A command still running after the disk watchdog's first look
         (``DISK_CHECK_AFTER``), failing or interrupted is finished on the loop thread,
         where the watchdogs, kills and recovery live. None: use the loop thread."""
-        if getattr(self.backend, "run_direct", None) is None or not self._started.done() \
-                or self._started.cancelled() or self._started.exception() is not None:
-            return None
+        if not self._direct_ok:
+            if getattr(self.backend, "run_direct", None) is None or not self._started.done() \
+                    or self._started.cancelled() or self._started.exception() is not None:
+                return None
+            self._direct_ok = True  # started well: no need to ask the future again
+        if len(cmd) > DIRECT_MAX_COMMAND:
+            return None  # a huge command line is written with the loop's flow control
         backend = cast(DirectBackend, self.backend)
         run_direct = backend.run_direct
         reserve = self._disk_reserve()
