@@ -37,7 +37,7 @@ from pygent.runtime.docker_engine import (
     owner_labels,
     reap_orphans,
 )
-from pygent.runtime.docker_transport import DockerShellTransport
+from pygent.runtime.docker_transport import OWNER_GONE, DockerShellTransport
 from pygent.runtime.sandbox_env import sandbox_environment
 from pygent.runtime.shell import PersistentShell, Running
 
@@ -49,9 +49,12 @@ log = logging.getLogger(__name__)
 WORKDIR = "/workspace"
 HOME = "/tmp/home"
 
-#: The container's main process: it only keeps the container up. It runs under a
-#: uid the commands do not have, so without capabilities they cannot signal it.
-KEEPER = ["/bin/sh", "-c", "exec sleep 2147483647"]
+#: The container's main process: it keeps the container up while its Pygent lives. It
+#: runs under a uid the commands do not have, so without capabilities they cannot signal
+#: it. When Pygent's connection to the killer shell ends (Pygent killed or crashed) the
+#: killer kills what the commands left and creates OWNER_GONE: the keeper exits and the
+#: container stops within a second or two.
+KEEPER = ["/bin/sh", "-c", f"while sleep 1; do [ -e {OWNER_GONE} ] && exit 0; done"]
 
 #: Watchdog: first check after this long, then every WATCH_INTERVAL seconds.
 WATCH_DELAY = 1.0

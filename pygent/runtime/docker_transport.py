@@ -41,8 +41,14 @@ log = logging.getLogger(__name__)
 #: reading its commands from /dev/fd/3 (see :data:`pygent.runtime.shell.SHELL_LAUNCH`).
 SHELL_COMMAND = ["/bin/sh", "-c", SHELL_LAUNCH]
 
+#: Created by the killer when its Pygent is gone (see KILLER_SCRIPT); the keeper exits.
+OWNER_GONE = "/dev/shm/.pygent-owner-gone"
+
 #: The killer: builtins only (no fork), so it works with the pids limit exhausted.
 #: ``k PID`` kills everything but PID 1, PID and itself; ``x`` spares only itself, then exits.
+#: End of input without ``x`` means Pygent is gone (killed, crashed): it kills every
+#: process the commands left and creates OWNER_GONE, so the keeper exits and the
+#: container stops within seconds instead of running on until the next reaper.
 KILLER_SCRIPT = r"""
 exec 2>/dev/null
 k() {
@@ -71,7 +77,9 @@ while read -r cmd arg; do
     p) echo ok ;;
   esac
 done
-"""
+k 0
+: >@OWNER_GONE@
+""".replace("@OWNER_GONE@", OWNER_GONE)
 
 #: Bytes an :class:`Inbox` keeps per stream (the killer's answers, a broken shell's junk).
 INBOX_LIMIT = 1 << 20

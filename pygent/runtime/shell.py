@@ -590,7 +590,12 @@ class PersistentShell:
         if io is None or receiver is None or receiver.closed or receiver.command is not None:
             self._busy.release()
             return None
-        running, line = self._begin(receiver, cmd, on_output, timeout)
+        try:
+            running, line = self._begin(receiver, cmd, on_output, timeout)
+        except BaseException:  # interrupted before anything was sent: nothing to undo
+            receiver.command = None
+            self._busy.release()
+            raise
         command = running.command
         end = running.started + budget
         if running.deadline is not None:
@@ -598,10 +603,9 @@ class PersistentShell:
         try:
             io.write_all(line)
             while command.outcome is None:
-                left = end - time.monotonic()
-                if left <= 0:
+                if time.monotonic() >= end:
                     return running  # a long command: the loop takes over
-                io.wait_and_read(left)
+                io.wait_and_read(end - time.monotonic())
         except (ConnectionError, OSError) as exc:
             log.warning("shell transport failed: %s", exc)
             command.end(_LOST)

@@ -20,6 +20,7 @@ from pygent.settings import Settings, load_settings
 from pygent.tools import ToolRegistry, builtin_tools
 from tests.docker_gate import TEST_IMAGE
 from tests.openai_server import ScriptedOpenAIServer
+from tests.processes import command_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Both runtimes; the Docker one is marked so CI fails (not skips) without an engine.
@@ -197,14 +198,7 @@ def processes_with(prefix: str) -> list[str]:
     """Command lines on this machine (containers' included) that start with ``prefix``,
     the program named by its base name (``sleep 301``, ``python3 -m http.server``)."""
     found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
-                argv = fh.read().rstrip(b"\0").split(b"\0")
-        except OSError:
-            continue
+    for argv in command_lines():
         argv[0] = os.path.basename(argv[0])
         line = b" ".join(argv).decode(errors="replace")
         if line.startswith(prefix):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -375,6 +376,57 @@ async def test_removed_image_gives_a_clear_error_on_recovery(make: Make, client)
 
 
 # -- lifecycle ------------------------------------------------------------------------
+
+
+_OWNER = """
+import sys, time
+from pathlib import Path
+from pygent.runtime import Runtime
+from pygent.settings import load_settings
+ws = Path(sys.argv[1])
+rt = Runtime(use_docker=True, workspace=ws, settings=load_settings(
+    {"image": sys.argv[2]}, environ={}, cwd=ws.parent))
+rt.wait_ready(120)
+rt.run(f"nohup sleep {sys.argv[3]} >/dev/null 2>&1 &")
+print(rt.backend.container_id, flush=True)
+time.sleep(600)
+"""
+
+
+async def test_a_killed_pygent_leaves_nothing_running(tmp_path: Path, client) -> None:
+    """kill -9 of the owning process: the commands it left are killed and the container
+    stops within seconds (the reaper of the next Pygent removes it)."""
+    import subprocess
+    import sys
+
+    import docker
+
+    def status(cid: str) -> str:
+        try:
+            return str(client.containers.get(cid).status)
+        except docker.errors.NotFound:  # another Pygent's reaper was quicker
+            return "removed"
+
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER, str(tmp_path / "ws"), TEST_IMAGE, f"{U}9"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        cid = (await asyncio.to_thread(owner.stdout.readline)).strip()  # type: ignore[union-attr]
+        assert cid and status(cid) == "running"
+        assert processes_matching(f"sleep {U}9")
+        owner.kill()
+        owner.wait(10)
+        deadline = time.monotonic() + 15
+        while status(cid) == "running" and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert status(cid) in ("exited", "removed")
+        assert not processes_matching(f"sleep {U}9")
+    finally:
+        owner.kill()
+        if "cid" in locals() and cid:
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                client.api.remove_container(cid, force=True)
 
 
 async def test_close_removes_the_container_and_is_idempotent(make: Make, client) -> None:
