@@ -2,23 +2,22 @@
 
 Events reach a session's channel from several threads: the agent's turn (the server's
 loop), command output (the runtime's loop thread) and delegated tasks (the task
-manager's thread). Each update gets its sequence number under a lock at the moment it
-is pushed and is sent by the server's loop in that order, so the client sees a
+manager's thread). :class:`pygent.handoff.LoopHandoff` queues each update as it is
+pushed and the server's loop sends them in that order, numbered, so the client sees a
 session's events exactly as they happened.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as lsp
 
 from pygent import events as ev
+from pygent.handoff import LoopHandoff
 from pygent.lsp import convert
 from pygent.lsp import protocol as p
 
@@ -93,11 +92,12 @@ class UpdateChannel:
         self.loop = loop
         self.seq = 0
         self.progress: ProgressReporter | None = None  # the running prompt's, if any
-        self.closed = False
-        self._lock = threading.Lock()
-        self._pending: collections.deque[tuple[int, Any]] = collections.deque()
-        self._scheduled = False
+        self._handoff: LoopHandoff[Any] = LoopHandoff(loop, self._send)
         self._tasks: dict[str, asyncio.Queue[Any]] = {}
+
+    @property
+    def closed(self) -> bool:
+        return self._handoff.closed
 
     def push_event(self, event: ev.Event) -> None:
         """An event listener (any thread)."""
@@ -107,42 +107,21 @@ class UpdateChannel:
 
     def push(self, update: Any) -> None:
         """Queue one update (any thread); it is sent in push order."""
-        with self._lock:
-            if self.closed:
-                return
-            self.seq += 1
-            self._pending.append((self.seq, update))
-            schedule = not self._scheduled
-            self._scheduled = True
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self.loop:
-            self.flush()
-        elif schedule:
-            try:
-                self.loop.call_soon_threadsafe(self.flush)
-            except RuntimeError:  # the loop closed: the server is exiting
-                log.debug(
-                    "dropping an update of session %s: the server is stopping", self.session_id
-                )
+        self._handoff.push(update)
 
     def flush(self) -> None:
         """Send everything queued (on the server's loop)."""
-        with self._lock:
-            items = list(self._pending)
-            self._pending.clear()
-            self._scheduled = False
-        for seq, update in items:
-            params = p.SessionUpdateParams(session_id=self.session_id, seq=seq, update=update)
-            self.server.protocol.notify(p.SESSION_UPDATE, p.unstructure(params))
-            self._progress(update)
+        self._handoff.flush()
+
+    def _send(self, update: Any) -> None:
+        # Numbered as sent: the hand-off sends in push order, so seq is push order too.
+        self.seq += 1
+        params = p.SessionUpdateParams(session_id=self.session_id, seq=self.seq, update=update)
+        self.server.protocol.notify(p.SESSION_UPDATE, p.unstructure(params))
+        self._progress(update)
 
     def close(self) -> None:
-        self.flush()
-        with self._lock:
-            self.closed = True
+        self._handoff.close()
         for queue in self._tasks.values():
             queue.put_nowait(None)
         self._tasks.clear()

@@ -10,13 +10,12 @@ from an earlier run reads like a live one.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import json
 import logging
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
+
+from pygent.handoff import LoopHandoff
 
 log = logging.getLogger(__name__)
 
@@ -83,58 +82,9 @@ class SessionLog:
         return list(self.events)
 
 
-class EventPump:
-    """Delivers one session's updates on the server's loop, in the order they were pushed.
-
-    Updates come from several threads: the turn (the loop itself), command output (the
-    runtime's loop thread) and delegated tasks (the task manager's thread). Each is queued
-    under a lock as it is pushed and delivered by the loop in that order.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Update], None]) -> None:
-        self.loop = loop
-        self.deliver = deliver
-        self.closed = False
-        self._lock = threading.Lock()
-        self._pending: collections.deque[Update] = collections.deque()
-        self._scheduled = False
-
-    def push(self, update: Update) -> None:
-        """Queue one update (any thread)."""
-        with self._lock:
-            if self.closed:
-                return
-            self._pending.append(update)
-            schedule = not self._scheduled
-            self._scheduled = True
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self.loop:
-            self.flush()
-        elif schedule:
-            try:
-                self.loop.call_soon_threadsafe(self.flush)
-            except RuntimeError:  # the loop closed: the server is exiting
-                log.debug("dropping a session update: the server is stopping")
-
-    def flush(self) -> None:
-        """Deliver everything queued (on the loop)."""
-        with self._lock:
-            items = list(self._pending)
-            self._pending.clear()
-            self._scheduled = False
-        for update in items:
-            try:
-                self.deliver(update)
-            except Exception:  # one bad update must not lose the ones after it
-                log.exception("delivering a %s update failed", update.get("type"))
-
-    def close(self) -> None:
-        self.flush()
-        with self._lock:
-            self.closed = True
+class EventPump(LoopHandoff[Update]):
+    """Delivers one session's page updates on the server's loop, in the order they were
+    pushed (see :class:`pygent.handoff.LoopHandoff`)."""
 
 
 # --- saved histories ---------------------------------------------------------------------------
