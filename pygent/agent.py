@@ -23,6 +23,7 @@ from pygent import events as ev
 from pygent.approval import ApprovalGate, Approver
 from pygent.checkpoints import Checkpoints
 from pygent.errors import ContextTooLongError, ModelError, PygentError, SessionError
+from pygent.history import HistoryFile, repair_tool_calls
 from pygent.models import Model, ModelReply, complete, get_custom_model
 from pygent.openai_compat import Message, ToolCall, ToolCallFunction
 from pygent.persona import Persona
@@ -31,7 +32,6 @@ from pygent.redact import Redactor, secrets_from_env
 from pygent.runtime import Runtime
 from pygent.runtime.loop import LoopThread
 from pygent.settings import Settings, load_settings
-from pygent.store import HistoryFile, repair_tool_calls
 from pygent.tools import DEFAULT_REGISTRY, ToolContext, ToolRegistry, ToolResult
 from pygent.tools.preview import preview as make_preview
 

@@ -3,7 +3,7 @@
 A snapshot directory holds::
 
     snapshot.json    what this is: version, time, session id, where the workspace is
-    history.jsonl    the conversation (pygent.store format; secrets redacted)
+    history.jsonl    the conversation (pygent.history format; secrets redacted)
     workspace/       a copy of the workspace files (absent when only its location is kept)
     settings.json    the non-secret settings (Settings.public_dict plus live changes)
     transcript.log   what the terminal showed, as plain text
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from pygent.errors import ConfigError, SessionError
+from pygent.history import HistoryFile
 from pygent.persona import Persona
-from pygent.store import HistoryFile
 
 log = logging.getLogger(__name__)
 
