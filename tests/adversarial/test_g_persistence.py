@@ -371,10 +371,10 @@ def test_G12_appends_and_rewrites_are_synced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What kill -9 cannot show: data is on disk, not only in the page cache."""
-    import pygent.store as store_module
+    import pygent.history.file as history_module
 
     synced: list[str] = []
-    real_datasync, real_fsync = store_module._datasync, os.fsync
+    real_datasync, real_fsync = history_module.datasync, os.fsync
 
     def datasync(fd: int) -> None:
         synced.append("data")
@@ -384,8 +384,8 @@ def test_G12_appends_and_rewrites_are_synced(
         synced.append("dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
         real_fsync(fd)
 
-    monkeypatch.setattr(store_module, "_datasync", datasync)
-    monkeypatch.setattr(store_module.os, "fsync", fsync)
+    monkeypatch.setattr(history_module, "datasync", datasync)
+    monkeypatch.setattr(os, "fsync", fsync)
     history = HistoryFile(tmp_path / "h.jsonl")
     synced.clear()
     history.append(user("one"))

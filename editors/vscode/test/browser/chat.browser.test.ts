@@ -79,6 +79,10 @@ describe('chat page in Chromium', () => {
     const reply = 'I will write **hello.py** and run it:\n\n```python\nprint("hello")\n```\n';
     for (const chunk of reply.match(/.{1,7}/gs) ?? []) await post(event({ type: 'message_delta', taskId: null, text: chunk }));
     await page.locator('.msg.assistant strong', { hasText: 'hello.py' }).waitFor();
+    // The page renders streamed text in batches: wait for the last chunk, then check it.
+    await page.waitForFunction(
+      () => document.querySelector('.msg.assistant pre code')?.textContent?.endsWith('\n') ?? false,
+      undefined, { timeout: 5000 });
     assert.equal(await page.locator('.msg.assistant pre code').textContent(), 'print("hello")\n');
     assert.equal(await page.locator('.msg.user').count(), 1, 'the pending prompt is replaced by the echoed one');
     await post(event({ type: 'message_done', taskId: null, text: reply }));
