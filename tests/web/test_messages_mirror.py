@@ -16,6 +16,7 @@ import pytest
 
 from pygent.settings import Settings
 from pygent.web import bridge as b
+from pygent.web import messages as m
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGES_TS = ROOT / "editors" / "vscode" / "webview" / "messages.ts"
@@ -125,45 +126,45 @@ def test_every_page_message_type_is_handled(tmp_path: Path) -> None:
     union = union_tags("PageMessage")
     parsers = set(parser_table("parsePageMessage"))
     assert union == parsers, "messages.ts: PageMessage and parsePageMessage disagree"
-    assert set(b.PAGE_MESSAGES) == union, "bridge.PAGE_MESSAGES must list every PageMessage"
+    assert set(m.PAGE_MESSAGES) == union, "bridge.PAGE_MESSAGES must list every PageMessage"
     bridge = b.Bridge(Settings(sessions_dir=tmp_path / "sessions"))
     assert set(bridge.handlers) == union, "every PageMessage needs a handler in the bridge"
 
 
 def test_page_message_fields_match() -> None:
     for tag, fields in parser_table("parsePageMessage").items():
-        assert list(b.PAGE_MESSAGES[tag]) == fields, tag
+        assert list(m.PAGE_MESSAGES[tag]) == fields, tag
 
 
 def test_host_messages_match() -> None:
     union = union_tags("HostMessage")
     table = parser_table("parseHostMessage")
-    assert union == set(table) == set(b.HOST_MESSAGES)
+    assert union == set(table) == set(m.HOST_MESSAGES)
     for tag, fields in table.items():
-        assert list(b.HOST_MESSAGES[tag]) == fields, tag
+        assert list(m.HOST_MESSAGES[tag]) == fields, tag
 
 
 def test_session_events_match() -> None:
     table = parser_table("parseSessionEvent")
-    assert set(table) == set(b.SESSION_EVENTS), "the page's session events and the bridge's differ"
+    assert set(table) == set(m.SESSION_EVENTS), "the page's session events and the bridge's differ"
     for tag, fields in table.items():
-        assert set(b.SESSION_EVENTS[tag]) == set(fields), tag
+        assert set(m.SESSION_EVENTS[tag]) == set(fields), tag
 
 
 def test_vocabularies_match() -> None:
     version = re.search(r"PAGE_PROTOCOL_VERSION\s*=\s*(\d+)", SRC)
-    assert version and int(version.group(1)) == b.PAGE_PROTOCOL_VERSION
+    assert version and int(version.group(1)) == m.PAGE_PROTOCOL_VERSION
     actions = re.search(r"HOST_ACTIONS\s*=\s*\[([^\]]*)\]", SRC)
     assert actions
     ts_actions = re.findall(r"'(\w+)'", actions.group(1))
     for action in ts_actions:
-        b.parse_page_message({"type": "runAction", "action": action})
-    with pytest.raises(b.MessageError):
-        b.parse_page_message({"type": "runAction", "action": "formatDisk"})
+        m.parse_page_message({"type": "runAction", "action": action})
+    with pytest.raises(m.MessageError):
+        m.parse_page_message({"type": "runAction", "action": "formatDisk"})
     options = re.search(r"permissionOptionId = literal<PermissionOptionId>\(([^)]*)\)", SRC)
     assert options
     for option in re.findall(r"'(\w+)'", options.group(1)):
-        b.parse_page_message(
+        m.parse_page_message(
             {"type": "answerApproval", "id": "a1", "optionId": option, "message": None}
         )
 
@@ -181,19 +182,19 @@ def test_vocabularies_match() -> None:
         {"type": "ready", "protocol": True},
         {"type": "answerApproval", "id": "a1", "optionId": "allow_forever", "message": None},
         {"type": "applyChanges", "sessionId": "s", "paths": ["a", 3]},
-        {"type": "prompt", "sessionId": None, "text": "x" * (b.MAX_STRING + 1)},
+        {"type": "prompt", "sessionId": None, "text": "x" * (m.MAX_STRING + 1)},
     ],
 )
 def test_malformed_page_messages_are_refused(bad: object) -> None:
-    with pytest.raises(b.MessageError):
-        b.parse_page_message(bad)
+    with pytest.raises(m.MessageError):
+        m.parse_page_message(bad)
 
 
 def test_parsing_keeps_only_known_keys() -> None:
-    got = b.parse_page_message({"type": "cancel", "sessionId": "s1", "__proto__": {}, "extra": 1})
+    got = m.parse_page_message({"type": "cancel", "sessionId": "s1", "__proto__": {}, "extra": 1})
     assert got == {"type": "cancel", "sessionId": "s1"}
     # Like messages.ts: a missing nullable key is null.
-    assert b.parse_page_message({"type": "prompt", "text": "hi"}) == {
+    assert m.parse_page_message({"type": "prompt", "text": "hi"}) == {
         "type": "prompt",
         "sessionId": None,
         "text": "hi",
