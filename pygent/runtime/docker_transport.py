@@ -159,7 +159,6 @@ class _DemuxProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         pos, size = 0, len(data)
         receiver = self.receiver
-        # The common case, one whole frame per read, costs one slice.
         while pos < size:
             if self._remaining:
                 n = min(self._remaining, size - pos)

@@ -35,11 +35,12 @@ class LoopThread:
              *, cleanup_wait: float = 10.0) -> T:
         """Run ``coro`` on the loop and wait for it from a synchronous caller.
 
-        This is the hot path of the synchronous API (``rt.bash``), so it hands over
-        with a bare lock released by the task's done callback: one thread wake-up each
-        way, about half the cost of ``run_coroutine_threadsafe(...).result()``.
-        A timeout or a ``KeyboardInterrupt`` (Ctrl-C) cancels ``coro`` and waits up to
-        ``cleanup_wait`` seconds for it to unwind, so the command it ran is dead.
+        The synchronous API comes here when its fast path cannot serve it (start-up,
+        long commands handed over, fake backends), so this hands over with a bare lock
+        released by the task's done callback: measured here, 25 µs a round trip against
+        32 µs for ``run_coroutine_threadsafe(...).result()``. A timeout or a
+        ``KeyboardInterrupt`` (Ctrl-C) cancels ``coro`` and waits up to ``cleanup_wait``
+        seconds for it to unwind, so the command it ran is dead.
 
         Raises:
             concurrent.futures.TimeoutError: ``coro`` did not finish within ``timeout``.
@@ -64,13 +65,13 @@ class LoopThread:
 
         self.loop.call_soon_threadsafe(start)
         try:
-            if not finished.acquire(timeout=-1 if timeout is None else timeout):
-                self._cancel_and_wait(tasks, finished, cleanup_wait)
-                raise concurrent.futures.TimeoutError(f"no result within {timeout} s")
+            done = finished.acquire(timeout=-1 if timeout is None else timeout)
         except BaseException:  # KeyboardInterrupt: the command must not run on
-            if finished.locked():
-                self._cancel_and_wait(tasks, finished, cleanup_wait)
+            self._cancel_and_wait(tasks, finished, cleanup_wait)
             raise
+        if not done:
+            self._cancel_and_wait(tasks, finished, cleanup_wait)
+            raise concurrent.futures.TimeoutError(f"no result within {timeout} s")
         if failed:
             raise failed[0]
         task = tasks[0]
