@@ -61,6 +61,12 @@ Available tools:
 """
 
 
+def _first_line(text: str, limit: int = 200) -> str:
+    """The first line of an error message, capped: enough to say why a reply was cut."""
+    line = text.strip().splitlines()[0] if text.strip() else "the model call failed"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 @dataclass(frozen=True)
 class TurnResult:
     """How a turn ended."""
@@ -152,6 +158,7 @@ class Agent:
         self._redact_output = Redactor([*secrets_from_env(), self.settings.api_key or ""],
                                        patterns=False)
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        self.usage_estimated = False  # True once any call's counts were estimated
         self._custom_system = system_msg
         self._tools_version = -1
         self.history: list[dict[str, Any]] = [{"role": "system", "content": ""}]
@@ -184,12 +191,17 @@ class Agent:
     def _default_model(self) -> Any:
         from pygent.openai_model import OpenAIModel
 
-        def on_retry(attempt: int, delay: float, reason: str) -> None:
-            self._emit(ev.Notice, level="warning",
-                       text=f"model API: {reason}; retrying in {delay:.0f}s (attempt {attempt + 1})")
-
         return OpenAIModel(api_key=self.settings.api_key, base_url=self.settings.base_url,
-                           timeout=self.settings.request_timeout, on_retry=on_retry)
+                           timeout=self.settings.request_timeout, on_retry=self._on_model_retry,
+                           options=self.settings.request_options,
+                           on_notice=self._on_model_notice)
+
+    def _on_model_retry(self, attempt: int, delay: float, reason: str) -> None:
+        self._emit(ev.Notice, level="warning",
+                   text=f"model API: {reason}; retrying in {delay:.0f}s (attempt {attempt + 1})")
+
+    def _on_model_notice(self, text: str) -> None:
+        self._emit(ev.Notice, level="info", text=text)
 
     # --- system prompt -----------------------------------------------------------------
 
@@ -363,23 +375,39 @@ class Agent:
             streamed.append(text)
             self._emit(ev.MessageDelta, text=text)
 
+        def on_discard(reason: str) -> None:
+            # The answer is asked again: what was shown goes, so nothing is spliced.
+            streamed.clear()
+            self._emit(ev.MessageDiscarded, reason=reason)
+
+        async def ask() -> ModelReply:
+            return await complete(self.model, self.history, self.model_name, schemas,
+                                  on_text=on_text, on_discard=on_discard)
+
         try:
             try:
-                return await complete(self.model, self.history, self.model_name, schemas,
-                                      on_text=on_text)
+                return await ask()
             except ContextTooLongError:
                 if not self._compact():
                     raise
                 self._emit(ev.Notice, level="warning",
                            text="the conversation was too long for the model: old tool outputs "
                                 "were shortened and the request retried")
-                streamed.clear()
-                return await complete(self.model, self.history, self.model_name, schemas,
-                                      on_text=on_text)
+                if streamed:
+                    on_discard("the conversation was shortened and the request retried")
+                return await ask()
         except asyncio.CancelledError:
-            if "".join(streamed).strip():  # what the user saw is kept, marked as cut off
-                self._append({"role": "assistant", "content": "".join(streamed) + "\n[interrupted]"})
+            self._keep_partial(streamed, "interrupted")
             raise
+        except ModelError as exc:
+            self._keep_partial(streamed, f"interrupted: {_first_line(str(exc))}")
+            raise
+
+    def _keep_partial(self, streamed: list[str], note: str) -> None:
+        """Save the text the user saw of a reply that never finished, marked as cut off."""
+        text = "".join(streamed)
+        if text.strip():
+            self._append({"role": "assistant", "content": f"{text}\n[{note}]"})
 
     def _compact(self) -> bool:
         """Shorten old tool outputs (not the last 4 messages); True if anything changed."""
@@ -477,11 +505,13 @@ class Agent:
     def _record_usage(self, reply: ModelReply) -> None:
         self.usage["prompt_tokens"] += reply.prompt_tokens
         self.usage["completion_tokens"] += reply.completion_tokens
+        self.usage_estimated = self.usage_estimated or reply.usage_estimated
         if reply.prompt_tokens or reply.completion_tokens:
             self._emit(ev.Usage, prompt_tokens=reply.prompt_tokens,
                        completion_tokens=reply.completion_tokens,
                        total_prompt_tokens=self.usage["prompt_tokens"],
-                       total_completion_tokens=self.usage["completion_tokens"])
+                       total_completion_tokens=self.usage["completion_tokens"],
+                       estimated=reply.usage_estimated)
 
     async def _run_call(self, call: ToolCall, note: str = "") -> ToolResult:
         name, raw = call.function.name, call.function.arguments

@@ -53,6 +53,20 @@ class MessageDelta(Event):
 
 
 @dataclass(frozen=True)
+class MessageDiscarded(Event):
+    """Forget the reply text streamed since the last model call began.
+
+    Sent when a model call that already streamed text is retried or re-asked (a cut
+    stream, a server that cannot stream tools): the answer that follows replaces the
+    partial one, so a front end removes what it showed and never splices the two.
+    ``reason`` says why, for front ends that show it.
+    """
+
+    type: ClassVar[str] = "message_discarded"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class MessageDone(Event):
     """The whole assistant message of one model call."""
 
@@ -100,13 +114,19 @@ class ToolCallFinished(Event):
 
 @dataclass(frozen=True)
 class Usage(Event):
-    """Token usage of one model call plus the running totals for the session."""
+    """Token usage of one model call plus the running totals for the session.
+
+    ``estimated`` is True when the server reported no usage for this call and the
+    counts are Pygent's estimate (about four characters a token); front ends mark
+    such figures (``~``). Once a call is estimated the totals are estimates too.
+    """
 
     type: ClassVar[str] = "usage"
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_prompt_tokens: int = 0
     total_completion_tokens: int = 0
+    estimated: bool = False
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ The agent calls :func:`complete`, which picks the best of the two.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -23,6 +25,8 @@ from pygent.openai_compat import Message, normalize_message
 log = logging.getLogger(__name__)
 
 TextCallback = Callable[[str], None]
+#: ``on_discard(reason)``: withdraw the text streamed so far; a new answer follows.
+DiscardCallback = Callable[[str], None]
 
 
 @runtime_checkable
@@ -57,13 +61,15 @@ class ModelReply:
     ``finish_reason`` is what the provider said (``"stop"``, ``"tool_calls"``,
     ``"length"``...), or None when it said nothing. When it is ``"length"`` the
     message carries no tool calls: a call cut off by the token limit is never run.
-    Token counts are zero when the model does not report usage.
+    Token counts are zero when the model does not report usage, unless the model
+    estimated them, which ``usage_estimated`` says.
     """
 
     message: Message
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    usage_estimated: bool = False
 
 
 _custom_model: Model | None = None
@@ -126,6 +132,28 @@ def reply_from_raw(raw: Any) -> ModelReply:
     return ModelReply(message, finish, prompt, done)
 
 
+def _takes_discard(astream: Callable[..., Any]) -> bool:
+    """Whether a model's ``astream`` accepts ``on_discard`` (custom models may not)."""
+    func = getattr(astream, "__func__", astream)
+    known = _discard_support.get(func)
+    if known is None:
+        try:
+            params = inspect.signature(astream).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        known = "on_discard" in params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+        )
+        try:
+            _discard_support[func] = known
+        except TypeError:  # not hashable or not weak-referenceable: just ask again next time
+            pass
+    return known
+
+
+_discard_support: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
 async def complete(
     model_obj: Any,
     messages: Sequence[dict[str, Any]],
@@ -133,6 +161,7 @@ async def complete(
     tools: list[dict[str, Any]] | None,
     *,
     on_text: TextCallback | None = None,
+    on_discard: DiscardCallback | None = None,
 ) -> ModelReply:
     """Ask ``model_obj`` for the next assistant message.
 
@@ -144,6 +173,9 @@ async def complete(
         tools: the tool schemas, or None.
         on_text: called with each piece of assistant text as it arrives (once with
             the whole text for models that do not stream).
+        on_discard: called with a reason when the text passed to ``on_text`` so far
+            is withdrawn because the answer is asked again (only models whose
+            ``astream`` takes an ``on_discard`` argument do that).
 
     Errors a custom model raises that are not Pygent errors become a
     :class:`~pygent.errors.ModelError` naming the model, so the turn ends cleanly.
@@ -152,7 +184,10 @@ async def complete(
     chat = getattr(model_obj, "chat", None)
     try:
         if callable(astream):
-            return reply_from_raw(await astream(list(messages), model_name, tools, on_text=on_text))
+            extra = {"on_discard": on_discard} if _takes_discard(astream) else {}
+            return reply_from_raw(
+                await astream(list(messages), model_name, tools, on_text=on_text, **extra)
+            )
         if not callable(chat):
             raise ModelError(f"{type(model_obj).__name__} is not a model: it has no chat() method")
         raw = await asyncio.to_thread(chat, list(messages), model_name, tools)
@@ -171,6 +206,7 @@ async def complete(
 
 
 __all__ = [
+    "DiscardCallback",
     "Model",
     "ModelReply",
     "StreamingModel",

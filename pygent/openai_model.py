@@ -1,10 +1,27 @@
-"""The OpenAI-compatible model on the official ``openai`` SDK: streaming, retries, clear errors.
+"""The OpenAI-compatible model: streaming, capability fallbacks, retries, clear errors.
 
-The SDK's own retries are off (``max_retries=0``); this module retries instead, so it
-can honour ``Retry-After``/``retry-after-ms`` with a cap, treat a stream that ends
-without a ``finish_reason`` as a failure rather than an answer, report every attempt
-to the caller (the REPL shows a countdown) and turn every failure into one of the
-:mod:`pygent.errors` model errors, with a message that never contains the API key.
+It speaks the chat-completions API through ``httpx2``, the HTTP stack the ``openai`` SDK
+itself is built on (with its server-sent-events reader), instead of through the SDK:
+importing the SDK costs ~0.6 s of start-up and ~0.2 s at exit, and every request
+would walk the whole history against its TypedDicts.
+
+What a request carries and which server quirks are known live in
+:mod:`pygent.server_profile`. This module decides, per call:
+
+- **Fallbacks, learned once per server:** a stream that comes back empty or cut short
+  is not blindly retried; the same request is asked once without streaming to learn
+  the server's real answer (a reply: the server cannot stream tool calls, so tool
+  requests stop streaming; "too long": :class:`ContextTooLongError`; a bad request:
+  what was bad). A field the server rejects (``stream_options``, ``tool_choice``...) is
+  dropped; ``""`` vs null content beside tool calls and parallel calls (sent one at a
+  time when refused) are detected the same way. Replies without usage get an estimate,
+  marked as such.
+- **Retries** (429/5xx, connection errors, timeouts, streams cut twice) with back-off
+  honouring ``Retry-After``/``retry-after-ms``, reported to ``on_retry``.
+- **No splicing:** when text was already shown and the answer is asked again,
+  ``on_discard`` says so first; what the caller is shown is then exactly the answer.
+- Every failure becomes one of the :mod:`pygent.errors` model errors, whose message
+  never contains the API key.
 """
 
 from __future__ import annotations
@@ -16,15 +33,15 @@ import logging
 import os
 import random
 import re
+import ssl
 import threading
-import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-import openai
+import httpx2
 
 from pygent.errors import (
     ContextTooLongError,
@@ -34,36 +51,94 @@ from pygent.errors import (
     ModelNotFoundError,
     ModelQuotaError,
 )
-from pygent.models import ModelReply, TextCallback, reply_from_raw
+from pygent.models import DiscardCallback, ModelReply, TextCallback, reply_from_raw
 from pygent.openai_compat import Message, ToolCall, ToolCallFunction
+from pygent.server_profile import (
+    OPTIONAL_FIELDS,
+    RequestOptions,
+    ServerProfile,
+    build_body,
+    profile_for,
+    streams,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
 RetryCallback = Callable[[int, float, str], None]
+NoticeCallback = Callable[[str], None]
+CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text and code
+MAX_ERROR_BODY = 64 * 1024  # bytes of an error body worth reading
 
 _SECRET_RE = re.compile(r"\bsk-[A-Za-z0-9_*\-]{3,}|\b(Bearer)\s+\S+", re.IGNORECASE)
 _CONTEXT_RE = re.compile(
-    r"context[ _]length|context window|maximum context|too many tokens|prompt is too long"
-    r"|reduce the length",
+    r"context[ _]length|context window|context size|maximum context|too many tokens"
+    r"|prompt is too long|reduce the length|exceeds the available context",
     re.IGNORECASE,
 )
+_TOOL_RE = re.compile(r"tool", re.IGNORECASE)
+_CONTENT_RE = re.compile(r"content", re.IGNORECASE)
 
 
 class _StreamEndedEarly(Exception):
     """The stream closed without a finish_reason: its content is not an answer."""
 
+    def __init__(self, detail: str = "", *, empty: bool = False) -> None:
+        super().__init__(detail)
+        self.empty = empty  # nothing at all came: typical of a request the server refused
 
-class _BodyReadError(Exception):
-    """The transport failed while reading a non-SSE body (httpx or httpx2, by SDK version)."""
+
+class _HTTPStatus(Exception):
+    """A non-2xx answer: status, parsed body (or text) and headers."""
+
+    def __init__(self, status: int, body: Any, headers: Mapping[str, str]) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    def error_text(self) -> str:
+        err = _get(self.body, "error") if isinstance(self.body, Mapping) else None
+        if isinstance(err, Mapping):
+            return str(_get(err, "message") or json.dumps(err))
+        if err:
+            return str(err)
+        if isinstance(self.body, Mapping):
+            return str(_get(self.body, "message") or _get(self.body, "detail") or self.body)
+        return str(self.body or "")
+
+    def error_code(self) -> str | None:
+        err = _get(self.body, "error") if isinstance(self.body, Mapping) else None
+        source = err if isinstance(err, Mapping) else self.body
+        if not isinstance(source, Mapping):
+            return None
+        code = _get(source, "code") or _get(source, "type")
+        return str(code) if code else None
+
+
+class _StreamError(Exception):
+    """An error event inside a stream that had started with HTTP 200."""
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        super().__init__("error in the stream")
+        self.body = body
+
+
+class _Garbage(Exception):
+    """The server answered something that is not a chat completion."""
+
+    def __init__(self, what: str, raw: bytes) -> None:
+        super().__init__(what)
+        self.what = what
+        self.raw = raw
 
 
 @dataclass(frozen=True)
 class _Failure:
     error: ModelError  # what the caller gets if no retry is left
     retry: bool
-    reason: str  # short, redacted: for on_retry and the log
+    reason: str  # short, redacted: for on_retry, the log and the discard notice
     wait: float | None = None  # the server's Retry-After hint, seconds
 
 
@@ -77,34 +152,38 @@ class _Accumulator:
         self.finish: str | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.has_usage = False
+        self.chunks = 0
 
-    def add(self, chunk: Any) -> str:
+    def add(self, chunk: Mapping[str, Any]) -> str:
         """Take one chunk; return the assistant text it carried."""
-        usage = _get(chunk, "usage")
-        if usage is not None:
-            self.prompt_tokens = int(_get(usage, "prompt_tokens") or 0)
-            self.completion_tokens = int(_get(usage, "completion_tokens") or 0)
+        self.chunks += 1
+        usage = chunk.get("usage")
+        if isinstance(usage, Mapping) and (usage.get("prompt_tokens") or usage.get("completion_tokens")):
+            self.has_usage = True
+            self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            self.completion_tokens = int(usage.get("completion_tokens") or 0)
         text = ""
-        for choice in _get(chunk, "choices") or []:
-            if (_get(choice, "index") or 0) != 0:
+        for choice in chunk.get("choices") or ():
+            if (choice.get("index") or 0) != 0:
                 continue  # we ask for one choice; ignore any others
-            delta = _get(choice, "delta")
-            if delta is not None:
-                content = _get(delta, "content")
+            delta = choice.get("delta")
+            if isinstance(delta, Mapping):
+                content = delta.get("content")
                 if isinstance(content, str) and content:
                     self.parts.append(content)
                     self.text_len += len(content)
                     text += content
-                for call in _get(delta, "tool_calls") or []:
+                for call in delta.get("tool_calls") or ():
                     self._add_call(call)
-            finish = _get(choice, "finish_reason")
+            finish = choice.get("finish_reason")
             if finish:
                 self.finish = str(finish)
         return text
 
-    def _add_call(self, delta: Any) -> None:
-        index = _get(delta, "index")
-        call_id = _get(delta, "id")
+    def _add_call(self, delta: Mapping[str, Any]) -> None:
+        index = delta.get("index")
+        call_id = delta.get("id")
         if index is None:
             # Some servers omit the index: a new id opens a call, anything else continues one.
             known = {slot["id"] for slot in self.calls.values()}
@@ -115,18 +194,18 @@ class _Accumulator:
         # id and name normally come only in the first delta; some servers repeat them.
         if call_id and not slot["id"]:
             slot["id"] = str(call_id)
-        fn = _get(delta, "function")
-        if fn is not None:
-            name = _get(fn, "name")
+        fn = delta.get("function")
+        if isinstance(fn, Mapping):
+            name = fn.get("name")
             if name and not slot["name"]:
                 slot["name"] = str(name)
-            args = _get(fn, "arguments")
+            args = fn.get("arguments")
             if args:
                 slot["args"].append(args if isinstance(args, str) else json.dumps(args))
 
     def reply(self) -> ModelReply:
         if self.finish is None:
-            raise _StreamEndedEarly()
+            raise _StreamEndedEarly(empty=not self.parts and not self.calls)
         calls = [
             ToolCall(
                 id=slot["id"] or f"call_{index}",
@@ -144,6 +223,32 @@ class _Accumulator:
             role="assistant", content="".join(self.parts) or None, tool_calls=calls or None
         )
         return ModelReply(message, self.finish, self.prompt_tokens, self.completion_tokens)
+
+
+class _View:
+    """What the caller was shown of the current answer; withdraws it before a new one."""
+
+    def __init__(self, on_text: TextCallback | None, on_discard: DiscardCallback | None) -> None:
+        self.on_text = on_text
+        self.on_discard = on_discard
+        self.shown = 0
+
+    def text(self, piece: str) -> None:
+        if piece and self.on_text is not None:
+            self.shown += len(piece)
+            self.on_text(piece)
+
+    def discard(self, reason: str) -> None:
+        """Withdraw what was shown (a new answer follows); no-op when nothing was."""
+        if self.shown and self.on_discard is not None:
+            self.on_discard(reason)
+        self.shown = 0
+
+    def whole(self, reply: ModelReply, reason: str) -> None:
+        """Show a reply that did not stream, replacing any partial text shown before."""
+        self.discard(reason)
+        content = reply.message.content
+        self.text(content if isinstance(content, str) else "")
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
@@ -177,6 +282,24 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
+_tls: ssl.SSLContext | None = None
+_tls_lock = threading.Lock()
+
+
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for the process: building one costs ~0.2 s."""
+    global _tls
+    with _tls_lock:
+        if _tls is None:
+            _tls = httpx2.create_ssl_context()
+        return _tls
+
+
+def estimate_tokens(chars: int) -> int:
+    """Tokens in ``chars`` characters of text, by the usual rule of thumb (at least 1)."""
+    return max(1, (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN)
+
+
 class OpenAIModel:
     """A model behind any OpenAI-compatible chat-completions endpoint.
 
@@ -188,11 +311,14 @@ class OpenAIModel:
         timeout: seconds to wait for bytes from the server (read/write/pool).
         connect_timeout: seconds to wait for the connection.
         max_retries: retries after the first attempt, for 429/5xx, connection errors,
-            timeouts and streams that end early. 400/401/403/404/422 are never retried.
+            timeouts and streams cut short twice. 400/401/403/404/422 are never retried.
         max_retry_wait: the longest single wait, whatever ``Retry-After`` says.
         on_retry: called as ``on_retry(attempt, delay_seconds, reason)`` before each
             wait; ``attempt`` is the attempt that just failed (1-based).
         retry_base_delay: the first back-off step when the server gives no hint.
+        options: what every request carries (``tool_choice``, ``temperature``...).
+        on_notice: hears, once per server, what Pygent learned about it (no usage
+            reported, tool requests no longer streamed...).
     """
 
     def __init__(
@@ -206,6 +332,8 @@ class OpenAIModel:
         max_retry_wait: float = 60.0,
         on_retry: RetryCallback | None = None,
         retry_base_delay: float = 0.5,
+        options: RequestOptions | None = None,
+        on_notice: NoticeCallback | None = None,
     ) -> None:
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip(
@@ -217,16 +345,20 @@ class OpenAIModel:
         self.max_retry_wait = float(max_retry_wait)
         self.on_retry = on_retry
         self.retry_base_delay = float(retry_base_delay)
-        self._stream_usage = True  # cleared if the server rejects stream_options
-        # An AsyncOpenAI's connection pool belongs to the loop that opened it, and the
+        self.options = options or RequestOptions()
+        self.on_notice = on_notice
+        # A client's connection pool belongs to the loop that opened it, and the
         # synchronous wrappers may run each turn in a fresh loop: one client per loop.
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI]
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx2.AsyncClient]
         self._aclients = weakref.WeakKeyDictionary()
-        self._client: openai.OpenAI | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"OpenAIModel(base_url={self.base_url!r})"  # never the key
+
+    def profile(self, model: str) -> ServerProfile:
+        """What is known about ``model`` at this model's server (shared process-wide)."""
+        return profile_for(self.base_url, model)
 
     # ------------------------------------------------------------------ public
 
@@ -237,59 +369,336 @@ class OpenAIModel:
         tools: list[dict[str, Any]] | None = None,
         *,
         on_text: TextCallback | None = None,
+        on_discard: DiscardCallback | None = None,
     ) -> ModelReply:
-        """Stream one answer; ``on_text`` gets each piece of assistant text as it arrives.
+        """One answer, streamed where the server can; ``on_text`` gets each piece of
+        text as it arrives and ``on_discard(reason)`` withdraws what it got before the
+        answer is asked again (a cut stream, a retry).
 
         Raises a :class:`~pygent.errors.ModelError` subclass when the call fails for good.
         """
-        client = self._async_client()
-        attempts = self.max_retries + 1
-        shown = [0]  # characters already passed to on_text, across retries
-        attempt = 0
-        while True:
-            attempt += 1
-            kwargs = self._request(messages, model, tools, stream=True)
-            try:
-                return await self._stream_once(client, kwargs, on_text, shown)
-            except (openai.OpenAIError, _StreamEndedEarly, _BodyReadError) as exc:
-                if self._rejects_stream_options(exc, kwargs):
-                    attempt -= 1  # our request's fault, not the server's: does not count
-                    continue
-                failure = self._classify(exc, model, attempt, attempts)
-            # Raised outside the except block so the SDK error (whose text may echo
-            # the key) is not even attached as __context__.
-            delay = self._next_delay(failure, attempt, attempts)
-            await asyncio.sleep(delay)
+        return await self._call(list(messages), model, tools, _View(on_text, on_discard))
 
     def chat(
         self, messages: Sequence[Any], model: str, tools: list[dict[str, Any]] | None = None
     ) -> Message:
-        """The upstream synchronous call: one non-streaming request, same retries and errors."""
-        client = self._sync_client()
-        attempts = self.max_retries + 1
-        attempt = 0
-        while True:
-            attempt += 1
-            kwargs = self._request(messages, model, tools, stream=False)
+        """The upstream synchronous call: one answer, same fallbacks, retries and errors."""
+
+        async def run() -> ModelReply:
             try:
-                return self._complete_once(client, kwargs).message
-            except openai.OpenAIError as exc:
-                failure = self._classify(exc, model, attempt, attempts)
-            time.sleep(self._next_delay(failure, attempt, attempts))
+                return await self._call(
+                    list(messages), model, tools, _View(None, None), allow_stream=False
+                )
+            finally:
+                await self.aclose()
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(run()).message
+        # Called from inside a running loop (a sync tool, a callback): not on that loop.
+        box: list[Any] = []
+
+        def worker() -> None:
+            try:
+                box.append(asyncio.run(run()))
+            except BaseException as exc:  # handed to the caller's thread below
+                box.append(exc)
+
+        thread = threading.Thread(target=worker, name="pygent-chat", daemon=True)
+        thread.start()
+        thread.join()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0].message
+
+    async def check_key(self) -> str | None:
+        """Ask ``GET /models`` once; a user-facing problem if the key is refused, else None.
+
+        Anything else (no such route, a timeout) is left to the first real call.
+        """
+        try:
+            client = self._async_client()
+            response = await client.get(f"{self.base_url}/models", timeout=3.0)
+        except (ModelAuthError, httpx2.HTTPError):
+            return None
+        if response.status_code in (401, 403):
+            return (
+                f"the model server at {self.base_url} rejected the API key "
+                f"(HTTP {response.status_code}): check OPENAI_API_KEY"
+            )
+        return None
 
     async def aclose(self) -> None:
         """Close the HTTP client of the running loop (others close with their loops)."""
         with self._lock:
             client = self._aclients.pop(asyncio.get_running_loop(), None)
         if client is not None:
-            await client.close()
+            await client.aclose()
 
     def close(self) -> None:
-        """Close the synchronous HTTP client."""
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        """Kept for the upstream API: the synchronous path holds no client between calls."""
+
+    # ------------------------------------------------------------------ one call
+
+    async def _call(
+        self,
+        messages: list[Any],
+        model: str,
+        tools: list[dict[str, Any]] | None,
+        view: _View,
+        *,
+        allow_stream: bool = True,
+    ) -> ModelReply:
+        client = self._async_client()
+        profile = self.profile(model)
+        attempts = self.max_retries + 1
+        attempt = 0
+        probed = False  # asked once without streaming after a stream came back cut
+        tried: set[str] = set()  # request-shape fallbacks already tried in this call
+        while True:
+            attempt += 1
+            stream = allow_stream and streams(self.options, profile, bool(tools))
+            split = "split" in tried and profile.parallel_calls is not True
+            body = build_body(
+                messages, model, tools, stream=stream, options=self.options, profile=profile,
+                split_calls=split,
+                null_content=profile.null_content != ("content" in tried),
+            )
+            try:
+                if stream:
+                    reply = await self._stream_once(client, body, view)
+                else:
+                    reply = await self._complete_once(client, body)
+                    view.whole(reply, "the answer was asked again")
+                self._learned_from_success(profile, tried, split)
+                return self._with_usage(reply, body, profile)
+            except _StreamEndedEarly as exc:
+                if probed:
+                    failure = self._classify(exc, model, attempt, attempts)
+                else:
+                    probed = True
+                    outcome = await self._probe(client, body, view, exc, profile, bool(tools))
+                    if isinstance(outcome, ModelReply):
+                        return self._with_usage(outcome, body, profile)
+                    if isinstance(outcome, _HTTPStatus) and self._adapt(
+                        outcome, body, profile, tried
+                    ):
+                        attempt -= 1
+                        continue
+                    failure = self._classify(outcome, model, attempt, attempts)
+            except _HTTPStatus as exc:
+                if self._adapt(exc, body, profile, tried):
+                    attempt -= 1  # our request's fault, not the server's: does not count
+                    continue
+                failure = self._classify(exc, model, attempt, attempts)
+            except (httpx2.HTTPError, _StreamError, _Garbage) as exc:
+                failure = self._classify(exc, model, attempt, attempts)
+            # Raised outside the except blocks so the transport error (whose text may
+            # echo the key) is not even attached as __context__.
+            delay = self._next_delay(failure, attempt, attempts)
+            view.discard(f"{failure.reason}; retrying")
+            await asyncio.sleep(delay)
+
+    async def _probe(
+        self,
+        client: httpx2.AsyncClient,
+        body: dict[str, Any],
+        view: _View,
+        cut: _StreamEndedEarly,
+        profile: ServerProfile,
+        has_tools: bool,
+    ) -> ModelReply | Exception:
+        """Ask a cut stream's request again without streaming: its answer, or the error."""
+        plain = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        log.info("the stream from %s ended early; asking once without streaming", self.base_url)
+        try:
+            reply = await self._complete_once(client, plain)
+        except (_HTTPStatus, _StreamError, _Garbage) as exc:
+            return exc
+        except httpx2.HTTPError:
+            return cut  # a transport failure says nothing new: retried as a cut stream
+        if cut.empty and has_tools and self.options.stream_tools is None:
+            # It answers the same request whole but streamed nothing: it cannot stream
+            # tool requests (llama-cpp-python with tool_choice "auto").
+            profile.stream_tools = False
+            self._notice(
+                profile,
+                "stream_tools",
+                f"the model server at {self.base_url} cannot stream replies to requests "
+                "with tools; Pygent asks for them whole from now on",
+            )
+        view.whole(reply, "the stream was cut short; the answer was asked again")
+        return reply
+
+    def _learned_from_success(self, profile: ServerProfile, tried: set[str], split: bool) -> None:
+        if "content" in tried:
+            profile.null_content = not profile.null_content
+        if split and profile.parallel_calls is None:
+            profile.parallel_calls = False
+            self._notice(
+                profile,
+                "parallel",
+                f"the model server at {self.base_url} refused several tool calls in one "
+                "message; Pygent sends them one at a time",
+            )
+
+    def _adapt(
+        self, exc: _HTTPStatus, body: dict[str, Any], profile: ServerProfile, tried: set[str]
+    ) -> bool:
+        """Change the request's shape after a rejection that names it; True to ask again.
+
+        A dropped optional field is remembered at once (the server named it); the other
+        shapes are only remembered once a request in that shape succeeded.
+        """
+        if exc.status not in (400, 422, 500):
+            return False
+        text = exc.error_text().lower()
+        if _CONTEXT_RE.search(text):
+            return False
+        for name in OPTIONAL_FIELDS:
+            if name in body and name not in profile.dropped and (
+                name in text or (name == "stream_options" and "include_usage" in text)
+            ):
+                log.info("%s rejects %s; leaving it out", self.base_url, name)
+                profile.dropped.add(name)
+                return True
+        calls = [m for m in body["messages"] if isinstance(m, dict) and m.get("tool_calls")]
+        if calls and "content" not in tried and _CONTENT_RE.search(text):
+            # "" vs null beside tool calls: each server accepts one of them.
+            tried.add("content")
+            log.info("%s rejects the tool-call content form; trying the other", self.base_url)
+            return True
+        if any(len(m["tool_calls"]) > 1 for m in calls) and "split" not in tried and (
+            _TOOL_RE.search(text)
+        ):
+            tried.add("split")
+            return True
+        return False
+
+    def _with_usage(self, reply: ModelReply, body: dict[str, Any], profile: ServerProfile) -> ModelReply:
+        """The reply, with token counts estimated (and marked so) when the server gave none."""
+        if reply.prompt_tokens or reply.completion_tokens:
+            profile.reports_usage = True
+            return reply
+        if profile.reports_usage is None:
+            profile.reports_usage = False
+        self._notice(
+            profile,
+            "usage",
+            f"the model server at {self.base_url} reports no token usage; token counts "
+            "are estimated (~4 characters a token)",
+        )
+        message = reply.message
+        out = len(message.content) if isinstance(message.content, str) else 0
+        for call in message.tool_calls or ():
+            out += len(call.function.name) + len(str(call.function.arguments))
+        sent = len(json.dumps(body["messages"], ensure_ascii=False))
+        sent += len(json.dumps(body["tools"])) if "tools" in body else 0
+        return replace(
+            reply,
+            prompt_tokens=estimate_tokens(sent),
+            completion_tokens=estimate_tokens(out),
+            usage_estimated=True,
+        )
+
+    def _notice(self, profile: ServerProfile, what: str, text: str) -> None:
+        if not profile.first_time(what):
+            return
+        log.warning("%s", text)
+        if self.on_notice is not None:
+            try:
+                self.on_notice(text)
+            except Exception:  # a broken front end must not break the model call
+                log.exception("on_notice callback failed")
+
+    # ------------------------------------------------------------------ one attempt
+
+    async def _stream_once(
+        self, client: httpx2.AsyncClient, body: dict[str, Any], view: _View
+    ) -> ModelReply:
+        url = f"{self.base_url}/chat/completions"
+        async with client.stream(
+            "POST", url, json=body, headers={"Accept": "text/event-stream"}
+        ) as response:
+            if response.status_code >= 300:
+                raise await self._status_error(response)
+            ctype = response.headers.get("content-type", "").lower()
+            if "event-stream" not in ctype:
+                reply = self._whole_reply(await self._read(response), ctype)
+                view.whole(reply, "the answer was asked again")
+                return reply
+            acc = _Accumulator()
+            try:
+                async for event in httpx2.EventSource(response, max_event_size=None):
+                    data = event.data
+                    if data == "[DONE]":
+                        break
+                    if not data.strip():
+                        continue
+                    try:
+                        chunk = json.loads(data)
+                    except ValueError:
+                        raise _Garbage("an event stream with a line that is not JSON", data.encode()) from None
+                    if not isinstance(chunk, dict):
+                        raise _Garbage("an event stream with a line that is not an object", data.encode())
+                    if "error" in chunk and not chunk.get("choices"):
+                        raise _StreamError(chunk["error"] if isinstance(chunk["error"], Mapping) else chunk)
+                    piece = acc.add(chunk)
+                    if piece:
+                        view.text(piece)
+            except (httpx2.ReadTimeout, httpx2.PoolTimeout):
+                raise
+            except (httpx2.RemoteProtocolError, httpx2.ReadError) as exc:
+                # The answer had begun: a stream cut short, not a refused connection.
+                raise _StreamEndedEarly(
+                    self._short(str(exc) or type(exc).__name__), empty=acc.chunks == 0
+                ) from exc
+            return acc.reply()
+
+    async def _complete_once(self, client: httpx2.AsyncClient, body: dict[str, Any]) -> ModelReply:
+        response = await client.post(f"{self.base_url}/chat/completions", json=body)
+        if response.status_code >= 300:
+            raise self._parse_status(response.status_code, response.content, response.headers)
+        return self._whole_reply(response.content, response.headers.get("content-type", "").lower())
+
+    async def _read(self, response: httpx2.Response, limit: int | None = None) -> bytes:
+        if limit is None:
+            return await response.aread()
+        out = bytearray()
+        async for piece in response.aiter_bytes():
+            out += piece
+            if len(out) >= limit:
+                break
+        return bytes(out[:limit])
+
+    async def _status_error(self, response: httpx2.Response) -> _HTTPStatus:
+        try:
+            raw = await self._read(response, MAX_ERROR_BODY)
+        except httpx2.HTTPError:
+            raw = b""
+        return self._parse_status(response.status_code, raw, response.headers)
+
+    @staticmethod
+    def _parse_status(status: int, raw: bytes, headers: Mapping[str, str]) -> _HTTPStatus:
+        body: Any
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        return _HTTPStatus(status, body, dict(headers))
+
+    def _whole_reply(self, raw: bytes, ctype: str) -> ModelReply:
+        """A whole JSON completion (or a JSON error, or garbage such as an HTML page)."""
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise _Garbage(ctype or "a body that is not JSON", raw) from None
+        if isinstance(data, dict) and data.get("choices"):
+            return reply_from_raw(data)
+        if isinstance(data, dict) and data.get("error"):
+            raise _StreamError(data["error"] if isinstance(data["error"], Mapping) else data)
+        raise _Garbage("a completion without choices", raw)
 
     # ------------------------------------------------------------------ clients
 
@@ -301,141 +710,24 @@ class OpenAIModel:
             )
         return self._api_key
 
-    def _timeout(self) -> openai.Timeout:
-        return openai.Timeout(self.timeout, connect=self.connect_timeout)
-
-    def _async_client(self) -> openai.AsyncOpenAI:
+    def _async_client(self) -> httpx2.AsyncClient:
         key = self._require_key()
         loop = asyncio.get_running_loop()
         with self._lock:  # sub-agents may run on loops in other threads
             client = self._aclients.get(loop)
             if client is None:
-                client = openai.AsyncOpenAI(
-                    api_key=key, base_url=self.base_url, timeout=self._timeout(), max_retries=0
+                # Plain http needs no TLS context (and skips building one: ~0.2 s).
+                verify: Any = tls_context() if self.base_url.startswith("https:") else False
+                client = httpx2.AsyncClient(
+                    headers={"Authorization": f"Bearer {key}", "User-Agent": "pygent"},
+                    timeout=httpx2.Timeout(self.timeout, connect=self.connect_timeout),
+                    verify=verify,
+                    trust_env=True,
                 )
                 self._aclients[loop] = client
             return client
 
-    def _sync_client(self) -> openai.OpenAI:
-        key = self._require_key()
-        with self._lock:
-            if self._client is None:
-                self._client = openai.OpenAI(
-                    api_key=key, base_url=self.base_url, timeout=self._timeout(), max_retries=0
-                )
-            return self._client
-
-    def _request(
-        self,
-        messages: Sequence[Any],
-        model: str,
-        tools: list[dict[str, Any]] | None,
-        *,
-        stream: bool,
-    ) -> dict[str, Any]:
-        wire = [m.to_dict() if isinstance(m, Message) else m for m in messages]
-        # The messages are already plain chat-completions JSON. Passed as `messages`, the
-        # SDK walks every one against its TypedDicts (~100 ms a request at 1,000
-        # messages); `extra_body` keys replace body keys as they are, skipping that walk.
-        kwargs: dict[str, Any] = {"model": model, "messages": [], "extra_body": {"messages": wire}}
-        if tools:  # OpenAI rejects an empty tools list
-            kwargs["tools"] = list(tools)
-        if stream:
-            kwargs["stream"] = True
-            if self._stream_usage:
-                kwargs["stream_options"] = {"include_usage": True}
-        return kwargs
-
-    # ------------------------------------------------------------------ one attempt
-
-    async def _stream_once(
-        self,
-        client: openai.AsyncOpenAI,
-        kwargs: dict[str, Any],
-        on_text: TextCallback | None,
-        shown: list[int],
-    ) -> ModelReply:
-        stream = await client.chat.completions.create(**kwargs)
-        try:
-            ctype = stream.response.headers.get("content-type", "").lower()
-            if ctype and "event-stream" not in ctype:
-                reply = await self._non_sse_reply(stream.response, ctype)
-                content = reply.message.content
-                text = content if isinstance(content, str) else ""
-                self._emit(on_text, text, len(text), shown)
-                return reply
-            acc = _Accumulator()
-            try:
-                async for chunk in stream:
-                    piece = acc.add(chunk)
-                    if piece:
-                        self._emit(on_text, piece, acc.text_len, shown)
-            except json.JSONDecodeError as exc:
-                raise self._garbage(ctype or "an event stream", exc.doc.encode()) from None
-            except openai.APITimeoutError:
-                raise
-            except openai.APIConnectionError as exc:
-                # The answer had begun: report it as a stream cut short, not a refused connection.
-                raise _StreamEndedEarly(self._short(str(exc.__cause__ or exc))) from exc
-            return acc.reply()
-        finally:
-            await stream.close()
-
-    @staticmethod
-    def _emit(on_text: TextCallback | None, piece: str, total: int, shown: list[int]) -> None:
-        """Pass on only text not shown before: a retried stream replays its start."""
-        if on_text is None or total <= shown[0]:
-            return
-        fresh = piece[len(piece) - (total - shown[0]) :]
-        shown[0] = total
-        on_text(fresh)
-
-    async def _non_sse_reply(self, response: Any, ctype: str) -> ModelReply:
-        """A streaming request answered without SSE: a whole JSON completion (servers
-        that ignore ``stream``), a JSON error, or garbage such as an HTML page."""
-        try:
-            raw = await response.aread()
-        except Exception as exc:  # the SDK's transport error types vary by version
-            raise _BodyReadError(f"{type(exc).__name__}: {exc}") from exc
-        if "json" in ctype:
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                raise self._garbage(ctype, raw) from None
-            if isinstance(data, dict) and data.get("choices"):
-                return reply_from_raw(data)
-            if isinstance(data, dict) and data.get("error"):
-                err = data["error"]
-                text = _get(err, "message") if isinstance(err, Mapping) else err
-                raise ModelError(
-                    f"the model server at {self.base_url} reported an error: {self._short(str(text))}"
-                )
-        raise self._garbage(ctype, raw)
-
-    def _complete_once(self, client: openai.OpenAI, kwargs: dict[str, Any]) -> ModelReply:
-        try:
-            resp = client.chat.completions.create(**kwargs)
-        except ValueError as exc:  # a JSON content type with a body that is not JSON
-            raise self._garbage("application/json", str(exc).encode()) from None
-        if isinstance(resp, str):  # the SDK hands back the text of a non-JSON body
-            raise self._garbage("a non-JSON body", resp.encode())
-        if not _get(resp, "choices"):
-            raise self._garbage("a completion without choices", str(resp).encode())
-        return reply_from_raw(resp)
-
     # ------------------------------------------------------------------ failures
-
-    def _rejects_stream_options(self, exc: BaseException, kwargs: dict[str, Any]) -> bool:
-        if "stream_options" not in kwargs or not isinstance(exc, openai.APIStatusError):
-            return False
-        if exc.status_code not in (400, 422):
-            return False
-        text = (json.dumps(exc.body) if exc.body is not None else str(exc)).lower()
-        if "stream_options" in text or "include_usage" in text:
-            log.info("%s rejects stream_options; streaming without usage", self.base_url)
-            self._stream_usage = False
-            return True
-        return False
 
     def _next_delay(self, failure: _Failure, attempt: int, attempts: int) -> float:
         """Raise the final error, or return how long to wait before the next attempt."""
@@ -475,8 +767,8 @@ class OpenAIModel:
                 True,
                 "the stream ended early",
             )
-        if isinstance(exc, openai.APITimeoutError):
-            connecting = "connect" in type(exc.__cause__).__name__.lower()
+        if isinstance(exc, httpx2.TimeoutException):
+            connecting = isinstance(exc, httpx2.ConnectTimeout)
             secs = self.connect_timeout if connecting else self.timeout
             what = "connecting to" if connecting else "waiting for"
             return _Failure(
@@ -487,9 +779,8 @@ class OpenAIModel:
                 True,
                 f"timed out after {secs:g}s",
             )
-        if isinstance(exc, (openai.APIConnectionError, _BodyReadError)):
-            cause = exc.__cause__ if isinstance(exc, openai.APIConnectionError) else None
-            detail = self._short(str(cause or exc) or type(cause or exc).__name__)
+        if isinstance(exc, httpx2.HTTPError):
+            detail = self._short(str(exc) or type(exc).__name__)
             return _Failure(
                 ModelConnectionError(
                     f"could not reach the model server at {where} ({tries}): {detail}",
@@ -498,34 +789,37 @@ class OpenAIModel:
                 True,
                 f"connection error: {detail}",
             )
-        if isinstance(exc, openai.APIStatusError):
+        if isinstance(exc, _HTTPStatus):
             return self._classify_status(exc, model, attempt)
-        if isinstance(exc, openai.APIError):
-            return self._classify_stream_error(exc, model, tries)
+        if isinstance(exc, _StreamError):
+            return self._classify_stream_error(exc.body, model, tries)
+        if isinstance(exc, _Garbage):
+            return _Failure(self._garbage(exc.what, exc.raw), False, "")
         return _Failure(
             ModelError(f"the model call to {where} failed: {self._short(str(exc))}"), False, ""
         )
 
-    def _classify_status(self, exc: openai.APIStatusError, model: str, attempt: int) -> _Failure:
+    def _too_long(self, model: str, text: str) -> _Failure:
+        return _Failure(
+            ContextTooLongError(
+                f"the conversation is too long for model {model!r}: {text}",
+                hint="start a new session (/new) or shorten the conversation",
+            ),
+            False,
+            "",
+        )
+
+    def _classify_status(self, exc: _HTTPStatus, model: str, attempt: int) -> _Failure:
         where = self.base_url
-        status = exc.status_code
-        body = exc.body
-        kind = _get(body, "type") if isinstance(body, Mapping) else None
-        code = exc.code or kind
-        server_text = _get(body, "message") if isinstance(body, Mapping) else None
-        text = self._short(str(server_text or body or exc.message))
-        wait = parse_retry_after(exc.response.headers)
-        if status in (400, 413) and (
-            code == "context_length_exceeded" or _CONTEXT_RE.search(str(server_text or ""))
+        status = exc.status
+        code = exc.error_code()
+        server_text = exc.error_text()
+        text = self._short(server_text or f"HTTP {status}")
+        wait = parse_retry_after(exc.headers)
+        if status in (400, 413, 500) and (
+            code == "context_length_exceeded" or _CONTEXT_RE.search(server_text)
         ):
-            return _Failure(
-                ContextTooLongError(
-                    f"the conversation is too long for model {model!r}: {text}",
-                    hint="start a new session (/new) or shorten the conversation",
-                ),
-                False,
-                "",
-            )
+            return self._too_long(model, text)
         if status in (401, 403):
             # Never the server's text: providers echo (part of) the rejected key in it.
             return _Failure(
@@ -548,6 +842,15 @@ class OpenAIModel:
                     hint="check OPENAI_BASE_URL: OpenAI-compatible servers usually serve it under /v1",
                 )
             return _Failure(error, False, "")
+        if status == 405:
+            return _Failure(
+                ModelNotFoundError(
+                    f"{where}/chat/completions does not take chat requests (405)",
+                    hint="check OPENAI_BASE_URL: OpenAI-compatible servers usually serve it under /v1",
+                ),
+                False,
+                "",
+            )
         if status == 429:
             if code == "insufficient_quota":
                 return _Failure(
@@ -583,20 +886,12 @@ class OpenAIModel:
             "",
         )
 
-    def _classify_stream_error(self, exc: openai.APIError, model: str, tries: str) -> _Failure:
-        """An error event inside a stream that had started with HTTP 200."""
-        body = exc.body if isinstance(exc.body, Mapping) else {}
-        text = self._short(str(_get(body, "message") or exc.message))
+    def _classify_stream_error(self, body: Mapping[str, Any], model: str, tries: str) -> _Failure:
+        """An error event inside a stream that had started with HTTP 200 (or a 200 JSON error)."""
+        text = self._short(str(_get(body, "message") or json.dumps(body)))
         code = _get(body, "code") or _get(body, "type")
         if code == "context_length_exceeded" or _CONTEXT_RE.search(text):
-            return _Failure(
-                ContextTooLongError(
-                    f"the conversation is too long for model {model!r}: {text}",
-                    hint="start a new session (/new) or shorten the conversation",
-                ),
-                False,
-                "",
-            )
+            return self._too_long(model, text)
         transient = _get(body, "type") in (None, "server_error", "overloaded_error")
         return _Failure(
             ModelError(f"the model server at {self.base_url} failed mid-stream ({tries}): {text}"),
@@ -620,4 +915,11 @@ class OpenAIModel:
         return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-__all__ = ["DEFAULT_BASE_URL", "OpenAIModel", "RETRY_STATUSES", "parse_retry_after"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "OpenAIModel",
+    "RETRY_STATUSES",
+    "estimate_tokens",
+    "parse_retry_after",
+    "tls_context",
+]

@@ -20,6 +20,7 @@ from typing import Any
 
 from pygent.errors import ConfigError
 from pygent.persona import DEFAULT_PERSONA, Persona
+from pygent.server_profile import TOOL_CHOICES, RequestOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,6 +53,10 @@ class Settings:
     task_timeout: float | None = None
     command_timeout: float = 300.0
     request_timeout: float = 120.0
+    temperature: float | None = None  # None: the server's default
+    tool_choice: str = "auto"  # sent with the tools: auto | required | none | omit
+    stream_tools: bool | None = None  # None: stream until the server shows it cannot
+    parallel_tool_calls: bool | None = None  # False: one call per reply, sent one at a time
     max_steps: int = 50
     persona_name: str = DEFAULT_PERSONA.name
     persona: str = DEFAULT_PERSONA.description
@@ -66,6 +71,16 @@ class Settings:
     sessions_dir: Path = field(default_factory=lambda: _data_home() / "sessions")
     config_files: list[Path] = field(default_factory=list)  # the TOML files that were read
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def request_options(self) -> RequestOptions:
+        """What every model request carries, from these settings."""
+        return RequestOptions(
+            tool_choice=self.tool_choice,  # type: ignore[arg-type]  # checked when parsed
+            temperature=self.temperature,
+            stream_tools=self.stream_tools,
+            parallel_tool_calls=self.parallel_tool_calls,
+        )
 
     @property
     def data_dir(self) -> Path:
@@ -156,6 +171,26 @@ def _opt_float(value: Any) -> float | None:
     return None if str(value).strip() in ("", "none", "0") else _float(value)
 
 
+def _temperature(value: Any) -> float | None:
+    text = str(value).strip().lower()
+    if text in ("", "none", "default"):
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number from 0 to 2, got {value!r}") from None
+    if not 0 <= number <= 2:
+        raise ValueError(f"expected a number from 0 to 2, got {number:g}")
+    return number
+
+
+def _tool_choice(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in TOOL_CHOICES:
+        raise ValueError(f"expected one of {', '.join(TOOL_CHOICES)}, got {value!r}")
+    return text
+
+
 def _str(value: Any) -> str:
     return str(value)
 
@@ -239,6 +274,10 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("task_timeout", "PYGENT_TASK_TIMEOUT", _opt_float),
     _Spec("command_timeout", "PYGENT_COMMAND_TIMEOUT", _float),
     _Spec("request_timeout", "PYGENT_REQUEST_TIMEOUT", _float),
+    _Spec("temperature", "PYGENT_TEMPERATURE", _temperature),
+    _Spec("tool_choice", "PYGENT_TOOL_CHOICE", _tool_choice),
+    _Spec("stream_tools", "PYGENT_STREAM_TOOLS", _auto_bool),
+    _Spec("parallel_tool_calls", "PYGENT_PARALLEL_TOOL_CALLS", _auto_bool),
     _Spec("max_steps", "PYGENT_MAX_STEPS", _positive_int),
     _Spec("persona_name", "PYGENT_PERSONA_NAME", _str),
     _Spec("persona", "PYGENT_PERSONA", _str),

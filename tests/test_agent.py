@@ -236,3 +236,43 @@ def test_public_api_is_pinned() -> None:
     from pygent.runtime import Runtime as R
 
     assert pygent.Runtime is R
+
+
+# ---------------------------------------------------------------- partial replies
+
+
+def test_a_failed_call_keeps_the_shown_text_marked_interrupted(agent: Agent, openai_server) -> None:
+    agent.model.max_retries = 0
+    openai_server.add_truncated_stream("I will now", tool_name=None)
+    openai_server.add_error(400, {"error": {"message": "bad things"}})
+    agent.step("go")
+    last = agent.history[-1]
+    assert last["role"] == "assistant"
+    assert last["content"].startswith("I will now\n[interrupted: the model server at ")
+    assert "bad things" in last["content"]
+    ended = [e for e in agent.seen if e.type == "turn_ended"][-1]
+    assert ended.stop_reason is StopReason.ERROR
+
+
+def test_shown_text_equals_saved_text_after_a_cut_stream(agent: Agent, openai_server) -> None:
+    openai_server.add_truncated_stream("The answer is fort", tool_name=None)
+    openai_server.add_text("The answer is 42.")
+    agent.step("what is it?")
+    shown = [e for e in agent.seen if e.type in ("message_delta", "message_discarded")]
+    cut = next(i for i, e in enumerate(shown) if e.type == "message_discarded")
+    assert "".join(e.text for e in shown[:cut]) == "The answer is fort"
+    after = "".join(e.text for e in shown[cut + 1 :])
+    assert after == agent.history[-1]["content"] == "The answer is 42."
+
+
+def test_estimated_usage_is_marked_in_the_event(agent: Agent, openai_server) -> None:
+    from tests.openai_server import RawReply
+
+    body = (b'data: {"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}\n\n'
+            b"data: [DONE]\n\n")
+    openai_server.add(RawReply(200, body, "text/event-stream"))
+    agent.step("hi")
+    usage = [e for e in agent.seen if e.type == "usage"]
+    assert len(usage) == 1 and usage[0].estimated and usage[0].total_prompt_tokens > 0
+    assert agent.usage_estimated
+    assert any(e.type == "notice" and "no token usage" in e.text for e in agent.seen)

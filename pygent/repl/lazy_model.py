@@ -1,7 +1,10 @@
-"""The default model, built on first use so ``import openai`` (~0.4 s) stays off start-up.
+"""The REPL's default model: built off the start-up path, warmed up while the user types.
 
-The REPL shows its prompt first and warms the import up in the background while the
-user types; a user who types fast just pays the rest of the import on the first turn.
+The REPL shows its prompt first; a background thread then imports the HTTP stack and
+asks the server once whether it takes the key. The first prompt waits for that check
+to end (it takes milliseconds on a local server, 3 s at most) rather than race it:
+single-stream servers such as llama-cpp-python end a running answer when another
+request arrives.
 """
 
 from __future__ import annotations
@@ -14,22 +17,31 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+WARM_UP_WAIT = 5.0  # seconds the first prompt waits for the key check, at most
+
 
 class LazyOpenAIModel:
     """Stands in for :class:`pygent.openai_model.OpenAIModel` until the first call.
 
     Args:
-        settings: the session's settings (key, base URL, request timeout).
+        settings: the session's settings (key, base URL, request timeout, options).
         on_retry: shown while the model layer waits to retry (a countdown).
+        on_notice: hears what Pygent learned about the server (said once each).
     """
 
     def __init__(
-        self, settings: Any, on_retry: Callable[[int, float, str], None] | None = None
+        self,
+        settings: Any,
+        on_retry: Callable[[int, float, str], None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self._settings = settings
         self._on_retry = on_retry
+        self._on_notice = on_notice
         self._model: Any = None
         self._lock = threading.Lock()
+        self._warm = threading.Event()
+        self._warm.set()  # nothing to wait for until a warm-up starts
 
     def _get(self) -> Any:
         with self._lock:
@@ -42,49 +54,38 @@ class LazyOpenAIModel:
                     base_url=s.base_url,
                     timeout=s.request_timeout,
                     on_retry=self._on_retry,
+                    options=s.request_options,
+                    on_notice=self._on_notice,
                 )
             return self._model
 
     def warm_up(self, on_problem: Callable[[str], None] | None = None) -> None:
-        """Load the SDK in a daemon thread; ``on_problem`` hears of a rejected API key.
+        """Load the HTTP stack in a daemon thread; ``on_problem`` hears of a rejected key.
 
         Other failures are left to the first real call, which reports them.
         """
+        self._warm.clear()
 
         def run() -> None:
             try:
-                self._get()
-                problem = asyncio.run(self._touch())
+                model = self._get()
+                problem = asyncio.run(self._check(model))
             except ImportError as exc:
-                log.warning("loading the model SDK failed: %s", exc)
+                log.warning("loading the model's HTTP stack failed: %s", exc)
                 return
+            finally:
+                self._warm.set()
             if problem and on_problem is not None:
                 on_problem(problem)
 
         threading.Thread(target=run, name="pygent-warm-up", daemon=True).start()
 
-    async def _touch(self) -> str | None:
-        # The SDK imports its HTTP stack (anyio backends, httpcore, TLS helpers: ~0.3-1 s)
-        # on the first request, not on import: one cheap request does it here instead,
-        # and tells whether the server takes the key.
-        import openai
-
-        s = self._settings
-        client = openai.AsyncOpenAI(
-            api_key=s.api_key or "none", base_url=s.base_url, max_retries=0, timeout=3.0
-        )
+    @staticmethod
+    async def _check(model: Any) -> str | None:
         try:
-            await client.models.list()
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            return (
-                f"the model server at {client.base_url} rejected the API key "
-                f"(HTTP {exc.status_code}): check OPENAI_API_KEY"
-            )
-        except openai.OpenAIError as exc:  # no /models, a timeout...: the first call will say
-            log.debug("warm-up request: %s", type(exc).__name__)
+            return await model.check_key()
         finally:
-            await client.close()
-        return None
+            await model.aclose()  # this loop ends here; its connections with it
 
     async def astream(
         self,
@@ -93,11 +94,15 @@ class LazyOpenAIModel:
         tools: list[dict[str, Any]] | None,
         *,
         on_text: Any = None,
+        on_discard: Any = None,
     ) -> Any:
-        # The import may still be running in the warm-up thread: wait for it off the
-        # loop, so Ctrl-C and the spinner stay live meanwhile.
+        # Off the loop, so Ctrl-C and the spinner stay live meanwhile.
+        if not self._warm.is_set():
+            await asyncio.to_thread(self._warm.wait, WARM_UP_WAIT)
         loaded = self._model if self._model is not None else await asyncio.to_thread(self._get)
-        return await loaded.astream(messages, model, tools, on_text=on_text)
+        return await loaded.astream(
+            messages, model, tools, on_text=on_text, on_discard=on_discard
+        )
 
     def chat(
         self, messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]] | None
