@@ -41,8 +41,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx2
-
 from pygent.errors import (
     ContextTooLongError,
     ModelAuthError,
@@ -51,6 +49,7 @@ from pygent.errors import (
     ModelNotFoundError,
     ModelQuotaError,
 )
+from pygent.http_stack import httpx2
 from pygent.models import DiscardCallback, ModelReply, TextCallback, reply_from_raw
 from pygent.openai_compat import Message, ToolCall, ToolCallFunction
 from pygent.server_profile import (
