@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pygent.errors import RuntimeUnavailable, SandboxError
+from pygent.errors import PygentError, RuntimeUnavailable, SandboxError
 from pygent.runtime.base import CommandResult, OutputCallback
 from pygent.runtime.docker_engine import (
     ProgressCallback,
@@ -63,6 +63,8 @@ WATCH_INTERVAL = 1.0
 PAUSE_GRACE = 5.0
 #: How long to wait for a restarting daemon before giving up on a recovery.
 DAEMON_RETRY = 30.0
+#: How long a close waits for a container creation still running when it came.
+CREATE_SETTLE_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,7 @@ class DockerBackend:
         self._stopped = False  # the watchdog stopped the running command
         self._daemon_was_down = False  # a state query met a down or restarting daemon
         self._start_lock = asyncio.Lock()
+        self._creating: asyncio.Future[tuple[str, str]] | None = None
         self._started = False
         self._closed = False
         self._command_started_at = 0.0
@@ -216,6 +219,7 @@ class DockerBackend:
         await self._discard_container()
 
     async def _discard_container(self) -> None:
+        await self._settle_creation()  # a close racing a start: its container too
         if self.container_id is not None:
             await asyncio.to_thread(self._remove_container_sync)
 
@@ -312,8 +316,26 @@ class DockerBackend:
         return cid, name
 
     async def _new_container(self) -> None:
-        self.container_id, self.container_name = await asyncio.to_thread(self._create_sync)
+        # Shielded: a cancelled start must not lose track of a container whose creation
+        # goes on in its thread; close() waits for it (see _settle_creation).
+        creating = self._creating = asyncio.ensure_future(asyncio.to_thread(self._create_sync))
+        self.container_id, self.container_name = await asyncio.shield(creating)
+        self._creating = None
         log.info("sandbox container %s started (%s)", self.container_name, self.options.image)
+
+    async def _settle_creation(self) -> None:
+        """Wait for a container creation still running in its thread, and adopt its id."""
+        creating = self._creating
+        if creating is None or self.container_id is not None:
+            return
+        try:
+            self.container_id, self.container_name = await asyncio.wait_for(
+                asyncio.shield(creating), CREATE_SETTLE_TIMEOUT
+            )
+        except (asyncio.TimeoutError, PygentError, OSError):
+            return  # it failed (nothing to remove) or hangs: the reaper catches it later
+        finally:
+            self._creating = None
 
     def _state_sync(self) -> dict[str, Any] | None:
         """The container's State, None when it no longer exists; retries while the daemon
