@@ -22,6 +22,7 @@ from pygent.tasks import TaskInfo
 _UPDATES: dict[type[ev.Event], type] = {
     ev.TurnStarted: p.TurnStartedUpdate,
     ev.MessageDelta: p.MessageDeltaUpdate,
+    ev.MessageDiscarded: p.MessageDiscardedUpdate,
     ev.MessageDone: p.MessageDoneUpdate,
     ev.ToolCallProposed: p.ToolCallProposedUpdate,
     ev.ToolCallStarted: p.ToolCallStartedUpdate,

@@ -405,6 +405,17 @@ class MessageDeltaUpdate:
 
 
 @attrs.define
+class MessageDiscardedUpdate:
+    """Forget the reply text streamed since the current model call began (its
+    ``message_delta`` updates): the call is retried and the answer that follows replaces
+    it. ``reason`` says why (e.g. the stream was cut)."""
+
+    type: Literal["message_discarded"] = "message_discarded"
+    task_id: str | None = None
+    reason: str = ""
+
+
+@attrs.define
 class MessageDoneUpdate:
     type: Literal["message_done"] = "message_done"
     task_id: str | None = None
@@ -451,12 +462,17 @@ class ToolCallFinishedUpdate:
 
 @attrs.define
 class UsageUpdate:
+    """Tokens of one model call and the session's totals. ``estimated``: the server
+    reported no usage and the counts are Pygent's estimate (clients mark them, e.g. ``~``);
+    once a call is estimated, the totals are estimates too."""
+
     type: Literal["usage"] = "usage"
     task_id: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_prompt_tokens: int = 0
     total_completion_tokens: int = 0
+    estimated: bool = False
 
 
 @attrs.define
@@ -512,6 +528,7 @@ class ChangesUpdate:
 SessionUpdate = (
     TurnStartedUpdate
     | MessageDeltaUpdate
+    | MessageDiscardedUpdate
     | MessageDoneUpdate
     | ToolCallProposedUpdate
     | ToolCallStartedUpdate
@@ -530,6 +547,7 @@ UPDATE_TYPES: dict[str, type] = {
     for cls in (
         TurnStartedUpdate,
         MessageDeltaUpdate,
+        MessageDiscardedUpdate,
         MessageDoneUpdate,
         ToolCallProposedUpdate,
         ToolCallStartedUpdate,

@@ -197,7 +197,7 @@ class Repl:
             from pygent.repl.lazy_model import LazyOpenAIModel
 
             model = self._lazy_model = LazyOpenAIModel(
-                self.settings, on_retry=self.renderer.on_retry
+                self.settings, on_retry=self.renderer.on_retry, on_notice=self._model_notice
             )
         history_file, session_id = self._open_history()
         self.agent = Agent(
@@ -209,6 +209,12 @@ class Repl:
             session_id=session_id,
             approval_mode=self.settings.effective_approval_mode(),
         )
+
+    def _model_notice(self, text: str) -> None:
+        """What the model layer learned about the server, shown like the agent's notices."""
+        from pygent import events as ev
+
+        self.renderer.on_event(ev.Notice(level="info", text=text))
 
     async def _setup_session(self) -> None:
         loop = asyncio.get_running_loop()

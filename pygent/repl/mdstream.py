@@ -58,6 +58,8 @@ class MarkdownStream:
         self._last_render = 0.0
         self.finished = False
         self.dirty = False
+        #: Some of the reply is printed for good (above the live window, or all of it).
+        self.committed = False
 
     def add(self, delta: str) -> bool:
         """Append streamed text; re-render when enough time has passed.
@@ -92,6 +94,19 @@ class MarkdownStream:
             self._render(final=True)
         else:
             self.console.print(_markdown(strip_terminal_codes(self.text)))
+            self.committed = True
+
+    def discard(self) -> bool:
+        """Withdraw the reply: clear the live window and print nothing more.
+
+        Returns True when part of it is printed for good already and cannot be taken
+        back (the caller then says that it was discarded).
+        """
+        if not self.finished:
+            self.finished = True
+            self.dirty = False
+            self._show_live(None)
+        return self.committed
 
     def _render(self, *, final: bool) -> None:
         options = self.console.options.update(height=None)
@@ -106,3 +121,4 @@ class MarkdownStream:
         if stable > self._printed:
             self.console.print(Lines(lines[self._printed : stable]), end="")
             self._printed = stable
+            self.committed = True

@@ -145,13 +145,20 @@ class Renderer:
         self._live_body: RenderableType | None = None
         self._paused = 0
         self._stream: MarkdownStream | None = None
+        #: The streams of the current model call's reply (a notice can split one in two).
+        self._reply: list[MarkdownStream] = []
         self._flush_pending = False
         self._calls: dict[str, _Call] = {}
         self._waiting: _Waiting | None = None
         self._turn_usage = [0, 0]
+        self._turn_estimated = False
         self._in_turn = False
         self.last_turn_usage = (0, 0)
         self.totals = (0, 0)
+        #: Some figure is Pygent's estimate (the server reported no usage): the last
+        #: turn's, and the session's (sticky: the totals include the estimate from then on).
+        self.last_turn_estimated = False
+        self.totals_estimated = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.get_ident()
 
@@ -244,6 +251,8 @@ class Renderer:
 
     def _on_turn_started(self, event: ev.TurnStarted) -> None:
         self._turn_usage = [0, 0]
+        self._turn_estimated = False
+        self._reply = []
         self._in_turn = True
         if event.prompt:
             self.transcript.add("user", event.prompt)
@@ -254,6 +263,7 @@ class Renderer:
             self._waiting = None
             self._set_live(None)
             self._stream = MarkdownStream(self.console, self._set_live)
+            self._reply.append(self._stream)
         if self._stream.add(event.text) and not self._flush_pending and self._loop is not None:
             self._flush_pending = True
             self._loop.call_later(RENDER_INTERVAL, self._flush_stream)
@@ -263,11 +273,31 @@ class Renderer:
         if self._stream is not None:
             self._stream.flush()
 
+    def _on_message_discarded(self, event: ev.MessageDiscarded) -> None:
+        """The reply streamed so far is withdrawn: the model call is retried or re-asked."""
+        committed = False
+        for stream in self._reply:
+            committed = stream.discard() or committed
+        self._reply = []
+        if committed:
+            # Lines already scrolled into the terminal cannot be taken back: say they are void.
+            why = f": {make_visible(event.reason)}" if event.reason.strip() else ""
+            line = f"(reply discarded{why}; the new answer follows)"
+            self.console.print(Text(line, style="dim"), soft_wrap=True)
+            self.transcript.add("discarded", line)
+        if self._in_turn:
+            # Keep a retry countdown that replaced the reply's live window, else wait anew.
+            if self._waiting is not None:
+                self._set_live(self._waiting)
+            else:
+                self.wait()
+
     def _on_message_done(self, event: ev.MessageDone) -> None:
         if self._stream is None or self._stream.finished:  # a model that did not stream
             self._stream = MarkdownStream(self.console, self._set_live)
             self._stream.add(event.text)
         self._finish_text()
+        self._reply = []
         self.transcript.add("assistant", event.text)
 
     def _finish_text(self) -> None:
@@ -276,6 +306,7 @@ class Renderer:
 
     def _on_tool_call_proposed(self, event: ev.ToolCallProposed) -> None:
         self._finish_text()
+        self._reply = []
         self._waiting = None
         call = _Call(event.call_id, event.tool, dict(event.arguments), event.preview)
         self._calls[event.call_id] = call
@@ -371,7 +402,9 @@ class Renderer:
     def _on_usage(self, event: ev.Usage) -> None:
         self._turn_usage[0] += event.prompt_tokens
         self._turn_usage[1] += event.completion_tokens
+        self._turn_estimated = self._turn_estimated or event.estimated
         self.totals = (event.total_prompt_tokens, event.total_completion_tokens)
+        self.totals_estimated = self.totals_estimated or event.estimated
 
     def _on_notice(self, event: ev.Notice) -> None:
         self._finish_text()
@@ -390,7 +423,9 @@ class Renderer:
     def _on_turn_ended(self, event: ev.TurnEnded) -> None:
         self._in_turn = False
         self.close()
+        self._reply = []
         self.last_turn_usage = (self._turn_usage[0], self._turn_usage[1])
+        self.last_turn_estimated = self._turn_estimated
         if event.stop_reason == ev.StopReason.CANCELLED:
             self.console.print(
                 Text("⏹ cancelled: the turn was stopped; the session goes on", style="yellow")
@@ -400,15 +435,26 @@ class Renderer:
             self.print_usage()
 
     def print_usage(self) -> None:
-        """One line: the last turn's tokens and the session's totals."""
+        """One line: the last turn's tokens and the session's totals; ``~`` marks estimates."""
+        self.console.print(Text(self.usage_line(), style="dim"))
+
+    def usage_line(self) -> str:
+        """``tokens: 1,234 in · 56 out this turn (session: ...)``; estimated counts read
+        ``~1,234`` and the line says they are estimated."""
+
+        def count(n: int, estimated: bool) -> str:
+            return f"~{n:,}" if estimated else f"{n:,}"
+
         p, c = self.last_turn_usage
         tp, tc = self.totals
-        self.console.print(
-            Text(
-                f"tokens: {p:,} in · {c:,} out this turn (session: {tp:,} in · {tc:,} out)",
-                style="dim",
-            )
+        turn, session = self.last_turn_estimated, self.totals_estimated
+        line = (
+            f"tokens: {count(p, turn)} in · {count(c, turn)} out this turn "
+            f"(session: {count(tp, session)} in · {count(tc, session)} out)"
         )
+        if turn or session:
+            line += " · estimated: the server reported no token usage"
+        return line
 
     # --- messages from the REPL itself ------------------------------------------------------
 

@@ -36,9 +36,16 @@ class SessionLog:
         self.events: list[Update] = list(events)
 
     def append(self, update: Update) -> None:
-        """Record one update, merging it into the previous one when they are chunks of one stream."""
+        """Record one update, merging it into the previous one when they are chunks of one stream.
+
+        A ``message_discarded`` is not recorded: it removes the reply chunks it withdraws,
+        so a replay shows only the answer that replaced them.
+        """
         last = self.events[-1] if self.events else None
         kind = update.get("type")
+        if kind == "message_discarded":
+            self._discard(update.get("taskId"))
+            return
         if (
             last is not None
             and kind == "message_delta"
@@ -66,6 +73,26 @@ class SessionLog:
             ]
             if len(self.events) > MAX_EVENTS:
                 del self.events[: len(self.events) - MAX_EVENTS]
+
+    def _discard(self, task_id: str | None) -> None:
+        """Drop ``task_id``'s reply chunks of its current model call.
+
+        They are the ``message_delta`` events since its previous event of another kind
+        (the turn's start, a finished message, a tool call); notices streamed among them
+        and other tasks' events stay.
+        """
+        kept: list[Update] = []
+        i = len(self.events)
+        while i > 0:
+            event = self.events[i - 1]
+            if event.get("taskId") == task_id and event.get("type") != "notice":
+                if event.get("type") != "message_delta":
+                    break
+            else:
+                kept.append(event)
+            i -= 1
+        del self.events[i:]
+        self.events.extend(reversed(kept))
 
     def turn_open(self) -> bool:
         """True between the main agent's ``turn_started`` and its ``turn_ended``."""

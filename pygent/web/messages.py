@@ -121,6 +121,7 @@ HOST_MESSAGES: dict[str, tuple[str, ...]] = {
 EVENT_CLASSES: tuple[type[ev.Event], ...] = (
     ev.TurnStarted,
     ev.MessageDelta,
+    ev.MessageDiscarded,
     ev.MessageDone,
     ev.ToolCallProposed,
     ev.ToolCallStarted,

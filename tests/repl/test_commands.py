@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from tests.openai_server import ScriptedOpenAIServer
+from tests.openai_server import RawReply, ScriptedOpenAIServer
 from tests.repl.conftest import messages
 
 
@@ -133,6 +134,23 @@ def test_usage_shows_token_counts(spawn, openai_server: ScriptedOpenAIServer) ->
     term.wait_prompt()
     term.send_line("count my tokens")
     term.expect(r"tokens: [\d,]+ in · [\d,]+ out this turn")
+    term.wait_prompt()
+
+
+def test_usage_marks_estimated_counts(spawn, openai_server: ScriptedOpenAIServer) -> None:
+    # A server that ignores stream_options.include_usage: no usage chunk at all.
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"content": "counted roughly"}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    openai_server.add(RawReply(200, body.encode(), "text/event-stream"))
+    term = spawn("--usage")
+    term.wait_prompt()
+    term.send_line("count my tokens")
+    term.expect(r"counted roughly")
+    term.expect(r"tokens: ~[\d,]+ in · ~[\d,]+ out this turn \(session: ~[\d,]+ in · ~[\d,]+ out\)")
+    term.expect(r"estimated: the server reported no token usage")
     term.wait_prompt()
 
 

@@ -252,6 +252,21 @@ def test_model_retry_shows_a_countdown(spawn, openai_server: ScriptedOpenAIServe
     assert len(openai_server.chat_requests) == 2
 
 
+def test_a_cut_stream_is_replaced_by_the_new_answer(
+    spawn, openai_server: ScriptedOpenAIServer
+) -> None:
+    openai_server.add_truncated_stream("The answer is fort", tool_name=None)
+    openai_server.add_text("The answer is 42.")
+    term = spawn()
+    term.wait_prompt()
+    term.send_line("what is it?")
+    term.expect(r"The answer is 42\.")
+    term.wait_prompt()
+    # The partial reply never left the live window: it is erased, with no marker.
+    assert "reply discarded" not in term.text
+    assert len(openai_server.chat_requests) == 2
+
+
 def test_stop_and_control_tools_show_no_panel(spawn, openai_server: ScriptedOpenAIServer) -> None:
     openai_server.add_tool_call("stop", {"reason": "all tests pass"}, text="Finished the work.")
     term = spawn()

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from pygent import events as ev
 from pygent.settings import Settings, load_settings
 from pygent.web.bridge import Bridge
 from pygent.web.eventlog import SessionLog, history_events
@@ -549,3 +550,106 @@ def test_session_log_merges_stream_chunks() -> None:
         ("tool_output", "a\nb\n"),
         ("tool_output", "e\n"),
     ]
+
+
+def test_session_log_drops_the_reply_a_discard_withdraws() -> None:
+    log = SessionLog()
+    before = [
+        {"type": "turn_started", "taskId": None, "prompt": "q"},
+        {"type": "message_delta", "taskId": None, "text": "Let me look."},
+        {"type": "message_done", "taskId": None, "text": "Let me look."},
+        {
+            "type": "tool_call_finished",
+            "taskId": None,
+            "callId": "c",
+            "tool": "bash",
+            "ok": True,
+            "output": "",
+            "status": "completed",
+        },
+    ]
+    for update in before:
+        log.append(update)
+    snapshot = log.snapshot()
+    log.append({"type": "message_delta", "taskId": None, "text": "It is the "})
+    log.append({"type": "message_delta", "taskId": "t1", "text": "a task's own reply"})
+    log.append({"type": "message_delta", "taskId": None, "text": "ent"})
+    log.append({"type": "notice", "taskId": None, "level": "warning", "text": "cut; asking again"})
+    log.append({"type": "message_discarded", "taskId": None, "reason": "the stream was cut"})
+    assert log.events == [
+        *before,
+        {"type": "message_delta", "taskId": "t1", "text": "a task's own reply"},
+        {"type": "notice", "taskId": None, "level": "warning", "text": "cut; asking again"},
+    ]
+    log.append({"type": "message_delta", "taskId": None, "text": "It is the entry point."})
+    assert log.events[-1]["text"] == "It is the entry point."
+    assert len(snapshot) == len(before), "a snapshot handed out earlier is not changed"
+    # A discard with no reply since the last step removes nothing.
+    log.append({"type": "message_done", "taskId": None, "text": "It is the entry point."})
+    count = len(log.events)
+    log.append({"type": "message_discarded", "taskId": None, "reason": ""})
+    assert len(log.events) == count
+
+
+async def test_a_discarded_reply_leaves_the_page_and_the_replay(
+    make_bridge: MakeBridge, openai_server: ScriptedOpenAIServer
+) -> None:
+    openai_server.add_text("hello")
+    bridge = make_bridge()
+    page = await connect(bridge)
+    await bridge.handle(page, {"type": "prompt", "sessionId": None, "text": "first"})
+    session_id = bridge.active_session_id
+    assert session_id is not None
+    hub = bridge.service.get(session_id).events
+    # A second turn whose model call streamed, was cut, and was asked again.
+    for event in (
+        ev.TurnStarted(prompt="second"),
+        ev.MessageDelta(text="Let me "),
+        ev.MessageDelta(text="look."),
+        ev.MessageDone(text="Let me look."),
+        ev.MessageDelta(text="It is the ent"),
+        ev.Notice(level="warning", text="the stream was cut; asking again"),
+        ev.MessageDiscarded(reason="the stream was cut"),
+        ev.MessageDelta(text="It is the entry point."),
+        ev.MessageDone(text="It is the entry point."),
+        ev.TurnEnded(text="It is the entry point."),
+    ):
+        hub.emit(event)
+    await page.wait_event("turn_ended")
+    assert page.events("message_discarded") == [
+        {"type": "message_discarded", "taskId": None, "reason": "the stream was cut"}
+    ]
+
+    reloaded = await connect(bridge)
+    events = reloaded.of("transcript")[-1]["events"]
+    second = events[[e.get("prompt") for e in events].index("second") :]
+    shown = [(e["type"], e.get("text")) for e in second]
+    assert shown == [
+        ("turn_started", None),
+        ("message_delta", "Let me look."),
+        ("message_done", "Let me look."),
+        ("notice", "the stream was cut; asking again"),
+        ("message_delta", "It is the entry point."),
+        ("message_done", "It is the entry point."),
+        ("turn_ended", "It is the entry point."),
+    ]
+
+
+async def test_a_cut_stream_reaches_the_page_as_a_discard_and_leaves_no_trace(
+    make_bridge: MakeBridge, openai_server: ScriptedOpenAIServer
+) -> None:
+    openai_server.add_truncated_stream("The answer is fort", tool_name=None)
+    openai_server.add_text("The answer is 42.")
+    bridge = make_bridge()
+    page = await connect(bridge)
+    await bridge.handle(page, {"type": "prompt", "sessionId": None, "text": "what is it?"})
+    await page.wait_event("turn_ended")
+    kinds = [e["type"] for e in page.events() if e["type"] != "notice"]
+    cut = kinds.index("message_discarded")
+    assert "message_delta" in kinds[:cut] and "message_delta" in kinds[cut + 1 :]
+
+    reloaded = await connect(bridge)
+    events = reloaded.of("transcript")[-1]["events"]
+    deltas = [e["text"] for e in events if e["type"] == "message_delta"]
+    assert deltas == ["The answer is 42."]
+    assert "message_discarded" not in [e["type"] for e in events]

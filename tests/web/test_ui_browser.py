@@ -6,6 +6,7 @@ each step go to ``test-artifacts/web/``.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import urllib.error
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.openai_server import ScriptedOpenAIServer, text_reply
+from tests.openai_server import RawReply, ScriptedOpenAIServer, text_reply
 from tests.web.conftest import Browser, StartUi
 
 pytestmark = pytest.mark.slow
@@ -231,6 +232,39 @@ def test_reconnect_shows_the_conversation(
     assert browser.texts(".msg.user") == ["first question", "second question"]
     assert browser.texts("pre.output-text") == ["after-reload\n"]
     browser.screenshot("reconnect-3-after-restart")
+
+
+def test_a_cut_reply_is_replaced_and_estimated_tokens_are_marked(
+    start_ui: StartUi, browser: Browser, openai_server: ScriptedOpenAIServer
+) -> None:
+    openai_server.add_truncated_stream("The answer is fort", tool_name=None)
+    openai_server.add_text("The answer is 42.")
+    # Then a server that sends no usage chunk: the counts become Pygent's estimate.
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"content": "Still 42."}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    openai_server.add(RawReply(200, body.encode(), "text/event-stream"))
+    ui = start_ui()
+    open_ui(browser, ui.url)
+    send_prompt(browser, "what is it?")
+    browser.wait_text(".msg.assistant", "The answer is 42.")
+    browser.wait(SEND)  # the turn is over
+    assert [t.strip() for t in browser.texts(".msg.assistant")] == ["The answer is 42."]
+    assert "~" not in browser.texts(".status-line .tokens")[0]
+    # A reload replays the session's log: only the saved answer, never the cut one.
+    browser.call("reload")
+    browser.wait(READY)
+    browser.wait_text(".msg.assistant", "The answer is 42.")
+    assert [t.strip() for t in browser.texts(".msg.assistant")] == ["The answer is 42."]
+
+    send_prompt(browser, "sure?")
+    browser.wait_text(".msg.assistant", "Still 42.")
+    browser.wait_text(".status-line .tokens", "(estimated)")
+    tokens = browser.texts(".status-line .tokens")[0]
+    assert tokens.startswith("~") and " / ~" in tokens, tokens
+    browser.screenshot("estimated-tokens")
 
 
 def test_task_list(

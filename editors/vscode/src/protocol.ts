@@ -338,6 +338,16 @@ export interface MessageDeltaUpdate extends UpdateBase {
   text: string;
 }
 
+/**
+ * Forget the reply text streamed since the current model call began (its `message_delta`
+ * updates): the call is retried and the answer that follows replaces it.
+ */
+export interface MessageDiscardedUpdate extends UpdateBase {
+  type: 'message_discarded';
+  /** Why, e.g. the stream was cut. */
+  reason: string;
+}
+
 export interface MessageDoneUpdate extends UpdateBase {
   type: 'message_done';
   text: string;
@@ -380,6 +390,8 @@ export interface UsageUpdate extends UpdateBase {
   completionTokens: number;
   totalPromptTokens: number;
   totalCompletionTokens: number;
+  /** The server reported no usage: the counts are Pygent's estimate (show them with `~`). */
+  estimated: boolean;
 }
 
 export interface NoticeUpdate extends UpdateBase {
@@ -423,6 +435,7 @@ export interface ChangesUpdate extends UpdateBase {
 export type SessionUpdate =
   | TurnStartedUpdate
   | MessageDeltaUpdate
+  | MessageDiscardedUpdate
   | MessageDoneUpdate
   | ToolCallProposedUpdate
   | ToolCallStartedUpdate

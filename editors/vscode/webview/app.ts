@@ -7,7 +7,7 @@
 import type { PermissionOptionId } from '../src/protocol';
 import { h } from './dom';
 import { PAGE_PROTOCOL_VERSION, type PageMessage, parseHostMessage } from './messages';
-import { activeTranscript, initialState, isBusy, type PageState, type Part, reduce } from './state';
+import { activeTranscript, initialState, isBusy, type PageState, type Part, reduce, usageText } from './state';
 import type { Transport } from './transport';
 import { ApprovalsView } from './ui/approvals';
 import { BannerView } from './ui/banner';
@@ -21,10 +21,6 @@ interface SavedState {
 }
 
 const TOAST_MS = 8000;
-
-function formatTokens(n: number): string {
-  return n >= 1000 ? `${(n / 1000).toFixed(n >= 10_000 ? 0 : 1)}k` : String(n);
-}
 
 export class ChatApp {
   readonly state: PageState = initialState();
@@ -172,7 +168,7 @@ export class ChatApp {
     }
     if (parts.has('header') || parts.has('transcript') || parts.has('composer')) {
       const usage = transcript.usage;
-      const tokens = usage ? `${formatTokens(usage.promptTokens)} / ${formatTokens(usage.completionTokens)} tokens` : '';
+      const tokens = usage ? usageText(usage) : '';
       this.header.update(s.status, s.sessions, s.activeSessionId, busy, tokens);
     }
     if (parts.has('banner')) {

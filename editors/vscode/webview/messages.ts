@@ -168,6 +168,7 @@ const count = withDefault(num, 0);
 export const parseSessionEvent: Parser<SessionEvent> = tagged<SessionEvent>({
   turn_started: variant('turn_started', { taskId, prompt: text }),
   message_delta: variant('message_delta', { taskId, text }),
+  message_discarded: variant('message_discarded', { taskId, reason: text }),
   message_done: variant('message_done', { taskId, text }),
   tool_call_proposed: variant('tool_call_proposed', {
     taskId,
@@ -192,6 +193,7 @@ export const parseSessionEvent: Parser<SessionEvent> = tagged<SessionEvent>({
     completionTokens: count,
     totalPromptTokens: count,
     totalCompletionTokens: count,
+    estimated: withDefault(bool, false),
   }),
   notice: variant('notice', { taskId, level: withDefault(str, 'info'), text }),
   task_status: variant('task_status', {

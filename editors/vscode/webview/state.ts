@@ -46,6 +46,19 @@ export type TranscriptItem =
 export interface Usage {
   promptTokens: number;
   completionTokens: number;
+  /** Some call's usage was Pygent's estimate (the server reported none): the totals are too. */
+  estimated: boolean;
+}
+
+function formatTokens(n: number): string {
+  return n >= 1000 ? `${(n / 1000).toFixed(n >= 10_000 ? 0 : 1)}k` : String(n);
+}
+
+/** The header's count, `1.2k / 300 tokens`; estimates read `~1.2k / ~300 tokens (estimated)`. */
+export function usageText(usage: Usage): string {
+  const mark = usage.estimated ? '~' : '';
+  const counts = `${mark}${formatTokens(usage.promptTokens)} / ${mark}${formatTokens(usage.completionTokens)} tokens`;
+  return usage.estimated ? `${counts} (estimated)` : counts;
 }
 
 export interface Transcript {
@@ -130,6 +143,19 @@ function closeStreaming(t: Transcript): void {
   }
 }
 
+/**
+ * Removes the reply streamed since the model call began (its streaming items; notices
+ * shown among them stay): the call is retried and its new answer replaces the text.
+ */
+function withdrawReply(t: Transcript): void {
+  for (let i = t.items.length - 1; i >= 0; i--) {
+    const item = t.items[i];
+    if (item?.kind === 'notice') continue;
+    if (item?.kind !== 'assistant' || !item.streaming) return;
+    t.items.splice(i, 1);
+  }
+}
+
 function appendOutput(item: Extract<TranscriptItem, { kind: 'tool' }>, text: string): void {
   let out = item.output + text;
   if (out.length > MAX_OUTPUT_CHARS) {
@@ -163,6 +189,9 @@ export function applyEvent(t: Transcript, event: SessionEvent): void {
       }
       return;
     }
+    case 'message_discarded':
+      withdrawReply(t);
+      return;
     case 'message_done': {
       const last = t.items[t.items.length - 1];
       if (last?.kind === 'assistant' && last.streaming) {
@@ -239,7 +268,11 @@ export function applyEvent(t: Transcript, event: SessionEvent): void {
       return;
     }
     case 'usage':
-      t.usage = { promptTokens: event.totalPromptTokens, completionTokens: event.totalCompletionTokens };
+      t.usage = {
+        promptTokens: event.totalPromptTokens,
+        completionTokens: event.totalCompletionTokens,
+        estimated: event.estimated || (t.usage?.estimated ?? false),
+      };
       return;
     case 'notice':
       t.items.push({ kind: 'notice', id: newId('n'), rev: 0, level: event.level, text: event.text });

@@ -16,6 +16,26 @@ interface SessionRecord {
   lastSeq: number;
 }
 
+/**
+ * The log without `taskId`'s reply chunks of its current model call: the `message_delta`
+ * events since its previous event of another kind (the turn's start, a finished message,
+ * a tool call). Notices among them and other tasks' events stay.
+ */
+export function withoutCurrentReply(events: SessionUpdate[], taskId: string | null): SessionUpdate[] {
+  const kept: SessionUpdate[] = [];
+  let i = events.length;
+  for (; i > 0; i--) {
+    const e = events[i - 1];
+    if (e === undefined) break;
+    if (e.taskId === taskId && e.type !== 'notice') {
+      if (e.type !== 'message_delta') break;
+    } else {
+      kept.push(e);
+    }
+  }
+  return [...events.slice(0, i), ...kept.reverse()];
+}
+
 export class SessionStore {
   private readonly records = new Map<string, SessionRecord>();
   private active: string | null = null;
@@ -60,7 +80,9 @@ export class SessionStore {
 
   /**
    * Records one update. Returns false for a repeated or unknown-session update (the
-   * caller then does not forward it). Consecutive chunks are merged in the log.
+   * caller then does not forward it). Consecutive chunks are merged in the log; a
+   * `message_discarded` is not logged but removes the chunks it withdraws, so a replay
+   * shows only the answer that replaced them.
    */
   append(sessionId: string, seq: number, update: SessionUpdate): boolean {
     const record = this.records.get(sessionId);
@@ -69,6 +91,10 @@ export class SessionStore {
     record.lastSeq = seq;
     if (update.type === 'turn_started' && update.taskId === null) record.info = { ...record.info, busy: true };
     if (update.type === 'turn_ended' && update.taskId === null) record.info = { ...record.info, busy: false };
+    if (update.type === 'message_discarded') {
+      record.events = withoutCurrentReply(record.events, update.taskId);
+      return true;
+    }
     const last = record.events[record.events.length - 1];
     if (last && update.type === 'message_delta' && last.type === 'message_delta' && last.taskId === update.taskId) {
       record.events[record.events.length - 1] = { ...last, text: last.text + update.text };

@@ -160,7 +160,7 @@ describe('chat page in Chromium', () => {
       ],
     });
     await post(event({ type: 'message_delta', taskId: null, text: 'Done: `hello.py` prints *hello*.' }));
-    await post(event({ type: 'usage', taskId: null, promptTokens: 900, completionTokens: 120, totalPromptTokens: 1800, totalCompletionTokens: 240 }));
+    await post(event({ type: 'usage', taskId: null, promptTokens: 900, completionTokens: 120, totalPromptTokens: 1800, totalCompletionTokens: 240, estimated: false }));
     await post(event({ type: 'turn_ended', taskId: null, stopReason: 'end_turn', text: 'Done: `hello.py` prints *hello*.', error: '' }));
     await post(event({ type: 'changes', taskId: null, count: 2, paths: ['hello.py', 'README.md'] }));
     await post(busySessions(false));
@@ -228,6 +228,30 @@ describe('chat page in Chromium', () => {
     await page.screenshot({ path: artifact('chat-crashed-light.png') });
     await banner.getByRole('button', { name: 'Restart server' }).click();
     assert.deepEqual(await inbox.next('runAction'), { type: 'runAction', action: 'restartServer' });
+    await page.context().close();
+  });
+
+  it('removes a discarded partial reply and marks estimated token counts', async () => {
+    const { page, inbox, post, errors } = await openAsVsCodeWebview(browser, server.url);
+    await inbox.next('ready');
+    await post({ ...init, sessions: (sessionsMsg as Extract<HostMessage, { type: 'sessions' }>).sessions, activeSessionId: SID });
+    await post(busySessions(true));
+    await post(event({ type: 'turn_started', taskId: null, prompt: 'what is a.py?' }));
+    await post(event({ type: 'message_delta', taskId: null, text: 'The file **a.py** is the ent' }));
+    await page.locator('.msg.assistant strong', { hasText: 'a.py' }).waitFor();
+    await post(event({ type: 'message_discarded', taskId: null, reason: 'the stream was cut' }));
+    await page.locator('.msg.assistant').waitFor({ state: 'detached' });
+    const answer = 'It is the **entry point**.';
+    await post(event({ type: 'message_delta', taskId: null, text: answer }));
+    await post(event({ type: 'message_done', taskId: null, text: answer }));
+    await post(event({ type: 'usage', taskId: null, promptTokens: 900, completionTokens: 12, totalPromptTokens: 900, totalCompletionTokens: 12, estimated: true }));
+    await post(event({ type: 'turn_ended', taskId: null, stopReason: 'end_turn', text: answer, error: '' }));
+    await post(busySessions(false));
+    await page.locator('.msg.assistant strong', { hasText: 'entry point' }).waitFor();
+    assert.deepEqual((await page.locator('.msg.assistant').allTextContents()).map((t) => t.trim()), ['It is the entry point.'], 'only the new answer, never spliced');
+    await page.waitForFunction(() => document.querySelector('.status-line .tokens')?.textContent?.includes('~') ?? false, undefined, { timeout: 5000 });
+    assert.equal(await page.locator('.status-line .tokens').textContent(), '~900 / ~12 tokens (estimated)');
+    assert.deepEqual(errors, []);
     await page.context().close();
   });
 

@@ -164,6 +164,40 @@ describe('ChatController', () => {
     );
   });
 
+  it('forwards a discard and drops the withdrawn reply from the log, keeping the earlier steps', async () => {
+    await controller.handle({ type: 'prompt', sessionId: null, text: 'hi' });
+    update({ type: 'turn_started', taskId: null, prompt: 'hi' });
+    update({ type: 'message_delta', taskId: null, text: 'Let me ' });
+    update({ type: 'message_delta', taskId: null, text: 'look.' });
+    update({ type: 'message_done', taskId: null, text: 'Let me look.' });
+    update({ type: 'tool_call_proposed', taskId: null, callId: 'c', tool: 'bash', arguments: { cmd: 'ls' }, preview: 'ls' });
+    update({ type: 'tool_call_finished', taskId: null, callId: 'c', tool: 'bash', ok: true, output: 'a.py\n', status: 'completed' });
+    update({ type: 'message_delta', taskId: null, text: 'It is the ' });
+    update({ type: 'task_status', taskId: 't1', status: 'running', persona: 'p', prompt: 'x', steps: 1, detail: '' });
+    update({ type: 'message_delta', taskId: null, text: 'ent' });
+    update({ type: 'message_discarded', taskId: null, reason: 'the stream was cut' });
+    update({ type: 'message_delta', taskId: null, text: 'a.py is the entry point.' });
+    update({ type: 'message_done', taskId: null, text: 'a.py is the entry point.' });
+    update({ type: 'turn_ended', taskId: null, stopReason: 'end_turn', text: 'a.py is the entry point.', error: '' });
+    const live = view.of('event').map((m) => m.event.type);
+    assert.ok(live.includes('message_discarded'), 'the open page is told to withdraw the partial reply');
+    // A re-opened page replays what was saved: no trace of the cut attempt.
+    view.messages.length = 0;
+    await controller.handle({ type: 'ready', protocol: 1 });
+    const replay = view.lastOf('transcript')?.events.map((e) => (e.type === 'message_delta' ? `delta:${e.text}` : e.type));
+    assert.deepEqual(replay, [
+      'turn_started',
+      'delta:Let me look.',
+      'message_done',
+      'tool_call_proposed',
+      'tool_call_finished',
+      'task_status',
+      'delta:a.py is the entry point.',
+      'message_done',
+      'turn_ended',
+    ]);
+  });
+
   it('shows an approval, answers the server with the choice and message, and closes the card', async () => {
     await controller.handle({ type: 'prompt', sessionId: null, text: 'go' });
     const asked = server.ask(REQUEST_PERMISSION, permission());

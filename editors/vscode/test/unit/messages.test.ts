@@ -60,6 +60,15 @@ describe('host messages', () => {
     assert.deepEqual(parseSessionEvent({ type: 'turn_ended', taskId: null }, 'e'), { type: 'turn_ended', taskId: null, stopReason: 'end_turn', text: '', error: '' });
   });
 
+  it('parses a discard and marks usage without `estimated` as reported', () => {
+    assert.deepEqual(parseSessionEvent({ type: 'message_discarded', taskId: null, reason: 'cut' }, 'e'), { type: 'message_discarded', taskId: null, reason: 'cut' });
+    assert.deepEqual(parseSessionEvent({ type: 'message_discarded' }, 'e'), { type: 'message_discarded', taskId: null, reason: '' });
+    const usage = { type: 'usage', taskId: null, promptTokens: 1, completionTokens: 2, totalPromptTokens: 3, totalCompletionTokens: 4 };
+    assert.equal((parseSessionEvent(usage, 'e') as { estimated?: boolean }).estimated, false);
+    assert.equal((parseSessionEvent({ ...usage, estimated: true }, 'e') as { estimated?: boolean }).estimated, true);
+    assert.throws(() => parseSessionEvent({ ...usage, estimated: 'yes' }, 'e'), /estimated/);
+  });
+
   it('rejects an unknown stop reason and an unknown event', () => {
     assert.throws(() => parseSessionEvent({ type: 'turn_ended', stopReason: 'exploded' }, 'e'), /stopReason/);
     assert.throws(() => parseSessionEvent({ type: 'exec' }, 'e'), /a known type/);

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { SessionUpdate } from '../../src/protocol';
-import { applyEvent, emptyTranscript, initialState, MAX_OUTPUT_CHARS, reduce, type Transcript } from '../../webview/state';
+import { applyEvent, emptyTranscript, initialState, MAX_OUTPUT_CHARS, reduce, type Transcript, usageText } from '../../webview/state';
 
 function run(events: SessionUpdate[]): Transcript {
   const t = emptyTranscript();
@@ -92,6 +92,43 @@ describe('transcript', () => {
     assert.equal(end.error, '');
     const alone = run([started, { type: 'turn_ended', taskId: null, stopReason: 'error', text: '', error: 'bad key' }]);
     assert.equal(alone.items[1]?.kind === 'end' && alone.items[1].error, 'bad key');
+  });
+
+  it('withdraws a discarded partial reply, keeps the earlier messages, and shows only the new answer', () => {
+    const t = run([
+      started,
+      { type: 'message_delta', taskId: null, text: 'Let me look.' },
+      { type: 'message_done', taskId: null, text: 'Let me look.' },
+      { type: 'tool_call_proposed', taskId: null, callId: 'c', tool: 'bash', arguments: { cmd: 'ls' }, preview: 'ls' },
+      { type: 'tool_call_finished', taskId: null, callId: 'c', tool: 'bash', ok: true, output: 'a.py\n', status: 'completed' },
+      { type: 'message_delta', taskId: null, text: 'The file a.py is the ent' },
+      { type: 'notice', taskId: null, level: 'warning', text: 'the stream was cut; asking again' },
+      { type: 'message_delta', taskId: null, text: 'ry po' },
+      { type: 'message_delta', taskId: 't1', text: 'a task goes on' },
+    ]);
+    applyEvent(t, { type: 'message_discarded', taskId: null, reason: 'the stream was cut' });
+    const shown = () => t.items.map((i) => (i.kind === 'assistant' ? `assistant:${i.text}` : i.kind));
+    assert.deepEqual(shown(), ['user', 'assistant:Let me look.', 'tool', 'notice']);
+    applyEvent(t, { type: 'message_delta', taskId: null, text: 'a.py is the entry point.' });
+    applyEvent(t, { type: 'message_done', taskId: null, text: 'a.py is the entry point.' });
+    applyEvent(t, { type: 'turn_ended', taskId: null, stopReason: 'end_turn', text: 'a.py is the entry point.', error: '' });
+    assert.deepEqual(shown(), ['user', 'assistant:Let me look.', 'tool', 'notice', 'assistant:a.py is the entry point.']);
+    // A discard with nothing streamed, or of a task, removes nothing.
+    applyEvent(t, { type: 'message_discarded', taskId: null, reason: '' });
+    applyEvent(t, { type: 'message_discarded', taskId: 't1', reason: '' });
+    assert.equal(t.items.length, 5);
+  });
+
+  it('marks estimated token counts, and keeps the mark once the totals include an estimate', () => {
+    const usage = (estimated: boolean, total: number) =>
+      ({ type: 'usage', taskId: null, promptTokens: 10, completionTokens: 5, totalPromptTokens: total, totalCompletionTokens: 300, estimated }) as const;
+    const t = run([started, usage(false, 1234)]);
+    assert.ok(t.usage);
+    assert.equal(usageText(t.usage), '1.2k / 300 tokens');
+    applyEvent(t, usage(true, 2000));
+    assert.equal(usageText(t.usage), '~2.0k / ~300 tokens (estimated)');
+    applyEvent(t, usage(false, 2500));
+    assert.equal(usageText(t.usage), '~2.5k / ~300 tokens (estimated)');
   });
 
   it('shows the question of ask_user and no end marker for a normal end', () => {
