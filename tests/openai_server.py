@@ -1,4 +1,4 @@
-"""A real, scripted HTTP server speaking the OpenAI chat-completions protocol, for tests.
+"""A real, scripted HTTP server speaking the OpenAI chat-completions and Responses protocols.
 
 Every test in the project drives the agent through this server and the real ``openai``
 SDK, so the bytes on the wire are what a real provider sends: JSON for plain requests,
@@ -6,6 +6,14 @@ server-sent events (content and tool-call deltas split over several chunks, para
 calls interleaved by index, ``finish_reason`` in the last choice chunk, a usage chunk
 when ``stream_options.include_usage`` is set, then ``data: [DONE]``) for streaming ones,
 and the real error JSON shapes for 4xx/5xx.
+
+``POST /v1/responses`` answers the same script in the Responses API's shapes, for
+clients that speak only that (Codex CLI, in ``bench/bench_launch.py``): typed SSE events
+(``response.created``, ``response.output_item.added``, ``response.output_text.delta``,
+``response.function_call_arguments.delta``, ``response.output_item.done``,
+``response.completed`` with usage), tool calls as ``function_call`` output items.
+Every request is stamped on arrival (``received_monotonic``, ``received_wall``) as
+soon as its request line is read, so a bench can tell when it reached the wire.
 
 In-process use::
 
@@ -363,6 +371,140 @@ class _Completion:
                     )
 
 
+class _Response:
+    """Builds the Responses API forms (SSE events, final object) of one answer.
+
+    The events are the ones OpenAI sends, in its order: ``response.created`` and
+    ``response.in_progress``; per output item ``response.output_item.added``, its deltas
+    (``response.output_text.delta`` inside a content part, or
+    ``response.function_call_arguments.delta``), their ``.done`` events and
+    ``response.output_item.done``; then ``response.completed`` (or
+    ``response.incomplete``) carrying the whole response with its usage.
+    """
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.request = request
+        self.id = f"resp_{uuid.uuid4().hex[:24]}"
+        self.created_at = int(time.time())
+        self.model = str(request.get("model") or "test-model")
+        self.output: list[dict[str, Any]] = []  # finished items, for the final object
+        self._seq = 0
+
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        out = {"type": kind, "sequence_number": self._seq, **fields}
+        self._seq += 1
+        return out
+
+    def response(
+        self,
+        status: str,
+        usage: dict[str, Any] | None = None,
+        incomplete: str | None = None,
+    ) -> dict[str, Any]:
+        tools = self.request.get("tools")
+        return {
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": status,
+            "error": None,
+            "incomplete_details": {"reason": incomplete} if incomplete else None,
+            "instructions": self.request.get("instructions"),
+            "max_output_tokens": self.request.get("max_output_tokens"),
+            "model": self.model,
+            "output": list(self.output) if status != "in_progress" else [],
+            "parallel_tool_calls": bool(self.request.get("parallel_tool_calls", True)),
+            "previous_response_id": self.request.get("previous_response_id"),
+            "reasoning": {"effort": None, "summary": None},
+            "store": bool(self.request.get("store", False)),
+            "temperature": 1.0,
+            "text": {"format": {"type": "text"}},
+            "tool_choice": self.request.get("tool_choice", "auto"),
+            "tools": tools if isinstance(tools, list) else [],
+            "top_p": 1.0,
+            "truncation": "disabled",
+            "usage": usage,
+            "metadata": {},
+        }
+
+    def usage(self, completion: str, usage: Mapping[str, int] | None) -> dict[str, Any]:
+        if usage is not None:  # chat-style names in scripts are accepted too
+            prompt = int(usage.get("input_tokens", usage.get("prompt_tokens", 0)))
+            done = int(usage.get("output_tokens", usage.get("completion_tokens", 0)))
+        else:
+            sent = [self.request.get("instructions"), self.request.get("input")]
+            prompt = max(1, len(json.dumps(sent)) // 4)
+            done = max(1, len(completion) // 4) if completion else 0
+        return {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": done,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + done,
+        }
+
+    def message_events(self, text: str, *, finish: bool = True) -> Iterator[dict[str, Any]]:
+        """An assistant message item; ``finish=False`` stops after the deltas."""
+        index = len(self.output)
+        item_id = f"msg_{uuid.uuid4().hex[:24]}"
+        item = {"id": item_id, "type": "message", "status": "in_progress", "role": "assistant"}
+        where = {"item_id": item_id, "output_index": index, "content_index": 0}
+        yield self.event(
+            "response.output_item.added", output_index=index, item={**item, "content": []}
+        )
+        empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        yield self.event("response.content_part.added", **where, part=empty)
+        for piece in _split_text(text):
+            yield self.event("response.output_text.delta", **where, delta=piece, logprobs=[])
+        if not finish:
+            return
+        part = {**empty, "text": text}
+        yield self.event("response.output_text.done", **where, text=text, logprobs=[])
+        yield self.event("response.content_part.done", **where, part=part)
+        done = {**item, "status": "completed", "content": [part]}
+        self.output.append(done)
+        yield self.event("response.output_item.done", output_index=index, item=done)
+
+    def call_events(self, call: ScriptedCall, *, cut: bool = False) -> Iterator[dict[str, Any]]:
+        """A ``function_call`` item; ``cut`` sends half the arguments and no ``.done``."""
+        index = len(self.output)
+        item_id = f"fc_{uuid.uuid4().hex[:24]}"
+        item = {
+            "id": item_id,
+            "type": "function_call",
+            "status": "in_progress",
+            "arguments": "",
+            "call_id": call.id,
+            "name": call.name,
+        }
+        yield self.event("response.output_item.added", output_index=index, item=item)
+        args = call.arguments[: len(call.arguments) // 2] if cut else call.arguments
+        for piece in _split_args(args):
+            if piece:
+                yield self.event(
+                    "response.function_call_arguments.delta",
+                    item_id=item_id,
+                    output_index=index,
+                    delta=piece,
+                )
+        if cut:
+            return
+        yield self.event(
+            "response.function_call_arguments.done",
+            item_id=item_id,
+            output_index=index,
+            name=call.name,
+            arguments=args,
+        )
+        done = {**item, "status": "completed", "arguments": args}
+        self.output.append(done)
+        yield self.event("response.output_item.done", output_index=index, item=done)
+
+    def opening(self) -> Iterator[dict[str, Any]]:
+        yield self.event("response.created", response=self.response("in_progress"))
+        yield self.event("response.in_progress", response=self.response("in_progress"))
+
+
 # --------------------------------------------------------------------------- recording
 
 
@@ -376,6 +518,8 @@ class RecordedRequest:
     body: Any
     raw: bytes = b""
     disconnected: bool = False  # the client went away before the reply was complete
+    received_monotonic: float = 0.0  # time.monotonic() when the request line was read
+    received_wall: float = 0.0  # time.time() at the same moment
 
     @property
     def stream(self) -> bool:
@@ -388,6 +532,8 @@ class RecordedRequest:
             "headers": self.headers,
             "body": self.body,
             "disconnected": self.disconnected,
+            "received_monotonic": self.received_monotonic,
+            "received_wall": self.received_wall,
         }
 
 
@@ -403,6 +549,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "ScriptedOpenAI/1.0"
     timeout = 60  # idle keep-alive connections do not hold a thread forever
     server: _HTTPServer
+    arrived: tuple[float, float] = (0.0, 0.0)  # (monotonic, wall) of the request line
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
         log.debug("%s %s", self.address_string(), format % args)
@@ -420,6 +567,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.owner._track(self.connection, add=False)
 
     # --- plumbing
+
+    def parse_request(self) -> bool:
+        # Called right after the request line was read: the closest this side gets to
+        # the moment the request reached the wire (headers and body are still unread).
+        self.arrived = (time.monotonic(), time.time())
+        return super().parse_request()
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -460,9 +613,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
-    def _sse(self, payload: Any) -> None:
+    def _sse(self, payload: Any, event: str | None = None) -> None:
         data = payload if isinstance(payload, str) else json.dumps(payload)
         frame = f"data: {data}\n\n".encode()
+        if event is not None:  # the Responses API names each event, as well as typing it
+            frame = f"event: {event}\n".encode() + frame
         self._write(b"%x\r\n%s\r\n" % (len(frame), frame))
 
     def _end_chunked(self) -> None:
@@ -517,7 +672,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"ok": True})
             return
         record = owner._record(self, body, raw)
-        if path != "/v1/chat/completions":
+        if path not in ("/v1/chat/completions", "/v1/responses"):
             self._not_found()
             return
         if not isinstance(body, dict):
@@ -540,7 +695,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             reply = owner._next_reply(body)
         try:
-            self._serve(reply, body, key)
+            if path == "/v1/responses":
+                self._serve_responses(reply, body, key)
+            else:
+                self._serve(reply, body, key)
         except _ClientGone:
             record.disconnected = True
             self.close_connection = True
@@ -641,6 +799,90 @@ class _Handler(BaseHTTPRequestHandler):
         else:  # pragma: no cover - a test scripted something this server does not know
             raise TypeError(f"unknown scripted reply: {reply!r}")
 
+    def _serve_responses(self, reply: Reply, request: dict[str, Any], key: str) -> None:
+        """The Responses API's form of a scripted reply (``POST /v1/responses``)."""
+        stream = bool(request.get("stream"))
+        resp = _Response(request)
+        opening = list(resp.opening())  # first, so sequence numbers follow the stream's order
+        owner = self.server.owner
+        if isinstance(reply, (ErrorReply, RawReply)):
+            self._serve(reply, request, key)  # errors look the same on both routes
+            return
+        if isinstance(reply, (TextReply, ToolCallsReply, SlowStreamReply)):
+            text = reply.text
+            calls = reply.calls if isinstance(reply, ToolCallsReply) else ()
+            usage = None if isinstance(reply, SlowStreamReply) else reply.usage
+            delay = reply.delay if isinstance(reply, SlowStreamReply) else 0.0
+            events: list[dict[str, Any]] = []
+            if text:
+                events += resp.message_events(text)
+            for call in calls:
+                events += resp.call_events(call)
+            completion = (text or "") + "".join(c.arguments for c in calls)
+            final = resp.response("completed", resp.usage(completion, usage))
+            if not stream:
+                if delay:
+                    owner._stop.wait(delay * max(1, len(_split_text(text or ""))))
+                self._send_json(200, final)
+                return
+            self._start_sse()
+            for event in [*opening, *events]:
+                self._sse(event, event["type"])
+                if delay and event["type"] == "response.output_text.delta":
+                    if owner._stop.wait(delay):
+                        self._drop()
+                        return
+            self._sse(resp.event("response.completed", response=final), "response.completed")
+            self._end_chunked()
+        elif isinstance(reply, StallReply):
+            if stream and reply.partial_text:
+                self._start_sse()
+                for event in [
+                    *opening,
+                    *resp.message_events(reply.partial_text, finish=False),
+                ]:
+                    self._sse(event, event["type"])
+            owner._stop.wait(reply.seconds)
+            self._drop()
+        elif isinstance(reply, (TruncatedStreamReply, LengthCutoffReply)):
+            cut_events: list[dict[str, Any]] = []
+            if reply.text:
+                cut_events += resp.message_events(reply.text)
+            if reply.call is not None:
+                cut_events += resp.call_events(reply.call, cut=True)
+            if isinstance(reply, LengthCutoffReply):
+                # The cut call never completes: the final object lists what did.
+                final = resp.response(
+                    "incomplete", resp.usage(reply.text or "", None), "max_output_tokens"
+                )
+                if not stream:
+                    self._send_json(200, final)
+                    return
+                self._start_sse()
+                for event in [*opening, *cut_events]:
+                    self._sse(event, event["type"])
+                self._sse(resp.event("response.incomplete", response=final), "response.incomplete")
+                self._end_chunked()
+                return
+            if not stream:
+                data = json.dumps(resp.response("completed")).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self._write(data[: len(data) // 2])
+                self._drop()
+                return
+            self._start_sse()
+            for event in [*opening, *cut_events]:
+                self._sse(event, event["type"])
+            if reply.abort:
+                self._drop()
+            else:
+                self._end_chunked()  # a clean end of body without response.completed
+        else:  # pragma: no cover - a test scripted something this server does not know
+            raise TypeError(f"unknown scripted reply: {reply!r}")
+
     def _answer(
         self,
         comp: _Completion,
@@ -680,11 +922,12 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class ScriptedOpenAIServer:
-    """A chat-completions server on 127.0.0.1 that answers from a script.
+    """A chat-completions and Responses API server on 127.0.0.1 that answers from a script.
 
-    Each POST to ``/v1/chat/completions`` consumes one scripted reply (or asks the
-    responder); when nothing is scripted it answers ``"(script exhausted)"`` so a test
-    that makes one call too many shows it.
+    Each POST to ``/v1/chat/completions`` or ``/v1/responses`` consumes one scripted
+    reply (or asks the responder), answered in that route's shapes; when nothing is
+    scripted it answers ``"(script exhausted)"`` so a test that makes one call too many
+    shows it.
     """
 
     def __init__(
@@ -770,6 +1013,22 @@ class ScriptedOpenAIServer:
     def chat_requests(self) -> list[RecordedRequest]:
         """Only the POSTs to ``/v1/chat/completions``."""
         return [r for r in self.requests if r.method == "POST" and r.path.startswith("/v1/chat/")]
+
+    @property
+    def responses_requests(self) -> list[RecordedRequest]:
+        """Only the POSTs to ``/v1/responses`` (the Responses API)."""
+        return [
+            r for r in self.requests if r.method == "POST" and r.path.startswith("/v1/responses")
+        ]
+
+    @property
+    def model_requests(self) -> list[RecordedRequest]:
+        """Model calls on either route, in arrival order."""
+        return [
+            r
+            for r in self.requests
+            if r.method == "POST" and r.path.startswith(("/v1/chat/", "/v1/responses"))
+        ]
 
     @property
     def pending(self) -> int:
@@ -911,6 +1170,8 @@ class ScriptedOpenAIServer:
             headers={k.lower(): v for k, v in handler.headers.items()},
             body=body,
             raw=raw,
+            received_monotonic=handler.arrived[0],
+            received_wall=handler.arrived[1],
         )
         with self._lock:
             self._requests.append(rec)
@@ -994,7 +1255,7 @@ def openai_env(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.openai_server",
-        description="Serve a scripted OpenAI-compatible chat-completions API until killed.",
+        description="Serve a scripted OpenAI-compatible API (chat completions and Responses) until killed.",
     )
     parser.add_argument("--script", help="JSON file: a list of script items")
     parser.add_argument("--host", default="127.0.0.1")

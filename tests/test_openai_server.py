@@ -390,3 +390,139 @@ def test_stop_does_not_wait_for_a_stalled_request():
     server.stop()
     assert time.monotonic() - started < 3
     conn.close()
+
+
+# --------------------------------------------------------------------------- Responses API
+
+
+def post_responses(server: ScriptedOpenAIServer, body: dict[str, Any]) -> tuple[int, bytes]:
+    req = urllib.request.Request(
+        f"{server.base_url}/responses",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer sk-raw"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
+def named_events(raw: bytes) -> list[dict[str, Any]]:
+    """The events of a Responses stream; each ``event:`` name must match its data's type."""
+    out = []
+    for block in raw.decode().split("\n\n"):
+        if not block.strip():
+            continue
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        data = json.loads(lines["data"])
+        assert lines["event"] == data["type"]
+        out.append(data)
+    return out
+
+
+def responses_body(stream: bool = True) -> dict[str, Any]:
+    return {"model": "test-model", "input": "hi", "stream": stream, "instructions": "be brief"}
+
+
+def test_responses_stream_text_as_typed_events(openai_server):
+    openai_server.add_text("one two three", usage={"prompt_tokens": 9, "completion_tokens": 3})
+    status, raw = post_responses(openai_server, responses_body())
+    events = named_events(raw)
+    kinds = [e["type"] for e in events]
+    assert status == 200
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
+    assert len(deltas) >= 3 and "".join(deltas) == "one two three"
+    done = events[-1]["response"]
+    assert done["status"] == "completed" and done["instructions"] == "be brief"
+    assert done["output"][0]["content"][0] == {
+        "type": "output_text",
+        "text": "one two three",
+        "annotations": [],
+        "logprobs": [],
+    }
+    assert done["usage"]["input_tokens"] == 9 and done["usage"]["output_tokens"] == 3
+    assert done["usage"]["total_tokens"] == 12
+
+
+def test_responses_tool_calls_are_function_call_items(openai_server):
+    openai_server.add_tool_calls(
+        [("exec_command", {"cmd": "ls -la"}, "call_a"), ("view_image", {"path": "x"}, "call_b")],
+        text="Looking.",
+    )
+    _, raw = post_responses(openai_server, responses_body())
+    events = named_events(raw)
+    added = [e["item"] for e in events if e["type"] == "response.output_item.added"]
+    assert [i["type"] for i in added] == ["message", "function_call", "function_call"]
+    args = "".join(
+        e["delta"]
+        for e in events
+        if e["type"] == "response.function_call_arguments.delta" and e["output_index"] == 1
+    )
+    assert json.loads(args) == {"cmd": "ls -la"}
+    output = events[-1]["response"]["output"]
+    calls = [(i["call_id"], i["name"], json.loads(i["arguments"])) for i in output[1:]]
+    assert calls == [
+        ("call_a", "exec_command", {"cmd": "ls -la"}),
+        ("call_b", "view_image", {"path": "x"}),
+    ]
+    assert all(i["status"] == "completed" for i in output)
+
+
+def test_responses_the_real_sdk_parses_stream_and_json(openai_server):
+    client = openai.OpenAI(base_url=openai_server.base_url, api_key="sk-x", max_retries=0)
+    openai_server.add_text("streamed answer")
+    openai_server.add_tool_call("exec_command", {"cmd": "true"}, call_id="call_z")
+    openai_server.add_text("plain answer")
+    with client.responses.stream(model="m", input="hi") as stream:
+        assert stream.get_final_response().output_text == "streamed answer"
+    events = list(client.responses.create(model="m", input="hi", stream=True))
+    (call,) = events[-1].response.output
+    assert (call.type, call.call_id, call.name) == ("function_call", "call_z", "exec_command")
+    plain = client.responses.create(model="m", input="hi")
+    assert plain.output_text == "plain answer" and plain.usage.total_tokens > 0
+    assert [r.path for r in openai_server.responses_requests] == ["/v1/responses"] * 3
+
+
+def test_responses_errors_cutoffs_and_dropped_streams(openai_server):
+    openai_server.add_error(429, headers={"Retry-After": "2"})
+    openai_server.add_length_cutoff("partial", arguments={"cmd": "x" * 30})
+    openai_server.add_truncated_stream("half", abort=False)
+    status, raw = post_responses(openai_server, responses_body())
+    assert status == 429 and json.loads(raw)["error"]["code"] == "rate_limit_exceeded"
+    _, raw = post_responses(openai_server, responses_body())
+    last = named_events(raw)[-1]
+    assert last["type"] == "response.incomplete"
+    assert last["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert [i["type"] for i in last["response"]["output"]] == ["message"]  # the cut call is not
+    _, raw = post_responses(openai_server, responses_body())
+    kinds = [e["type"] for e in named_events(raw)]
+    assert "response.completed" not in kinds and "response.function_call_arguments.delta" in kinds
+
+
+def test_requests_are_stamped_on_arrival_on_both_routes(openai_server):
+    before_mono, before_wall = time.monotonic(), time.time()
+    post(openai_server, chat(stream=False))
+    post_responses(openai_server, responses_body(stream=False))
+    after_mono, after_wall = time.monotonic(), time.time()
+    chat_req, resp_req = openai_server.model_requests
+    assert chat_req.path == "/v1/chat/completions" and resp_req.path == "/v1/responses"
+    assert before_mono <= chat_req.received_monotonic <= resp_req.received_monotonic <= after_mono
+    assert before_wall <= chat_req.received_wall <= after_wall
+    assert chat_req.to_dict()["received_monotonic"] == chat_req.received_monotonic
+    assert openai_server.chat_requests == [chat_req]
+    assert openai_server.responses_requests == [resp_req]
