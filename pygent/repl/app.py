@@ -226,7 +226,10 @@ class Repl:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(self._late_warning, text)
 
-        if self._lazy_model is not None:
+        if self._lazy_model is not None and self.interactive:
+            # Warm up while the user types. Piped input has its first prompt ready at
+            # once: the key check would only delay that prompt's request, which tells
+            # of a rejected key anyway.
             self._lazy_model.warm_up(on_problem=warn)
         threading.Thread(target=self._watch_sandbox, args=(warn,), daemon=True).start()
 
