@@ -69,7 +69,7 @@ class MarkdownStream:
         """
         self.text += delta
         if not self.console.is_terminal:
-            return False  # a pipe gets the finished Markdown once
+            return False  # a pipe gets the finished text once
         self.dirty = True
         if time.monotonic() - self._last_render >= RENDER_INTERVAL:
             self.flush()
@@ -93,7 +93,11 @@ class MarkdownStream:
         if self.console.is_terminal:
             self._render(final=True)
         else:
-            self.console.print(_markdown(strip_terminal_codes(self.text)))
+            # A pipe gets the Markdown as written (what `pygent < task > out.md` wants),
+            # and skips rich's Markdown renderer (~60 ms to import, at every exit).
+            self.console.print(
+                strip_terminal_codes(self.text), markup=False, highlight=False, soft_wrap=True
+            )
             self.committed = True
 
     def discard(self) -> bool:
