@@ -198,3 +198,63 @@ def test_docker_asked_for_but_missing_is_a_clear_error(
     term.expect(r"pygent: Docker was asked for but is not available")
     assert term.wait_exit() == 2
     assert "Traceback" not in term.text
+
+
+class _SingleStream(BaseHTTPRequestHandler):
+    """A server like llama-cpp-python's: one request at a time matters. ``GET /models``
+    is slow; a chat request arriving while it runs is recorded as a collision."""
+
+    busy = threading.Event()
+    collisions: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+        type(self).busy.set()
+        try:
+            time.sleep(1.0)
+            self._json({"object": "list", "data": [{"id": "m", "object": "model"}]})
+        finally:
+            type(self).busy.clear()
+
+    def do_POST(self) -> None:  # noqa: N802 (stdlib naming)
+        if type(self).busy.is_set():
+            type(self).collisions.append(self.path)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._json(
+            {
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "answered alone"},
+                     "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+            }
+        )
+
+    def _json(self, payload: object) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def test_first_prompt_does_not_race_the_warm_up(spawn, repl_env: dict[str, str]) -> None:
+    """The key check at start-up and a prompt typed at once never overlap on the server."""
+    _SingleStream.collisions = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SingleStream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = dict(repl_env, OPENAI_BASE_URL=f"http://127.0.0.1:{server.server_port}/v1")
+        term = spawn(env=env)
+        term.expect(re.escape("vc> "))  # typed the moment the prompt shows
+        term.send_line("hello")
+        term.expect("answered alone")
+        assert _SingleStream.collisions == []
+        term.wait_prompt()
+        term.send("\x04")
+        assert term.wait_exit() == 0
+    finally:
+        server.shutdown()
