@@ -23,18 +23,9 @@ from tests.openai_server import (
     text_reply,
     tool_call_reply,
 )
+from tests.test_models import TOOLS
 
 KEY = "sk-compat-test-key"
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "bash",
-            "description": "run a command",
-            "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}},
-        },
-    }
-]
 AFTER_A_CALL = [
     {"role": "user", "content": "list files"},
     {

@@ -137,25 +137,26 @@ def test_unexpected_error_saves_the_session_without_a_traceback(
     assert "keep this" in (saved / "history.jsonl").read_text()
 
 
+def _send_json(handler: BaseHTTPRequestHandler, status: int, payload: object) -> None:
+    body = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class _Rejecting(BaseHTTPRequestHandler):
     """Answers every request like a provider that does not know the key."""
 
     def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
-        body = json.dumps(
-            {
-                "error": {
-                    "message": "Incorrect API key provided",
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "invalid_api_key",
-                }
-            }
-        ).encode()
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        error = {
+            "message": "Incorrect API key provided",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+        _send_json(self, 401, {"error": error})
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
@@ -230,12 +231,7 @@ class _SingleStream(BaseHTTPRequestHandler):
         )
 
     def _json(self, payload: object) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        _send_json(self, 200, payload)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
