@@ -511,12 +511,20 @@ class OpenAIModel:
         """Ask a cut stream's request again without streaming: its answer, or the error."""
         plain = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         log.info("the stream from %s ended early; asking once without streaming", self.base_url)
-        try:
-            reply = await self._complete_once(client, plain)
-        except (_HTTPStatus, _StreamError, _Garbage) as exc:
-            return exc
-        except httpx2.HTTPError:
-            return cut  # a transport failure says nothing new: retried as a cut stream
+        for attempt in (1, 2):
+            try:
+                reply = await self._complete_once(client, plain)
+                break
+            except (_HTTPStatus, _StreamError, _Garbage) as exc:
+                return exc
+            except httpx2.TransportError:
+                # The server may have closed the pooled connection after the bad stream
+                # (uvicorn does, after llama-cpp-python's empty one): once more, on a
+                # new connection (the pool has dropped the dead one).
+                if attempt == 2:
+                    return cut  # says nothing new: retried as a cut stream
+            except httpx2.HTTPError:
+                return cut
         if cut.empty and has_tools and self.options.stream_tools is None:
             # It answers the same request whole but streamed nothing: it cannot stream
             # tool requests (llama-cpp-python with tool_choice "auto").

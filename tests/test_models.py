@@ -429,11 +429,13 @@ async def test_truncated_stream_never_yields_tool_calls(openai_server):
 
 @pytest.mark.parametrize("abort", [True, False])
 async def test_truncated_stream_gives_up_with_a_clear_error(openai_server, abort):
-    for _ in range(3):  # stream, the plain re-ask, the retried stream
+    # The stream, the plain re-ask (cut too: asked again on a new connection), the
+    # retried stream.
+    for _ in range(4):
         openai_server.add_truncated_stream(abort=abort)
     with pytest.raises(ModelConnectionError, match=r"the model stream ended early \(attempt 2/2\)"):
         await stream(make(openai_server, max_retries=1), TOOLS)
-    assert [r.stream for r in openai_server.chat_requests] == [True, False, True]
+    assert [r.stream for r in openai_server.chat_requests] == [True, False, False, True]
 
 
 async def test_a_retried_answer_replaces_the_shown_text(openai_server):

@@ -1,0 +1,1 @@
+"""Pygent against real OpenAI-compatible servers (llama-cpp-python, llama-server, LiteLLM)."""
