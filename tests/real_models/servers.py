@@ -36,7 +36,7 @@ KEYS = (
     "PYGENT_TOOL_TEMPLATE",
 )
 #: The name Pygent sends as ``model``: the llama.cpp servers serve any name, LiteLLM routes it.
-MODEL_NAME = "smollm2"
+MODEL_NAME = "local"  # the name docs/models.md's snippets use
 #: The window every server gets; the overflow test writes a prompt longer than this.
 N_CTX = 4096
 #: One thread each: with two, llama.cpp's threads spin-wait on each other, and any other
