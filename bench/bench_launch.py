@@ -183,7 +183,7 @@ class Bench:
 
     def python_pass(self) -> dict[str, Any]:
         self.server.reset()
-        run = spawn_and_wait([sys.executable, "-c", "pass"], self.pygent_env(), self.work,
+        run = spawn_and_wait([PYTHON[0], "-c", "pass"], self.pygent_env(), self.work,
                              log=self.tmp / "python.log", timeout=RUN_TIMEOUT)  # fmt: skip
         if run.code != 0 or run.timed_out:
             raise Failed(f"python -c pass: exit {run.code}")
@@ -210,10 +210,10 @@ class Bench:
         return out
 
     def pygent_api(self) -> dict[str, Any]:
-        return self._process("pygent_api", [sys.executable, "-c", API_STEP], self.pygent_env())
+        return self._process("pygent_api", [PYTHON[0], "-c", API_STEP], self.pygent_env())
 
     def pygent_api_turn(self) -> dict[str, Any]:
-        argv = [sys.executable, "-c", API_TURN]
+        argv = [PYTHON[0], "-c", API_TURN]
         return self._process("pygent_api_turn", argv, self.pygent_env(), steps=STEPS)
 
     def pygent_oneshot(self) -> dict[str, Any]:
@@ -291,11 +291,39 @@ class Bench:
             into.setdefault(key, []).extend(value if isinstance(value, list) else [value])
 
 
+#: The Python that runs Pygent (and ``python -c pass``): set by main() from --install.
+PYTHON = [sys.executable]
+
+
 def _pygent_argv() -> list[str]:
-    script = Path(sys.executable).with_name("pygent")
+    script = Path(PYTHON[0]).with_name("pygent")
     if not script.is_file():
-        raise SystemExit(f"no pygent script next to {sys.executable}: pip install -e .")
+        raise SystemExit(f"no pygent script next to {PYTHON[0]}: pip install -e .")
     return [str(script), "--no-docker"]
+
+
+def user_install() -> str:
+    """A clean virtual environment with this checkout installed as a user installs it
+    (``pip install .``, as pipx does): the Python that the Pygent subjects run.
+
+    The environment and the dependencies are cached in ``PYGENT_BENCH_CACHE``; Pygent
+    itself is reinstalled from the working tree on every run. A development Python
+    carries start-up costs of its own (an editable-install finder, whatever ``.pth``
+    files its site-packages holds: on this machine one imports certifi), which a
+    user's ``pipx install pygent`` does not pay.
+    """
+    venv = codex_cli.CACHE / f"launch-venv-py{sys.version_info[0]}.{sys.version_info[1]}"
+    python = venv / "bin" / "python"
+    pip = [str(python), "-m", "pip", "-q", "--disable-pip-version-check"]
+    if not (venv / ".ready").is_file():
+        print(f"making a clean environment for Pygent in {venv} (once)", flush=True)
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([*pip, "install", "setuptools>=68", "wheel", str(ROOT)], check=True)
+        (venv / ".ready").touch()
+    subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", "--force-reinstall",
+                    str(ROOT)], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    return str(python)
 
 
 # --------------------------------------------------------------------------- main
@@ -321,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"npm version of @openai/codex, or 'latest' (default "
                              f"{codex_cli.DEFAULT_VERSION})")  # fmt: skip
     parser.add_argument("--no-codex", action="store_true", help="measure Pygent only")
+    parser.add_argument("--install", choices=("user", "dev"), default="user",
+                        help="user: Pygent installed into a clean virtual environment, as "
+                             "users install it (default); dev: this Python's install")  # fmt: skip
     parser.add_argument("--write-docs", action="store_true",
                         help="also write the figures into docs/performance.md")  # fmt: skip
     parser.add_argument("--docs-only", action="store_true",
@@ -331,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"updated the Launch figures in {DOCS}")
         return 0
     rounds = 3 if args.quick else args.rounds
+    if args.install == "user":
+        PYTHON[0] = user_install()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
 
@@ -396,7 +429,9 @@ def main(argv: list[str] | None = None) -> int:
         "failures": bench.failures,
         "load_average_1min": [round(x, 2) for x in load],
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}; Pygent "
+        + ("installed into a clean virtual environment (pip install .)" if args.install == "user"
+           else "from the development install"),
     }
     result["ratios"] = launch_report.ratios(result)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
