@@ -146,12 +146,10 @@ class _Accumulator:
 
     def __init__(self) -> None:
         self.parts: list[str] = []
-        self.text_len = 0
         self.calls: dict[int, dict[str, Any]] = {}
         self.finish: str | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
-        self.has_usage = False
         self.chunks = 0
 
     def add(self, chunk: Mapping[str, Any]) -> str:
@@ -159,7 +157,6 @@ class _Accumulator:
         self.chunks += 1
         usage = chunk.get("usage")
         if isinstance(usage, Mapping) and (usage.get("prompt_tokens") or usage.get("completion_tokens")):
-            self.has_usage = True
             self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             self.completion_tokens = int(usage.get("completion_tokens") or 0)
         text = ""
@@ -171,7 +168,6 @@ class _Accumulator:
                 content = delta.get("content")
                 if isinstance(content, str) and content:
                     self.parts.append(content)
-                    self.text_len += len(content)
                     text += content
                 for call in delta.get("tool_calls") or ():
                     self._add_call(call)
@@ -586,10 +582,7 @@ class OpenAIModel:
     def _with_usage(self, reply: ModelReply, body: dict[str, Any], profile: ServerProfile) -> ModelReply:
         """The reply, with token counts estimated (and marked so) when the server gave none."""
         if reply.prompt_tokens or reply.completion_tokens:
-            profile.reports_usage = True
             return reply
-        if profile.reports_usage is None:
-            profile.reports_usage = False
         self._notice(
             profile,
             "usage",

@@ -50,7 +50,6 @@ class ServerProfile:
     base_url: str
     model: str
     stream_tools: bool | None = None  # can it stream a reply to a request with tools?
-    reports_usage: bool | None = None  # did its replies carry token usage?
     parallel_calls: bool | None = None  # does it take several tool calls in one message?
     null_content: bool = False  # True: it wants content null (not "") beside tool calls
     dropped: set[str] = field(default_factory=set)  # OPTIONAL_FIELDS it rejected

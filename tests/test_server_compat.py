@@ -23,7 +23,7 @@ from tests.openai_server import (
     text_reply,
     tool_call_reply,
 )
-from tests.test_models import TOOLS
+from tests.test_models import TOOLS, _close_models, track  # noqa: F401 (an autouse fixture)
 
 KEY = "sk-compat-test-key"
 AFTER_A_CALL = [
@@ -80,22 +80,10 @@ class Seen:
         return "".join(self.items[last + 1 :])
 
 
-_made: list[OpenAIModel] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_models():
-    _made.clear()
-    yield
-    for model in _made:
-        await model.aclose()
-
-
 def make(server: ScriptedOpenAIServer, seen: Seen | None = None, **kw: Any) -> OpenAIModel:
     kw.setdefault("retry_base_delay", 0.01)
-    model = OpenAIModel(KEY, server.base_url, on_notice=seen.notices.append if seen else None, **kw)
-    _made.append(model)
-    return model
+    notices = seen.notices.append if seen else None
+    return track(OpenAIModel(KEY, server.base_url, on_notice=notices, **kw))
 
 
 async def ask(model: OpenAIModel, seen: Seen, messages: Any = None, tools: Any = TOOLS):

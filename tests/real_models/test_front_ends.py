@@ -4,7 +4,6 @@ through a pytest-lsp client. One short prompt each, answered."""
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +18,7 @@ from tests.lsp.conftest import CAPABILITIES, SERVER_COMMAND, Updates, request, s
 from tests.real_models import servers
 from tests.real_models.conftest import ALL_TOOLS
 from tests.real_models.servers import ServerProcess
-from tests.repl.conftest import Term, pygent_command
+from tests.repl.conftest import Term, pygent_command, terminal_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -41,22 +40,7 @@ def model_variables(server: ServerProcess) -> dict[str, str]:
 def test_repl_answers_from_llama_cpp_python(
     tmp_path: Path, llama_cpp_python: ServerProcess
 ) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PYGENT_", "OPENAI_", "XDG_")) and k not in ("COLUMNS", "LINES")
-    }
-    env.update(
-        HOME=str(home),
-        XDG_DATA_HOME=str(home / ".local" / "share"),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        PROMPT_TOOLKIT_NO_CPR="1",  # pexpect answers no cursor-position requests
-        TERM="xterm-256color",
-        **model_variables(llama_cpp_python),
-    )
+    env = terminal_env(tmp_path / "home", **model_variables(llama_cpp_python))
     argv = [*pygent_command(), "--no-docker"]
     child = pexpect.spawn(
         argv[0],

@@ -119,8 +119,18 @@ class Term:
 @pytest.fixture
 def repl_env(tmp_path: Path, openai_server: ScriptedOpenAIServer) -> dict[str, str]:
     """An environment with a private home, pointing at the scripted server."""
-    home = tmp_path / "home"
-    home.mkdir()
+    return terminal_env(
+        tmp_path / "home",
+        OPENAI_BASE_URL=openai_server.base_url,
+        OPENAI_API_KEY="sk-test-key",
+        PYGENT_MODEL="test-model",
+    )
+
+
+def terminal_env(home: Path, **variables: str) -> dict[str, str]:
+    """This process's environment without Pygent's and the model's variables, with a
+    private ``home`` (made here) and XDG folders, for a REPL in a pexpect terminal."""
+    home.mkdir(parents=True, exist_ok=True)
     env = {
         k: v
         for k, v in os.environ.items()
@@ -131,11 +141,9 @@ def repl_env(tmp_path: Path, openai_server: ScriptedOpenAIServer) -> dict[str, s
         XDG_DATA_HOME=str(home / ".local" / "share"),
         XDG_CONFIG_HOME=str(home / ".config"),
         XDG_CACHE_HOME=str(home / ".cache"),
-        OPENAI_BASE_URL=openai_server.base_url,
-        OPENAI_API_KEY="sk-test-key",
-        PYGENT_MODEL="test-model",
         PROMPT_TOOLKIT_NO_CPR="1",  # pexpect answers no cursor-position requests
         TERM="xterm-256color",
+        **variables,
     )
     return env
 
