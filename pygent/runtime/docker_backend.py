@@ -34,10 +34,10 @@ from pygent.runtime.docker_engine import (
     explain_engine_error,
     import_docker,
     is_connection_error,
-    owner_labels,
     reap_orphans,
 )
 from pygent.runtime.docker_transport import OWNER_GONE, DockerShellTransport
+from pygent.runtime.ownership import owner_labels
 from pygent.runtime.sandbox_env import sandbox_environment
 from pygent.runtime.shell import PersistentShell, Running
 

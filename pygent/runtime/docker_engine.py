@@ -10,23 +10,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pygent.errors import RuntimeUnavailable
+from pygent.runtime.ownership import LABEL_MANAGED, owner_alive
 
 if TYPE_CHECKING:  # the SDK is an optional dependency, imported where used
     import docker
 
 log = logging.getLogger(__name__)
-
-#: Label keys on every container Pygent creates; the reaper only looks at these.
-LABEL_MANAGED = "pygent.managed"
-LABEL_OWNER_PID = "pygent.owner_pid"
-LABEL_OWNER_START = "pygent.owner_start"
-LABEL_OWNER_BOOT = "pygent.owner_boot"
-LABEL_OWNER_HOST = "pygent.owner_host"
 
 #: Seconds an API call may take before it counts as a hung daemon.
 API_TIMEOUT = 60
@@ -220,69 +213,7 @@ def _split_reference(image: str) -> tuple[str, str | None]:
     return image, "latest"
 
 
-# -- ownership and the orphan reaper --------------------------------------------------
-
-
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as fh:
-            return fh.read().strip()
-    except OSError:
-        return ""
-
-
-def process_start_time(pid: int) -> str | None:
-    """The start time of ``pid`` in clock ticks since boot (/proc/PID/stat field 22)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read().decode(errors="replace")
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()
-    # After the command name: state(3) ppid(4) ... starttime is field 22, index 19 here.
-    return fields[19] if len(fields) > 19 else None
-
-
-def owner_labels() -> dict[str, str]:
-    """Labels identifying this process, so a later Pygent can tell if it is gone."""
-    pid = os.getpid()
-    return {
-        LABEL_MANAGED: "1",
-        LABEL_OWNER_PID: str(pid),
-        LABEL_OWNER_START: process_start_time(pid) or "",
-        LABEL_OWNER_BOOT: _boot_id(),
-        LABEL_OWNER_HOST: socket.gethostname(),
-    }
-
-
-def owner_alive(labels: dict[str, str]) -> bool:
-    """Whether the Pygent process that created a container still runs.
-
-    A container made on another host (a shared remote daemon) counts as alive: its
-    owner cannot be checked from here, so it is never reaped from here.
-    """
-    host = labels.get(LABEL_OWNER_HOST)
-    if host and host != socket.gethostname():
-        return True
-    boot = labels.get(LABEL_OWNER_BOOT)
-    if boot and _boot_id() and boot != _boot_id():
-        return False  # the machine rebooted since: that process is gone
-    pid_text = labels.get(LABEL_OWNER_PID, "")
-    if not pid_text.isdigit():
-        return False
-    if not os.path.isdir("/proc/self"):  # no /proc (macOS): existence is all we can check
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    started = process_start_time(int(pid_text))
-    if started is None:
-        return False
-    want = labels.get(LABEL_OWNER_START, "")
-    return not want or want == started  # a different start time: the PID was reused
+# -- the orphan reaper (the labels: pygent.runtime.ownership) --------------------------
 
 
 def reap_orphans(client: docker.DockerClient) -> list[str]:

@@ -18,8 +18,6 @@ import asyncio
 import atexit
 import logging
 import os
-import shutil
-import tempfile
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -29,6 +27,7 @@ from pygent.errors import PathError, RuntimeUnavailable
 from pygent.runtime.base import Backend, CommandResult, DirectBackend, OutputCallback
 from pygent.runtime.local import LocalBackend
 from pygent.runtime.loop import LoopThread
+from pygent.runtime.scratch import make_scratch_dir, remove_scratch_dir
 from pygent.runtime.workspace import Workspace
 from pygent.settings import Settings, load_settings
 
@@ -105,7 +104,7 @@ class Runtime:
         ws = workspace if workspace is not None else self.settings.workspace
         self._owns_workspace = ws is None
         if ws is None:
-            self._base = Path(tempfile.mkdtemp(prefix="pygent_"))
+            self._base = make_scratch_dir()
         else:
             self._base = Path(ws).expanduser()
             self._base.mkdir(parents=True, exist_ok=True)
@@ -120,7 +119,7 @@ class Runtime:
         except BaseException:
             self._loop.stop()
             if self._owns_workspace:
-                shutil.rmtree(self._base, ignore_errors=True)
+                remove_scratch_dir(self._base)
             raise
         self._started = self._loop.submit(self.backend.start())
         _live.add(self)
@@ -411,7 +410,7 @@ class Runtime:
         finally:
             self._loop.stop()
             if self._owns_workspace:
-                shutil.rmtree(self._base, ignore_errors=True)
+                remove_scratch_dir(self._base)
 
     def __enter__(self) -> Runtime:
         return self

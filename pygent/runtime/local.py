@@ -33,11 +33,13 @@ log = logging.getLogger(__name__)
 #: The variable that tags every process a local backend's shell starts.
 TAG_VARIABLE = "PYGENT_SANDBOX_ID"
 
-#: The watcher: waits until the pipe on fd $2 reports end-of-file (Pygent closed it or
-#: died), then kills every process whose environment carries the tag ($1). Builtins,
-#: ``grep`` and ``kill`` only; it is not tagged itself.
+#: The watcher: waits until its stdin, the read end of a pipe, reports end-of-file
+#: (Pygent closed it or died), then kills every process whose environment carries the
+#: tag ($1). Builtins, ``grep`` and ``kill`` only; it is not tagged itself. (The pipe is
+#: stdin, not ``<&N``: dash refuses descriptors above 9 with "Bad fd number", and a
+#: language server holding a few connections is past 9.)
 _WATCHER = (
-    'read _ <&"$2"; for _ in 1 2 3; do for d in /proc/[0-9]*; do '
+    'read _; for _ in 1 2 3; do for d in /proc/[0-9]*; do '
     'grep -qsaxzF "$1" "$d/environ" && kill -9 "${d#/proc/}" 2>/dev/null; done; done'
 )
 
@@ -299,9 +301,9 @@ class LocalBackend:
         read_end, write_end = os.pipe()  # both close-on-exec; the watcher gets read_end
         try:
             self._watcher = await asyncio.create_subprocess_exec(
-                "/bin/sh", "-c", _WATCHER, "pygent-watcher", f"{TAG_VARIABLE}={self.tag}", str(read_end),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL, pass_fds=(read_end,),
+                "/bin/sh", "-c", _WATCHER, "pygent-watcher", f"{TAG_VARIABLE}={self.tag}",
+                stdin=read_end, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C to Pygent's group must not stop it
                 env={"PATH": "/usr/bin:/bin"},
             )

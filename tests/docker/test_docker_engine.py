@@ -11,13 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pygent.runtime.docker_engine import (
-    docker_available,
-    explain_engine_error,
-    owner_labels,
-    process_start_time,
-    reap_orphans,
-)
+from pygent.runtime.docker_engine import docker_available, explain_engine_error, reap_orphans
+from pygent.runtime.ownership import owner_labels, process_start_time
 from tests.docker_gate import TEST_IMAGE
 
 pytestmark = pytest.mark.docker
