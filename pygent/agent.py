@@ -267,6 +267,9 @@ class Agent:
             raise PygentError("a turn is already running in this session; cancel it first")
         self._cancel_requested = False
         self._turn_loop = asyncio.get_running_loop()
+        # The settings' limits apply to every caller (API, REPL, service) unless given.
+        if step_timeout is None:
+            step_timeout = self.settings.step_timeout
         inner = asyncio.ensure_future(self._turn(prompt, max_steps or self.settings.max_steps,
                                                  step_timeout, max_time))
         self._turn_task = inner

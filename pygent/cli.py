@@ -1,4 +1,5 @@
-"""The ``pygent`` command: parses flags, then starts the REPL or dispatches a subcommand.
+"""The ``pygent`` command: parses flags, then starts the REPL, runs one prompt
+(``pygent -p``) or dispatches a subcommand.
 
 Kept deliberately light: nothing heavy (rich, prompt_toolkit, openai, docker, the
 agent core) is imported here, so ``pygent --version`` and ``pygent --help`` answer
@@ -17,7 +18,7 @@ from pathlib import Path
 #: Subcommands and the module whose ``main(argv) -> int`` serves them.
 SUBCOMMANDS = {
     "ui": ("pygent.web.server", "the web interface", "pip install 'pygent[ui]'"),
-    "lsp": ("pygent.lsp.server", "the language server for editors", "pip install pygent"),
+    "lsp": ("pygent.lsp.launch", "the language server for editors", "pip install pygent"),
 }
 #: Flags that take a value: needed to find the subcommand word among the options.
 _VALUE_FLAGS = {
@@ -32,7 +33,17 @@ _VALUE_FLAGS = {
     "--omit-tool",
     "--ban-cmd",
     "--model",
+    "-p",
+    "--print",
+    "--output-format",
+    "--approval-mode",
+    "--max-steps",
+    "--resume",
 }
+#: ``--output-format`` values of the one-shot mode.
+OUTPUT_FORMATS = ("text", "json", "stream-json")
+#: ``--approval-mode`` values (the same as PYGENT_APPROVAL_MODE's, without ``api``).
+APPROVAL_MODES = ("auto", "confirm", "never", "read-only")
 
 
 @dataclass
@@ -51,6 +62,17 @@ class ReplOptions:
     ban_cmds: list[str] = field(default_factory=list)
     model: str | None = None
     show_usage: bool = False
+    prompt: str | None = None  # -p: run this one prompt ("": read it from stdin)
+    output_format: str = "text"
+    yes: bool = False
+    approval_mode: str | None = None
+    max_steps: int | None = None
+    resume: str | None = None  # --resume: this id ("": pick one)
+    continue_latest: bool = False
+
+    @property
+    def one_shot(self) -> bool:
+        return self.prompt is not None
 
 
 def _version() -> str:
@@ -69,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  pygent ui [ARGS]       start the web interface (also: pygent-ui)\n"
         "  pygent lsp [ARGS]      start the language server (pygent lsp --stdio)\n"
         "  pygent version         print the version\n\n"
+        "one prompt, no REPL: pygent -p 'fix the failing test' (or the prompt on stdin)\n"
         "Inside the REPL type /help for commands. Docs: docs/repl.md",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -112,12 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="set a variable inside the sandbox (repeatable)",
     )
     add(
-        "--load",
-        type=Path,
-        metavar="DIR",
-        help="resume a session saved with /save DIR (or set PYGENT_SNAPSHOT)",
-    )
-    add(
         "--omit-tool",
         dest="omit_tools",
         action="append",
@@ -145,6 +162,57 @@ def build_parser() -> argparse.ArgumentParser:
         dest="show_usage",
         action="store_true",
         help="show the token usage after every turn",
+    )
+    add(
+        "--approval-mode",
+        choices=APPROVAL_MODES,
+        help="when to ask before a tool runs (default: PYGENT_APPROVAL_MODE or auto; "
+        "docs/approvals.md)",
+    )
+    add("--max-steps", type=int, metavar="N", help="model calls per turn at most (default 50)")
+    resume = parser.add_argument_group("saved sessions")
+    resume.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="ID",
+        help="resume a saved session (without ID: pick one from a list)",
+    )
+    resume.add_argument(
+        "--continue",
+        dest="continue_latest",
+        action="store_true",
+        help="resume the latest session started in this folder",
+    )
+    resume.add_argument(
+        "--load",
+        type=Path,
+        metavar="DIR",
+        help="resume a session saved with /save DIR (or set PYGENT_SNAPSHOT)",
+    )
+    once = parser.add_argument_group(
+        "one-shot mode", "run one prompt, print the answer and exit (exit statuses: docs/repl.md)"
+    )
+    once.add_argument(
+        "-p",
+        "--print",
+        dest="prompt",
+        nargs="?",
+        const="",
+        metavar="PROMPT",
+        help="run PROMPT (without it: the prompt read from stdin) and print the answer",
+    )
+    once.add_argument(
+        "--output-format",
+        choices=OUTPUT_FORMATS,
+        default="text",
+        help="text (the answer), json (one object) or stream-json (one event per line)",
+    )
+    once.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="allow the tool calls the approval mode would ask about (default: deny them)",
     )
     add("--version", action="version", version=f"pygent {_version()}")
     return parser
@@ -200,6 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         build_parser().error(f"unknown command {word!r} (commands: ui, lsp, version)")
     options = parse_options(args)
+    if options.one_shot:
+        from pygent.oneshot import run as run_once
+
+        return run_once(options)
     from pygent.repl.app import run
 
     return run(options)

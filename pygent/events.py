@@ -4,6 +4,13 @@ The REPL renders them, the LSP server forwards them as notifications, the web UI
 sends them over its socket and API callers subscribe to them. Every event has a
 ``type`` tag and serialises with :func:`event_to_dict` to a camelCase-free JSON
 object (the wire layers rename keys where they need to).
+
+These classes ARE the session updates of the editor protocol: the ``pygent/sessionUpdate``
+union is :data:`SESSION_EVENTS` (each event's fields but ``session_id``, camelCase, plus
+its ``type`` tag), the JSON Schema and the VS Code extension's types are generated from
+them (``python scripts/gen_protocol.py``). Fields with a closed set of values are typed
+with the ``Literal`` aliases below, never a free string (``Annotated[str, Alias]`` where
+callers still pass a plain ``str``: the wire and its schema take the alias either way).
 """
 
 from __future__ import annotations
@@ -12,7 +19,17 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
+
+#: A delegated task's state (``pygent.task_info`` names each one).
+TaskState = Literal["queued", "running", "finished", "failed", "timeout", "cancelled"]
+#: How a tool call ended.
+ToolCallStatus = Literal["completed", "failed", "denied", "cancelled"]
+NoticeLevel = Literal["info", "warning", "error"]
+#: Which stream of a command a chunk of output comes from.
+OutputStream = Literal["stdout", "stderr"]
+#: A permission request was sent and awaits an answer, or it was answered (or timed out).
+PermissionState = Literal["pending", "resolved"]
 
 
 class StopReason(str, Enum):
@@ -40,6 +57,8 @@ class Event:
 
 @dataclass(frozen=True)
 class TurnStarted(Event):
+    """A turn began with this prompt."""
+
     type: ClassVar[str] = "turn_started"
     prompt: str = ""
 
@@ -87,6 +106,8 @@ class ToolCallProposed(Event):
 
 @dataclass(frozen=True)
 class ToolCallStarted(Event):
+    """An approved tool call began running."""
+
     type: ClassVar[str] = "tool_call_started"
     call_id: str = ""
     tool: str = ""
@@ -99,17 +120,19 @@ class ToolOutput(Event):
     type: ClassVar[str] = "tool_output"
     call_id: str = ""
     text: str = ""
-    stream: str = "stdout"
+    stream: Annotated[str, OutputStream] = "stdout"
 
 
 @dataclass(frozen=True)
 class ToolCallFinished(Event):
+    """A tool call ended: ``output`` holds its last 4000 characters."""
+
     type: ClassVar[str] = "tool_call_finished"
     call_id: str = ""
     tool: str = ""
     ok: bool = True
     output: str = ""
-    status: str = "completed"  # completed | failed | denied | cancelled
+    status: Annotated[str, ToolCallStatus] = "completed"
 
 
 @dataclass(frozen=True)
@@ -134,7 +157,7 @@ class Notice(Event):
     """Something the user should know that is not part of the conversation."""
 
     type: ClassVar[str] = "notice"
-    level: str = "info"  # info | warning | error
+    level: NoticeLevel = "info"
     text: str = ""
 
 
@@ -143,7 +166,7 @@ class TaskStatus(Event):
     """Status of a delegated task (queued, running, finished, failed, timeout, cancelled)."""
 
     type: ClassVar[str] = "task_status"
-    status: str = "queued"
+    status: Annotated[str, TaskState] = "queued"
     persona: str = ""
     prompt: str = ""
     steps: int = 0
@@ -152,11 +175,58 @@ class TaskStatus(Event):
 
 @dataclass(frozen=True)
 class TurnEnded(Event):
+    """The turn ended: why, its final text (or the ``ask_user`` question) and any error."""
+
     type: ClassVar[str] = "turn_ended"
     stop_reason: StopReason = StopReason.END_TURN
-    text: str = ""  # the final assistant text (or the ask_user question)
+    text: str = ""
     error: str = ""
 
+
+@dataclass(frozen=True)
+class Permission(Event):
+    """A permission request was sent (``pending``) or answered / timed out (``resolved``).
+
+    ``outcome`` is the option chosen, or why the call was denied (``denied: <why>``).
+    """
+
+    type: ClassVar[str] = "permission"
+    call_id: str = ""
+    state: PermissionState = "pending"
+    outcome: str = ""
+
+
+@dataclass(frozen=True)
+class Changes(Event):
+    """After a turn in copy mode: the agent's changes not applied to the folder yet.
+
+    ``count`` files; ``paths`` lists at most the first 200 of them.
+    """
+
+    type: ClassVar[str] = "changes"
+    count: int = 0
+    paths: list[str] = field(default_factory=list)
+
+
+#: The events a session streams (the ``pygent/sessionUpdate`` union), in documentation order.
+SESSION_EVENTS: tuple[type[Event], ...] = (
+    TurnStarted,
+    MessageDelta,
+    MessageDiscarded,
+    MessageDone,
+    ToolCallProposed,
+    ToolCallStarted,
+    ToolOutput,
+    ToolCallFinished,
+    Usage,
+    Notice,
+    TaskStatus,
+    TurnEnded,
+    Permission,
+    Changes,
+)
+#: ``type`` tag -> event class.
+EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in SESSION_EVENTS}
 
 EventListener = Callable[[Event], None]
 

@@ -1,7 +1,9 @@
 """Front-end-neutral sessions: create, prompt, cancel, list, close and resume agents with their sandboxes.
 
-The language server and the web UI hold no agent logic: they call a
-:class:`SessionService`. A session is an :class:`~pygent.agent.Agent`, its own
+The language server, the web UI, the REPL and the one-shot mode hold no agent logic:
+they call a :class:`SessionService`, the one place a session is assembled (delegated
+tasks build their sub-agents with :func:`build_agent` from here too, so every front end
+gets the same tools, limits and events). A session is an :class:`~pygent.agent.Agent`, its own
 :class:`~pygent.runtime.Runtime`, its :class:`~pygent.tasks.TaskManager` and, when bound
 to a folder, a :class:`~pygent.changes.WorkspaceSync`. Approvals go to the approver the
 front end's factory makes for each session. Every method is safe to call from the
@@ -27,13 +29,20 @@ from pygent import events as ev
 from pygent.agent import Agent, TurnResult
 from pygent.approval import Approver
 from pygent.changes import COPY, MOUNT, FileChange, FileEdit, SyncReport, WorkspaceSync
-from pygent.errors import PathError, PygentError, RuntimeUnavailable
+from pygent.errors import (
+    PathError,
+    PygentError,
+    RuntimeUnavailable,
+    SessionBusyError,
+    UnknownSessionError,
+)
 from pygent.persona import Persona
-from pygent.policy import normalize_mode
+from pygent.policy import Policy, normalize_mode
 from pygent.runtime import Runtime
 from pygent.settings import Settings
 from pygent.store import SessionStore
 from pygent.tasks import TaskInfo, TaskManager
+from pygent.tools import ToolRegistry
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +51,6 @@ SYNC_MODES = (COPY, MOUNT, "none")
 
 #: Makes the approver of a session (given its id); None means nobody answers (deny).
 ApproverFactory = Callable[[str], "Approver | None"]
-
-
-class UnknownSessionError(PygentError):
-    """No live session has this id."""
-
-
-class SessionBusyError(PygentError):
-    """A turn is already running in the session."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,61 @@ def folder_path(value: str) -> Path:
     return path.resolve()
 
 
+def build_agent(
+    settings: Settings,
+    *,
+    runtime: Runtime,
+    model: Any = None,
+    model_name: str | None = None,
+    persona: Persona | None = None,
+    history_file: Path | None = None,
+    approver: Approver | None = None,
+    approval_mode: str | None = None,
+    policy: Policy | None = None,
+    session_id: str | None = None,
+    task_id: str | None = None,
+    depth: int = 0,
+    task_manager: TaskManager | None = None,
+    tools: ToolRegistry | None = None,
+    disabled_tools: Iterable[str] = (),
+) -> Agent:
+    """The one place Pygent's own modules construct an :class:`Agent` (a session's main
+    agent or a delegated task's sub-agent); a test keeps it so.
+
+    Args:
+        settings: the session's settings (limits, banned commands, disabled tools).
+        runtime: the agent's sandbox, already made.
+        model: a model object (None: the custom model, else the OpenAI-compatible one).
+        model_name: the model name sent to the API (default ``settings.model``).
+        persona: who the agent is (default ``settings.main_persona``).
+        history_file: where the conversation is appended (None: nowhere).
+        approver: who answers approval requests (None: nobody, so they are denied).
+        approval_mode: the policy's mode, when ``policy`` is not given.
+        policy: a policy to use as is (a task shares its session's rules).
+        session_id, task_id, depth: where the agent sits (a task: its id, depth 1).
+        task_manager: the session's tasks; it adds the delegation tools.
+        tools: a tool registry (default: the shared default registry).
+        disabled_tools: tool names this agent may not use.
+    """
+    return Agent(
+        runtime=runtime,
+        model=model,
+        model_name=model_name or settings.model,
+        persona=persona,
+        history_file=history_file,
+        disabled_tools=tuple(disabled_tools),
+        settings=settings,
+        tools=tools,
+        approver=approver,
+        policy=policy,
+        approval_mode=approval_mode,
+        session_id=session_id,
+        task_id=task_id,
+        depth=depth,
+        task_manager=task_manager,
+    )
+
+
 class SessionService:
     """Every live session of one front end, and the saved ones.
 
@@ -189,6 +245,48 @@ class SessionService:
 
     async def resume(self, session_id: str, options: SessionOptions) -> Session:
         """Reopen a saved session (its history) in a new sandbox."""
+        self._check_resumable(session_id)
+        return await self._open(options, resume_id=session_id)
+
+    def open_blocking(
+        self,
+        options: SessionOptions,
+        *,
+        resume_id: str | None = None,
+        runtime: Runtime | None = None,
+        history_file: Path | None = None,
+        meta: dict[str, Any] | None = None,
+        unsaved_ok: bool = False,
+    ) -> Session:
+        """Create (or, with ``resume_id``, reopen) a session in the calling thread, for
+        front ends that build it in a worker thread of their own (the REPL, ``pygent -p``).
+
+        Args:
+            options: as for :meth:`create`.
+            resume_id: a saved session to reopen (its history and title).
+            runtime: a sandbox the front end already started (the REPL shows its banner
+                while the sandbox comes up); the session owns and removes it.
+            history_file: keep the conversation in this file instead of a new saved
+                session (a ``/save`` snapshot's, ``PYGENT_HISTORY_FILE``).
+            meta: more fields for a new saved session (``cwd``, ``front_end``...).
+            unsaved_ok: when the sessions folder cannot be written, go on without
+                saving (a notice says so) instead of failing.
+        """
+        self._check_options(options)
+        if resume_id is not None:
+            self._check_resumable(resume_id)
+        mode = normalize_mode(options.approval_mode or self.settings.effective_approval_mode())
+        return self._open_blocking(
+            options,
+            resume_id,
+            mode,
+            runtime=runtime,
+            history_file=history_file,
+            meta=meta,
+            unsaved_ok=unsaved_ok,
+        )
+
+    def _check_resumable(self, session_id: str) -> None:
         if session_id in self._sessions:
             raise PygentError(f"session {session_id!r} is already open here")
         path = self.store.path(session_id)
@@ -197,9 +295,8 @@ class SessionService:
                 f"no saved session {session_id!r} in {self.store.root}",
                 hint="list the sessions (includeSaved) to see their ids",
             )
-        return await self._open(options, resume_id=session_id)
 
-    async def _open(self, options: SessionOptions, resume_id: str | None) -> Session:
+    def _check_options(self, options: SessionOptions) -> None:
         if self._closed:
             raise PygentError("the service is shutting down")
         if options.runtime not in RUNTIMES:
@@ -208,6 +305,9 @@ class SessionService:
             )
         if options.sync_mode not in SYNC_MODES:
             raise PygentError(f"unknown sync mode {options.sync_mode!r}")
+
+    async def _open(self, options: SessionOptions, resume_id: str | None) -> Session:
+        self._check_options(options)
         mode = normalize_mode(options.approval_mode or self.settings.effective_approval_mode())
         return await asyncio.to_thread(self._open_blocking, options, resume_id, mode)
 
@@ -225,43 +325,75 @@ class SessionService:
                 return persona
         return Persona(name, settings.persona)
 
-    def _open_blocking(self, options: SessionOptions, resume_id: str | None, mode: str) -> Session:
+    def _saved_meta(self, session_id: str) -> dict[str, Any]:
+        try:
+            reader = self.store.read(session_id)
+            try:
+                reader.load()
+                return dict(reader.meta)
+            finally:
+                reader.close()
+        except PygentError as exc:
+            log.warning("cannot read saved session %s: %s", session_id, exc)
+            return {}
+
+    def _history_path(
+        self, session_id: str, given: Path | None, unsaved_ok: bool, notices: list[str]
+    ) -> Path | None:
+        if given is not None:
+            return given
+        path = self.store.path(session_id)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            if not unsaved_ok:
+                raise
+            log.warning("the conversation is not saved: %s", exc)
+            notices.append(f"the conversation is not saved: {exc}")
+            return None
+        return path
+
+    def _open_blocking(
+        self,
+        options: SessionOptions,
+        resume_id: str | None,
+        mode: str,
+        *,
+        runtime: Runtime | None = None,
+        history_file: Path | None = None,
+        meta: dict[str, Any] | None = None,
+        unsaved_ok: bool = False,
+    ) -> Session:
         settings = self._session_settings(options)
         folder_text = options.workspace_folder
         saved_meta: dict[str, Any] = {}
-        if resume_id is not None and not folder_text:
-            try:
-                reader = self.store.read(resume_id)
-                reader.load()
-                saved_meta = dict(reader.meta)
-                reader.close()
-            except PygentError as exc:
-                log.warning("cannot read saved session %s: %s", resume_id, exc)
-            folder_text = saved_meta.get("workspace") or None
+        if resume_id is not None:
+            saved_meta = self._saved_meta(resume_id)
+            # A saved editor session is bound to its folder again; a terminal one
+            # (sync "none") kept its own workspace and is not bound to anything.
+            if not folder_text and options.sync_mode != "none":
+                folder_text = saved_meta.get("workspace") or None
         folder = folder_path(folder_text) if folder_text else None
         sync_mode = options.sync_mode if folder is not None else "none"
-        use_docker = {"auto": None, "docker": True, "local": False}[options.runtime]
-        runtime = Runtime(
-            use_docker=use_docker,
-            settings=settings,
-            workspace=folder if sync_mode == MOUNT else None,
-        )
+        if runtime is None:
+            use_docker = {"auto": None, "docker": True, "local": False}[options.runtime]
+            runtime = Runtime(
+                use_docker=use_docker,
+                settings=settings,
+                workspace=folder if sync_mode == MOUNT else None,
+            )
+        notices = list(runtime.notices)
         try:
-            if resume_id is None:
-                session_id = self._new_id()
-            else:
-                session_id = resume_id
-            history_path = self.store.path(session_id)
-            history_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            session_id = self._new_id() if resume_id is None else resume_id
+            history_path = self._history_path(session_id, history_file, unsaved_ok, notices)
             approver = self.approver_factory(session_id) if self.approver_factory else None
             tasks = TaskManager(settings=settings, session_id=session_id)
-            agent = Agent(
+            agent = build_agent(
+                settings,
                 runtime=runtime,
                 model=self.model,
-                model_name=settings.model,
                 persona=self._persona(options.persona, settings),
                 history_file=history_path,
-                settings=settings,
                 approver=approver,
                 approval_mode=mode,
                 session_id=session_id,
@@ -280,14 +412,16 @@ class SessionService:
             folder,
             sync_mode,
             title,
-            notices=list(runtime.notices),
+            notices=notices,
         )
         try:
-            if agent.history_store is not None and resume_id is None:
-                meta = {"workspace": str(folder) if folder else None, "model": agent.model_name}
+            new_record = resume_id is None and history_file is None
+            if agent.history_store is not None and new_record:
+                fields = {"workspace": str(folder) if folder else None, "model": agent.model_name}
+                fields.update(meta or {})
                 if options.title:
-                    meta["title"] = options.title
-                for key, value in meta.items():
+                    fields["title"] = options.title
+                for key, value in fields.items():
                     agent.history_store.set_meta(key, value)
             if folder is not None and sync_mode in (COPY, MOUNT):
                 session.sync = WorkspaceSync(folder, runtime.files, sync_mode)
@@ -411,6 +545,16 @@ class SessionService:
         if session is None:
             return False
         await self._shutdown_session(session)
+        return True
+
+    def close_blocking(self, session_id: str) -> bool:
+        """:meth:`close` in the calling thread, for a session whose turn has ended (the
+        REPL's exit, ``pygent -p``); False when no such session is open."""
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return False
+        session.closed = True
+        self._dispose(session)
         return True
 
     async def _shutdown_session(self, session: Session) -> None:
@@ -664,5 +808,6 @@ __all__ = [
     "SessionSummary",
     "ToolState",
     "UnknownSessionError",
+    "build_agent",
     "folder_path",
 ]

@@ -201,7 +201,7 @@ def _path(value: Any) -> Path:
 
 def _list(value: Any) -> list[str]:
     """A list from TOML, or a string separated by os.pathsep (upstream) or commas."""
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [str(v) for v in value]
     text = str(value)
     sep = os.pathsep if os.pathsep in text else ","
@@ -355,6 +355,32 @@ def parse_config_file(path: Path, warnings: list[str] | None = None) -> dict[str
     return _toml_layer(read_toml(path), path, warnings if warnings is not None else [])
 
 
+def _override_layer(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Explicit overrides (CLI flags, API arguments), parsed like every other source:
+    ``{"sessions_dir": "~/s", "max_steps": "5"}`` gives a Path and an int. Keys are the
+    field names (or the variable names, as in ``pygent.toml``); None means "not given"."""
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        spec = _BY_FIELD.get(key) or _BY_KEY.get(str(key).lower())
+        if spec is None:
+            if key not in fields:
+                raise ConfigError(f"unknown setting {key!r}")
+            out[key] = value  # bookkeeping fields (config_files, warnings): as given
+            continue
+        if spec.field == "task_personas" and not isinstance(value, str):
+            value = [
+                dataclasses.asdict(p) if isinstance(p, Persona) else p for p in value
+            ]
+        try:
+            out[spec.field] = spec.parse(value)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"setting {key!r}: {exc}") from None
+    return out
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     *,
@@ -365,8 +391,9 @@ def load_settings(
     """Build the settings from all sources (see the module docstring for precedence).
 
     Args:
-        overrides: field values that win over everything (CLI flags, API arguments);
-            ``None`` values are ignored.
+        overrides: field values that win over everything (CLI flags, API arguments),
+            checked and converted like the other sources (a string path becomes a
+            ``Path``, ``"5"`` an int); ``None`` values are ignored.
         environ: the environment to read (default: ``os.environ``).
         config_file: an explicit ``pygent.toml`` (``--config``); otherwise discovered.
         cwd: where to look for ``pygent.toml`` (default: the current directory).
@@ -394,12 +421,7 @@ def load_settings(
                 f"environment variable {spec.variable}: {exc}",
                 hint=f"fix or unset {spec.variable}",
             ) from None
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if key not in {f.name for f in dataclasses.fields(Settings)}:
-            raise ConfigError(f"unknown setting {key!r}")
-        values[key] = value
+    values.update(_override_layer(overrides or {}))
     for key, value in values.items():
         setattr(settings, key, value)
     settings.warnings = warnings

@@ -447,7 +447,11 @@ class TaskManager:
                 parent.policy, runtime_kind=runtime.kind, workspace_root=str(runtime.workspace)
             )
         if self.agent_factory is None:
-            agent = Agent(
+            # Imported here: the service imports this module (a session owns its tasks).
+            from pygent.service import build_agent
+
+            agent = build_agent(
+                settings,
                 runtime=runtime,
                 model=self._model
                 if self._model is not None
@@ -455,7 +459,6 @@ class TaskManager:
                 model_name=parent.model_name if parent is not None else None,
                 persona=task.persona,
                 disabled_tools=SUBAGENT_DISABLED_TOOLS,
-                settings=settings,
                 tools=parent.tools if parent is not None else None,
                 approver=approver,
                 policy=policy,

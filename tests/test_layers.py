@@ -40,7 +40,7 @@ def test_core_modules_never_import_front_ends() -> None:
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(PACKAGE)
-        if rel.parts[0] in ("lsp", "repl", "web", "cli.py", "__main__.py"):
+        if rel.parts[0] in ("lsp", "repl", "web", "cli.py", "oneshot.py", "__main__.py"):
             continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
@@ -48,3 +48,29 @@ def test_core_modules_never_import_front_ends() -> None:
                 ["pygent", "lsp"], ["pygent", "repl"], ["pygent", "web"], ["pygent", "cli"]):
                 offenders.append(f"{rel}: {node.module}")
     assert offenders == []
+
+
+def _constructed(path: Path, name: str) -> list[int]:
+    """Lines where ``name(...)`` (or ``something.name(...)``) is called."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            if called == name:
+                lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_session_service_assembles_agents() -> None:
+    """One builder (STYLE item 18): the REPL, ``pygent -p``, the language server, the web
+    page and delegated tasks get their agents and task managers from pygent/service.py."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = str(path.relative_to(PACKAGE))
+        if rel == "service.py":
+            continue
+        for name in ("Agent", "TaskManager"):
+            offenders += [f"{rel}:{line}: {name}(...)" for line in _constructed(path, name)]
+    assert offenders == []
+    assert _constructed(PACKAGE / "service.py", "Agent"), "the service builds agents itself"

@@ -1,177 +1,132 @@
-"""The VS Code extension's protocol mirror (editors/vscode/src/protocol.ts) matches pygent/lsp/protocol.py.
+"""The protocol's generated mirrors are up to date and cannot be edited by hand.
 
-Every method and command name, error code and closed vocabulary of the Python file must
-appear in the TypeScript file with the same value, every payload class must have an
-interface of the same name with the same (camelCase) fields, and the TypeScript file may
-not name methods the server does not have.
+``docs/protocol.schema.json`` and ``editors/vscode/src/protocol.ts`` are generated from
+the Python types (``python scripts/gen_protocol.py``); ``--check`` fails when either
+differs, and a hand edit in a copy of them is caught. The extension imports nothing the
+generated module lacks.
 """
 
 from __future__ import annotations
 
+import json
 import re
-import typing
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-import attrs
 import pytest
 
+from pygent import events as ev
 from pygent.lsp import protocol
+from pygent.lsp.schema import protocol_schema
 
-MIRROR = Path(__file__).resolve().parents[1] / "editors" / "vscode" / "src" / "protocol.ts"
-
-#: Module-level integer constants that are part of the wire protocol.
-INT_CONSTANTS = [
-    "PROTOCOL_VERSION",
-    "PARSE_ERROR",
-    "INVALID_REQUEST",
-    "METHOD_NOT_FOUND",
-    "INVALID_PARAMS",
-    "INTERNAL_ERROR",
-    "REQUEST_CANCELLED",
-    "SESSION_NOT_FOUND",
-    "SESSION_BUSY",
-    "RUNTIME_UNAVAILABLE",
-    "TASK_NOT_FOUND",
-    "PYGENT_ERROR",
-    "PATH_REFUSED",
-    "MAX_MESSAGE_BYTES",
-]
-
-#: Literal aliases whose every value must appear in the mirror's alias of the same name.
-VOCABULARIES = [
-    "RuntimeKind",
-    "SyncMode",
-    "ApprovalMode",
-    "StopReason",
-    "ChangeStatus",
-    "ApplyMethod",
-    "PermissionOptionId",
-]
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "gen_protocol.py"
+SCHEMA = Path("docs/protocol.schema.json")
+MIRROR = Path("editors/vscode/src/protocol.ts")
+INITIALIZE = Path("pygent/lsp/initialize.json")
+EXTENSION = ROOT / "editors" / "vscode"
 
 
-@pytest.fixture(scope="module")
-def ts() -> str:
-    return MIRROR.read_text(encoding="utf-8")
+def _check(root: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--check", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-def _method_constants() -> dict[str, str]:
-    """NAME -> method for every ``pygent/...`` string constant of protocol.py."""
-    return {
+def test_the_generated_files_are_up_to_date() -> None:
+    proc = _check()
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("rel", "edit"),
+    [
+        # A field made optional by hand in the TypeScript mirror.
+        (MIRROR, lambda text: text.replace("  sessionId: string;", "  sessionId?: string;", 1)),
+        # A stop reason added to the TypeScript vocabulary only.
+        (MIRROR, lambda text: text.replace("  | 'refusal';", "  | 'refusal'\n  | 'timeout';", 1)),
+        # An error code changed in the schema.
+        (SCHEMA, lambda text: text.replace('"code": -32001', '"code": -32010', 1)),
+    ],
+    ids=["ts-field", "ts-vocabulary", "schema-code"],
+)
+def test_a_hand_edit_is_caught(tmp_path: Path, rel: Path, edit) -> None:
+    for generated in (SCHEMA, MIRROR, INITIALIZE):
+        (tmp_path / generated).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / generated, tmp_path / generated)
+    assert _check(tmp_path).returncode == 0
+    original = (tmp_path / rel).read_text(encoding="utf-8")
+    edited = edit(original)
+    assert edited != original, "the edit did not apply"
+    (tmp_path / rel).write_text(edited, encoding="utf-8")
+    proc = _check(tmp_path)
+    assert proc.returncode == 1
+    assert str(rel) in proc.stderr
+    assert "python scripts/gen_protocol.py" in proc.stderr  # how to regenerate
+    other = MIRROR if rel == SCHEMA else SCHEMA
+    assert f"{other}: generated files" not in proc.stderr
+
+
+def test_a_missing_file_is_caught(tmp_path: Path) -> None:
+    (tmp_path / SCHEMA).parent.mkdir(parents=True)
+    shutil.copy(ROOT / SCHEMA, tmp_path / SCHEMA)
+    proc = _check(tmp_path)
+    assert proc.returncode == 1
+    assert str(MIRROR) in proc.stderr
+
+
+def test_the_schema_names_every_method_code_and_update() -> None:
+    schema = protocol_schema()
+    methods = {m["name"]: m["method"] for m in schema["x-methods"]}
+    constants = {
         name: value
         for name, value in vars(protocol).items()
         if name.isupper() and isinstance(value, str) and value.startswith("pygent/")
     }
-
-
-def _ts_consts(ts: str) -> dict[str, str]:
-    """``export const NAME = <expr>;`` -> expr (single-line constants only)."""
-    return dict(re.findall(r"^export const (\w+) = ([^;\n]+);", ts, flags=re.M))
-
-
-def _ts_interfaces(ts: str) -> dict[str, tuple[list[str], set[str]]]:
-    """interface name -> (bases, own field names)."""
-    found: dict[str, tuple[list[str], set[str]]] = {}
-    pattern = re.compile(
-        r"^(?:export )?interface (\w+)(?: extends ([\w, ]+))? \{\n(.*?)^\}", re.M | re.S
-    )
-    for name, bases, body in pattern.findall(ts):
-        fields = set(re.findall(r"^  (\w+)\??:", body, flags=re.M))
-        found[name] = ([b.strip() for b in bases.split(",")] if bases else [], fields)
-    return found
-
-
-def _all_fields(name: str, interfaces: dict[str, tuple[list[str], set[str]]]) -> set[str]:
-    bases, fields = interfaces[name]
-    out = set(fields)
-    for base in bases:
-        if base in interfaces:
-            out |= _all_fields(base, interfaces)
-    return out
-
-
-def test_every_method_is_mirrored_with_the_same_name(ts: str) -> None:
-    consts = _ts_consts(ts)
-    methods = _method_constants()
-    assert set(protocol.REQUESTS) | {protocol.SESSION_UPDATE, protocol.REQUEST_PERMISSION} <= set(
-        methods.values()
-    )
-    for name, method in methods.items():
-        assert consts.get(name) == f"'{method}'", (
-            f"protocol.ts lacks: export const {name} = '{method}';"
-        )
-
-
-def test_every_command_name_appears(ts: str) -> None:
-    for command in protocol.COMMANDS:
-        assert f"'{command}'" in ts, f"command {command} missing from protocol.ts"
-
-
-def test_the_mirror_names_no_method_the_server_lacks(ts: str) -> None:
-    known = set(_method_constants().values()) | set(protocol.COMMANDS)
-    named = set(re.findall(r"'(pygent[/.][\w/.]+)'", ts))
-    assert named - known == set()
-
-
-def test_integer_constants_match(ts: str) -> None:
-    consts = _ts_consts(ts)
-    for name in INT_CONSTANTS:
-        assert name in consts, f"protocol.ts lacks {name}"
-        expr = consts[name]
-        assert re.fullmatch(r"[-\d\s*+]+", expr), f"{name} = {expr} is not a plain number"
-        assert eval(expr) == getattr(protocol, name), name  # noqa: S307 (digits and * only, checked above)
-
-
-@pytest.mark.parametrize("alias", VOCABULARIES)
-def test_vocabularies_match(ts: str, alias: str) -> None:
-    values = typing.get_args(getattr(protocol, alias))
-    assert values, alias
-    # `export type Alias = 'a' | 'b'` or `(typeof LIST)[number]` with `export const LIST = [...]`.
-    match = re.search(rf"^export type {alias} = (.+?);$", ts, flags=re.M | re.S)
-    assert match, f"protocol.ts lacks type {alias}"
-    text = match.group(1)
-    list_ref = re.fullmatch(r"\(typeof (\w+)\)\[number\]", text.strip())
-    if list_ref:
-        list_match = re.search(
-            rf"^export const {list_ref.group(1)} = \[(.*?)\] as const;", ts, flags=re.M | re.S
-        )
-        assert list_match, list_ref.group(1)
-        text = list_match.group(1)
-    assert set(re.findall(r"'([^']+)'", text)) == set(values), alias
-
-
-def test_every_payload_type_has_an_interface_with_its_fields(ts: str) -> None:
-    interfaces = _ts_interfaces(ts)
-    classes = [
-        obj
-        for obj in vars(protocol).values()
-        if isinstance(obj, type) and attrs.has(obj) and obj.__module__ == protocol.__name__
+    assert methods == constants
+    assert [m["method"] for m in schema["x-methods"] if m.get("command")] == list(protocol.REQUESTS)
+    assert {e["name"]: e["code"] for e in schema["x-errors"]} == protocol.ERROR_CODES
+    tags = [
+        schema["$defs"][ref["$ref"].rsplit("/", 1)[1]]["properties"]["type"]["const"]
+        for ref in schema["$defs"]["SessionUpdate"]["oneOf"]
     ]
-    assert len(classes) > 30
-    for cls in classes:
-        assert cls.__name__ in interfaces, f"protocol.ts lacks interface {cls.__name__}"
-        fields = _all_fields(cls.__name__, interfaces)
-        for field in attrs.fields(cls):
-            assert protocol.camel(field.name) in fields, (
-                f"{cls.__name__}.{protocol.camel(field.name)} missing in protocol.ts"
-            )
+    assert tags == [cls.type for cls in ev.SESSION_EVENTS] == list(protocol.UPDATE_TYPES)
 
 
-def test_every_update_type_is_in_the_union(ts: str) -> None:
-    union = re.search(r"^export type SessionUpdate =(.*?);$", ts, flags=re.M | re.S)
-    assert union
-    members = set(re.findall(r"\| (\w+)", union.group(1)))
-    interfaces = _ts_interfaces(ts)
-    tags = set()
-    for member in members:
-        body = _interface_body(ts, member)
-        tag = re.search(r"type: '(\w+)'", body)
-        assert tag, member
-        tags.add(tag.group(1))
-        assert member in interfaces
-    assert tags == set(protocol.UPDATE_TYPES)
+def test_vocabularies_are_closed_in_the_mirror() -> None:
+    ts = (ROOT / MIRROR).read_text(encoding="utf-8")
+    schema = json.loads((ROOT / SCHEMA).read_text(encoding="utf-8"))
+    for name in ("StopReason", "TaskState", "ToolCallStatus", "PermissionOptionId", "SyncMode"):
+        values = schema["$defs"][name]["enum"]
+        match = re.search(rf"^export type {name} =(.*?);$", ts, flags=re.M | re.S)
+        assert match, name
+        assert re.findall(r"'([^']+)'", match.group(1)) == values
+    assert "status: TaskState;" in ts and "stopReason: StopReason;" in ts
 
 
-def _interface_body(ts: str, name: str) -> str:
-    match = re.search(rf"^export interface {name}\b.*?\{{\n(.*?)^\}}", ts, flags=re.M | re.S)
-    assert match, name
-    return match.group(1)
+def _imports_from_protocol() -> set[str]:
+    """Every name a file of the extension imports from src/protocol.ts."""
+    names: set[str] = set()
+    pattern = re.compile(r"import\s+(?:type\s+)?\{([^}]*)\}\s+from\s+'[./]*(?:src/)?protocol'")
+    for path in EXTENSION.glob("**/*.ts"):
+        if "node_modules" in path.parts or path.name.endswith(".d.ts"):
+            continue
+        for group in pattern.findall(path.read_text(encoding="utf-8")):
+            for item in group.split(","):
+                item = item.strip().removeprefix("type ").strip()
+                if item:
+                    names.add(item.split(" as ")[0].strip())
+    return names
+
+
+def test_the_mirror_exports_everything_the_extension_imports() -> None:
+    ts = (ROOT / MIRROR).read_text(encoding="utf-8")
+    exported = set(re.findall(r"^export (?:const|type|interface|function) (\w+)", ts, flags=re.M))
+    imported = _imports_from_protocol()
+    assert {"SessionUpdate", "PROTOCOL_VERSION", "PermissionOptionId"} <= imported
+    assert imported - exported == set()

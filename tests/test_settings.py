@@ -100,3 +100,36 @@ def test_public_dict_has_no_secret(tmp_path: Path) -> None:
     text = repr(s.public_dict()) + repr(s)
     assert "sk-secret-value" not in text and "abc" not in text
     set_loaded_layer({}, None)
+
+
+def test_overrides_are_converted_like_every_other_source(tmp_path: Path) -> None:
+    s = load_settings(
+        {"sessions_dir": str(tmp_path / "s"), "max_steps": "5", "use_docker": "no",
+         "step_timeout": 3, "banned_commands": ("rm",), "task_personas": [Persona("t", "tests")],
+         "PYGENT_IMAGE": "img:2"},
+        environ={}, cwd=tmp_path,
+    )
+    assert s.sessions_dir == tmp_path / "s" and isinstance(s.sessions_dir, Path)
+    assert (s.max_steps, s.use_docker, s.step_timeout) == (5, False, 3.0)
+    assert s.banned_commands == ["rm"] and s.task_personas == [Persona("t", "tests")]
+    assert s.image == "img:2"
+    with pytest.raises(ConfigError, match="'max_steps'.*whole number"):
+        load_settings({"max_steps": "many"}, environ={}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings({"no_such": 1}, environ={}, cwd=tmp_path)
+
+
+def test_an_agent_accepts_string_paths_from_the_api(tmp_path: Path) -> None:
+    # The upstream bug: a str sessions_dir reached Agent, which called .parent on it.
+    from pygent.agent import Agent
+    from pygent.runtime import Runtime
+
+    s = load_settings({"sessions_dir": str(tmp_path / "s"), "use_docker": False,
+                       "api_key": "sk-test"}, environ={}, cwd=tmp_path)
+    runtime = Runtime(settings=s, workspace=tmp_path / "ws")
+    try:
+        agent = Agent(runtime=runtime, settings=s, history_file=str(tmp_path / "h.jsonl"))
+        assert agent.checkpoints is not None
+        agent.close()
+    finally:
+        runtime.cleanup()

@@ -4,14 +4,14 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'out/', 'media/chat.js', 'test-artifacts/', '*.vsix'] },
+  { ignores: ['node_modules/', 'dist/', 'out/', 'media/chat.js', 'media/ui.js', 'test-artifacts/', '*.vsix'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
     files: ['src/**/*.ts', 'webview/**/*.ts', 'test/**/*.ts'],
     languageOptions: {
       parserOptions: {
-        project: ['./tsconfig.json', './webview/tsconfig.json', './test/tsconfig.json'],
+        project: ['./tsconfig.json', './webview/tsconfig.json', './webview/host/tsconfig.json', './test/tsconfig.json'],
         tsconfigRootDir: import.meta.dirname,
       },
     },

@@ -1,13 +1,14 @@
-"""Core objects (events, turn results, sessions, change sets) -> wire payloads of :mod:`pygent.lsp.protocol`."""
+"""Core objects (turn results, sessions, change sets) -> wire payloads of :mod:`pygent.lsp.protocol`.
+
+Events need no conversion: they are the session updates (see :mod:`pygent.events`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import attrs
 from lsprotocol import types as lsp
 
 from pygent import events as ev
@@ -18,40 +19,18 @@ from pygent.lsp import protocol as p
 from pygent.service import SessionSummary, ToolState
 from pygent.tasks import TaskInfo
 
-#: Core event class -> update class (same field names, plus ``task_id``).
-_UPDATES: dict[type[ev.Event], type] = {
-    ev.TurnStarted: p.TurnStartedUpdate,
-    ev.MessageDelta: p.MessageDeltaUpdate,
-    ev.MessageDiscarded: p.MessageDiscardedUpdate,
-    ev.MessageDone: p.MessageDoneUpdate,
-    ev.ToolCallProposed: p.ToolCallProposedUpdate,
-    ev.ToolCallStarted: p.ToolCallStartedUpdate,
-    ev.ToolOutput: p.ToolOutputUpdate,
-    ev.ToolCallFinished: p.ToolCallFinishedUpdate,
-    ev.Usage: p.UsageUpdate,
-    ev.Notice: p.NoticeUpdate,
-    ev.TaskStatus: p.TaskStatusUpdate,
-    ev.TurnEnded: p.TurnEndedUpdate,
-}
+_WIRE_EVENTS = frozenset(ev.SESSION_EVENTS)
 
 
-def event_update(event: ev.Event) -> Any | None:
-    """The session update for a core event (None for event types the wire does not carry)."""
-    cls = _UPDATES.get(type(event))
-    if cls is None:
-        return None
-    names = {a.name for a in attrs.fields(cls)} - {"type"}
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(event):
-        if f.name in names:
-            value = getattr(event, f.name)
-            values[f.name] = value.value if isinstance(value, Enum) else value
-    return cls(**values)
+def event_update(event: ev.Event) -> ev.Event | None:
+    """The session update for a core event: the event itself, which the protocol's converter
+    writes as an update (None for an event type the wire does not carry)."""
+    return event if type(event) in _WIRE_EVENTS else None
 
 
 def prompt_result(result: TurnResult, changes: int = 0) -> p.PromptResult:
     return p.PromptResult(
-        stop_reason=result.stop_reason.value,  # type: ignore[arg-type]
+        stop_reason=result.stop_reason,
         text=result.text,
         error=result.error,
         steps=result.steps,
@@ -73,7 +52,7 @@ def session_info(summary: SessionSummary) -> p.SessionInfo:
         sync_mode=summary.sync_mode,  # type: ignore[arg-type]
         persona=summary.persona,
         model=summary.model,
-        approval_mode=summary.approval_mode,
+        approval_mode=summary.approval_mode,  # type: ignore[arg-type]
         message_count=summary.message_count,
         updated=summary.updated,
         notices=list(summary.notices),
@@ -83,7 +62,7 @@ def session_info(summary: SessionSummary) -> p.SessionInfo:
 def task_info(info: TaskInfo, result: str = "") -> p.TaskInfo:
     return p.TaskInfo(
         task_id=info.id,
-        status=info.status,
+        status=info.status,  # type: ignore[arg-type]
         persona=info.persona,
         prompt=info.prompt,
         steps=info.steps,

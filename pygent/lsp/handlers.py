@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException
 from pygls.uris import to_fs_path
 
-from pygent.errors import PathError, PygentError, RuntimeUnavailable
+from pygent import events as ev
+from pygent.errors import PygentError, SessionBusyError
 from pygent.lsp import convert
 from pygent.lsp import protocol as p
 from pygent.lsp.updates import ProgressReporter, UpdateChannel
-from pygent.service import SessionBusyError, SessionOptions, UnknownSessionError
+from pygent.service import SessionOptions
 from pygent.tasks import UnknownTaskError
 
 if TYPE_CHECKING:
@@ -34,18 +35,10 @@ Handler = Callable[[Any, "str | int | None"], Awaitable[Any]]
 
 
 def _error(exc: PygentError) -> JsonRpcException:
-    if isinstance(exc, UnknownSessionError):
-        code = p.SESSION_NOT_FOUND
-    elif isinstance(exc, SessionBusyError):
-        code = p.SESSION_BUSY
-    elif isinstance(exc, RuntimeUnavailable):
-        code = p.RUNTIME_UNAVAILABLE
-    elif isinstance(exc, UnknownTaskError):
+    """The JSON-RPC error of a Pygent error: its class carries the code (pygent.errors)."""
+    code = exc.code
+    if isinstance(exc, UnknownTaskError):  # still defined in task_info.py, without its code
         code = p.TASK_NOT_FOUND
-    elif isinstance(exc, PathError):
-        code = p.PATH_REFUSED
-    else:
-        code = p.PYGENT_ERROR
     data = {"hint": exc.hint} if exc.hint else None
     return JsonRpcException(message=str(exc), code=code, data=data)
 
@@ -116,11 +109,8 @@ class Handlers:
         async def handler(raw: Any, work_done_token: str | int | None = None) -> Any:
             try:
                 params: Any = p.structure(raw, params_cls)
-            except p.ParamsError as exc:
-                raise JsonRpcInvalidParams(str(exc)) from None
-            try:
                 result = await impl(params, work_done_token)
-            except PygentError as exc:
+            except PygentError as exc:  # ParamsError included: -32602
                 raise _error(exc) from None
             return p.unstructure(result)
 
@@ -187,7 +177,7 @@ class Handlers:
             reporter.end(outcome)
         changes = await self.service.pending_changes(session.id)
         if changes:
-            channel.push(p.ChangesUpdate(count=len(changes), paths=changes[:200]))
+            channel.push(ev.Changes(count=len(changes), paths=changes[:200]))
         return convert.prompt_result(result, len(changes))
 
     async def session_cancel(self, params: p.SessionIdParams, _token: Any) -> p.CancelResult:

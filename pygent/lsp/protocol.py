@@ -1,9 +1,14 @@
 """The Pygent editor protocol: every method name, command name and payload type on the wire.
 
-This is the one file the VS Code extension mirrors (``editors/vscode/src/protocol.ts``)
-and ``docs/protocol.md`` documents. Payloads are attrs classes with snake_case
-attributes; :data:`CONVERTER` turns them into camelCase JSON objects and back, and
-rejects wrong types, unknown keys and missing required keys with a clear message.
+With :mod:`pygent.events` (whose events ARE the session updates) and the error codes
+of :mod:`pygent.errors`, this is the one source of the protocol: the JSON Schema
+``docs/protocol.schema.json`` and the VS Code extension's ``editors/vscode/src/protocol.ts``
+are generated from it (``python scripts/gen_protocol.py``; ``--check`` in the tests), and
+``docs/protocol.md`` documents it. Payloads are attrs classes with snake_case
+attributes; :data:`CONVERTER` turns them (and events) into camelCase JSON objects and
+back, and rejects wrong types, unknown keys and missing required keys with a clear
+message. Fields with a closed set of values are ``Literal`` aliases (or an enum), which
+the schema turns into ``enum``s and the extension into string-literal unions.
 The shapes borrow from ACP: a prompt request resolves with a stop reason, updates
 stream as a tagged union (``update.type``), permission requests carry a closed set of
 options.
@@ -11,14 +16,21 @@ options.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import typing
+from enum import Enum
 from typing import Any, Literal, TypeVar
 
 import attrs
 import cattrs
 from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from pygent import errors
+from pygent import events as ev
+from pygent.errors import ParamsError
+from pygent.events import StopReason, TaskState
 
 #: Bumped on any incompatible change; sent in ``initialize`` (``experimental.pygent``).
 PROTOCOL_VERSION = 1
@@ -89,42 +101,57 @@ COMMANDS: dict[str, str] = {command_name(m): m for m in REQUESTS}
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
+INVALID_PARAMS = errors.ParamsError.code
 INTERNAL_ERROR = -32603
 REQUEST_CANCELLED = -32800
-#: Application errors (JSON-RPC's implementation-defined range); ``error.data.hint`` may
-#: say what to do.
-SESSION_NOT_FOUND = -32001
-SESSION_BUSY = -32002
-RUNTIME_UNAVAILABLE = -32003
-TASK_NOT_FOUND = -32004
-PYGENT_ERROR = -32005
-PATH_REFUSED = -32006
+#: Application errors (JSON-RPC's implementation-defined range): each is the ``code`` of
+#: its exception in :mod:`pygent.errors`; ``error.data.hint`` may say what to do.
+SESSION_NOT_FOUND = errors.UnknownSessionError.code
+SESSION_BUSY = errors.SessionBusyError.code
+RUNTIME_UNAVAILABLE = errors.RuntimeUnavailable.code
+TASK_NOT_FOUND = errors.TASK_NOT_FOUND
+PYGENT_ERROR = errors.PygentError.code
+PATH_REFUSED = errors.PathError.code
+
+#: Every ``error.code`` the server answers with, by name (documentation order).
+ERROR_CODES: dict[str, int] = {
+    "PARSE_ERROR": PARSE_ERROR,
+    "INVALID_REQUEST": INVALID_REQUEST,
+    "METHOD_NOT_FOUND": METHOD_NOT_FOUND,
+    "INVALID_PARAMS": INVALID_PARAMS,
+    "INTERNAL_ERROR": INTERNAL_ERROR,
+    "REQUEST_CANCELLED": REQUEST_CANCELLED,
+    "SESSION_NOT_FOUND": SESSION_NOT_FOUND,
+    "SESSION_BUSY": SESSION_BUSY,
+    "RUNTIME_UNAVAILABLE": RUNTIME_UNAVAILABLE,
+    "TASK_NOT_FOUND": TASK_NOT_FOUND,
+    "PYGENT_ERROR": PYGENT_ERROR,
+    "PATH_REFUSED": PATH_REFUSED,
+}
 
 #: The largest message the server reads (``Content-Length``); bigger ones end the connection.
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 # --- closed vocabularies -------------------------------------------------------------------------
 
+# Also on the wire: StopReason (an enum), TaskState and the event fields' vocabularies,
+# all from pygent.events. tests/test_protocol_schema.py checks these against the core's
+# own lists (service.RUNTIMES, settings.APPROVAL_MODES, approval.ApprovalOption...).
+
 RuntimeKind = Literal["auto", "docker", "local"]
 SyncMode = Literal["copy", "mount", "none"]
 ApprovalMode = Literal["auto", "confirm", "never", "read-only", "api"]
-StopReason = Literal[
-    "end_turn",
-    "stop",
-    "ask_user",
-    "max_steps",
-    "max_time",
-    "step_timeout",
-    "cancelled",
-    "error",
-    "refusal",
-]
 ChangeStatus = Literal["added", "modified", "deleted"]
 ApplyMethod = Literal["auto", "applyEdit", "write"]
-#: Permission options (ACP's ``PermissionOptionKind``), plus ``cancelled`` in answers.
+#: Permission options (ACP's ``PermissionOptionKind``).
 PermissionOptionId = Literal["allow_once", "allow_always", "reject_once", "reject_always"]
-PERMISSION_OPTIONS: tuple[str, ...] = ("allow_once", "allow_always", "reject_once", "reject_always")
+PERMISSION_OPTIONS: tuple[str, ...] = typing.get_args(PermissionOptionId)
+#: An answer to a permission request: an offered option, or ``cancelled`` (dismissed).
+PermissionAnswer = Literal[
+    "allow_once", "allow_always", "reject_once", "reject_always", "cancelled"
+]
+#: What a permission request's preview holds: a command line, a unified diff, or text.
+PreviewKind = Literal["command", "diff", "text"]
 
 # --- params and results -----------------------------------------------------------------------------
 
@@ -138,8 +165,9 @@ class SessionIdParams:
 
 @attrs.define
 class NewSessionParams:
-    """``pygent/session/new``. ``workspace_folder``: a ``file://`` URI or an absolute path;
-    without it the session gets an empty sandbox workspace (``sync_mode`` is then ``none``)."""
+    """``pygent/session/new``. ``workspaceFolder``: a ``file://`` URI or an absolute path;
+    without it the session gets an empty sandbox workspace (``syncMode`` is then ``none``).
+    ``approvalMode``: default the server's setting (``auto``)."""
 
     workspace_folder: str | None = None
     runtime: RuntimeKind = "auto"
@@ -152,7 +180,8 @@ class NewSessionParams:
 
 @attrs.define
 class ResumeSessionParams:
-    """``pygent/session/resume``: reopen a saved session (its history) in a new sandbox."""
+    """``pygent/session/resume``: reopen a saved session (its history) in a new sandbox.
+    ``workspaceFolder``: default the folder the session was saved with."""
 
     session_id: str
     workspace_folder: str | None = None  # default: the folder the session was saved with
@@ -169,6 +198,9 @@ class SessionInfo:
 
     ``live`` is true for sessions open in this server; saved-only sessions (from
     ``pygent/session/list`` with ``includeSaved``) have ``live`` false and no runtime.
+    ``sandboxPath`` is the sandbox workspace on the server's host, ``runtime`` ``docker``
+    or ``local`` once running, ``updated`` an ISO 8601 time, ``notices`` what the user
+    should know (e.g. ``Docker is not available: ...``).
     """
 
     session_id: str
@@ -181,7 +213,7 @@ class SessionInfo:
     sync_mode: SyncMode = "none"
     persona: str = ""
     model: str = ""
-    approval_mode: str = "auto"
+    approval_mode: ApprovalMode = "auto"
     message_count: int = 0
     updated: str | None = None  # ISO 8601
     notices: list[str] = attrs.Factory(list)  # e.g. "Docker is not available: ..."
@@ -201,8 +233,8 @@ class ListSessionsResult:
 class PromptParams:
     """``pygent/session/prompt``: run one turn; resolves when the turn ends.
 
-    ``include_unsaved``: copy the editor's unsaved buffers into the sandbox first (copy
-    mode). ``work_done_token``: report ``$/progress`` with this client-created token.
+    ``includeUnsaved``: copy the editor's unsaved buffers into the sandbox first (copy
+    mode). ``workDoneToken``: report ``$/progress`` with this client-created token.
     """
 
     session_id: str
@@ -256,8 +288,10 @@ class TaskParams:
 
 @attrs.define
 class TaskInfo:
+    """A delegated task; ``result`` is its final answer once finished."""
+
     task_id: str
-    status: str  # queued | running | finished | failed | timeout | cancelled
+    status: TaskState
     persona: str = ""
     prompt: str = ""
     steps: int = 0
@@ -290,7 +324,7 @@ class CollectFileResult:
 class SyncParams:
     """``pygent/workspace/sync``: copy what changed in the folder into the sandbox.
 
-    ``include_unsaved``: also the editor's unsaved buffers (open documents).
+    ``includeUnsaved``: also the editor's unsaved buffers (open documents).
     ``full``: rescan the whole folder instead of the paths the editor reported.
     """
 
@@ -310,7 +344,12 @@ class SyncResult:
 
 @attrs.define
 class FileChange:
-    """One file the agent changed: ``diff`` is a unified diff from the folder to the sandbox."""
+    """One file the agent changed: ``diff`` is a unified diff from the folder to the sandbox.
+
+    ``conflict``: the folder's copy changed too since the last sync. ``protected``: why
+    this path can run code (e.g. a git hook); such a change is applied only when named
+    in ``paths``.
+    """
 
     path: str
     status: ChangeStatus
@@ -385,182 +424,30 @@ class ToolListResult:
     tools: list[ToolInfo]
 
 
-# --- server -> client: session updates (a tagged union on ``type``) ------------------------------
+# --- server -> client: session updates -------------------------------------------------------------
+#
+# The updates are the core events of pygent.events (SESSION_EVENTS): one definition per
+# kind. On the wire an update is the event's fields but ``session_id``, camelCase, after
+# its ``type`` tag. The extension names each ``<Event>Update``; the same names here are
+# the events themselves, for callers that build updates.
 
+#: ``update.type`` -> the event class that update is.
+UPDATE_TYPES: dict[str, type[ev.Event]] = dict(ev.EVENT_TYPES)
 
-@attrs.define
-class TurnStartedUpdate:
-    type: Literal["turn_started"] = "turn_started"
-    task_id: str | None = None
-    prompt: str = ""
-
-
-@attrs.define
-class MessageDeltaUpdate:
-    """A chunk of the assistant's reply as it streams."""
-
-    type: Literal["message_delta"] = "message_delta"
-    task_id: str | None = None
-    text: str = ""
-
-
-@attrs.define
-class MessageDiscardedUpdate:
-    """Forget the reply text streamed since the current model call began (its
-    ``message_delta`` updates): the call is retried and the answer that follows replaces
-    it. ``reason`` says why (e.g. the stream was cut)."""
-
-    type: Literal["message_discarded"] = "message_discarded"
-    task_id: str | None = None
-    reason: str = ""
-
-
-@attrs.define
-class MessageDoneUpdate:
-    type: Literal["message_done"] = "message_done"
-    task_id: str | None = None
-    text: str = ""
-
-
-@attrs.define
-class ToolCallProposedUpdate:
-    type: Literal["tool_call_proposed"] = "tool_call_proposed"
-    task_id: str | None = None
-    call_id: str = ""
-    tool: str = ""
-    arguments: dict[str, Any] = attrs.Factory(dict)
-    preview: str = ""
-
-
-@attrs.define
-class ToolCallStartedUpdate:
-    type: Literal["tool_call_started"] = "tool_call_started"
-    task_id: str | None = None
-    call_id: str = ""
-    tool: str = ""
-
-
-@attrs.define
-class ToolOutputUpdate:
-    type: Literal["tool_output"] = "tool_output"
-    task_id: str | None = None
-    call_id: str = ""
-    text: str = ""
-    stream: str = "stdout"
-
-
-@attrs.define
-class ToolCallFinishedUpdate:
-    type: Literal["tool_call_finished"] = "tool_call_finished"
-    task_id: str | None = None
-    call_id: str = ""
-    tool: str = ""
-    ok: bool = True
-    output: str = ""
-    status: str = "completed"  # completed | failed | denied | cancelled
-
-
-@attrs.define
-class UsageUpdate:
-    """Tokens of one model call and the session's totals. ``estimated``: the server
-    reported no usage and the counts are Pygent's estimate (clients mark them, e.g. ``~``);
-    once a call is estimated, the totals are estimates too."""
-
-    type: Literal["usage"] = "usage"
-    task_id: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_prompt_tokens: int = 0
-    total_completion_tokens: int = 0
-    estimated: bool = False
-
-
-@attrs.define
-class NoticeUpdate:
-    type: Literal["notice"] = "notice"
-    task_id: str | None = None
-    level: str = "info"  # info | warning | error
-    text: str = ""
-
-
-@attrs.define
-class TaskStatusUpdate:
-    type: Literal["task_status"] = "task_status"
-    task_id: str | None = None
-    status: str = "queued"
-    persona: str = ""
-    prompt: str = ""
-    steps: int = 0
-    detail: str = ""
-
-
-@attrs.define
-class TurnEndedUpdate:
-    type: Literal["turn_ended"] = "turn_ended"
-    task_id: str | None = None
-    stop_reason: StopReason = "end_turn"
-    text: str = ""
-    error: str = ""
-
-
-@attrs.define
-class PermissionUpdate:
-    """A permission request was sent (``pending``) or answered/timed out (``resolved``)."""
-
-    type: Literal["permission"] = "permission"
-    task_id: str | None = None
-    call_id: str = ""
-    state: Literal["pending", "resolved"] = "pending"
-    outcome: str = ""  # the option id chosen, or "denied: <why>"
-
-
-@attrs.define
-class ChangesUpdate:
-    """After a turn in copy mode: the agent's unapplied changes (fetch them with
-    ``pygent/workspace/changes``)."""
-
-    type: Literal["changes"] = "changes"
-    task_id: str | None = None
-    count: int = 0
-    paths: list[str] = attrs.Factory(list)
-
-
-SessionUpdate = (
-    TurnStartedUpdate
-    | MessageDeltaUpdate
-    | MessageDiscardedUpdate
-    | MessageDoneUpdate
-    | ToolCallProposedUpdate
-    | ToolCallStartedUpdate
-    | ToolOutputUpdate
-    | ToolCallFinishedUpdate
-    | UsageUpdate
-    | NoticeUpdate
-    | TaskStatusUpdate
-    | TurnEndedUpdate
-    | PermissionUpdate
-    | ChangesUpdate
-)
-
-UPDATE_TYPES: dict[str, type] = {
-    str(attrs.fields(cls).type.default): cls
-    for cls in (
-        TurnStartedUpdate,
-        MessageDeltaUpdate,
-        MessageDiscardedUpdate,
-        MessageDoneUpdate,
-        ToolCallProposedUpdate,
-        ToolCallStartedUpdate,
-        ToolOutputUpdate,
-        ToolCallFinishedUpdate,
-        UsageUpdate,
-        NoticeUpdate,
-        TaskStatusUpdate,
-        TurnEndedUpdate,
-        PermissionUpdate,
-        ChangesUpdate,
-    )
-}
+TurnStartedUpdate = ev.TurnStarted
+MessageDeltaUpdate = ev.MessageDelta
+MessageDiscardedUpdate = ev.MessageDiscarded
+MessageDoneUpdate = ev.MessageDone
+ToolCallProposedUpdate = ev.ToolCallProposed
+ToolCallStartedUpdate = ev.ToolCallStarted
+ToolOutputUpdate = ev.ToolOutput
+ToolCallFinishedUpdate = ev.ToolCallFinished
+UsageUpdate = ev.Usage
+NoticeUpdate = ev.Notice
+TaskStatusUpdate = ev.TaskStatus
+TurnEndedUpdate = ev.TurnEnded
+PermissionUpdate = ev.Permission
+ChangesUpdate = ev.Changes
 
 
 @attrs.define
@@ -569,7 +456,7 @@ class SessionUpdateParams:
 
     session_id: str
     seq: int
-    update: Any  # one of the *Update classes above
+    update: ev.Event  # one of ev.SESSION_EVENTS
 
 
 # --- server -> client: permission requests -------------------------------------------------------
@@ -584,34 +471,37 @@ class PermissionOption:
 
 @attrs.define
 class ToolCallInfo:
-    """The call to approve. ``preview_kind``: ``command`` (preview is the command line),
+    """The call to approve. ``previewKind``: ``command`` (preview is the command line),
     ``diff`` (a unified diff of the file write) or ``text``."""
 
     call_id: str
     tool: str
     arguments: dict[str, Any]
     preview: str
-    preview_kind: Literal["command", "diff", "text"] = "text"
+    preview_kind: PreviewKind = "text"
     path: str | None = None
 
 
 @attrs.define
 class RequestPermissionParams:
+    """``pygent/requestPermission``: approve a tool call. ``reason`` says why the policy
+    asks (e.g. ``local mode: no isolation``)."""
+
     session_id: str
     tool_call: ToolCallInfo
     options: list[PermissionOption]
     task_id: str | None = None
-    reason: str = ""  # why the policy asks (e.g. "local mode: no isolation")
+    reason: str = ""
 
 
 @attrs.define
 class RequestPermissionResult:
-    """The client's answer. ``option_id`` is one of the offered options (or ``cancelled``);
+    """The client's answer. ``optionId`` is one of the offered options (or ``cancelled``);
     ``message`` goes to the model with a rejection; ``pattern`` narrows ``allow_always``
     (a command pattern such as ``pytest *``; default: this tool, or this command's words).
     Anything else, an error, or no answer within the timeout means: denied."""
 
-    option_id: str
+    option_id: PermissionAnswer
     message: str | None = None
     pattern: str | None = None
 
@@ -651,6 +541,8 @@ SIGNATURES: dict[str, tuple[type, type]] = {
     TOOLS_DISABLE: (ToolsParams, ToolListResult),
     REQUEST_PERMISSION: (RequestPermissionParams, RequestPermissionResult),
 }
+#: Notification -> params type.
+NOTIFICATIONS: dict[str, type] = {SESSION_UPDATE: SessionUpdateParams}
 
 
 # --- the converter --------------------------------------------------------------------------------
@@ -662,10 +554,6 @@ _CAMEL = re.compile(r"_([a-z])")
 def camel(name: str) -> str:
     """``session_id`` -> ``sessionId``."""
     return _CAMEL.sub(lambda m: m.group(1).upper(), name)
-
-
-class ParamsError(ValueError):
-    """Params that do not fit their type; the message names the field."""
 
 
 def _strict(kind: type, label: str) -> Any:
@@ -693,6 +581,18 @@ def _json_type(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def _literal(value: Any, cls: Any) -> Any:
+    allowed = typing.get_args(cls)
+    if isinstance(value, bool) or value not in allowed:
+        shown = ", ".join(repr(a) for a in allowed)
+        raise ParamsError(f"expected one of {shown}, got {value!r}")
+    return value
+
+
+def _literal_hook(vocabulary: Any) -> Any:
+    return lambda value, _cls: _literal(value, vocabulary)
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(str, _strict(str, "a string"))
@@ -716,14 +616,18 @@ def _make_converter() -> cattrs.Converter:
 
     conv.register_structure_hook_func(lambda t: t == (str | int | None), _token)
 
-    def _literal(value: Any, cls: Any) -> Any:
-        allowed = typing.get_args(cls)
+    conv.register_structure_hook_func(lambda t: typing.get_origin(t) is Literal, _literal)
+
+    def _enum(value: Any, cls: type[Enum]) -> Enum:
+        allowed = [e.value for e in cls]
         if isinstance(value, bool) or value not in allowed:
             shown = ", ".join(repr(a) for a in allowed)
             raise ParamsError(f"expected one of {shown}, got {value!r}")
-        return value
+        return cls(value)
 
-    conv.register_structure_hook_func(lambda t: typing.get_origin(t) is Literal, _literal)
+    # Registered per class: a str-valued enum would otherwise meet the str hooks first.
+    conv.register_structure_hook(StopReason, _enum)
+    conv.register_unstructure_hook(StopReason, lambda e: e.value)
 
     def structure_factory(cls: type) -> Any:
         overrides = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
@@ -735,7 +639,70 @@ def _make_converter() -> cattrs.Converter:
 
     conv.register_structure_hook_factory(attrs.has, structure_factory)
     conv.register_unstructure_hook_factory(attrs.has, unstructure_factory)
+    _register_events(conv)
     return conv
+
+
+def closed_vocabulary(t: Any) -> Any:
+    """The ``Literal`` of ``Annotated[str, SomeLiteral]``, else None."""
+    if typing.get_origin(t) is not typing.Annotated:
+        return None
+    found = [m for m in t.__metadata__ if typing.get_origin(m) is Literal]
+    return found[0] if found else None
+
+
+def _is_event(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, ev.Event)
+
+
+def _register_events(conv: cattrs.Converter) -> None:
+    """Events as session updates: ``{"type": tag, **fields but session_id}`` in camelCase.
+
+    A field typed ``Event`` (``SessionUpdateParams.update``) takes any session event:
+    written by its runtime class, read by its ``type`` tag.
+    """
+    structure_fns: dict[type, Any] = {}
+    unstructure_fns: dict[type, Any] = {}
+    for cls in ev.SESSION_EVENTS:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        overrides: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            vocabulary = closed_vocabulary(hints[f.name])
+            if f.name == "session_id":
+                overrides[f.name] = override(omit=True)
+            elif vocabulary is not None:  # cattrs sees the plain str: check the Literal here
+                overrides[f.name] = override(
+                    rename=camel(f.name), struct_hook=_literal_hook(vocabulary)
+                )
+            else:
+                overrides[f.name] = override(rename=camel(f.name))
+        structure_fns[cls] = make_dict_structure_fn(
+            cls,
+            conv,
+            _cattrs_forbid_extra_keys=True,
+            **overrides,  # type: ignore[arg-type]
+        )
+        unstructure_fns[cls] = make_dict_unstructure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
+
+    def unstructure_event(value: ev.Event) -> dict[str, Any]:
+        fn = unstructure_fns.get(type(value))
+        if fn is None:
+            raise TypeError(f"{type(value).__name__} is not a session update")
+        return {"type": value.type, **fn(value)}
+
+    def structure_event(value: Any, cls: type[ev.Event]) -> ev.Event:
+        if not isinstance(value, dict):
+            raise ParamsError(f"expected an object, got {_json_type(value)}")
+        data = dict(value)
+        tag = data.pop("type", None)
+        target = ev.EVENT_TYPES.get(tag) if isinstance(tag, str) else None
+        if target is None or not issubclass(target, cls):
+            known = ", ".join(ev.EVENT_TYPES) if cls is ev.Event else cls.type
+            raise ParamsError(f"type: expected one of {known}, got {tag!r}")
+        return structure_fns[target](data, target)  # type: ignore[no-any-return]
+
+    conv.register_unstructure_hook_func(_is_event, unstructure_event)
+    conv.register_structure_hook_func(_is_event, structure_event)
 
 
 #: The one converter for every payload in this file (camelCase on the wire).

@@ -68,6 +68,8 @@ class PygentProtocol(LanguageServerProtocol):
         self.shutdown_requested = False
         self.on_exit: Callable[[], None] | None = None
         self.dropped_progress = 0
+        #: Requests answered before the server loaded (``initialize``): their ids.
+        self.answered_early: set[Any] = set()
 
     # --- reading -------------------------------------------------------------------------
 
@@ -137,6 +139,12 @@ class PygentProtocol(LanguageServerProtocol):
                     msg_id, p.INTERNAL_ERROR, f"the result could not be serialised: {exc}"
                 )
             return
+        if self.answered_early and getattr(data, "method", None) is None:
+            answered = data.get("id") if isinstance(data, dict) else getattr(data, "id", None)
+            if answered in self.answered_early:
+                self.answered_early.discard(answered)
+                log.debug("dropping the answer to %r (answered early)", answered)
+                return
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sending %s", body[:500])
         encoded = body.encode("utf-8")

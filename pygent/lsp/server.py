@@ -9,14 +9,14 @@ process exits. Nothing but the protocol is ever written to stdout.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
 import threading
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from lsprotocol import types as lsp
@@ -24,7 +24,6 @@ from pygls.lsp.server import LanguageServer
 
 from pygent import __version__
 from pygent.errors import PygentError
-from pygent.logs import configure_logging
 from pygent.lsp.approver import DEFAULT_TIMEOUT, LspApprover
 from pygent.lsp.handlers import Handlers
 from pygent.lsp.rpc import PygentProtocol, converter_factory
@@ -54,12 +53,20 @@ class PygentLanguageServer(LanguageServer):
         approval_timeout: seconds to wait for the editor's answer to a permission
             request before denying the call.
         model: a model object for every agent (tests); default: OpenAI-compatible.
+        service: a service shared with other connections (``pygent ui``): its sessions
+            outlive this connection and its owner closes them; default: a service of
+            this server's own, closed when the connection ends.
     """
 
     protocol: PygentProtocol
 
     def __init__(
-        self, settings: Settings, *, approval_timeout: float = DEFAULT_TIMEOUT, model: Any = None
+        self,
+        settings: Settings,
+        *,
+        approval_timeout: float = DEFAULT_TIMEOUT,
+        model: Any = None,
+        service: SessionService | None = None,
     ) -> None:
         super().__init__(
             "pygent",
@@ -74,7 +81,12 @@ class PygentLanguageServer(LanguageServer):
         self.channels: dict[str, UpdateChannel] = {}
         #: Set when the client answered pygent/requestPermission with "method not found".
         self.permission_request_unsupported = False
-        self.service = SessionService(settings, approver_factory=self._approver, model=model)
+        self.owns_service = service is None
+        self.service = (
+            service
+            if service is not None
+            else SessionService(settings, approver_factory=self._approver, model=model)
+        )
         self.handlers = Handlers(self)
         self.handlers.register()
         self._connection: asyncio.Future[str] | None = None
@@ -92,10 +104,12 @@ class PygentLanguageServer(LanguageServer):
     # --- life cycle ------------------------------------------------------------------------
 
     async def close_sessions(self) -> None:
-        """Cancel every turn and remove every sandbox (shutdown, exit, lost client)."""
-        if self._closing is None:
+        """Cancel every turn and remove every sandbox (shutdown, exit, lost client); a
+        shared service's sessions stay (only this connection's update channels close)."""
+        if self._closing is None and self.owns_service:
             self._closing = asyncio.ensure_future(self.service.aclose())
-        await asyncio.shield(self._closing)
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
         for channel in list(self.channels.values()):
             channel.close()
         self.channels.clear()
@@ -131,7 +145,8 @@ class PygentLanguageServer(LanguageServer):
             reason = "exit" if self.protocol.exit_requested else "client gone"
         finally:
             watcher.cancel()
-        log.info("connection ended (%s): closing %d session(s)", reason, len(self.service.sessions))
+        sessions = len(self.service.sessions) if self.owns_service else 0  # shared: they go on
+        log.info("connection ended (%s): closing %d session(s)", reason, sessions)
         logging.getLogger("pygent").removeHandler(log_handler)
         await self.close_sessions()
         if reason.startswith("framing"):
@@ -156,8 +171,36 @@ class PygentLanguageServer(LanguageServer):
             except PermissionError:
                 continue  # alive, owned by someone else
 
-    def run_stdio(self) -> int:
-        """Serve on stdin/stdout; stdout is reserved for the protocol."""
+    @contextlib.contextmanager
+    def _stopped_by_signals(self, idle: asyncio.Future[int] | None = None) -> Iterator[None]:
+        """SIGTERM, SIGINT and SIGHUP end the connection like ``exit`` does, so every
+        session is closed and every container and sandbox folder removed before the
+        process exits (Python's default for SIGTERM would end it on the spot). ``idle``:
+        the TCP server's result, ended directly when no client is connected yet."""
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            log.info("%s received: closing the sessions", signal.Signals(signum).name)
+            if self._connection is None and idle is not None and not idle.done():
+                idle.set_result(0)
+            self.stop()
+
+        handled = []
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(sig, on_signal, sig)
+                handled.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (tests) or no signals on this platform
+        try:
+            yield
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+
+    def run_stdio(self, preread: bytes = b"") -> int:
+        """Serve on stdin/stdout; stdout is reserved for the protocol. ``preread``: bytes
+        already read from stdin (:mod:`pygent.lsp.launch`), read again first."""
         out_fd = os.dup(1)
         # Anything else writing to fd 1 (a library, a child process) goes to stderr.
         os.dup2(2, 1)
@@ -165,8 +208,9 @@ class PygentLanguageServer(LanguageServer):
         writer = ThreadedWriter(out_fd)
 
         async def run() -> int:
-            source = ThreadedSource(0, asyncio.get_running_loop())
-            return await self.serve(source, writer)
+            source = ThreadedSource(0, asyncio.get_running_loop(), preread)
+            with self._stopped_by_signals():
+                return await self.serve(source, writer)
 
         try:
             return asyncio.run(run())
@@ -194,8 +238,9 @@ class PygentLanguageServer(LanguageServer):
             server = await asyncio.start_server(on_client, host, port)
             bound = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets)
             log.warning("pygent lsp listening on %s", bound)
-            async with server:
-                return await finished
+            with self._stopped_by_signals(finished):
+                async with server:
+                    return await finished
 
         return asyncio.run(run())
 
@@ -242,65 +287,11 @@ def create_server(
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pygent lsp", description="Pygent's language server for editors."
-    )
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (default)")
-    mode.add_argument("--tcp", action="store_true", help="listen on a TCP port")
-    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
-    parser.add_argument(
-        "--port", type=int, default=2087, help="TCP port (default 2087; 0 picks one)"
-    )
-    parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr")
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    parser.add_argument(
-        "--approval-timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        help=f"seconds to wait for an approval answer before denying (default {DEFAULT_TIMEOUT:g})",
-    )
-    parser.add_argument(
-        "--docker",
-        dest="use_docker",
-        action="store_true",
-        default=None,
-        help="require Docker for sessions that ask for runtime auto",
-    )
-    parser.add_argument(
-        "--no-docker",
-        dest="use_docker",
-        action="store_false",
-        help="run sessions on this machine unless they ask for docker",
-    )
-    parser.add_argument("--config", type=Path, help="a pygent.toml to read")
-    parser.add_argument("--model", help="the default model name")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """``pygent lsp [--stdio | --tcp --host H --port N]``; returns the exit status."""
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    configure_logging(args.log_file, args.log_level)
-    try:
-        settings = load_settings(
-            {"use_docker": args.use_docker, "model": args.model}, config_file=args.config
-        )
-    except PygentError as exc:
-        print(f"pygent lsp: {exc.user_message()}", file=sys.stderr)
-        return 2
-    for warning in settings.warnings:
-        log.warning("%s", warning)
-    if args.approval_timeout <= 0:
-        print("pygent lsp: --approval-timeout must be > 0", file=sys.stderr)
-        return 2
-    server = create_server(settings, approval_timeout=args.approval_timeout)
-    if args.tcp:
-        return server.run_tcp(args.host, args.port)
-    return server.run_stdio()
+    """``pygent lsp``: see :mod:`pygent.lsp.launch` (which answers ``initialize`` early)."""
+    from pygent.lsp.launch import main as launch
+
+    return launch(argv)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 pygls 2.1.1's reader goes deaf on a bad ``Content-Length``, has no size cap, answers
 nothing to a request without ``params`` and loses the id of a message it cannot
 parse. This module replaces it: every body is parsed here, bad JSON gets ``-32700``,
-a request without ``params`` gets ``params: null`` (so it is answered), a request that
-cannot be structured gets ``-32602`` with its id, and any framing error or an
+a request without ``params`` gets ``params: null`` (so it is answered), a message with
+an ``id`` but no ``method``, ``result`` or ``error`` gets ``-32600`` with its id, a
+request that cannot be structured gets ``-32602`` with its id, and any framing error or an
 over-size message ends the connection with a logged error (an editor then restarts
 the server) instead of leaving it alive but deaf.
 """
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 MAX_HEADER_LINE = 8 * 1024
 #: Writes queued beyond this make new ``$/progress`` notifications be dropped.
 MAX_BACKLOG = 2000
+#: Chunks read from stdin that may wait for the loop before the reader thread pauses.
+MAX_QUEUED_CHUNKS = 64
 _CHUNK = 64 * 1024
 
 
@@ -138,35 +141,42 @@ class FrameReader:
 class ThreadedSource:
     """Reads a file descriptor on a daemon thread (stdin may be a pipe, a file or a tty).
 
-    A bounded queue gives back-pressure: a client flooding the server is read only as
-    fast as messages are handled, so memory stays flat.
+    At most :data:`MAX_QUEUED_CHUNKS` chunks wait for the loop (back-pressure: a client
+    flooding the server is read only as fast as messages are handled, so memory stays
+    flat). A chunk is handed over with one ``call_soon_threadsafe``: when the loop is
+    busy, every extra turn of it before a request is read adds to that request's time.
     """
 
-    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop, preread: bytes = b"") -> None:
         self.fd = fd
         self.loop = loop
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=64)
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._slots = threading.BoundedSemaphore(MAX_QUEUED_CHUNKS)
+        if preread:  # read before the server started (pygent.lsp.launch): first in line
+            self._slots.acquire()  # read() gives every chunk's slot back
+            self.queue.put_nowait(preread)
         self._thread = threading.Thread(target=self._main, name="pygent-lsp-stdin", daemon=True)
         self._thread.start()
 
     def _main(self) -> None:
         while True:
+            self._slots.acquire()
             try:
                 chunk = os.read(self.fd, _CHUNK)
             except OSError as exc:
                 log.error("reading the client's input failed: %s", exc)
                 chunk = b""
             try:
-                asyncio.run_coroutine_threadsafe(self.queue.put(chunk), self.loop).result()
-            except (RuntimeError, asyncio.CancelledError):
-                return  # the loop is gone: the server is exiting
-            except Exception:  # concurrent.futures.CancelledError at loop shutdown
-                return
+                self.loop.call_soon_threadsafe(self.queue.put_nowait, chunk)
+            except RuntimeError:
+                return  # the loop is closed: the server is exiting
             if not chunk:
                 return
 
     async def read(self) -> bytes:
-        return await self.queue.get()
+        chunk = await self.queue.get()
+        self._slots.release()
+        return chunk
 
 
 class StreamSource:
@@ -185,11 +195,13 @@ class StreamSource:
 
 class ThreadedWriter:
     """Writes frames to a file descriptor from a thread, so a slow client never blocks
-    the event loop; ``backlog`` lets the protocol drop progress notifications."""
+    the event loop; ``backlog`` lets the protocol drop progress notifications and
+    ``pending_bytes`` lets the update channels hold command output back."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._queue: collections.deque[bytes | None] = collections.deque()
+        self._bytes = 0
         self._cond = threading.Condition()
         self._closed = False
         self.broken = False
@@ -200,11 +212,17 @@ class ThreadedWriter:
     def backlog(self) -> int:
         return len(self._queue)
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued and not yet handed to the client's pipe."""
+        return self._bytes
+
     def write(self, data: bytes) -> None:
         with self._cond:
             if self._closed:
                 return
             self._queue.append(data)
+            self._bytes += len(data)
             self._cond.notify()
 
     def _main(self) -> None:
@@ -216,6 +234,7 @@ class ThreadedWriter:
                 if data is None:
                     self._cond.notify_all()
                     return
+                self._bytes -= len(data)
             view = memoryview(data)
             try:
                 while view:
@@ -245,8 +264,13 @@ class StreamWriterAdapter:
 
     @property
     def backlog(self) -> int:
+        return self.pending_bytes // 4096
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes buffered by the transport and not yet sent."""
         transport = self.writer.transport
-        return transport.get_write_buffer_size() // 4096 if transport is not None else 0
+        return transport.get_write_buffer_size() if transport is not None else 0
 
     def write(self, data: bytes) -> None:
         if not self.writer.is_closing():
@@ -316,6 +340,15 @@ def dispatch_body(body: bytes, sink: MessageSink) -> None:
             None,
             INVALID_REQUEST,
             "invalid request: neither a request, a notification nor a response",
+        )
+        return
+    elif "result" not in data and "error" not in data:
+        # Neither a request nor a response: unanswered, its sender would wait forever.
+        sink.send_error(
+            msg_id,
+            INVALID_REQUEST,
+            "invalid request: a message with an 'id' needs a 'method' (a request) or a"
+            " 'result' or 'error' (a response)",
         )
         return
     sink.handle_raw(data)

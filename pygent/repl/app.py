@@ -84,6 +84,8 @@ class Repl:
         self.transcript: Any = None
         self.log_file: Path | None = setup_logging(_data_dir(self.settings))
         self.agent: Any = None
+        self.service: Any = None  # the SessionService that assembled self.session
+        self.session: Any = None
         self.runtime: Any = None
         self._runtimes: list[Any] = []
         self._current: asyncio.Future[Any] | None = None
@@ -149,33 +151,44 @@ class Repl:
 
         return COMMANDS.names()
 
-    def _open_history(self) -> tuple[Path | None, str | None]:
-        """The history file: the configured or resumed one, else a new saved session."""
-        if self.settings.history_file is not None:
-            return self.settings.history_file, None
-        from pygent.store import SessionStore
+    def _open_session(self, model: Any) -> None:
+        """Ask the session service for this terminal's session: a new saved one, the one
+        ``--resume``/``--continue`` named, or a snapshot's history (``--load``)."""
+        from pygent.service import SessionOptions, SessionService
 
+        self.service = SessionService(
+            self.settings, approver_factory=lambda _session_id: self.approver, model=model
+        )
+        options = SessionOptions(
+            approval_mode=self.settings.effective_approval_mode(), sync_mode="none"
+        )
+        resume_id = self.startup.resume_id
+        history_file = self.settings.history_file
         meta = {
             "workspace": str(self.runtime.workspace),
             "model": self.settings.model,
             "cwd": str(Path.cwd()),
             "front_end": "repl",
         }
-        try:
-            record = SessionStore(self.settings.sessions_dir).create(meta)
-        except SessionError as exc:
-            log.warning("the conversation is not saved: %s", exc)
-            self._history_warning = f"warning: the conversation is not saved: {exc}"
-            return None, None
-        record.history.close()  # the agent opens (and locks) it itself
-        self._session_dir = record.path.parent
-        return record.path, record.id
+        self.session = self.service.open_blocking(
+            options,
+            resume_id=resume_id if history_file is None else None,
+            runtime=self.runtime,
+            history_file=history_file,
+            meta=meta,
+            unsaved_ok=True,
+        )
+        self.agent = self.session.agent
+        shown = set(self.runtime.notices)  # the banner said these already
+        late = [n for n in self.session.notices if n not in shown]
+        self._history_warning = "\n".join(f"warning: {n}" for n in late)
+        if history_file is None and resume_id is None and self.agent.history_store is not None:
+            self._session_dir = self.service.store.path(self.session.id).parent
 
     def _prepare_session(self, loop: asyncio.AbstractEventLoop) -> None:
         """Import and build the session's parts (runs in a worker thread)."""
         from rich.console import Console
 
-        from pygent.agent import Agent
         from pygent.approval import DenyApprover
         from pygent.repl.commands_builtin import COMMANDS
         from pygent.repl.render import Renderer
@@ -199,16 +212,7 @@ class Repl:
             model = self._lazy_model = LazyOpenAIModel(
                 self.settings, on_retry=self.renderer.on_retry, on_notice=self._model_notice
             )
-        history_file, session_id = self._open_history()
-        self.agent = Agent(
-            runtime=self.runtime,
-            model=model,
-            settings=self.settings,
-            approver=self.approver,
-            history_file=history_file,
-            session_id=session_id,
-            approval_mode=self.settings.effective_approval_mode(),
-        )
+        self._open_session(model)
 
     def _model_notice(self, text: str) -> None:
         """What the model layer learned about the server, shown like the agent's notices."""
@@ -220,7 +224,9 @@ class Repl:
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._prepare_session, loop)
         self.renderer.attach(loop)  # events from other threads are handed to this loop
-        self._unsubscribe = self.agent.events.subscribe(self.renderer.on_event)
+        # The session's events: the agent's, and its delegated tasks' (the renderer
+        # shows a task's status and notices, not its whole conversation).
+        self._unsubscribe = self.service.subscribe(self.session.id, self.renderer.on_event)
 
         def warn(text: str) -> None:  # from a worker thread
             if not loop.is_closed():
@@ -280,13 +286,17 @@ class Repl:
         try:
             self._start()
             self._install_signals(loop)
-            if self.startup.snapshot is not None or not self.interactive:
+            resuming = self.startup.snapshot is not None or self.startup.resume_id is not None
+            if resuming or not self.interactive:
                 await self._session_ready()  # nothing to hide the loading behind, or a resume
-            if self.startup.snapshot is not None:
+            if resuming:
                 earlier = len(self.agent.history) - 1
-                self.renderer.info(
-                    f"resumed {self.startup.snapshot.directory}: {earlier} earlier messages"
+                what = (
+                    self.startup.snapshot.directory
+                    if self.startup.snapshot is not None
+                    else f"session {self.startup.resume_id}"
                 )
+                self.renderer.info(f"resumed {what}: {earlier} earlier messages")
             await self._prompt_loop()
         except asyncio.CancelledError:
             if not self._terminated:
@@ -338,7 +348,12 @@ class Repl:
 
     async def _turn(self, prompt: str) -> Any:
         self._interrupts = 0
-        task = asyncio.ensure_future(self.agent.arun(prompt))
+        if self.session is not None and self.agent is self.session.agent:
+            # Through the service: the same limits (steps, step time) as every front end.
+            turn = self.service.prompt(self.session.id, prompt)
+        else:  # an agent a /command put in place (register_command's upstream contract)
+            turn = self.agent.arun(prompt, step_timeout=self.settings.step_timeout)
+        task = asyncio.ensure_future(turn)
         self._current = task
         try:
             with self.reader.busy():
@@ -500,11 +515,17 @@ class Repl:
         await asyncio.to_thread(self._release)
 
     def _release(self) -> None:
-        if self.agent is not None:
-            try:
-                self.agent.close()
+        if self.session is not None:
+            try:  # its tasks stop, its sandbox goes, its agent closes
+                self.service.close_blocking(self.session.id)
             except Exception:
-                log.exception("closing the agent failed")
+                log.exception("closing the session failed")
+        if self.agent is not None:
+            if self.session is None or self.agent is not self.session.agent:
+                try:
+                    self.agent.close()
+                except Exception:
+                    log.exception("closing the agent failed")
             if self._session_dir is not None and len(self.agent.history) <= 1 and not self._kept:
                 self._forget_empty_session()
         for runtime in self._runtimes:

@@ -4,6 +4,8 @@ Order matters: ``config.py`` runs first (it may call ``load_config`` or
 ``set_custom_model``), then the settings are loaded with the flags as overrides; a
 snapshot (``--load DIR`` or ``PYGENT_SNAPSHOT``) adds its saved settings as a layer
 below the environment and the flags, and supplies the history and workspace.
+``--resume [ID]`` and ``--continue`` name a saved session instead (its workspace is
+used again when it still exists); the REPL and ``pygent -p`` both start here.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Startup:
     settings: Settings
     snapshot: Snapshot | None
     pyconfig: Path | None
+    resume_id: str | None = None  # a saved session to reopen (--resume, --continue)
 
 
 def _env_pairs(items: list[str]) -> dict[str, str]:
@@ -52,6 +55,8 @@ def _overrides(options: Any) -> dict[str, Any]:
         "confirm_bash": options.confirm_bash,
         "workspace": workspace,
         "snapshot": options.load,
+        "approval_mode": getattr(options, "approval_mode", None),
+        "max_steps": getattr(options, "max_steps", None),
     }
 
 
@@ -83,4 +88,11 @@ def prepare(options: Any) -> Startup:
         settings.history_file = loaded.history_file
         if options.workspace is None and not options.cwd:
             settings.workspace = loaded.workspace
-    return Startup(settings, loaded, pyconfig)
+    resume_id = None
+    if getattr(options, "resume", None) is not None or getattr(options, "continue_latest", False):
+        if loaded is not None:
+            raise ConfigError("--load cannot be combined with --resume or --continue")
+        from pygent.repl.resume import choose_session
+
+        resume_id = choose_session(options, settings)
+    return Startup(settings, loaded, pyconfig, resume_id)

@@ -1,10 +1,10 @@
 """Builds the chat page with the VS Code extension's own build and copies it into ``pygent/web/static``.
 
 One front end, built once: ``editors/vscode/scripts/build.mjs --production`` bundles
-``webview/main.ts`` to ``media/chat.js``; this script runs it in a scratch copy of
-``editors/vscode`` (so the extension's working tree is left alone), copies
-``chat.js`` and ``chat.css`` here and records a digest of the sources in
-``BUILD.json``. The copies are committed, so ``pip install pygent[ui]`` needs no Node.
+``webview/host/main.ts`` (the chat page with the extension's ``ChatController`` as its
+host) to ``media/ui.js``; this script runs it in a scratch copy of ``editors/vscode``
+(so the extension's working tree is left alone), copies ``ui.js`` and ``chat.css``
+here and records a digest of the sources in ``BUILD.json``. The copies are committed, so ``pip install pygent[ui]`` needs no Node.
 
     python -m pygent.web.build_static           # rebuild (needs Node 20 and npm)
     python -m pygent.web.build_static --check   # exit 1 when the copies are stale
@@ -33,13 +33,14 @@ BUILD_COMMAND = ["node", "scripts/build.mjs", "--production"]
 #: What the extension's build reads (the extension's own sources are built too but not used).
 _COPY_DIRS = ("webview", "src", "scripts", "media")
 _COPY_FILES = ("package.json", "package-lock.json")
-OUTPUTS = ("chat.js", "chat.css")
+OUTPUTS = ("ui.js", "chat.css")
 
 
 def source_files(extension: Path = EXTENSION) -> list[Path]:
-    """The files the page bundle is made of: the page, the shared protocol types, the
-    stylesheet and the build script."""
+    """The files the bundle is made of: the page and its host, the chat controller, the
+    protocol types, the stylesheet and the build script."""
     files = [p for p in (extension / "webview").rglob("*.ts") if p.is_file()]
+    files += [p for d in ("chat", "common") for p in (extension / "src" / d).glob("*.ts")]
     files += [
         extension / "src" / "protocol.ts",
         extension / "media" / "chat.css",
@@ -117,7 +118,10 @@ def stale_reason(extension: Path = EXTENSION, static: Path = STATIC) -> str | No
         if manifest.get("files", {}).get(name) != _sha(static / name):
             return f"{static / name} was changed by hand (its digest is not the recorded one)"
     if extension.is_dir() and manifest.get("sources") != source_digest(extension):
-        return "editors/vscode/webview (or chat.css, protocol.ts, build.mjs) changed since the last build"
+        return (
+            "editors/vscode/webview (or src/chat, src/common, chat.css, protocol.ts, build.mjs) "
+            "changed since the last build"
+        )
     return None
 
 

@@ -1,8 +1,11 @@
 """``pygent ui``: a local aiohttp server for the chat page, its WebSocket, and the command-line entry point.
 
-The page is the VS Code chat front end (``static/chat.js`` and ``chat.css``, built from
-``editors/vscode/webview``) booted by ``static/index.html`` with its WebSocket
-transport; :mod:`pygent.web.bridge` translates its messages to session calls.
+The page is the VS Code chat front end and its host, the extension's own
+``ChatController`` (``static/ui.js`` and ``chat.css``, built from ``editors/vscode`` by
+:mod:`pygent.web.build_static`), booted by ``static/index.html``. The controller
+speaks ``pygent/*`` JSON-RPC over the WebSocket to the language server
+(:mod:`pygent.lsp.websocket`), as it does over stdio in VS Code; this module only
+serves the files, guards the doors and offers the changes as a patch.
 
 Security: the server binds to loopback unless ``--allow-remote`` is given, and a random
 token in the URL is required for the page, the WebSocket and downloads, so other local
@@ -40,21 +43,19 @@ from aiohttp import WSMsgType, web
 
 from pygent.errors import PygentError
 from pygent.logs import configure_logging
+from pygent.lsp.approver import DEFAULT_TIMEOUT
+from pygent.lsp.websocket import SharedSessions
+from pygent.service import Session
 from pygent.settings import Settings, load_settings
-from pygent.web.approvals import DEFAULT_TIMEOUT
-from pygent.web.bridge import Bridge
 
 log = logging.getLogger(__name__)
 
 #: Files served under /static/ (the built chat bundle and the page's own stylesheet).
 STATIC_TYPES = {
-    "chat.js": "text/javascript",
+    "ui.js": "text/javascript",
     "chat.css": "text/css",
     "ui.css": "text/css",
 }
-#: A page that stops reading gets disconnected after this many unsent messages; it
-#: reconnects and gets a fresh snapshot, so nothing is lost.
-MAX_QUEUED = 20_000
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
 CSP = (
@@ -74,9 +75,10 @@ class UiConfig:
 
     token: str
     loopback_only: bool = True
+    folder: Path | None = None
 
 
-BRIDGE = web.AppKey("bridge", Bridge)
+HUB = web.AppKey("hub", SharedSessions)
 CONFIG = web.AppKey("config", UiConfig)
 
 
@@ -136,7 +138,7 @@ async def _index(request: web.Request) -> web.Response:
     if not _token_ok(request):
         return _forbidden("no or wrong token", request)
     page = _static("index.html")
-    script = _static("chat.js")
+    script = _static("ui.js")
     if page is None or script is None:
         return web.Response(
             status=500,
@@ -149,6 +151,7 @@ async def _index(request: web.Request) -> web.Response:
         page.decode("utf-8")
         .replace("__PYGENT_VERSION__", version)
         .replace("__PYGENT_BAR__", _bar(request))
+        .replace("__PYGENT_CONFIG__", html.escape(json.dumps(_page_config(request))))
     )
     return web.Response(
         text=text,
@@ -157,12 +160,27 @@ async def _index(request: web.Request) -> web.Response:
     )
 
 
+def _page_config(request: web.Request) -> dict[str, Any]:
+    """What the page's host needs to know: the folder, and the defaults sessions get."""
+    settings = request.app[HUB].settings
+    folder = request.app[CONFIG].folder
+    return {
+        "folder": None
+        if folder is None
+        else {"name": folder.name, "uri": folder.as_uri(), "fsPath": str(folder)},
+        "runtime": {None: "auto", True: "docker", False: "local"}[settings.use_docker],
+        "model": settings.model,
+        "approvalMode": settings.effective_approval_mode(),
+        "hasApiKey": bool(settings.api_key),
+    }
+
+
 def _bar(request: web.Request) -> str:
     """The bar above the chat page: the folder, and the patch download when there is one.
 
     Plain HTML, no script: the chat page itself has no download button (yet).
     """
-    folder = request.app[BRIDGE].folder
+    folder = request.app[CONFIG].folder
     parts = [
         '<nav class="ui-bar" aria-label="pygent ui">',
         '<span class="ui-name">pygent ui</span>',
@@ -203,7 +221,7 @@ async def _static_file(request: web.Request) -> web.Response:
 async def _download_patch(request: web.Request) -> web.Response:
     if not _token_ok(request):
         return _forbidden("no or wrong token", request)
-    found = await request.app[BRIDGE].patch(request.query.get("session") or None)
+    found = await _patch(request.app[HUB], request.query.get("session") or None)
     if found is None:
         return web.Response(
             status=404,
@@ -222,46 +240,40 @@ async def _download_patch(request: web.Request) -> web.Response:
     )
 
 
+async def _patch(hub: SharedSessions, session_id: str | None) -> tuple[str, str] | None:
+    """(file name, patch text) of a session's pending changes (default: the newest live
+    session with a folder); None when there is no such session or it changed nothing."""
+    live = [s for s in hub.service.sessions if s.sync is not None]
+    session: Session | None = (
+        next((s for s in live if s.id == session_id), None)
+        if session_id
+        else max(live, key=lambda s: s.created, default=None)
+    )
+    if session is None:
+        return None
+    text = _patch_text(await hub.service.changes(session.id))
+    return (f"pygent-{session.id}.patch", text) if text else None
+
+
+def _patch_text(changes: list[Any]) -> str:
+    """One patch (``git apply`` / ``patch -p1``) from a change set's unified diffs."""
+    parts = []
+    for change in changes:
+        diff = change.diff
+        if not diff:
+            continue
+        # The change set diffs against an empty text for added and deleted files; a
+        # patch says /dev/null there so that tools create and delete the files.
+        if change.status == "added":
+            diff = diff.replace(f"--- a/{change.path}\n", "--- /dev/null\n", 1)
+        elif change.status == "deleted":
+            diff = diff.replace(f"+++ b/{change.path}\n", "+++ /dev/null\n", 1)
+        parts.append(diff if diff.endswith("\n") else diff + "\n")
+    return "".join(parts)
+
+
 async def _no_icon(request: web.Request) -> web.Response:
     return web.Response(status=204)
-
-
-class _Page:
-    """One connected page: messages go out in order through a queue the socket drains."""
-
-    def __init__(self, ws: web.WebSocketResponse) -> None:
-        self.ws = ws
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self.closed = False
-        self.writer = asyncio.ensure_future(self._write())
-
-    def post(self, message: dict[str, Any]) -> None:
-        if self.closed:
-            return
-        if self.queue.qsize() >= MAX_QUEUED:
-            log.warning("a page stopped reading (%d messages queued): disconnecting it", MAX_QUEUED)
-            self.close()
-            asyncio.ensure_future(self.ws.close(code=1013, message=b"too slow; reconnect"))
-            return
-        # ensure_ascii: lone surrogates from command output cannot break the UTF-8 frame.
-        self.queue.put_nowait(json.dumps(message, ensure_ascii=True))
-
-    async def _write(self) -> None:
-        while True:
-            data = await self.queue.get()
-            if data is None:
-                return
-            try:
-                await self.ws.send_str(data)
-            except (ConnectionError, RuntimeError) as exc:  # the socket went away
-                log.debug("a page disconnected while sending: %r", exc)
-                self.closed = True
-                return
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.queue.put_nowait(None)
 
 
 async def _websocket(request: web.Request) -> web.StreamResponse:
@@ -273,32 +285,32 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
         return _forbidden(f"WebSocket Origin {origin!r} is not this server's", request)
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES)
     await ws.prepare(request)
-    bridge = request.app[BRIDGE]
-    page = _Page(ws)
+
+    async def receive() -> str | None:
+        """The next JSON-RPC message; None when the page is gone."""
+        while True:
+            msg = await ws.receive()
+            if msg.type == WSMsgType.TEXT:
+                return str(msg.data)
+            if msg.type == WSMsgType.BINARY:
+                log.warning("dropped a binary frame: messages are JSON text")
+                continue
+            if msg.type == WSMsgType.ERROR:
+                log.info("page socket error: %r", ws.exception())
+            return None
+
     sockets = request.app[SOCKETS].open
     sockets.add(ws)
-    bridge.attach(page)
     try:
-        async for msg in ws:
-            if msg.type == WSMsgType.TEXT:
-                try:
-                    data = json.loads(msg.data)
-                except json.JSONDecodeError:
-                    log.warning("dropped a page message that is not JSON")
-                    continue
-                bridge.receive(page, data)
-            elif msg.type == WSMsgType.ERROR:
-                log.info("page socket error: %r", ws.exception())
-                break
+        await request.app[HUB].serve(receive, ws.send_str)
     finally:
-        bridge.detach(page)
-        page.close()
         sockets.discard(ws)
+        await ws.close()
     return ws
 
 
 async def _on_startup(app: web.Application) -> None:
-    app[BRIDGE].start()
+    app[HUB].start()
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -307,7 +319,7 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 async def _on_cleanup(app: web.Application) -> None:
-    await app[BRIDGE].aclose()
+    await app[HUB].aclose()
 
 
 def create_app(
@@ -332,8 +344,8 @@ def create_app(
     if not token:
         raise ValueError("the token must not be empty")
     app = web.Application(middlewares=[_guard], client_max_size=MAX_MESSAGE_BYTES)
-    app[BRIDGE] = Bridge(settings, folder=folder, approval_timeout=approval_timeout, model=model)
-    app[CONFIG] = UiConfig(token=token, loopback_only=loopback_only)
+    app[HUB] = SharedSessions(settings, approval_timeout=approval_timeout, model=model)
+    app[CONFIG] = UiConfig(token=token, loopback_only=loopback_only, folder=folder)
     app[SOCKETS] = _Sockets()
     app.router.add_get("/", _index)
     app.router.add_get("/ws", _websocket)

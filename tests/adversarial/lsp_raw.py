@@ -137,6 +137,9 @@ def start_lsp(
     )
     assert "result" in client.reply(0, 30)
     client.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+    # initialize is answered while the server still loads (pygent.lsp.launch): one
+    # round trip more, so the cases time the server, not its start-up.
+    assert "result" in client.call(p.SESSION_LIST, {}, timeout=30)
     return client
 
 

@@ -35,6 +35,26 @@ def test_bad_json_and_missing_params_are_answered(raw) -> None:
     assert c.wait() == 0
 
 
+def test_an_id_without_method_result_or_error_is_an_invalid_request(raw) -> None:
+    c = raw()
+    c.initialize()
+    for msg_id in (7, "x-7"):
+        c.send({"jsonrpc": "2.0", "id": msg_id})
+        reply = c.reply_to(msg_id, timeout=5)
+        assert reply["error"]["code"] == p.INVALID_REQUEST, reply
+        assert "'method'" in reply["error"]["message"]
+    c.send({"jsonrpc": "2.0", "id": 8, "params": {}})
+    assert c.reply_to(8, timeout=5)["error"]["code"] == p.INVALID_REQUEST
+    # A real response (even a null result) to an unknown request stays unanswered, and
+    # the server goes on answering requests.
+    c.send({"jsonrpc": "2.0", "id": 9, "result": None})
+    c.send({"jsonrpc": "2.0", "id": 10, "method": p.SESSION_LIST, "params": {}})
+    msg = c.recv(timeout=5)
+    while "method" in msg and "id" not in msg:  # a log message is fine
+        msg = c.recv(timeout=5)
+    assert msg == {"jsonrpc": "2.0", "id": 10, "result": {"sessions": []}}
+
+
 @pytest.mark.parametrize(
     "frame",
     [

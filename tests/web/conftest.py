@@ -10,6 +10,7 @@ directory outside the repository when it is missing. Screenshots go to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -266,6 +267,79 @@ class UiServer:
 
 
 StartUi = Callable[..., UiServer]
+
+
+class RpcPage:
+    """The page's side of the WebSocket: JSON-RPC to the language server, as ui.js speaks it."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.ids = 0
+        self.seen: list[dict] = []
+        self.unmatched: list[dict] = []
+
+    async def receive_until(self, done: Callable[[dict], bool], timeout: float = 30) -> dict:
+        """The first message (not taken by an earlier call) that ``done`` accepts."""
+        import aiohttp
+
+        for data in self.unmatched:
+            if done(data):
+                self.unmatched.remove(data)
+                return data
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = await self.ws.receive(timeout=deadline - time.monotonic())
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            data = json.loads(msg.data)
+            self.seen.append(data)
+            if done(data):
+                return data
+            self.unmatched.append(data)
+        raise AssertionError(f"not seen within {timeout}s; got {self.seen}")
+
+    async def send(self, method: str, params: dict) -> int:
+        self.ids += 1
+        await self.ws.send_str(
+            json.dumps({"jsonrpc": "2.0", "id": self.ids, "method": method, "params": params})
+        )
+        return self.ids
+
+    async def call(self, method: str, params: dict, timeout: float = 60) -> Any:
+        sent = await self.send(method, params)
+        answer = await self.receive_until(
+            lambda d: d.get("id") == sent and "method" not in d, timeout
+        )
+        assert "error" not in answer, answer
+        return answer["result"]
+
+    async def answer(self, request: dict, result: Any) -> None:
+        await self.ws.send_str(
+            json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result})
+        )
+
+    async def update(self, kind: str, timeout: float = 30) -> dict:
+        return await self.receive_until(
+            lambda d: (
+                d.get("method") == "pygent/sessionUpdate" and d["params"]["update"]["type"] == kind
+            ),
+            timeout,
+        )
+
+
+@contextlib.asynccontextmanager
+async def rpc_page(ui: UiServer) -> AsyncIterator[RpcPage]:
+    """A connected, initialised page."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http_session:
+        async with http_session.ws_connect(
+            f"{ui.origin}/ws?token={ui.token}", headers={"Origin": ui.origin}
+        ) as ws:
+            page = RpcPage(ws)
+            await page.call("initialize", {"processId": None, "capabilities": {}})
+            await ws.send_str(json.dumps({"jsonrpc": "2.0", "method": "initialized", "params": {}}))
+            yield page
 
 
 @pytest.fixture

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import html
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +26,7 @@ import pytest
 
 from tests.docker_gate import TEST_IMAGE
 from tests.openai_server import ScriptedOpenAIServer
-from tests.web.conftest import ROOT, StartUi, UiServer
+from tests.web.conftest import ROOT, StartUi, UiServer, rpc_page
 
 STATIC = ROOT / "pygent" / "web" / "static"
 
@@ -63,7 +65,7 @@ def test_token_origin_and_host_are_checked(start_ui: StartUi) -> None:
     assert request(ui, "/")[0] == 403
     assert request(ui, "/?token=nope")[0] == 403
     status, body = request(ui, f"/?{token}")
-    assert status == 200 and 'src="/static/chat.js' in body and "pygent-ws" in body
+    assert status == 200 and 'src="/static/ui.js' in body and "pygent-ws" in body
     # The WebSocket: the token, and the page's own origin.
     assert upgrade(ui, "/ws", ui.origin) == 403
     assert upgrade(ui, "/ws?token=nope", ui.origin) == 403
@@ -81,7 +83,7 @@ def test_token_origin_and_host_are_checked(start_ui: StartUi) -> None:
     # Downloads need the token; the public bundle does not.
     assert request(ui, "/download/changes.patch")[0] == 403
     assert request(ui, f"/download/changes.patch?{token}")[0] == 404  # no session yet
-    assert request(ui, "/static/chat.js")[0] == 200
+    assert request(ui, "/static/ui.js")[0] == 200
     assert request(ui, "/static/../server.py")[0] == 404
     assert request(ui, "/static/BUILD.json")[0] == 404
     assert "refused GET /ws" in ui.log_text()
@@ -166,35 +168,19 @@ def test_pygent_ui_script_and_flags_before_the_word_dispatch_here(
         parts = urlsplit(url)
         ui.origin = f"{parts.scheme}://{parts.netloc}"
         ui.token = url.split("token=", 1)[1]
-        seen = asyncio.run(_drive(ui, [{"type": "ready", "protocol": 1}], "init"))
-        assert seen[-1]["status"]["runtime"] == "local"
+        assert page_config(ui)["runtime"] == "local"
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
 
 
-async def _drive(ui: UiServer, messages: list[dict], until: str, timeout: float = 30) -> list[dict]:
-    """Talk to the server like the page does; return what it sent up to a message ``until``."""
-    import aiohttp
-
-    seen: list[dict] = []
-    async with aiohttp.ClientSession() as http_session:
-        async with http_session.ws_connect(
-            f"{ui.origin}/ws?token={ui.token}", headers={"Origin": ui.origin}
-        ) as ws:
-            for message in messages:
-                await ws.send_str(json.dumps(message))
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                msg = await ws.receive(timeout=deadline - time.monotonic())
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    break
-                data = json.loads(msg.data)
-                seen.append(data)
-                kind = data["type"] if data["type"] != "event" else data["event"]["type"]
-                if kind == until:
-                    return seen
-    raise AssertionError(f"no {until!r} within {timeout}s: {[m['type'] for m in seen]}")
+def page_config(ui: UiServer) -> dict:
+    """What the page's host is told (``<meta name="pygent-ui">``): folder and defaults."""
+    status, body = request(ui, f"/?token={ui.token}")
+    assert status == 200, body
+    match = re.search(r'<meta name="pygent-ui" content="([^"]*)"', body)
+    assert match is not None, body
+    return json.loads(html.unescape(match.group(1)))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -204,16 +190,16 @@ def test_stopping_kills_the_running_command(
     marker = f"sleep {40 + sig}.5"
     openai_server.add_tool_call("bash", {"cmd": marker})
     ui = start_ui(["--no-confirm-bash"])  # no approval: the command starts at once
-    asyncio.run(
-        _drive(
-            ui,
-            [
-                {"type": "ready", "protocol": 1},
-                {"type": "prompt", "sessionId": None, "text": "sleep"},
-            ],
-            "tool_call_started",
-        )
-    )
+
+    async def drive() -> None:
+        async with rpc_page(ui) as page:
+            session = await page.call("pygent/session/new", {"syncMode": "none"})
+            await page.send(
+                "pygent/session/prompt", {"sessionId": session["sessionId"], "prompt": "sleep"}
+            )
+            await page.update("tool_call_started")
+
+    asyncio.run(drive())
     time.sleep(0.3)
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0
     started = time.monotonic()
@@ -236,20 +222,19 @@ def _containers(pid: int) -> list[str]:
 @pytest.mark.docker
 def test_stopping_removes_the_containers(start_ui: StartUi) -> None:
     ui = start_ui(env={"PYGENT_USE_DOCKER": "1", "PYGENT_IMAGE": TEST_IMAGE})
-    seen = asyncio.run(
-        _drive(
-            ui,
-            [{"type": "ready", "protocol": 1}, {"type": "newSession"}, {"type": "newSession"}],
-            "sessions",
-            timeout=60,
-        )
-    )
+
+    async def drive() -> list[dict]:
+        async with rpc_page(ui) as page:
+            return [await page.call("pygent/session/new", {"syncMode": "none"}) for _ in range(2)]
+
+    seen = asyncio.run(drive())
     # Wait for both sessions (each has its container).
     deadline = time.monotonic() + 60
     while len(_containers(ui.proc.pid)) < 2:
         assert time.monotonic() < deadline, f"no containers; log:\n{ui.log_text()}"
         time.sleep(0.2)
-    assert any(m["type"] == "init" and m["status"]["runtime"] == "docker" for m in seen)
+    assert page_config(ui)["runtime"] == "docker"
+    assert [s["runtime"] for s in seen] == ["docker", "docker"]
     assert ui.stop(signal.SIGTERM, timeout=60) == 0
     assert _containers(ui.proc.pid) == []
 
@@ -258,7 +243,7 @@ def test_the_committed_page_is_the_built_webview() -> None:
     """pygent/web/static holds the build of editors/vscode/webview (python -m pygent.web.build_static)."""
     from pygent.web.build_static import stale_reason
 
-    for name in ("index.html", "ui.css", "chat.js", "chat.css", "BUILD.json"):
+    for name in ("index.html", "ui.css", "ui.js", "chat.css", "BUILD.json"):
         assert (STATIC / name).is_file(), name
     reason = stale_reason()
     assert reason is None, f"{reason}: run python -m pygent.web.build_static"

@@ -1,4 +1,5 @@
-// Bundles the extension (dist/extension.js) and the chat page (media/chat.js) with
+// Bundles the extension (dist/extension.js), the chat page (media/chat.js) and the
+// `pygent ui` page with its host (media/ui.js) with
 // esbuild; with --tests also the unit and browser tests (out/test/...).
 // Usage: node scripts/build.mjs [--tests] [--production]
 import { build } from 'esbuild';
@@ -35,7 +36,16 @@ await Promise.all([
     outfile: 'media/chat.js',
     platform: 'browser',
     format: 'iife',
-    // VS Code 1.91's webviews run Chromium 124; the same bundle serves `pygent ui`.
+    // VS Code 1.91's webviews run Chromium 124.
+    target: ['chrome114', 'firefox115', 'safari16'],
+  }),
+  build({
+    ...common,
+    // `pygent ui`: the same page with the extension's chat controller as its host.
+    entryPoints: ['webview/host/main.ts'],
+    outfile: 'media/ui.js',
+    platform: 'browser',
+    format: 'iife',
     target: ['chrome114', 'firefox115', 'safari16'],
   }),
 ]);

@@ -1,35 +1,60 @@
 /**
- * The Pygent editor protocol as the extension sees it: a mirror of
- * `pygent/lsp/protocol.py` (method names, error codes, payload types).
+ * The Pygent editor protocol as the extension sees it: method names, error codes,
+ * closed vocabularies and payload types, with camelCase fields as on the wire.
  *
- * Keep it in step with the Python file: `tests/test_protocol_mirror.py` fails when a
- * method, command, error code, payload type or field there has no counterpart here.
- * Field names are camelCase, as the server's converter writes them on the wire.
+ * GENERATED from docs/protocol.schema.json (itself generated from pygent/lsp/protocol.py,
+ * pygent/events.py and pygent/errors.py) by `python scripts/gen_protocol.py`. Do not edit by hand:
+ * change the Python types and run the script; the tests run it with `--check`.
  * This module has no runtime dependencies so the webview can import its types too.
  */
 
 export const PROTOCOL_VERSION = 1;
+export const MAX_MESSAGE_BYTES = 33554432;
 
-// --- methods: client -> server requests ------------------------------------------------
+// --- methods -------------------------------------------------------------------------------------
 
+/** Request (client -> server): {@link NewSessionParams} -> {@link SessionInfo}. */
 export const SESSION_NEW = 'pygent/session/new';
+/** Request (client -> server): {@link PromptParams} -> {@link PromptResult}. */
 export const SESSION_PROMPT = 'pygent/session/prompt';
+/** Request (client -> server): {@link SessionIdParams} -> {@link CancelResult}. */
 export const SESSION_CANCEL = 'pygent/session/cancel';
+/** Request (client -> server): {@link ListSessionsParams} -> {@link ListSessionsResult}. */
 export const SESSION_LIST = 'pygent/session/list';
+/** Request (client -> server): {@link SessionIdParams} -> {@link CloseResult}. */
 export const SESSION_CLOSE = 'pygent/session/close';
+/** Request (client -> server): {@link ResumeSessionParams} -> {@link SessionInfo}. */
 export const SESSION_RESUME = 'pygent/session/resume';
+/** Request (client -> server): {@link SessionSettingsParams} -> {@link SessionInfo}. */
 export const SESSION_SETTINGS = 'pygent/session/settings';
+/** Request (client -> server): {@link SessionIdParams} -> {@link TaskListResult}. */
 export const TASK_LIST = 'pygent/task/list';
+/** Request (client -> server): {@link TaskParams} -> {@link TaskInfo}. */
 export const TASK_STATUS = 'pygent/task/status';
+/** Request (client -> server): {@link TaskParams} -> {@link CancelResult}. */
 export const TASK_CANCEL = 'pygent/task/cancel';
+/** Request (client -> server): {@link CollectFileParams} -> {@link CollectFileResult}. */
 export const TASK_COLLECT_FILE = 'pygent/task/collectFile';
+/** Request (client -> server): {@link SyncParams} -> {@link SyncResult}. */
 export const WORKSPACE_SYNC = 'pygent/workspace/sync';
+/** Request (client -> server): {@link SessionIdParams} -> {@link ChangeSet}. */
 export const WORKSPACE_CHANGES = 'pygent/workspace/changes';
+/** Request (client -> server): {@link ApplyParams} -> {@link ApplyResult}. */
 export const WORKSPACE_APPLY = 'pygent/workspace/apply';
+/** Request (client -> server): {@link DiscardParams} -> {@link DiscardResult}. */
 export const WORKSPACE_DISCARD = 'pygent/workspace/discard';
+/** Request (client -> server): {@link SessionIdParams} -> {@link ToolListResult}. */
 export const TOOLS_LIST = 'pygent/tools/list';
+/** Request (client -> server): {@link ToolsParams} -> {@link ToolListResult}. */
 export const TOOLS_ENABLE = 'pygent/tools/enable';
+/** Request (client -> server): {@link ToolsParams} -> {@link ToolListResult}. */
 export const TOOLS_DISABLE = 'pygent/tools/disable';
+/** Notification (server -> client): {@link SessionUpdateParams}. */
+export const SESSION_UPDATE = 'pygent/sessionUpdate';
+/**
+ * Request (server -> client): {@link RequestPermissionParams} -> {@link RequestPermissionResult}.
+ */
+export const REQUEST_PERMISSION = 'pygent/requestPermission';
 
 /** Every client -> server request, in documentation order. */
 export const REQUESTS = [
@@ -53,23 +78,12 @@ export const REQUESTS = [
   TOOLS_DISABLE,
 ] as const;
 
-// --- methods: server -> client -----------------------------------------------------------
-
-/** Notification: one event of a session ({@link SessionUpdateParams}), in order per session. */
-export const SESSION_UPDATE = 'pygent/sessionUpdate';
-/** Request: approve a tool call ({@link RequestPermissionParams} -> {@link RequestPermissionResult}). */
-export const REQUEST_PERMISSION = 'pygent/requestPermission';
-
 /** The `workspace/executeCommand` name of a request: `pygent/task/list` -> `pygent.task.list`. */
 export function commandName(method: string): string {
   return method.replaceAll('/', '.');
 }
 
-/**
- * `workspace/executeCommand` names (one argument, the request's params). Spelled out so
- * the mirror test finds every one; generic LSP clients use these, this extension sends
- * the requests themselves.
- */
+/** `workspace/executeCommand` names (one argument: the request's params). */
 export const COMMANDS = {
   'pygent.session.new': SESSION_NEW,
   'pygent.session.prompt': SESSION_PROMPT,
@@ -91,53 +105,93 @@ export const COMMANDS = {
   'pygent.tools.disable': TOOLS_DISABLE,
 } as const satisfies Record<string, (typeof REQUESTS)[number]>;
 
-// --- error codes (JSON-RPC error.code) ----------------------------------------------------
+/** The params and result of every request, by method. */
+export interface RequestTypes {
+  'pygent/session/new': { params: NewSessionParams; result: SessionInfo };
+  'pygent/session/prompt': { params: PromptParams; result: PromptResult };
+  'pygent/session/cancel': { params: SessionIdParams; result: CancelResult };
+  'pygent/session/list': { params: ListSessionsParams; result: ListSessionsResult };
+  'pygent/session/close': { params: SessionIdParams; result: CloseResult };
+  'pygent/session/resume': { params: ResumeSessionParams; result: SessionInfo };
+  'pygent/session/settings': { params: SessionSettingsParams; result: SessionInfo };
+  'pygent/task/list': { params: SessionIdParams; result: TaskListResult };
+  'pygent/task/status': { params: TaskParams; result: TaskInfo };
+  'pygent/task/cancel': { params: TaskParams; result: CancelResult };
+  'pygent/task/collectFile': { params: CollectFileParams; result: CollectFileResult };
+  'pygent/workspace/sync': { params: SyncParams; result: SyncResult };
+  'pygent/workspace/changes': { params: SessionIdParams; result: ChangeSet };
+  'pygent/workspace/apply': { params: ApplyParams; result: ApplyResult };
+  'pygent/workspace/discard': { params: DiscardParams; result: DiscardResult };
+  'pygent/tools/list': { params: SessionIdParams; result: ToolListResult };
+  'pygent/tools/enable': { params: ToolsParams; result: ToolListResult };
+  'pygent/tools/disable': { params: ToolsParams; result: ToolListResult };
+  'pygent/requestPermission': { params: RequestPermissionParams; result: RequestPermissionResult };
+}
+
+// --- error codes (JSON-RPC error.code) -----------------------------------------------------------
 
 export const PARSE_ERROR = -32700;
 export const INVALID_REQUEST = -32600;
 export const METHOD_NOT_FOUND = -32601;
+/**
+ * ParamsError: Params that do not fit their type; the message names the field (`invalid PromptParams: sessionId: expected a string, got number`).
+ */
 export const INVALID_PARAMS = -32602;
 export const INTERNAL_ERROR = -32603;
 export const REQUEST_CANCELLED = -32800;
+/** UnknownSessionError: No live session has this id. */
 export const SESSION_NOT_FOUND = -32001;
+/** SessionBusyError: A turn is already running in the session. */
 export const SESSION_BUSY = -32002;
+/** RuntimeUnavailable: The asked-for sandbox (e.g. Docker) cannot be used. */
 export const RUNTIME_UNAVAILABLE = -32003;
+/** UnknownTaskError: No task has this id. */
 export const TASK_NOT_FOUND = -32004;
+/** PygentError: Base class: a clear, user-facing message (no traceback needed). */
 export const PYGENT_ERROR = -32005;
+/** PathError: A file path was refused: outside the workspace, a link out, not a regular file. */
 export const PATH_REFUSED = -32006;
 
-export const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
+// --- closed vocabularies -------------------------------------------------------------------------
 
-// --- closed vocabularies ---------------------------------------------------------------------
-
+/** Why a turn ended (borrowed from ACP's prompt response). */
+export type StopReason =
+  | 'end_turn'
+  | 'stop'
+  | 'ask_user'
+  | 'max_steps'
+  | 'max_time'
+  | 'step_timeout'
+  | 'cancelled'
+  | 'error'
+  | 'refusal';
+export type TaskState = 'queued' | 'running' | 'finished' | 'failed' | 'timeout' | 'cancelled';
 export type RuntimeKind = 'auto' | 'docker' | 'local';
 export type SyncMode = 'copy' | 'mount' | 'none';
 export type ApprovalMode = 'auto' | 'confirm' | 'never' | 'read-only' | 'api';
-export const STOP_REASONS = [
-  'end_turn',
-  'stop',
-  'ask_user',
-  'max_steps',
-  'max_time',
-  'step_timeout',
-  'cancelled',
-  'error',
-  'refusal',
-] as const;
-export type StopReason = (typeof STOP_REASONS)[number];
 export type ChangeStatus = 'added' | 'modified' | 'deleted';
 export type ApplyMethod = 'auto' | 'applyEdit' | 'write';
-export const PERMISSION_OPTIONS = ['allow_once', 'allow_always', 'reject_once', 'reject_always'] as const;
-export type PermissionOptionId = (typeof PERMISSION_OPTIONS)[number];
+export type PermissionOptionId = 'allow_once' | 'allow_always' | 'reject_once' | 'reject_always';
+export type PermissionAnswer =
+  | 'allow_once'
+  | 'allow_always'
+  | 'reject_once'
+  | 'reject_always'
+  | 'cancelled';
+export type PreviewKind = 'command' | 'diff' | 'text';
+export type ToolCallStatus = 'completed' | 'failed' | 'denied' | 'cancelled';
+export type NoticeLevel = 'info' | 'warning' | 'error';
+export type OutputStream = 'stdout' | 'stderr';
+export type PermissionState = 'pending' | 'resolved';
 
-// --- params and results ------------------------------------------------------------------------
+// --- params and results --------------------------------------------------------------------------
 
-export interface SessionIdParams {
-  sessionId: string;
-}
-
+/**
+ * `pygent/session/new`. `workspaceFolder`: a `file://` URI or an absolute path;
+ * without it the session gets an empty sandbox workspace (`syncMode` is then `none`).
+ * `approvalMode`: default the server's setting (`auto`).
+ */
 export interface NewSessionParams {
-  /** A `file://` URI or an absolute path; without it the sandbox workspace starts empty. */
   workspaceFolder?: string | null;
   runtime?: RuntimeKind;
   persona?: string | null;
@@ -147,42 +201,38 @@ export interface NewSessionParams {
   title?: string | null;
 }
 
-export interface ResumeSessionParams {
-  sessionId: string;
-  workspaceFolder?: string | null;
-  runtime?: RuntimeKind;
-  persona?: string | null;
-  model?: string | null;
-  approvalMode?: ApprovalMode | null;
-  syncMode?: SyncMode;
-}
-
+/**
+ * A session as lists and the new/resume/settings results show it.
+ *
+ * `live` is true for sessions open in this server; saved-only sessions (from
+ * `pygent/session/list` with `includeSaved`) have `live` false and no runtime.
+ * `sandboxPath` is the sandbox workspace on the server's host, `runtime` `docker`
+ * or `local` once running, `updated` an ISO 8601 time, `notices` what the user
+ * should know (e.g. `Docker is not available: ...`).
+ */
 export interface SessionInfo {
   sessionId: string;
   title: string;
   live: boolean;
   busy: boolean;
   workspaceFolder: string | null;
-  /** The sandbox workspace on the server's host. */
   sandboxPath: string | null;
   runtime: string | null;
   syncMode: SyncMode;
   persona: string;
   model: string;
-  approvalMode: string;
+  approvalMode: ApprovalMode;
   messageCount: number;
   updated: string | null;
   notices: string[];
 }
 
-export interface ListSessionsParams {
-  includeSaved?: boolean;
-}
-
-export interface ListSessionsResult {
-  sessions: SessionInfo[];
-}
-
+/**
+ * `pygent/session/prompt`: run one turn; resolves when the turn ends.
+ *
+ * `includeUnsaved`: copy the editor's unsaved buffers into the sandbox first (copy
+ * mode). `workDoneToken`: report `$/progress` with this client-created token.
+ */
 export interface PromptParams {
   sessionId: string;
   prompt: string;
@@ -191,6 +241,7 @@ export interface PromptParams {
   workDoneToken?: string | number | null;
 }
 
+/** How the turn ended (ACP's `PromptResponse.stopReason`), with its final text. */
 export interface PromptResult {
   stopReason: StopReason;
   text: string;
@@ -201,14 +252,43 @@ export interface PromptResult {
   changes: number;
 }
 
+/** Params of requests that only name a session (cancel, close, task list, tools list, changes). */
+export interface SessionIdParams {
+  sessionId: string;
+}
+
+/** `cancelled` is false when nothing was running. */
 export interface CancelResult {
   cancelled: boolean;
+}
+
+export interface ListSessionsParams {
+  includeSaved?: boolean;
+}
+
+export interface ListSessionsResult {
+  sessions: SessionInfo[];
 }
 
 export interface CloseResult {
   closed: boolean;
 }
 
+/**
+ * `pygent/session/resume`: reopen a saved session (its history) in a new sandbox.
+ * `workspaceFolder`: default the folder the session was saved with.
+ */
+export interface ResumeSessionParams {
+  sessionId: string;
+  workspaceFolder?: string | null;
+  runtime?: RuntimeKind;
+  persona?: string | null;
+  model?: string | null;
+  approvalMode?: ApprovalMode | null;
+  syncMode?: SyncMode;
+}
+
+/** `pygent/session/settings`: change any given field; returns the session info. */
 export interface SessionSettingsParams {
   sessionId: string;
   approvalMode?: ApprovalMode | null;
@@ -217,15 +297,14 @@ export interface SessionSettingsParams {
   maxSteps?: number | null;
 }
 
-export interface TaskParams {
-  sessionId: string;
-  taskId: string;
+export interface TaskListResult {
+  tasks: TaskInfo[];
 }
 
+/** A delegated task; `result` is its final answer once finished. */
 export interface TaskInfo {
   taskId: string;
-  /** queued | running | finished | failed | timeout | cancelled */
-  status: string;
+  status: TaskState;
   persona: string;
   prompt: string;
   steps: number;
@@ -233,10 +312,12 @@ export interface TaskInfo {
   result: string;
 }
 
-export interface TaskListResult {
-  tasks: TaskInfo[];
+export interface TaskParams {
+  sessionId: string;
+  taskId: string;
 }
 
+/** Copy `path` from a task's sandbox into the session's (at `dest`, default the same path). */
 export interface CollectFileParams {
   sessionId: string;
   taskId: string;
@@ -249,6 +330,12 @@ export interface CollectFileResult {
   size: number;
 }
 
+/**
+ * `pygent/workspace/sync`: copy what changed in the folder into the sandbox.
+ *
+ * `includeUnsaved`: also the editor's unsaved buffers (open documents).
+ * `full`: rescan the whole folder instead of the paths the editor reported.
+ */
 export interface SyncParams {
   sessionId: string;
   includeUnsaved?: boolean;
@@ -263,32 +350,39 @@ export interface SyncResult {
   durationMs: number;
 }
 
-/** One file the agent changed: `diff` is a unified diff from the folder to the sandbox. */
-export interface FileChange {
-  path: string;
-  status: ChangeStatus;
-  diff: string;
-  binary: boolean;
-  conflict: boolean;
-  /** Why this path can run code (e.g. a git hook); `paths: null` skips it: apply it by name. */
-  protected: string | null;
-}
-
 export interface ChangeSet {
   sessionId: string;
   syncMode: SyncMode;
   changes: FileChange[];
 }
 
+/**
+ * One file the agent changed: `diff` is a unified diff from the folder to the sandbox.
+ *
+ * `conflict`: the folder's copy changed too since the last sync. `protected`: why
+ * this path can run code (e.g. a git hook); such a change is applied only when named
+ * in `paths`.
+ */
+export interface FileChange {
+  path: string;
+  status: ChangeStatus;
+  diff: string;
+  binary: boolean;
+  conflict: boolean;
+  protected: string | null;
+}
+
+/**
+ * `pygent/workspace/apply`: bring the agent's changes into the editor.
+ *
+ * `method`: `applyEdit` sends `workspace/applyEdit`; `write` writes the files
+ * on disk from the server; `auto` uses applyEdit when the client supports it.
+ * `paths`: only these (default: every change).
+ */
 export interface ApplyParams {
   sessionId: string;
   paths?: string[] | null;
   method?: ApplyMethod;
-}
-
-export interface FailedPath {
-  path: string;
-  reason: string;
 }
 
 export interface ApplyResult {
@@ -296,6 +390,12 @@ export interface ApplyResult {
   failed: FailedPath[];
 }
 
+export interface FailedPath {
+  path: string;
+  reason: string;
+}
+
+/** `pygent/workspace/discard`: restore the sandbox copies from the folder. */
 export interface DiscardParams {
   sessionId: string;
   paths?: string[] | null;
@@ -305,9 +405,8 @@ export interface DiscardResult {
   discarded: string[];
 }
 
-export interface ToolsParams {
-  sessionId: string;
-  names: string[];
+export interface ToolListResult {
+  tools: ToolInfo[];
 }
 
 export interface ToolInfo {
@@ -317,121 +416,207 @@ export interface ToolInfo {
   enabled: boolean;
 }
 
-export interface ToolListResult {
-  tools: ToolInfo[];
+export interface ToolsParams {
+  sessionId: string;
+  names: string[];
 }
 
-// --- server -> client: session updates (a union tagged by `type`) -------------------------------
+/** `pygent/sessionUpdate`: `seq` counts 1, 2, 3... per session (gaps mean loss). */
+export interface SessionUpdateParams {
+  sessionId: string;
+  seq: number;
+  update: SessionUpdate;
+}
 
-/** Fields every update carries: `taskId` is set when a delegated task produced it. */
-interface UpdateBase {
+/**
+ * `pygent/requestPermission`: approve a tool call. `reason` says why the policy
+ * asks (e.g. `local mode: no isolation`).
+ */
+export interface RequestPermissionParams {
+  sessionId: string;
+  toolCall: ToolCallInfo;
+  options: PermissionOption[];
   taskId: string | null;
+  reason: string;
 }
 
-export interface TurnStartedUpdate extends UpdateBase {
+/**
+ * The call to approve. `previewKind`: `command` (preview is the command line),
+ * `diff` (a unified diff of the file write) or `text`.
+ */
+export interface ToolCallInfo {
+  callId: string;
+  tool: string;
+  arguments: Record<string, unknown>;
+  preview: string;
+  previewKind: PreviewKind;
+  path: string | null;
+}
+
+export interface PermissionOption {
+  optionId: PermissionOptionId;
+  name: string;
+  kind: PermissionOptionId;
+}
+
+/**
+ * The client's answer. `optionId` is one of the offered options (or `cancelled`);
+ * `message` goes to the model with a rejection; `pattern` narrows `allow_always`
+ * (a command pattern such as `pytest *`; default: this tool, or this command's words).
+ * Anything else, an error, or no answer within the timeout means: denied.
+ */
+export interface RequestPermissionResult {
+  optionId: PermissionAnswer;
+  message?: string | null;
+  pattern?: string | null;
+}
+
+// --- server -> client: session updates (a union tagged by `type`) --------------------------------
+
+/** A turn began with this prompt. */
+export interface TurnStartedUpdate {
   type: 'turn_started';
+  taskId: string | null;
   prompt: string;
 }
 
-export interface MessageDeltaUpdate extends UpdateBase {
+/** A chunk of the assistant's reply text, as it streams. */
+export interface MessageDeltaUpdate {
   type: 'message_delta';
+  taskId: string | null;
   text: string;
 }
 
 /**
- * Forget the reply text streamed since the current model call began (its `message_delta`
- * updates): the call is retried and the answer that follows replaces it.
+ * Forget the reply text streamed since the last model call began.
+ *
+ * Sent when a model call that already streamed text is retried or re-asked (a cut
+ * stream, a server that cannot stream tools): the answer that follows replaces the
+ * partial one, so a front end removes what it showed and never splices the two.
+ * `reason` says why, for front ends that show it.
  */
-export interface MessageDiscardedUpdate extends UpdateBase {
+export interface MessageDiscardedUpdate {
   type: 'message_discarded';
-  /** Why, e.g. the stream was cut. */
+  taskId: string | null;
   reason: string;
 }
 
-export interface MessageDoneUpdate extends UpdateBase {
+/** The whole assistant message of one model call. */
+export interface MessageDoneUpdate {
   type: 'message_done';
+  taskId: string | null;
   text: string;
 }
 
-export interface ToolCallProposedUpdate extends UpdateBase {
+/** The model asked for a tool call (before approval). */
+export interface ToolCallProposedUpdate {
   type: 'tool_call_proposed';
+  taskId: string | null;
   callId: string;
   tool: string;
   arguments: Record<string, unknown>;
   preview: string;
 }
 
-export interface ToolCallStartedUpdate extends UpdateBase {
+/** An approved tool call began running. */
+export interface ToolCallStartedUpdate {
   type: 'tool_call_started';
+  taskId: string | null;
   callId: string;
   tool: string;
 }
 
-export interface ToolOutputUpdate extends UpdateBase {
+/** A chunk of a running tool's output (stdout/stderr of a command). */
+export interface ToolOutputUpdate {
   type: 'tool_output';
+  taskId: string | null;
   callId: string;
   text: string;
-  stream: string;
+  stream: OutputStream;
 }
 
-export interface ToolCallFinishedUpdate extends UpdateBase {
+/** A tool call ended: `output` holds its last 4000 characters. */
+export interface ToolCallFinishedUpdate {
   type: 'tool_call_finished';
+  taskId: string | null;
   callId: string;
   tool: string;
   ok: boolean;
   output: string;
-  /** completed | failed | denied | cancelled */
-  status: string;
+  status: ToolCallStatus;
 }
 
-export interface UsageUpdate extends UpdateBase {
+/**
+ * Token usage of one model call plus the running totals for the session.
+ *
+ * `estimated` is True when the server reported no usage for this call and the
+ * counts are Pygent's estimate (about four characters a token); front ends mark
+ * such figures (`~`). Once a call is estimated the totals are estimates too.
+ */
+export interface UsageUpdate {
   type: 'usage';
+  taskId: string | null;
   promptTokens: number;
   completionTokens: number;
   totalPromptTokens: number;
   totalCompletionTokens: number;
-  /** The server reported no usage: the counts are Pygent's estimate (show them with `~`). */
   estimated: boolean;
 }
 
-export interface NoticeUpdate extends UpdateBase {
+/** Something the user should know that is not part of the conversation. */
+export interface NoticeUpdate {
   type: 'notice';
-  /** info | warning | error */
-  level: string;
+  taskId: string | null;
+  level: NoticeLevel;
   text: string;
 }
 
-export interface TaskStatusUpdate extends UpdateBase {
+/** Status of a delegated task (queued, running, finished, failed, timeout, cancelled). */
+export interface TaskStatusUpdate {
   type: 'task_status';
-  status: string;
+  taskId: string | null;
+  status: TaskState;
   persona: string;
   prompt: string;
   steps: number;
   detail: string;
 }
 
-export interface TurnEndedUpdate extends UpdateBase {
+/** The turn ended: why, its final text (or the `ask_user` question) and any error. */
+export interface TurnEndedUpdate {
   type: 'turn_ended';
+  taskId: string | null;
   stopReason: StopReason;
   text: string;
   error: string;
 }
 
-/** A permission request was sent (`pending`) or answered / timed out (`resolved`). */
-export interface PermissionUpdate extends UpdateBase {
+/**
+ * A permission request was sent (`pending`) or answered / timed out (`resolved`).
+ *
+ * `outcome` is the option chosen, or why the call was denied (`denied: <why>`).
+ */
+export interface PermissionUpdate {
   type: 'permission';
+  taskId: string | null;
   callId: string;
-  state: 'pending' | 'resolved';
+  state: PermissionState;
   outcome: string;
 }
 
-/** After a turn in copy mode: the agent's unapplied changes (fetch with WORKSPACE_CHANGES). */
-export interface ChangesUpdate extends UpdateBase {
+/**
+ * After a turn in copy mode: the agent's changes not applied to the folder yet.
+ *
+ * `count` files; `paths` lists at most the first 200 of them.
+ */
+export interface ChangesUpdate {
   type: 'changes';
+  taskId: string | null;
   count: number;
   paths: string[];
 }
 
+/** One event of a session, tagged by `type` (the events of pygent/events.py). */
 export type SessionUpdate =
   | TurnStartedUpdate
   | MessageDeltaUpdate
@@ -449,43 +634,3 @@ export type SessionUpdate =
   | ChangesUpdate;
 
 export type SessionUpdateType = SessionUpdate['type'];
-
-/** `pygent/sessionUpdate`: `seq` counts 1, 2, 3... per session (a gap means loss). */
-export interface SessionUpdateParams {
-  sessionId: string;
-  seq: number;
-  update: SessionUpdate;
-}
-
-// --- server -> client: permission requests ----------------------------------------------------------
-
-export interface PermissionOption {
-  optionId: PermissionOptionId;
-  name: string;
-  kind: PermissionOptionId;
-}
-
-/** `previewKind`: `command` (the command line), `diff` (a unified diff of a file write) or `text`. */
-export interface ToolCallInfo {
-  callId: string;
-  tool: string;
-  arguments: Record<string, unknown>;
-  preview: string;
-  previewKind: 'command' | 'diff' | 'text';
-  path: string | null;
-}
-
-export interface RequestPermissionParams {
-  sessionId: string;
-  toolCall: ToolCallInfo;
-  options: PermissionOption[];
-  taskId: string | null;
-  reason: string;
-}
-
-/** `optionId` is an offered option or `cancelled`; `message` goes to the model with a rejection. */
-export interface RequestPermissionResult {
-  optionId: PermissionOptionId | 'cancelled';
-  message?: string | null;
-  pattern?: string | null;
-}

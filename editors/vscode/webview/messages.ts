@@ -1,9 +1,10 @@
 /**
  * The messages between the chat page and its host, and their parsers.
  *
- * The host is the VS Code extension (through `postMessage`) or `pygent ui` (through a
- * WebSocket); both speak exactly these JSON objects, tagged by `type`, and both sides
- * run every incoming message through a parser here, dropping what does not fit.
+ * The host is the extension's chat controller: in VS Code (through `postMessage`), or in
+ * the page's own window under `pygent ui` (webview/host); it speaks exactly these JSON
+ * objects, tagged by `type`, and both sides run every incoming message through a parser
+ * here, dropping what does not fit.
  * A session event is the `update` object of the LSP `pygent/sessionUpdate`
  * notification, unchanged (camelCase keys, tags as in `pygent.events`).
  * `editors/vscode/README.md` documents the same protocol in prose.
@@ -12,11 +13,15 @@
 import type {
   ChangeStatus,
   FileChange,
+  NoticeLevel,
+  OutputStream,
   PermissionOptionId,
   SessionUpdate,
   StopReason,
   SyncMode,
   TaskInfo,
+  TaskState,
+  ToolCallStatus,
 } from '../src/protocol';
 import {
   array,
@@ -162,6 +167,7 @@ const stopReason = literal<StopReason>(
 const hostAction = literal<HostAction>(...HOST_ACTIONS);
 const taskId = withDefault(nullable(str), null);
 const text = withDefault(str, '');
+const taskState = literal<TaskState>('queued', 'running', 'finished', 'failed', 'timeout', 'cancelled');
 const count = withDefault(num, 0);
 
 /** Parses one session update (the LSP `update` object); missing optional keys get defaults. */
@@ -178,14 +184,14 @@ export const parseSessionEvent: Parser<SessionEvent> = tagged<SessionEvent>({
     preview: text,
   }),
   tool_call_started: variant('tool_call_started', { taskId, callId: str, tool: text }),
-  tool_output: variant('tool_output', { taskId, callId: str, text, stream: withDefault(str, 'stdout') }),
+  tool_output: variant('tool_output', { taskId, callId: str, text, stream: withDefault(literal<OutputStream>('stdout', 'stderr'), 'stdout') }),
   tool_call_finished: variant('tool_call_finished', {
     taskId,
     callId: str,
     tool: text,
     ok: withDefault(bool, true),
     output: text,
-    status: withDefault(str, 'completed'),
+    status: withDefault(literal<ToolCallStatus>('completed', 'failed', 'denied', 'cancelled'), 'completed'),
   }),
   usage: variant('usage', {
     taskId,
@@ -195,10 +201,10 @@ export const parseSessionEvent: Parser<SessionEvent> = tagged<SessionEvent>({
     totalCompletionTokens: count,
     estimated: withDefault(bool, false),
   }),
-  notice: variant('notice', { taskId, level: withDefault(str, 'info'), text }),
+  notice: variant('notice', { taskId, level: withDefault(literal<NoticeLevel>('info', 'warning', 'error'), 'info'), text }),
   task_status: variant('task_status', {
     taskId,
-    status: str,
+    status: taskState,
     persona: text,
     prompt: text,
     steps: count,
@@ -246,7 +252,7 @@ const sessionSummary = object<SessionSummary>({
 
 const taskInfo = object<TaskInfo>({
   taskId: str,
-  status: str,
+  status: taskState,
   persona: text,
   prompt: text,
   steps: count,

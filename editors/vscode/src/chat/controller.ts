@@ -104,6 +104,15 @@ export interface ControllerDeps {
   log: Logger;
   /** A name for the host in `init` ("vscode"). */
   hostName: string;
+  /** What the page may offer (default: {@link VSCODE_CAPABILITIES}). */
+  capabilities?: HostCapabilities;
+  /** How accepted changes reach the folder: as editor edits (default) or written by the server. */
+  applyMethod?: 'applyEdit' | 'write';
+  /**
+   * A host whose server outlives the page (`pygent ui`): the log of a session so far,
+   * for a page that attaches after it started, or a saved session's history.
+   */
+  transcript?(sessionId: string): Promise<{ events: SessionUpdate[]; seq: number }>;
 }
 
 export const VSCODE_CAPABILITIES: HostCapabilities = {
@@ -246,7 +255,7 @@ export class ChatController {
     this.post({
       type: 'init',
       host: this.deps.hostName,
-      capabilities: VSCODE_CAPABILITIES,
+      capabilities: this.deps.capabilities ?? VSCODE_CAPABILITIES,
       status: this.status(),
       sessions: this.sessions.summaries(),
       activeSessionId: active,
@@ -360,13 +369,44 @@ export class ChatController {
     const folders = new Set(this.deps.editor.workspaceFolders().map((f) => normPath(f.fsPath)));
     const listed = new Set<string>();
     for (const info of result.sessions) {
-      const ours = info.live || (info.workspaceFolder !== null && folders.has(normPath(info.workspaceFolder)));
+      // Without folders, the saved sessions that had none are ours.
+      const ours = info.live || (info.workspaceFolder === null ? folders.size === 0 : folders.has(normPath(info.workspaceFolder)));
       if (!ours) continue;
       listed.add(info.sessionId);
       this.sessions.upsert(info);
     }
     this.sessions.prune(listed);
+    if (this.deps.transcript) await this.attachLive(result.sessions.filter((s) => s.live));
     this.sendSessions();
+  }
+
+  /**
+   * A page (re)attached to a server that outlives it: follow its live sessions from the
+   * server's logs (they replace ours, which may have missed updates), show the newest.
+   */
+  private async attachLive(live: SessionInfo[]): Promise<void> {
+    for (const info of live) {
+      try {
+        await this.loadTranscript(info.sessionId);
+      } catch (err) {
+        this.deps.log.warn(`Transcript of ${info.sessionId}: ${describeError(err)}`);
+      }
+    }
+    const newest = live[live.length - 1];
+    if (!this.sessions.activeId && newest) this.sessions.activeId = newest.sessionId;
+    const active = this.sessions.activeId;
+    if (active) this.sendSessionDetail(active);
+  }
+
+  /** Replaces a session's log with the server's; false when the host keeps none. */
+  private async loadTranscript(sessionId: string): Promise<boolean> {
+    if (!this.deps.transcript) return false;
+    const { events, seq } = await this.deps.transcript(sessionId);
+    this.sessions.load(sessionId, events, seq);
+    for (const event of events) if (event.type === 'task_status') this.tasks.update(sessionId, event);
+    const info = this.sessions.get(sessionId);
+    if (info?.live && info.workspaceFolder) await this.refreshChanges(sessionId);
+    return true;
   }
 
   // --- sessions -----------------------------------------------------------------------------------
@@ -409,7 +449,7 @@ export class ChatController {
     const info = this.sessions.get(sessionId);
     if (!info) return;
     this.sessions.activeId = sessionId;
-    if (!info.live && this.sessions.events(sessionId).length === 0) {
+    if (!info.live && this.sessions.events(sessionId).length === 0 && !(await this.loadTranscript(sessionId))) {
       // A saved session from an earlier run: its history is in the agent, not here.
       this.sessions.appendLocal(sessionId, {
         type: 'notice',
@@ -594,9 +634,10 @@ export class ChatController {
   }
 
   private async apply(sessionId: string, paths: string[] | null): Promise<void> {
-    const result = await this.deps.server.request<ApplyResult>(WORKSPACE_APPLY, { sessionId, paths, method: 'applyEdit' });
+    const method = this.deps.applyMethod ?? 'applyEdit';
+    const result = await this.deps.server.request<ApplyResult>(WORKSPACE_APPLY, { sessionId, paths, method });
     const folder = this.sessions.get(sessionId)?.workspaceFolder;
-    if (folder && result.applied.length) {
+    if (method === 'applyEdit' && folder && result.applied.length) {
       // applyEdit leaves the documents dirty; the user asked for the files, so save them.
       await this.deps.editor.saveFiles(result.applied.map((p) => joinPath(folder, p)));
     }

@@ -127,6 +127,17 @@ export class SessionStore {
     return this.records.get(id)?.events ?? [];
   }
 
+  /**
+   * Replaces a session's log with one read from the server; the updates that follow are
+   * numbered after `seq` (a new connection numbers afresh).
+   */
+  load(id: string, events: SessionUpdate[], seq: number): void {
+    const record = this.records.get(id);
+    if (!record) return;
+    record.events = [...events];
+    record.lastSeq = seq;
+  }
+
   /** Adds an event the extension itself produced (e.g. "resumed"), keeping seq order. */
   appendLocal(id: string, update: SessionUpdate): void {
     const record = this.records.get(id);

@@ -1,21 +1,20 @@
-"""Per-session logs of page events (what a reconnecting page replays) and their ordered hand-over to the loop.
+"""Session transcripts for a page that (re)attaches: each live session's updates so far, and a saved session's history as updates.
 
-A page keeps nothing: on ``ready`` it gets the whole log of the session it shows, so a
-reload, a second tab or a dropped socket shows the same conversation. Live updates are
-merged as they stream (consecutive reply chunks, consecutive output of one call), as
-the VS Code host does (``editors/vscode/src/chat/sessions.ts``). A saved session's
-history file is turned into the same updates (:func:`history_events`), so a session
-from an earlier run reads like a live one.
+A page keeps nothing: a reload, a second tab or a dropped socket asks the server for
+the log of the session it shows (``pygent ui``, :mod:`pygent.lsp.websocket`). Live
+updates are merged as they stream (consecutive reply chunks, consecutive output of one
+call), as the VS Code host does (``editors/vscode/src/chat/sessions.ts``). A saved
+session's history file is turned into the same updates (:func:`history_updates`), so
+a session from an earlier run reads like a live one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterable
 from typing import Any
-
-from pygent.handoff import LoopHandoff
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +33,8 @@ class SessionLog:
 
     def __init__(self, events: Iterable[Update] = ()) -> None:
         self.events: list[Update] = list(events)
+        # Updates arrive from the threads that emit events; snapshots are taken on the loop.
+        self._lock = threading.Lock()
 
     def append(self, update: Update) -> None:
         """Record one update, merging it into the previous one when they are chunks of one stream.
@@ -41,6 +42,10 @@ class SessionLog:
         A ``message_discarded`` is not recorded: it removes the reply chunks it withdraws,
         so a replay shows only the answer that replaced them.
         """
+        with self._lock:
+            self._append(update)
+
+    def _append(self, update: Update) -> None:
         last = self.events[-1] if self.events else None
         kind = update.get("type")
         if kind == "message_discarded":
@@ -94,24 +99,9 @@ class SessionLog:
         del self.events[i:]
         self.events.extend(reversed(kept))
 
-    def turn_open(self) -> bool:
-        """True between the main agent's ``turn_started`` and its ``turn_ended``."""
-        for event in reversed(self.events):
-            if event.get("taskId") is not None:
-                continue
-            if event.get("type") == "turn_ended":
-                return False
-            if event.get("type") == "turn_started":
-                return True
-        return False
-
     def snapshot(self) -> list[Update]:
-        return list(self.events)
-
-
-class EventPump(LoopHandoff[Update]):
-    """Delivers one session's page updates on the server's loop, in the order they were
-    pushed (see :class:`pygent.handoff.LoopHandoff`)."""
+        with self._lock:
+            return list(self.events)
 
 
 # --- saved histories ---------------------------------------------------------------------------
@@ -150,8 +140,8 @@ def _arguments(raw: Any) -> dict[str, Any]:
     return {}
 
 
-def history_events(messages: Iterable[dict[str, Any]]) -> list[Update]:
-    """Page events that replay a saved conversation (chat-completions messages).
+def history_updates(messages: Iterable[dict[str, Any]]) -> list[Update]:
+    """Session updates that replay a saved conversation (chat-completions messages).
 
     Each user message opens a turn and the next one (or the end) closes it, so the page
     shows the prompts, replies and tool calls of every turn, none of them running.
