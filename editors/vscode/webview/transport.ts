@@ -1,7 +1,8 @@
 /**
- * How the chat page reaches its host. The page talks only through {@link Transport},
- * so the same bundle runs in a VS Code webview (postMessage) and in a browser tab
- * served by `pygent ui` (a WebSocket), chosen once at start-up by {@link selectTransport}.
+ * How the chat page reaches its host. The page talks only through {@link Transport}:
+ * in a VS Code webview that is postMessage to the extension host; in a browser tab
+ * served by `pygent ui` the host (the same ChatController) runs in the page itself
+ * (host/editor.ts), which reaches the server over the WebSocket of {@link webSocketUrl}.
  */
 
 import type { PageMessage } from './messages';
@@ -62,77 +63,6 @@ export class VsCodeTransport implements Transport {
   }
 }
 
-/** A WebSocket that reconnects with back-off and queues messages while it is down. */
-export class WebSocketTransport implements Transport {
-  readonly kind = 'websocket';
-  private socket: WebSocket | null = null;
-  private readonly queue: string[] = [];
-  private readonly messageListeners: ((data: unknown) => void)[] = [];
-  private readonly connectionListeners: ((connected: boolean) => void)[] = [];
-  private retryMs = 250;
-
-  constructor(
-    private readonly url: string,
-    private readonly storage: Storage | null,
-  ) {
-    this.connect();
-  }
-
-  private connect(): void {
-    const socket = new WebSocket(this.url);
-    this.socket = socket;
-    socket.addEventListener('open', () => {
-      this.retryMs = 250;
-      for (const listener of this.connectionListeners) listener(true);
-      for (const data of this.queue.splice(0)) socket.send(data);
-    });
-    socket.addEventListener('message', (event: MessageEvent<unknown>) => {
-      if (typeof event.data !== 'string') return;
-      let data: unknown;
-      try {
-        data = JSON.parse(event.data);
-      } catch {
-        return; // not JSON: not a message of ours
-      }
-      for (const listener of this.messageListeners) listener(data);
-    });
-    socket.addEventListener('close', () => {
-      this.socket = null;
-      for (const listener of this.connectionListeners) listener(false);
-      setTimeout(() => this.connect(), this.retryMs);
-      this.retryMs = Math.min(this.retryMs * 2, 5000);
-    });
-  }
-
-  send(message: PageMessage): void {
-    const data = JSON.stringify(message);
-    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(data);
-    else if (message.type !== 'ready') this.queue.push(data); // `ready` is re-sent on connect
-  }
-
-  onMessage(listener: (data: unknown) => void): void {
-    this.messageListeners.push(listener);
-  }
-
-  onConnection(listener: (connected: boolean) => void): void {
-    this.connectionListeners.push(listener);
-  }
-
-  loadState(): unknown {
-    const raw = this.storage?.getItem('pygent.chat');
-    if (!raw) return undefined;
-    try {
-      return JSON.parse(raw) as unknown;
-    } catch {
-      return undefined;
-    }
-  }
-
-  saveState(state: unknown): void {
-    this.storage?.setItem('pygent.chat', JSON.stringify(state));
-  }
-}
-
 /**
  * The WebSocket address for a page served by `pygent ui`: `?ws=` or
  * `<meta name="pygent-ws" content=...>` when given, else `/ws` on the page's own host;
@@ -148,19 +78,13 @@ export function webSocketUrl(loc: Location, doc: Document): string {
   return url.toString();
 }
 
-/** VS Code when its API is injected, otherwise a WebSocket back to `pygent ui`. */
+/**
+ * The VS Code webview's transport. (`pygent ui` runs the extension's controller in the
+ * page itself: see host/main.ts, which passes its own in-page transport to the app.)
+ */
 export function selectTransport(win: Window): Transport {
-  if (typeof win.acquireVsCodeApi === 'function') {
-    return new VsCodeTransport(win.acquireVsCodeApi(), win);
+  if (typeof win.acquireVsCodeApi !== 'function') {
+    throw new Error('pygent chat: this bundle runs inside VS Code; pygent ui serves ui.js');
   }
-  return new WebSocketTransport(webSocketUrl(win.location, win.document), sessionStorageOf(win));
-}
-
-/** The page's session storage, or null where it is disabled (the draft is then not kept). */
-function sessionStorageOf(win: Window): Storage | null {
-  try {
-    return win.sessionStorage;
-  } catch {
-    return null;
-  }
+  return new VsCodeTransport(win.acquireVsCodeApi(), win);
 }

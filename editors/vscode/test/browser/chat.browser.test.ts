@@ -276,36 +276,4 @@ describe('chat page in Chromium', () => {
     assert.deepEqual(errors, []);
     await page.context().close();
   });
-
-  it('talks to `pygent ui` over a WebSocket when not inside VS Code', async () => {
-    const received: unknown[] = [];
-    const urls: string[] = [];
-    server.onSocket = (ws, url) => {
-      urls.push(url);
-      ws.onMessage((data) => {
-        const message = JSON.parse(data) as { type: string };
-        received.push(message);
-        if (message.type === 'ready') {
-          ws.send(JSON.stringify({ ...init, host: 'pygent-ui', sessions: (sessionsMsg as Extract<HostMessage, { type: 'sessions' }>).sessions, activeSessionId: SID }));
-          ws.send(JSON.stringify(event({ type: 'turn_started', taskId: null, prompt: 'hi over ws' })));
-          ws.send(JSON.stringify(event({ type: 'message_delta', taskId: null, text: 'Hello from **the web UI**.' })));
-          ws.send(JSON.stringify(event({ type: 'turn_ended', taskId: null, stopReason: 'end_turn', text: 'Hello from **the web UI**.', error: '' })));
-        }
-      });
-    };
-    const context = await browser.newContext({ viewport: { width: 900, height: 700 } });
-    const page = await context.newPage();
-    await page.goto(`${server.url}/webview/index.html?token=t0k`);
-    await page.locator('.msg.assistant strong', { hasText: 'the web UI' }).waitFor();
-    const prompt = page.getByRole('textbox', { name: 'Prompt' });
-    await prompt.fill('second prompt');
-    await prompt.press('Enter');
-    for (let i = 0; i < 50 && !received.some((m) => (m as { type: string }).type === 'prompt'); i++) await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual(received[0], { type: 'ready', protocol: 1 });
-    assert.deepEqual(urls, ['/ws?token=t0k'], 'the page token is passed on to the socket');
-    assert.deepEqual(received.find((m) => (m as { type: string }).type === 'prompt'), { type: 'prompt', sessionId: SID, text: 'second prompt' });
-    await page.screenshot({ path: artifact('chat-standalone-websocket.png') });
-    await context.close();
-    server.onSocket = undefined;
-  });
 });

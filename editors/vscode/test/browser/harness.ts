@@ -4,9 +4,8 @@
  * (`acquireVsCodeApi` injected, postMessage bridged with `exposeFunction`).
  */
 
-import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, statSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { extname, join, normalize } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
@@ -26,8 +25,6 @@ const TYPES: Record<string, string> = {
 export interface StaticServer {
   url: string;
   server: Server;
-  /** Called for WebSocket upgrades on /ws (the `pygent ui` transport). */
-  onSocket?: ((socket: MiniWebSocket, url: string) => void) | undefined;
   close(): Promise<void>;
 }
 
@@ -53,11 +50,6 @@ export async function serveRoot(): Promise<StaticServer> {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-  server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
-    const ws = MiniWebSocket.accept(req, socket);
-    if (ws && holder.onSocket) holder.onSocket(ws, req.url ?? '');
-    else socket.destroy();
-  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   Object.assign(holder, {
@@ -70,85 +62,6 @@ export async function serveRoot(): Promise<StaticServer> {
       }),
   });
   return holder as StaticServer;
-}
-
-/**
- * Just enough of RFC 6455 for tests: text frames up to 64 KiB... and beyond (64-bit
- * lengths), client frames masked, no fragmentation or extensions.
- */
-export class MiniWebSocket {
-  private buffer = Buffer.alloc(0);
-  private readonly listeners: ((data: string) => void)[] = [];
-
-  private constructor(private readonly socket: Socket) {
-    socket.on('data', (chunk: Buffer) => {
-      this.buffer = Buffer.concat([this.buffer, chunk]);
-      this.drain();
-    });
-    socket.on('error', () => undefined);
-  }
-
-  static accept(req: IncomingMessage, socket: Socket): MiniWebSocket | undefined {
-    const key = req.headers['sec-websocket-key'];
-    if (typeof key !== 'string' || !(req.url ?? '').startsWith('/ws')) return undefined;
-    const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
-    return new MiniWebSocket(socket);
-  }
-
-  onMessage(listener: (data: string) => void): void {
-    this.listeners.push(listener);
-  }
-
-  send(data: string): void {
-    const payload = Buffer.from(data, 'utf8');
-    let header: Buffer;
-    if (payload.length < 126) header = Buffer.from([0x81, payload.length]);
-    else if (payload.length < 65536) {
-      header = Buffer.alloc(4);
-      header[0] = 0x81;
-      header[1] = 126;
-      header.writeUInt16BE(payload.length, 2);
-    } else {
-      header = Buffer.alloc(10);
-      header[0] = 0x81;
-      header[1] = 127;
-      header.writeBigUInt64BE(BigInt(payload.length), 2);
-    }
-    this.socket.write(Buffer.concat([header, payload]));
-  }
-
-  close(): void {
-    this.socket.end(Buffer.from([0x88, 0]));
-  }
-
-  private drain(): void {
-    for (;;) {
-      if (this.buffer.length < 2) return;
-      const opcode = (this.buffer[0] ?? 0) & 0x0f;
-      let length = (this.buffer[1] ?? 0) & 0x7f;
-      let offset = 2;
-      if (length === 126) {
-        if (this.buffer.length < 4) return;
-        length = this.buffer.readUInt16BE(2);
-        offset = 4;
-      } else if (length === 127) {
-        if (this.buffer.length < 10) return;
-        length = Number(this.buffer.readBigUInt64BE(2));
-        offset = 10;
-      }
-      if (this.buffer.length < offset + 4 + length) return;
-      const mask = this.buffer.subarray(offset, offset + 4);
-      const data = Buffer.from(this.buffer.subarray(offset + 4, offset + 4 + length));
-      for (let i = 0; i < data.length; i++) data[i] = (data[i] ?? 0) ^ (mask[i % 4] ?? 0);
-      this.buffer = this.buffer.subarray(offset + 4 + length);
-      if (opcode === 0x8) {
-        this.socket.end();
-        return;
-      }
-      if (opcode === 0x1) for (const l of this.listeners) l(data.toString('utf8'));
-    }
-  }
 }
 
 export async function launchBrowser(): Promise<Browser> {
