@@ -7,7 +7,7 @@ just before the subject is spawned. Subjects:
 - ``python -c pass``, start to exit: the floor every Python program pays;
 - Pygent's Python API: ``python -c`` building ``Agent(runtime=Runtime(use_docker=False))``
   and calling ``agent.step('hi')``;
-- Pygent one-shot: ``pygent --no-docker`` with ``hi`` on a pipe as its standard input;
+- Pygent one-shot: ``pygent --no-docker -p hi`` (the peer of ``codex exec hi``);
 - Pygent's REPL in a pseudo-terminal: launch to the prompt, ``hi`` typed the moment
   the prompt shows, launch to the request; Ctrl-D once the answer is on screen;
 - ``codex exec`` (npm ``@openai/codex``, through its Node launcher, as on a user's PATH)
@@ -88,7 +88,7 @@ API_TURN = API_STEP.replace("agent.step('hi')", "agent.run_until_stop('hi')")
 LABELS = {
     "python_c_pass": "`python -c pass` (start to exit)",
     "pygent_api": "Pygent API (`agent.step`)",
-    "pygent_oneshot": "Pygent one-shot (`pygent --no-docker`, stdin a pipe)",
+    "pygent_oneshot": "Pygent one-shot (`pygent --no-docker -p hi`)",
     "pygent_repl": "Pygent REPL (pty, typed at the prompt)",
     "codex_exec": "`codex exec` (npm launcher)",
     "codex_exec_native": "`codex exec` (native binary alone)",
@@ -217,7 +217,7 @@ class Bench:
         return self._process("pygent_api_turn", argv, self.pygent_env(), steps=STEPS)
 
     def pygent_oneshot(self) -> dict[str, Any]:
-        return self._process("pygent_oneshot", _pygent_argv(), self.pygent_env(), stdin="hi\n")
+        return self._process("pygent_oneshot", [*_pygent_argv(), "-p", "hi"], self.pygent_env())
 
     def codex_exec(self) -> dict[str, Any]:
         assert self.codex is not None

@@ -16,7 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = ["bench_runtime.py", "bench_agent.py", "bench_store.py", "killnine.py", "bench_tasks.py",
          "bench_lsp.py", "bench_channel.py", "bench_startup.py", "bench_real_server.py",
-         "bench_launch.py"]
+         "bench_launch.py", "bench_cow.py"]
 
 
 def main() -> int:

@@ -236,10 +236,21 @@ class Agent:
         self.history.append(message)
         if self.history_store is not None:
             try:
-                self.history_store.append(message)
+                # Written and synced by the file's own thread: the loop never waits for
+                # the disk; the turn is acknowledged once it is saved (_history_saved).
+                self.history_store.append_soon(message)
             except SessionError as exc:
-                # In-memory history is kept; the user is told the file lags behind.
                 self._emit(ev.Notice, level="error", text=exc.user_message())
+
+    async def _history_saved(self) -> None:
+        """Wait until every message so far is on disk: a turn returns only then."""
+        if self.history_store is None:
+            return
+        try:
+            await asyncio.shield(asyncio.wrap_future(self.history_store.synced()))
+        except SessionError as exc:
+            # In-memory history is kept; the user is told the file lags behind.
+            self._emit(ev.Notice, level="error", text=exc.user_message())
 
     def reset(self) -> None:
         """Start a fresh conversation (same runtime, same tools)."""
@@ -274,7 +285,9 @@ class Agent:
                                                  step_timeout, max_time))
         self._turn_task = inner
         try:
-            return await asyncio.shield(inner)
+            result = await asyncio.shield(inner)
+            await self._history_saved()
+            return result
         except asyncio.CancelledError:
             if not inner.done():
                 inner.cancel()
@@ -283,6 +296,7 @@ class Agent:
                 except BaseException:  # cleanup result irrelevant: we re-raise
                     pass
             if self._cancel_requested:
+                await self._history_saved()
                 return inner.result() if not inner.cancelled() else TurnResult(ev.StopReason.CANCELLED)
             raise
         finally:

@@ -9,6 +9,9 @@ the agent changed in the sandbox comes back as a :class:`ChangeSet` (path, statu
 unified diff) that a front end applies to the folder (itself, or as an editor edit,
 then :meth:`WorkspaceSync.mark_applied`) or discards (the sandbox copy is restored).
 
+In **cow** (copy-on-write) mode the sandbox sees the folder through an overlay and the
+change set is read from the session's upper layer: see :class:`pygent.cow.CowSync`.
+
 In **mount** mode the sandbox workspace IS the folder: the manifest is a snapshot taken
 when the session started, and the change set is informational (statuses, no diffs).
 
@@ -65,6 +68,7 @@ _SNIFF = 8192
 
 COPY = "copy"
 MOUNT = "mount"
+COW = "cow"
 
 
 # --- .gitignore -------------------------------------------------------------------------------
@@ -248,6 +252,7 @@ class FileChange:
     binary: bool = False
     conflict: bool = False
     protected: str | None = None
+    kind: str = "file"  # file | symlink (cow mode; copy and mount modes see files only)
 
 
 @dataclass(frozen=True)
@@ -324,14 +329,14 @@ class WorkspaceSync:
         folder: the editor's folder on the host.
         sandbox: the sandbox workspace (the runtime's ``files``); the folder itself in
             mount mode.
-        mode: ``copy`` or ``mount``.
+        mode: ``copy``, ``mount`` (or ``cow``, for :class:`pygent.cow.CowSync`).
 
     Methods do blocking file I/O: async callers run them in a worker thread. A lock
     keeps a sync, a change scan and an apply of the same session from interleaving.
     """
 
     def __init__(self, folder: Path, sandbox: Workspace, mode: str = COPY) -> None:
-        if mode not in (COPY, MOUNT):
+        if mode not in (COPY, MOUNT, COW):
             raise ValueError(f"unknown sync mode {mode!r}")
         self.folder = Workspace(folder)
         self.sandbox = sandbox

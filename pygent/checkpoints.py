@@ -10,7 +10,9 @@ per file. Everything lives under Pygent's data directory, never in the workspace
 :class:`~pygent.runtime.workspace.Workspace` (links are never followed) and copied,
 not hard-linked (a hard link would change with the file). Disk use is bounded: huge
 workspaces are skipped (and say so), regenerable folders (``node_modules``,
-``.venv``...) are left out, and only the newest checkpoints are kept.
+``.venv``...) are left out, and only the newest checkpoints are kept. A copy-on-write
+workspace's checkpoints save its upper layer only, with no size cut-off
+(:class:`pygent.layer_checkpoints.LayerCheckpoints`).
 """
 
 from __future__ import annotations
@@ -107,7 +109,15 @@ class Checkpoints:
     def for_workspace(
         cls, data_dir: Path, workspace: Workspace | Path, **limits: Any
     ) -> Checkpoints:
-        """The checkpoints of ``workspace`` under ``data_dir/checkpoints/<hash of its path>``."""
+        """The checkpoints of ``workspace`` under ``data_dir/checkpoints/<hash of its path>``;
+        those of a copy-on-write workspace snapshot its upper layer only, and live beside
+        it (removed with the session): :class:`pygent.layer_checkpoints.LayerCheckpoints`."""
+        from pygent.runtime.overlay import OverlayWorkspace
+
+        if isinstance(workspace, OverlayWorkspace):
+            from pygent.layer_checkpoints import LayerCheckpoints
+
+            return LayerCheckpoints(workspace.layers.checkpoints, workspace, **limits)
         ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         key = hashlib.sha256(str(ws.root).encode()).hexdigest()[:16]
         return cls(Path(data_dir) / "checkpoints" / key, ws, **limits)

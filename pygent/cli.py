@@ -15,10 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: Subcommands and the module whose ``main(argv) -> int`` serves them.
+#: Subcommands and the module whose ``main(argv) -> int`` serves them
+#: (``module:function`` names another entry point than ``main``).
 SUBCOMMANDS = {
     "ui": ("pygent.web.server", "the web interface", "pip install 'pygent[ui]'"),
     "lsp": ("pygent.lsp.launch", "the language server for editors", "pip install pygent"),
+    "serve": ("pygent.lsp.serve", "the session host", "pip install pygent"),
+    "sessions": ("pygent.lsp.serve:sessions_main", "the session list", "pip install pygent"),
+    "attach": ("pygent.repl.attach", "the terminal on a host's session", "pip install pygent"),
 }
 #: Flags that take a value: needed to find the subcommand word among the options.
 _VALUE_FLAGS = {
@@ -90,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="subcommands:\n"
         "  pygent ui [ARGS]       start the web interface (also: pygent-ui)\n"
         "  pygent lsp [ARGS]      start the language server (pygent lsp --stdio)\n"
+        "  pygent serve [ARGS]    run the session host: sessions outlive editor windows\n"
+        "                         (--background, --stop, --status; docs/host.md)\n"
+        "  pygent sessions        list the session host's live sessions (or the saved ones)\n"
+        "  pygent attach [ID]     the terminal on a live session of the host\n"
         "  pygent version         print the version\n\n"
         "one prompt, no REPL: pygent -p 'fix the failing test' (or the prompt on stdin)\n"
         "Inside the REPL type /help for commands. Docs: docs/repl.md",
@@ -241,10 +249,11 @@ def _find_subcommand(argv: Sequence[str]) -> int | None:
 
 
 def _run_subcommand(name: str, argv: list[str]) -> int:
-    module_name, what, hint = SUBCOMMANDS[name]
+    target, what, hint = SUBCOMMANDS[name]
+    module_name, _, function = target.partition(":")
     try:
         module = importlib.import_module(module_name)
-        entry = module.main
+        entry = getattr(module, function or "main")
     except (ImportError, AttributeError) as exc:
         print(
             f"pygent {name}: {what} is not available ({exc}); install it with: {hint}",
@@ -266,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if word == "version":
             print(_version())
             return 0
-        build_parser().error(f"unknown command {word!r} (commands: ui, lsp, version)")
+        build_parser().error(f"unknown command {word!r} (commands: ui, lsp, serve, sessions, attach, version)")
     options = parse_options(args)
     if options.one_shot:
         from pygent.oneshot import run as run_once

@@ -80,6 +80,25 @@ _TOOL_RE = re.compile(r"tool", re.IGNORECASE)
 _CONTENT_RE = re.compile(r"content", re.IGNORECASE)
 
 
+
+#: How long the end of a stream is read after ``[DONE]`` (normally: at once).
+STREAM_END_WAIT = 1.0
+
+
+async def _read_rest(events: Any) -> None:
+    """Read a stream to its end after ``[DONE]``: a response read to its end leaves its
+    connection in the pool for the next request (one TCP connection per session instead
+    of one per model call); a server that keeps sending is left after STREAM_END_WAIT."""
+
+    async def rest() -> None:
+        async for _ in events:
+            pass
+
+    try:
+        await asyncio.wait_for(rest(), STREAM_END_WAIT)
+    except (asyncio.TimeoutError, httpx2.HTTPError):
+        pass  # the connection is closed instead of reused; the answer is complete
+
 class _StreamEndedEarly(Exception):
     """The stream closed without a finish_reason: its content is not an answer."""
 
@@ -629,10 +648,12 @@ class OpenAIModel:
                 view.whole(reply, "the answer was asked again")
                 return reply
             acc = _Accumulator()
+            events = aiter(httpx2.EventSource(response, max_event_size=None))
             try:
-                async for event in httpx2.EventSource(response, max_event_size=None):
+                async for event in events:
                     data = event.data
                     if data == "[DONE]":
+                        await _read_rest(events)
                         break
                     if not data.strip():
                         continue

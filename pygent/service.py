@@ -28,7 +28,8 @@ from urllib.parse import unquote, urlparse
 from pygent import events as ev
 from pygent.agent import Agent, TurnResult
 from pygent.approval import Approver
-from pygent.changes import COPY, MOUNT, FileChange, FileEdit, SyncReport, WorkspaceSync
+from pygent.changes import COPY, COW, MOUNT, FileChange, FileEdit, SyncReport, WorkspaceSync
+from pygent.cow import CowSync
 from pygent.errors import (
     PathError,
     PygentError,
@@ -39,6 +40,7 @@ from pygent.errors import (
 from pygent.persona import Persona
 from pygent.policy import Policy, normalize_mode
 from pygent.runtime import Runtime
+from pygent.runtime.overlay import OverlayWorkspace
 from pygent.settings import Settings
 from pygent.store import SessionStore
 from pygent.tasks import TaskInfo, TaskManager
@@ -47,7 +49,7 @@ from pygent.tools import ToolRegistry
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "docker", "local")
-SYNC_MODES = (COPY, MOUNT, "none")
+SYNC_MODES = (COW, COPY, MOUNT, "none")
 
 #: Makes the approver of a session (given its id); None means nobody answers (deny).
 ApproverFactory = Callable[[str], "Approver | None"]
@@ -56,14 +58,16 @@ ApproverFactory = Callable[[str], "Approver | None"]
 @dataclass(frozen=True)
 class SessionOptions:
     """How to make a session. ``workspace_folder``: an editor folder (path or ``file://``
-    URI); ``runtime``: auto, docker or local; ``sync_mode``: copy, mount or none."""
+    URI); ``runtime``: auto, docker or local; ``sync_mode``: cow (copy-on-write, the
+    default; copy where the sandbox cannot mount an overlay, saying so), copy, mount or
+    none."""
 
     workspace_folder: str | None = None
     runtime: str = "auto"
     persona: str | None = None
     model: str | None = None
     approval_mode: str | None = None
-    sync_mode: str = COPY
+    sync_mode: str = COW
     title: str | None = None
 
 
@@ -377,12 +381,14 @@ class SessionService:
         sync_mode = options.sync_mode if folder is not None else "none"
         if runtime is None:
             use_docker = {"auto": None, "docker": True, "local": False}[options.runtime]
-            runtime = Runtime(
-                use_docker=use_docker,
-                settings=settings,
-                workspace=folder if sync_mode == MOUNT else None,
-            )
+            runtime = self._new_runtime(use_docker, settings, folder, sync_mode)
+        if sync_mode == COW and getattr(runtime, "overlay", None) is None:
+            sync_mode = COPY  # runtime.cow_fallback says why, in the notices
         notices = list(runtime.notices)
+        fallback = getattr(runtime, "cow_fallback", None)
+        if fallback:
+            log.info("%s", fallback)
+            notices.append(fallback)
         try:
             session_id = self._new_id() if resume_id is None else resume_id
             history_path = self._history_path(session_id, history_file, unsaved_ok, notices)
@@ -423,7 +429,10 @@ class SessionService:
                     fields["title"] = options.title
                 for key, value in fields.items():
                     agent.history_store.set_meta(key, value)
-            if folder is not None and sync_mode in (COPY, MOUNT):
+            if folder is not None and sync_mode == COW:
+                assert isinstance(runtime.files, OverlayWorkspace)
+                session.sync = CowSync(folder, runtime.files)
+            elif folder is not None and sync_mode in (COPY, MOUNT):
                 session.sync = WorkspaceSync(folder, runtime.files, sync_mode)
                 report = session.sync.initial_sync()
                 if report.skipped:
@@ -444,6 +453,35 @@ class SessionService:
             sync_mode,
         )
         return session
+
+    @staticmethod
+    def _new_runtime(
+        use_docker: bool | None, settings: Settings, folder: Path | None, sync_mode: str
+    ) -> Runtime:
+        """The session's sandbox. A copy-on-write one is waited for: an engine that
+        cannot mount the overlay (a remote engine, an old kernel) means a copy instead."""
+        if sync_mode != COW or folder is None:
+            return Runtime(
+                use_docker=use_docker,
+                settings=settings,
+                workspace=folder if sync_mode == MOUNT else None,
+            )
+        made: Runtime | None = None
+        try:
+            made = Runtime(use_docker=use_docker, settings=settings, cow_lower=folder)
+            if made.overlay is None:
+                return made
+            made.wait_ready()
+            return made
+        except PygentError as exc:
+            if made is not None:
+                made.cleanup()
+            runtime = Runtime(use_docker=use_docker, settings=settings)
+            runtime.cow_fallback = (
+                f"the sandbox could not mount a copy-on-write workspace ({exc}): the folder "
+                "is copied into the sandbox instead"
+            )
+        return runtime
 
     def _new_id(self) -> str:
         while True:
@@ -613,7 +651,9 @@ class SessionService:
             )
         session.starting = True  # claimed now: a second prompt is refused, not raced
         try:
-            if session.sync is not None and session.sync_mode == COPY:
+            if session.sync is not None and (
+                session.sync_mode == COPY or (session.sync_mode == COW and overlay)
+            ):
                 report = await asyncio.to_thread(session.sync.sync, overlay=overlay)
                 if report.conflicts:
                     session.events.emit(
@@ -771,9 +811,10 @@ class SessionService:
         return await asyncio.to_thread(sync.changes, diffs=diffs)
 
     async def pending_changes(self, session_id: str) -> list[str]:
-        """Paths the agent changed that are not applied yet ([] without a copy-mode folder)."""
+        """Paths the agent changed that are not applied yet ([] without a copy or
+        copy-on-write folder)."""
         session = self.get(session_id)
-        if session.sync is None or session.sync_mode != COPY:
+        if session.sync is None or session.sync_mode not in (COPY, COW):
             return []
         return [c.path for c in await asyncio.to_thread(session.sync.changes, diffs=False)]
 

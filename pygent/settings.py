@@ -4,7 +4,8 @@ Precedence, highest first: explicit overrides (CLI flags, API arguments) >
 environment variables (``PYGENT_*``, ``OPENAI_*``) > a config file loaded with
 :func:`pygent.config.load_config` > ``pygent.toml`` (current directory, then the home
 directory) > defaults. A bad value is a :class:`~pygent.errors.ConfigError` naming the
-variable or the file and key, never a traceback.
+variable or the file and key, never a traceback. The language server puts the editor's
+configuration over these (:mod:`pygent.lsp.configuration`, through :func:`parse_setting`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ else:  # pragma: no cover
 DEFAULT_MODEL = "gpt-4.1-mini"
 DEFAULT_IMAGE = "python:3.12-slim"
 APPROVAL_MODES = ("auto", "confirm", "never", "read-only", "api")
+#: ``PYGENT_LSP_HOST``: whether ``pygent lsp --stdio`` joins a running session host.
+LSP_HOST_MODES = ("auto", "never", "require")
 
 
 @dataclass
@@ -69,6 +72,11 @@ class Settings:
     disabled_tools: list[str] = field(default_factory=list)
     output_limit: int = 64 * 1024 * 1024
     sessions_dir: Path = field(default_factory=lambda: _data_home() / "sessions")
+    # A session host (pygent serve) closes a session nobody is attached to, with no turn
+    # running, after this many seconds (None: never).
+    host_idle_timeout: float | None = 1800.0
+    host_dir: Path = field(default_factory=lambda: _host_home())  # the host's socket folder
+    lsp_host: str = "auto"  # pygent lsp --stdio: auto (join a running host) | never | require
     config_files: list[Path] = field(default_factory=list)  # the TOML files that were read
     warnings: list[str] = field(default_factory=list)
 
@@ -113,6 +121,14 @@ class Settings:
             out[f.name] = value
         out["env"] = sorted(self.env)  # names only: values may be secret
         return out
+
+
+def _host_home() -> Path:
+    """Where the session host's socket lives: private to the user (checked on use)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "pygent"
+    return Path("/tmp") / f"pygent-{os.getuid()}"
 
 
 def _data_home() -> Path:
@@ -169,6 +185,13 @@ def _float(value: Any) -> float:
 
 def _opt_float(value: Any) -> float | None:
     return None if str(value).strip() in ("", "none", "0") else _float(value)
+
+
+def _lsp_host(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in LSP_HOST_MODES:
+        raise ValueError(f"expected one of {', '.join(LSP_HOST_MODES)}, got {value!r}")
+    return text
 
 
 def _temperature(value: Any) -> float | None:
@@ -291,6 +314,9 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("disabled_tools", "PYGENT_DISABLED_TOOLS", _list),
     _Spec("output_limit", "PYGENT_OUTPUT_LIMIT", _positive_int),
     _Spec("sessions_dir", "PYGENT_SESSIONS_DIR", _path),
+    _Spec("host_idle_timeout", "PYGENT_HOST_IDLE_TIMEOUT", _opt_float),
+    _Spec("host_dir", "PYGENT_HOST_DIR", _path),
+    _Spec("lsp_host", "PYGENT_LSP_HOST", _lsp_host),
 )
 
 _BY_FIELD = {s.field: s for s in SPECS}
@@ -339,6 +365,11 @@ def set_loaded_layer(values: dict[str, Any], source: Path | None) -> None:
 def _toml_layer(data: Mapping[str, Any], source: Path, warnings: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
+        if key.lower() == "host" and isinstance(value, Mapping):
+            # The [host] table: ``[host] idle_timeout`` is ``host_idle_timeout``.
+            nested = {f"host_{k}": v for k, v in value.items()}
+            out.update(_toml_layer(nested, source, warnings))
+            continue
         spec = _BY_KEY.get(key.lower())
         if spec is None:
             warnings.append(f"{source}: unknown key {key!r} ignored")
@@ -353,6 +384,26 @@ def _toml_layer(data: Mapping[str, Any], source: Path, warnings: list[str]) -> d
 def parse_config_file(path: Path, warnings: list[str] | None = None) -> dict[str, Any]:
     """Read a ``pygent.toml`` into typed field values."""
     return _toml_layer(read_toml(path), path, warnings if warnings is not None else [])
+
+
+def parse_setting(name: str, value: Any) -> Any:
+    """One setting's value converted as every source converts it (``"5"`` -> 5).
+
+    Args:
+        name: a field name (``max_steps``) or a variable name (``PYGENT_MAX_STEPS``).
+        value: the raw value (a string, or a JSON/TOML value).
+
+    Raises:
+        KeyError: ``name`` is no setting.
+        ValueError: the value is bad; the message says what was expected.
+    """
+    spec = _BY_FIELD.get(name) or _BY_KEY.get(name.lower())
+    if spec is None:
+        raise KeyError(name)
+    try:
+        return spec.parse(value)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _override_layer(overrides: Mapping[str, Any]) -> dict[str, Any]:

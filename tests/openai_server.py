@@ -958,6 +958,8 @@ class ScriptedOpenAIServer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._connections: set[socket.socket] = set()
+        #: How many TCP connections clients opened (keep-alive reuse shows here).
+        self.connections_opened = 0
 
     # --- lifecycle
 
@@ -1189,6 +1191,7 @@ class ScriptedOpenAIServer:
         with self._lock:
             if add:
                 self._connections.add(conn)
+                self.connections_opened += 1
             else:
                 self._connections.discard(conn)
 

@@ -102,6 +102,16 @@ async def test_text_deltas_arrive_in_order(openai_server):
     assert req.headers["authorization"] == f"Bearer {KEY}"
 
 
+async def test_consecutive_calls_share_one_connection(openai_server):
+    # Each stream is read to its end after [DONE], so its connection goes back to the pool.
+    model = make(openai_server)
+    for word in ("one", "two", "three"):
+        openai_server.add_text(word)
+        reply, _ = await stream(model)
+        assert reply.message.content == word
+    assert openai_server.connections_opened == 1
+
+
 async def test_tool_call_assembled_from_split_deltas(openai_server):
     openai_server.add_tool_call("bash", {"cmd": "ls -la /work"}, call_id="call_42", text="Looking.")
     reply, pieces = await stream(make(openai_server), TOOLS)

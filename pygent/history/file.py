@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -44,6 +45,7 @@ from pygent.history.scan import (
     salvage_array,
     scan_lines,
 )
+from pygent.history.writer import AppendQueue, snapshot
 from pygent.redact import current_redactor, redact_value
 
 logger = logging.getLogger(__name__)
@@ -59,7 +61,9 @@ class HistoryFile:
     further line is a chat message (``role``, ``content``, ``tool_calls``...) or a
     ``{"_meta": {...}}`` update. Opened for writing, the file is locked against other
     Pygent processes; every append is one write and an fsync, so a crash loses at most
-    the message being written. See docs/sessions.md.
+    the message being written. :meth:`append_soon` leaves the write and the sync to a
+    thread of the file's own (an event loop must not wait for a disk) and
+    :meth:`synced` says when they are done. See docs/sessions.md.
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class HistoryFile:
         self._closed = False
         self._meta_known = True
         self._initial_meta: dict[str, Any] = {}
+        self._appends: AppendQueue | None = None  # created by the first append_soon()
         self._finalizer = weakref.finalize(self, close_fds, self._fds)
         if self.path.is_symlink():
             raise symlink_error(self.path)
@@ -373,6 +378,7 @@ class HistoryFile:
         With ``repair`` (default) tool calls that never got a result receive a
         synthetic "interrupted" one (see :func:`repair_tool_calls`).
         """
+        self._wait_queued()
         with self._mutex:
             warnings = list(self._open_warnings)
             report = self._open_report
@@ -466,15 +472,76 @@ class HistoryFile:
 
     def append_many(self, messages: Iterable[dict[str, Any]]) -> None:
         """Save several messages with one write and one fsync (see :meth:`append`)."""
-        records = self._records(messages)
+        self._wait_queued()
+        self._write_records(self._records(messages))
+
+    def _write_records(self, records: list[bytes]) -> None:
         with self._mutex:
             self._check_writable()
             self._pending.extend(records)
             self._flush_pending()
 
+    def append_soon(self, message: dict[str, Any]) -> None:
+        """Queue one message to be saved after those queued before; returns at once.
+
+        The file's writer thread saves whatever waits with one write and one fsync;
+        :meth:`synced` tells when it is on disk (or why it is not). Every other call
+        that reads or writes the file first waits for the queue, so the order holds.
+        """
+        if not isinstance(message, dict):
+            to_dict = getattr(message, "to_dict", None)
+            if to_dict is None:
+                raise TypeError(f"a chat message must be a dict, not {type(message).__name__}")
+            message = to_dict()
+        self._check_writable()
+        if self._appends is None:
+            self._appends = AppendQueue(
+                self._write_batch, name=f"pygent-history-{self.path.parent.name}"
+            )
+        self._appends.put(snapshot(message))
+
+    def _write_batch(self, messages: list[dict[str, Any]]) -> None:
+        """The writer thread's save: one write and one sync, or (when that fails, a full
+        disk) one record at a time up to the first that fails, so that a large message
+        costs no smaller one queued before it its place on disk."""
+        records = self._records(messages)
+        with self._mutex:
+            self._check_writable()
+            self._pending.extend(records)
+            try:
+                self._flush_pending()
+            except SessionError:
+                if len(self._pending) < 2:
+                    raise
+                while self._pending:
+                    rest = self._pending[1:]
+                    del self._pending[1:]
+                    try:
+                        self._flush_pending()
+                    finally:
+                        self._pending.extend(rest)
+                # Each fitted on its own (the failure passed): all of it is saved.
+
+    def synced(self) -> concurrent.futures.Future[None]:
+        """A future set once every message :meth:`append_soon` queued so far is on disk.
+
+        It fails with :class:`SessionError` (disk full...) when they could not be saved;
+        they stay pending, as after a failed :meth:`append`, and go with the next save.
+        """
+        if self._appends is None:
+            done: concurrent.futures.Future[None] = concurrent.futures.Future()
+            done.set_result(None)
+            return done
+        return self._appends.synced()
+
+    def _wait_queued(self) -> None:
+        if self._appends is not None:
+            self._appends.wait()
+
     def set_meta(self, key: str, value: Any) -> None:
         """Record a metadata value (title, model...); :meth:`load` merges these into :attr:`meta`."""
         value = redact_value(value, self._redactor())
+        self._wait_queued()
         with self._mutex:
             self._check_writable()
             self.meta[key] = value
@@ -488,6 +555,7 @@ class HistoryFile:
 
     def flush(self) -> None:
         """Retry writing records a failed save left behind; raises SessionError if it fails again."""
+        self._wait_queued()
         with self._mutex:
             self._check_writable()
             self._flush_pending()
@@ -526,6 +594,7 @@ class HistoryFile:
         history, never a mix. Metadata and the creation time are kept.
         """
         records = self._records(messages)
+        self._wait_queued()
         with self._mutex:
             self._check_writable()
             if not self._meta_known:
@@ -591,6 +660,8 @@ class HistoryFile:
         Raises :class:`SessionError` if pending records still cannot be saved (the file
         is closed anyway and holds everything saved before).
         """
+        if self._appends is not None:
+            self._appends.close()  # what is queued is written first
         with self._mutex:
             if self._closed:
                 return

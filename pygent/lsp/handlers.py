@@ -19,9 +19,11 @@ from pygls.exceptions import JsonRpcException
 from pygls.uris import to_fs_path
 
 from pygent import events as ev
-from pygent.errors import PygentError, SessionBusyError
+from pygent.errors import ParamsError, PygentError, SessionBusyError, UnknownSessionError
+from pygent.lsp import configuration as cfg
 from pygent.lsp import convert
 from pygent.lsp import protocol as p
+from pygent.lsp.transcript import SessionLogs, history_updates
 from pygent.lsp.updates import ProgressReporter, UpdateChannel
 from pygent.service import SessionOptions
 from pygent.tasks import UnknownTaskError
@@ -64,6 +66,15 @@ class Handlers:
     def __init__(self, server: PygentLanguageServer) -> None:
         self.server = server
         self.service = server.service
+        #: The update logs of a session host (:mod:`pygent.lsp.host`), which answer
+        #: ``pygent/session/transcript`` for live sessions; None: this server owns its
+        #: sessions and answers with their conversation so far.
+        self.logs: SessionLogs | None = None
+        #: Removes this connection's update listeners (a host's service outlives it).
+        self._unsubscribe: dict[str, Callable[[], None]] = {}
+        #: Counts configurations applied and asked for, so a late workspace/configuration
+        #: answer never overwrites one pushed (or asked for) after it was asked for.
+        self._configurations = 0
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -76,6 +87,7 @@ class Handlers:
             p.SESSION_CLOSE: self.session_close,
             p.SESSION_RESUME: self.session_resume,
             p.SESSION_SETTINGS: self.session_settings,
+            p.SESSION_TRANSCRIPT: self.session_transcript,
             p.TASK_LIST: self.task_list,
             p.TASK_STATUS: self.task_status,
             p.TASK_CANCEL: self.task_cancel,
@@ -87,6 +99,7 @@ class Handlers:
             p.TOOLS_LIST: self.tools_list,
             p.TOOLS_ENABLE: self.tools_enable,
             p.TOOLS_DISABLE: self.tools_disable,
+            p.CONFIGURATION: self.configuration,
         }
         table = {m: (p.SIGNATURES[m][0], impl) for m, impl in impls.items()}
         assert set(table) == set(p.REQUESTS), "every protocol request needs a handler"
@@ -102,7 +115,11 @@ class Handlers:
             _plain(self.did_save)
         )
         self.server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)(_plain(self.did_change_watched))
+        self.server.feature(lsp.INITIALIZE)(_plain(self.initialize))
         self.server.feature(lsp.INITIALIZED)(_plain(self.initialized))
+        self.server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)(
+            _plain(self.did_change_configuration)
+        )
         self.server.feature(lsp.SHUTDOWN)(_plain(self.shutdown))
 
     def _wrap(self, method: str, params_cls: type, impl: Callable[..., Awaitable[Any]]) -> Handler:
@@ -123,20 +140,34 @@ class Handlers:
             assert self.server.loop is not None
             channel = UpdateChannel(self.server, session_id, self.server.loop)
             self.server.channels[session_id] = channel
-            self.service.subscribe(session_id, channel.push_event)
+            self._unsubscribe[session_id] = self.service.subscribe(session_id, channel.push_event)
         return channel
+
+    def attached(self, session_id: str) -> bool:
+        """Whether this connection follows the session (created, resumed, prompted or
+        read the transcript of it, and has not closed it)."""
+        channel = self.server.channels.get(session_id)
+        return channel is not None and not channel.closed
+
+    def detach(self) -> None:
+        """Stop following every session (the connection ended; a host's sessions go on)."""
+        for remove in self._unsubscribe.values():
+            remove()
+        self._unsubscribe.clear()
 
     # --- sessions ---------------------------------------------------------------------
 
     def _options(self, params: Any) -> SessionOptions:
+        sync_mode = params.sync_mode or self.server.configuration.sync_mode
         return SessionOptions(
             workspace_folder=params.workspace_folder,
             runtime=params.runtime,
             persona=params.persona,
             model=params.model,
             approval_mode=params.approval_mode,
-            sync_mode=params.sync_mode,
             title=getattr(params, "title", None),
+            # Not named by the request nor the configuration: the service's default.
+            **({"sync_mode": sync_mode} if sync_mode else {}),
         )
 
     async def session_new(self, params: p.NewSessionParams, _token: Any) -> p.SessionInfo:
@@ -194,6 +225,9 @@ class Handlers:
     async def session_close(self, params: p.SessionIdParams, _token: Any) -> p.CloseResult:
         self.service.get(params.session_id)  # unknown ids are an error, not "false"
         closed = await self.service.close(params.session_id)
+        remove = self._unsubscribe.pop(params.session_id, None)
+        if remove is not None:
+            remove()
         channel = self.server.channels.pop(params.session_id, None)
         if channel is not None:
             channel.close()
@@ -208,6 +242,35 @@ class Handlers:
             max_steps=params.max_steps,
         )
         return convert.session_info(self.service.summary(session))
+
+    async def session_transcript(self, params: p.SessionIdParams, _token: Any) -> dict[str, Any]:
+        # Returned on the wire already: the logs hold updates as sent (camelCase dicts).
+        session_id = params.session_id
+        live = next((s for s in self.service.sessions if s.id == session_id), None)
+        if live is None:
+            events = await asyncio.to_thread(self._saved_history, session_id)
+            return {"events": events, "seq": 0}
+        channel = self._channel(session_id)  # this connection follows it from now on
+        channel.flush()
+        if self.logs is not None:
+            events = self.logs.snapshot(session_id)
+        else:
+            events = history_updates(list(live.agent.history))
+        return {"events": events, "seq": channel.seq}
+
+    def _saved_history(self, session_id: str) -> list[dict[str, Any]]:
+        if not self.service.store.path(session_id).exists():
+            raise UnknownSessionError(f"no session {session_id!r}, live or saved")
+        try:
+            reader = self.service.store.read(session_id)
+            try:
+                return history_updates(reader.load(repair=False))
+            finally:
+                reader.close()
+        except PygentError as exc:
+            log.warning("reading saved session %s: %s", session_id, exc)
+            text = f"The saved conversation could not be read: {exc.user_message()}"
+            return [p.unstructure(p.NoticeUpdate(level="warning", text=text))]
 
     # --- tasks --------------------------------------------------------------------------
 
@@ -347,6 +410,109 @@ class Handlers:
             self.service.set_tools_enabled(params.session_id, params.names, False)
         )
 
+    # --- configuration ------------------------------------------------------------------
+
+    async def configuration(
+        self, params: p.ConfigurationParams, _token: Any
+    ) -> p.ConfigurationResult:
+        if params.settings is not None:
+            given = {k: v for k, v in p.unstructure(params.settings).items() if v is not None}
+            parsed = cfg.parse(given, "settings")
+            if parsed.errors:
+                raise ParamsError("; ".join(parsed.errors))
+            self.apply_configuration(parsed, merge=True)
+        return self.server.configuration.result()
+
+    def apply_configuration(self, parsed: cfg.Parsed, *, merge: bool = False) -> None:
+        """Make ``parsed`` the client's configuration (``merge``: add its keys), report
+        its problems to the user, and apply what changed to live sessions."""
+        config = self.server.configuration
+        self._configurations += 1
+        if not merge:
+            config.warnings = [*parsed.warnings, *parsed.errors]
+        for warning in parsed.warnings:
+            self._tell(lsp.MessageType.Warning, f"Pygent: {warning}")
+        for error in parsed.errors:
+            self._tell(
+                lsp.MessageType.Error, f"Pygent: {error}; the server's own setting is used"
+            )
+        changed = config.merge(parsed.values) if merge else config.replace(parsed.values)
+        if not self.server.owns_service:
+            if parsed.values:
+                log.warning(
+                    "the editor's configuration is not applied: this server's sessions "
+                    "belong to the process that shares them (pygent ui)"
+                )
+            return
+        self.service.settings = config.settings
+        self.server.approval_timeout = config.approval_timeout
+        live = [k for k in changed if k in cfg.LIVE_KEYS]
+        effective = config.effective()
+        applied: list[str] = []
+        for session in self.service.sessions:
+            self.service.update_settings(
+                session.id,
+                model=effective.model if "model" in live else None,
+                approval_mode=effective.approval_mode if "approvalMode" in live else None,
+            )
+            applied = live
+        config.applied_to_live = applied
+        config.new_sessions_only = [k for k in changed if k not in applied]
+        if changed:
+            text = f"Pygent: configuration changed ({', '.join(changed)})"
+            if applied:
+                text += f"; live sessions now use the new {', '.join(applied)}"
+            if self.service.sessions and config.new_sessions_only:
+                text += f"; {', '.join(config.new_sessions_only)}: new sessions only"
+            self._log(lsp.MessageType.Info, text)
+
+    def _tell(self, kind: lsp.MessageType, message: str) -> None:
+        """A problem the user must see: ``window/showMessage`` (and the log)."""
+        log.info("%s", message)
+        self.server.window_show_message(lsp.ShowMessageParams(type=kind, message=message))
+        self._log(kind, message)
+
+    def _log(self, kind: lsp.MessageType, message: str) -> None:
+        self.server.window_log_message(lsp.LogMessageParams(type=kind, message=message))
+
+    def _client_pulls_configuration(self) -> bool:
+        caps = getattr(self.server.protocol, "client_capabilities", None)
+        return bool(getattr(getattr(caps, "workspace", None), "configuration", False))
+
+    async def pull_configuration(self) -> None:
+        """Ask the client for its ``pygent`` section (``workspace/configuration``); an
+        answer of null (no such section) keeps the configuration as it is."""
+        if not self._client_pulls_configuration():
+            return
+        params = lsp.ConfigurationParams(items=[lsp.ConfigurationItem(section=cfg.SECTION)])
+        self._configurations += 1
+        ticket = self._configurations
+        try:
+            answer = await asyncio.wait_for(self.server.workspace_configuration_async(params), 10)
+        except (JsonRpcException, asyncio.TimeoutError) as exc:
+            log.info("the client did not answer workspace/configuration: %r", exc)
+            return
+        value = answer[0] if answer else None
+        if self._configurations != ticket:
+            # Pushed or asked for again meanwhile: what came after is at least as new.
+            log.info("workspace/configuration answer dropped: a newer configuration arrived")
+            return
+        if value is not None:
+            self.apply_configuration(cfg.parse(value))
+
+    def initialize(self, params: lsp.InitializeParams) -> None:
+        options = params.initialization_options
+        if options is not None:
+            parsed = cfg.parse(options, "initializationOptions", ignore=cfg.CLIENT_KEYS)
+            self.apply_configuration(parsed)
+
+    async def did_change_configuration(self, params: lsp.DidChangeConfigurationParams) -> None:
+        settings = params.settings
+        if isinstance(settings, dict) and settings.get(cfg.SECTION) is not None:
+            self.apply_configuration(cfg.parse(settings[cfg.SECTION]))
+        else:  # the pull model: the notification only says "something changed"
+            await self.pull_configuration()
+
     # --- LSP notifications --------------------------------------------------------------
 
     def did_save(self, params: lsp.DidSaveTextDocumentParams) -> None:
@@ -359,6 +525,7 @@ class Handlers:
         self.service.note_changed([x for x in paths if x])
 
     async def initialized(self, _params: lsp.InitializedParams) -> None:
+        await self.pull_configuration()
         caps = getattr(self.server.protocol, "client_capabilities", None)
         watched = getattr(getattr(caps, "workspace", None), "did_change_watched_files", None)
         if not getattr(watched, "dynamic_registration", False):

@@ -8,6 +8,13 @@ client's first message itself and, when it is ``initialize``, answers at once fr
 :mod:`pygent.lsp.capabilities`. The loaded server then handles that same message
 (its answer dropped, see ``PygentProtocol.answered_early``) and reads on from where
 this module stopped, so nothing the client sent is lost or handled twice.
+
+When a session host runs (``pygent serve``, :mod:`pygent.lsp.serve`) and unless
+``--in-process`` or ``PYGENT_LSP_HOST=never``, ``pygent lsp --stdio`` loads no server at
+all: it becomes a byte pipe between stdin/stdout and the host's socket (the host
+answers ``initialize``), so this editor shares the host's sessions with every other
+client. The pipe ends when either side closes; for the host that is a client leaving
+(its sessions go on). ``PYGENT_LSP_HOST=require`` fails when no host answers.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import json
 import logging
 import os
 import re
+import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -70,7 +79,96 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, help="a pygent.toml to read")
     parser.add_argument("--model", help="the default model name")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="serve the sessions in this process even when a session host (pygent serve) "
+        "runs (the same as PYGENT_LSP_HOST=never)",
+    )
     return parser
+
+
+def _pipe(read: Any, write: Any, done: threading.Event) -> None:
+    try:
+        while chunk := read():
+            write(chunk)
+    except OSError as exc:
+        log.debug("the pipe to the session host ended: %s", exc)
+    finally:
+        done.set()
+
+
+def proxy(sock: socket.socket, in_fd: int = 0, out_fd: int = 1) -> int:
+    """Copy bytes stdin -> ``sock`` and ``sock`` -> stdout until either side closes.
+
+    Nothing else is written to ``out_fd``: the bytes are the host's LSP messages. The end
+    of stdin half-closes the socket (the host sees the client leave and closes its side);
+    the host closing ends the pipe at once.
+    """
+    # Whatever else might print (a warning of a library) goes to stderr, not the protocol.
+    out_fd = os.dup(out_fd)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    ended = threading.Event()
+
+    def write_all(chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(out_fd, view) :]
+
+    def to_host() -> None:
+        _pipe(lambda: os.read(in_fd, 65536), sock.sendall, threading.Event())
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            ended.set()
+
+    threading.Thread(target=to_host, name="pygent-proxy-in", daemon=True).start()
+    back = threading.Thread(
+        target=_pipe,
+        args=(lambda: sock.recv(65536), write_all, ended),
+        name="pygent-proxy-out",
+        daemon=True,
+    )
+    back.start()
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        ended.set()  # the host sees the socket close: this client detaches
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    while not ended.wait(0.5):
+        pass
+    sock.close()
+    return 0
+
+
+def _join_host(settings: Any, args: argparse.Namespace) -> socket.socket | None | int:
+    """The host's socket when ``pygent lsp --stdio`` should pipe to it, None to serve in
+    process, or an exit status (``PYGENT_LSP_HOST=require`` and no host)."""
+    if args.tcp or args.in_process or settings.lsp_host == "never":
+        return None
+    from pygent.errors import PygentError
+    from pygent.lsp.host_socket import connect
+
+    try:
+        sock = connect(settings.host_dir)
+    except PygentError as exc:
+        if settings.lsp_host == "require":
+            print(f"pygent lsp: {exc.user_message()}", file=sys.stderr)
+            return 2
+        log.warning("not joining a session host: %s", exc.user_message())
+        return None
+    if sock is None and settings.lsp_host == "require":
+        print(
+            f"pygent lsp: no session host answers in {settings.host_dir} "
+            "(PYGENT_LSP_HOST=require); start one with: pygent serve --background",
+            file=sys.stderr,
+        )
+        return 2
+    if sock is not None:
+        log.info("joining the session host in %s", settings.host_dir)
+    return sock
 
 
 class _Importer(threading.Thread):
@@ -148,7 +246,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pygent.settings import load_settings
 
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    importer = _Importer()  # from here on the import runs while this thread waits
     configure_logging(args.log_file, args.log_level)
     try:
         settings = load_settings(
@@ -157,6 +254,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PygentError as exc:
         print(f"pygent lsp: {exc.user_message()}", file=sys.stderr)
         return 2
+    # A running session host serves this editor: no server is loaded here at all.
+    joined = _join_host(settings, args)
+    if isinstance(joined, int):
+        return joined
+    if joined is not None:
+        return proxy(joined)
+    importer = _Importer()  # from here on the import runs while this thread waits
     for warning in settings.warnings:
         log.warning("%s", warning)
     if args.approval_timeout <= 0:

@@ -44,6 +44,7 @@ SESSION_LIST = "pygent/session/list"
 SESSION_CLOSE = "pygent/session/close"
 SESSION_RESUME = "pygent/session/resume"
 SESSION_SETTINGS = "pygent/session/settings"
+SESSION_TRANSCRIPT = "pygent/session/transcript"
 TASK_LIST = "pygent/task/list"
 TASK_STATUS = "pygent/task/status"
 TASK_CANCEL = "pygent/task/cancel"
@@ -55,6 +56,7 @@ WORKSPACE_DISCARD = "pygent/workspace/discard"
 TOOLS_LIST = "pygent/tools/list"
 TOOLS_ENABLE = "pygent/tools/enable"
 TOOLS_DISABLE = "pygent/tools/disable"
+CONFIGURATION = "pygent/configuration"
 
 #: Every client -> server request, in documentation order.
 REQUESTS: tuple[str, ...] = (
@@ -65,6 +67,7 @@ REQUESTS: tuple[str, ...] = (
     SESSION_CLOSE,
     SESSION_RESUME,
     SESSION_SETTINGS,
+    SESSION_TRANSCRIPT,
     TASK_LIST,
     TASK_STATUS,
     TASK_CANCEL,
@@ -76,6 +79,7 @@ REQUESTS: tuple[str, ...] = (
     TOOLS_LIST,
     TOOLS_ENABLE,
     TOOLS_DISABLE,
+    CONFIGURATION,
 )
 
 # --- methods: server -> client -----------------------------------------------------------------
@@ -85,6 +89,11 @@ SESSION_UPDATE = "pygent/sessionUpdate"
 #: Request: ask the user to approve a tool call (``RequestPermissionParams`` ->
 #: ``RequestPermissionResult``).
 REQUEST_PERMISSION = "pygent/requestPermission"
+
+#: Served only by a session host (``pygent serve``) for ``pygent sessions`` and
+#: ``pygent serve --status``: its live sessions and attached clients (see docs/host.md).
+#: Not an editor request, so not in :data:`REQUESTS`.
+HOST_STATUS = "pygentHost/status"
 
 
 def command_name(method: str) -> str:
@@ -139,7 +148,7 @@ MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 # own lists (service.RUNTIMES, settings.APPROVAL_MODES, approval.ApprovalOption...).
 
 RuntimeKind = Literal["auto", "docker", "local"]
-SyncMode = Literal["copy", "mount", "none"]
+SyncMode = Literal["cow", "copy", "mount", "none"]
 ApprovalMode = Literal["auto", "confirm", "never", "read-only", "api"]
 ChangeStatus = Literal["added", "modified", "deleted"]
 ApplyMethod = Literal["auto", "applyEdit", "write"]
@@ -152,6 +161,8 @@ PermissionAnswer = Literal[
 ]
 #: What a permission request's preview holds: a command line, a unified diff, or text.
 PreviewKind = Literal["command", "diff", "text"]
+#: What model requests say about tools (``server_profile.TOOL_CHOICES``).
+ToolChoice = Literal["auto", "required", "none", "omit"]
 
 # --- params and results -----------------------------------------------------------------------------
 
@@ -174,7 +185,7 @@ class NewSessionParams:
     persona: str | None = None
     model: str | None = None
     approval_mode: ApprovalMode | None = None  # default: the server's setting ("auto")
-    sync_mode: SyncMode = "copy"
+    sync_mode: SyncMode | None = None  # default: the configuration's syncMode, else the server's
     title: str | None = None
 
 
@@ -189,7 +200,7 @@ class ResumeSessionParams:
     persona: str | None = None
     model: str | None = None
     approval_mode: ApprovalMode | None = None
-    sync_mode: SyncMode = "copy"
+    sync_mode: SyncMode | None = None  # default: the configuration's syncMode, else the server's
 
 
 @attrs.define
@@ -217,6 +228,24 @@ class SessionInfo:
     message_count: int = 0
     updated: str | None = None  # ISO 8601
     notices: list[str] = attrs.Factory(list)  # e.g. "Docker is not available: ..."
+
+
+@attrs.define
+class TranscriptResult:
+    """``pygent/session/transcript``: what a client that attaches to a session shows.
+
+    ``events`` are the session's updates so far, oldest first, merged as they stream
+    (consecutive reply chunks, consecutive output of one call); ``seq`` is the ``seq`` of
+    the last ``pygent/sessionUpdate`` this connection was sent for the session, so the
+    live updates that follow (``seq`` + 1, ...) continue the transcript without a gap or
+    a repeat. A session host (``pygent serve``, ``pygent ui``) logs every update of a
+    live session; a server that owns its sessions (one editor) answers with the
+    conversation so far (prompts, replies, tool calls; no streaming detail). A session
+    that is not live answers with its saved history and ``seq`` 0.
+    """
+
+    events: list[ev.Event]
+    seq: int
 
 
 @attrs.define
@@ -424,6 +453,90 @@ class ToolListResult:
     tools: list[ToolInfo]
 
 
+# --- configuration ------------------------------------------------------------------------------
+
+
+@attrs.define
+class ServerConfiguration:
+    """The settings an editor gives the server: `initializationOptions`, `settings.pygent` of
+    `workspace/didChangeConfiguration`, the `pygent` section of `workspace/configuration`,
+    or `settings` of `pygent/configuration`. Every key is optional; a missing (null or
+    empty) key keeps the server's own setting (`pygent lsp` flags, environment,
+    `pygent.toml`). Values are converted as in `pygent.toml` (`"5"` is 5).
+    `runtime` and `syncMode` are the defaults of `pygent/session/new`; a timeout of 0
+    means none. The API key is not a setting here: it comes from the server's
+    environment (`OPENAI_API_KEY`; VS Code passes its secret storage's key there).
+    """
+
+    model: str | None = None
+    base_url: str | None = None
+    approval_mode: ApprovalMode | None = None
+    runtime: RuntimeKind | None = None
+    sync_mode: SyncMode | None = None
+    image: str | None = None
+    network: bool | None = None
+    max_steps: int | None = None
+    max_tasks: int | None = None
+    step_timeout: float | None = None
+    task_timeout: float | None = None
+    command_timeout: float | None = None
+    request_timeout: float | None = None
+    temperature: float | None = None
+    tool_choice: ToolChoice | None = None
+    approval_timeout: float | None = None
+    banned_commands: list[str] | None = None
+    disabled_tools: list[str] | None = None
+
+
+@attrs.define
+class ConfigurationParams:
+    """`pygent/configuration`: the effective configuration. With `settings`, its keys are
+    merged into the client's configuration first (unknown keys and bad values are then
+    an error answer, not a warning)."""
+
+    settings: ServerConfiguration | None = None
+
+
+@attrs.define
+class EffectiveConfiguration:
+    """What new sessions get: the server's settings with the client's configuration over
+    them (`stepTimeout`/`taskTimeout` null: no limit; `temperature` null: the API's
+    default; `baseUrl` null: OpenAI)."""
+
+    model: str
+    base_url: str | None
+    approval_mode: ApprovalMode
+    runtime: RuntimeKind
+    sync_mode: SyncMode
+    image: str
+    network: bool
+    max_steps: int
+    max_tasks: int
+    step_timeout: float | None
+    task_timeout: float | None
+    command_timeout: float
+    request_timeout: float
+    temperature: float | None
+    tool_choice: ToolChoice
+    approval_timeout: float
+    banned_commands: list[str]
+    disabled_tools: list[str]
+
+
+@attrs.define
+class ConfigurationResult:
+    """The effective configuration; `clientKeys`: the keys the client's configuration
+    sets; `appliedToLiveSessions`: what the last change also changed in live sessions
+    (`model`, `approvalMode`, `stepTimeout`); `newSessionsOnly`: what it changed for new sessions only;
+    `warnings`: problems with the configuration the client sent (unknown keys, bad values)."""
+
+    settings: EffectiveConfiguration
+    client_keys: list[str] = attrs.Factory(list)
+    applied_to_live_sessions: list[str] = attrs.Factory(list)
+    new_sessions_only: list[str] = attrs.Factory(list)
+    warnings: list[str] = attrs.Factory(list)
+
+
 # --- server -> client: session updates -------------------------------------------------------------
 #
 # The updates are the core events of pygent.events (SESSION_EVENTS): one definition per
@@ -528,6 +641,7 @@ SIGNATURES: dict[str, tuple[type, type]] = {
     SESSION_CLOSE: (SessionIdParams, CloseResult),
     SESSION_RESUME: (ResumeSessionParams, SessionInfo),
     SESSION_SETTINGS: (SessionSettingsParams, SessionInfo),
+    SESSION_TRANSCRIPT: (SessionIdParams, TranscriptResult),
     TASK_LIST: (SessionIdParams, TaskListResult),
     TASK_STATUS: (TaskParams, TaskInfo),
     TASK_CANCEL: (TaskParams, CancelResult),
@@ -539,6 +653,7 @@ SIGNATURES: dict[str, tuple[type, type]] = {
     TOOLS_LIST: (SessionIdParams, ToolListResult),
     TOOLS_ENABLE: (ToolsParams, ToolListResult),
     TOOLS_DISABLE: (ToolsParams, ToolListResult),
+    CONFIGURATION: (ConfigurationParams, ConfigurationResult),
     REQUEST_PERMISSION: (RequestPermissionParams, RequestPermissionResult),
 }
 #: Notification -> params type.

@@ -50,6 +50,17 @@ def converter_factory() -> cattrs.Converter:
     return conv
 
 
+def _size_hint(params: Any, depth: int = 0) -> int:
+    """About how many bytes ``params`` encode to (counted as pending until they are)."""
+    if isinstance(params, str):
+        return len(params) + 2
+    if depth < 4 and isinstance(params, dict):
+        return sum(len(k) + 4 + _size_hint(v, depth + 1) for k, v in params.items()) + 2
+    if depth < 4 and isinstance(params, list):
+        return sum(_size_hint(v, depth + 1) + 1 for v in params) + 2
+    return 8
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, cattrs.BaseValidationError):
         try:
@@ -129,6 +140,14 @@ class PygentProtocol(LanguageServerProtocol):
                 # The client is not reading: drop progress, keep results and updates.
                 self.dropped_progress += 1
                 return
+        write_later = getattr(self.writer, "write_later", None)
+        if write_later is not None and type(data) is JsonRPCNotification:
+            # Session updates (command output: 64 KiB frames, megabytes a second) are
+            # encoded on the writer's thread, in queue order: the loop stays free for
+            # requests. A notification that cannot be encoded is logged and dropped there.
+            write_later(lambda: self._encode(data), _size_hint(data.params))
+            self._mark_handled()
+            return
         try:
             body = json.dumps(data, default=self._serialize_message)
         except (TypeError, ValueError, RecursionError) as exc:
@@ -145,13 +164,37 @@ class PygentProtocol(LanguageServerProtocol):
                 self.answered_early.discard(answered)
                 log.debug("dropping the answer to %r (answered early)", answered)
                 return
+        reply_to = getattr(data, "id", None) if getattr(data, "method", None) is None else None
+        write_reply = getattr(self.writer, "write_reply", None)
+        if reply_to is not None and write_reply is not None:
+            write_reply(self._frame(body), reply_to)  # may pass queued notifications
+            return
+        self.writer.write(self._frame(body))
+        self._mark_handled()
+
+    def _mark_handled(self) -> None:
+        # Sent while handling a request (its turn's updates...): its reply comes after.
+        mark = getattr(self.writer, "mark", None)
+        request_id = self.msg_id
+        if mark is not None and request_id is not None:
+            mark(request_id)
+
+    def _frame(self, body: str) -> bytes:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sending %s", body[:500])
         encoded = body.encode("utf-8")
         if self._include_headers:
             header = f"Content-Length: {len(encoded)}\r\n\r\n".encode("ascii")
             encoded = header + encoded
-        self.writer.write(encoded)
+        return encoded
+
+    def _encode(self, data: Any) -> bytes | None:
+        """A notification as bytes on the wire (on the writer's thread); None if it cannot be."""
+        try:
+            return self._frame(json.dumps(data, default=self._serialize_message))
+        except (TypeError, ValueError, RecursionError) as exc:
+            log.error("cannot serialise a notification: %s", exc)
+            return None
 
     # --- LSP methods with Pygent behaviour --------------------------------------------
 

@@ -25,6 +25,7 @@ from pygls.lsp.server import LanguageServer
 from pygent import __version__
 from pygent.errors import PygentError
 from pygent.lsp.approver import DEFAULT_TIMEOUT, LspApprover
+from pygent.lsp.configuration import ClientConfiguration
 from pygent.lsp.handlers import Handlers
 from pygent.lsp.rpc import PygentProtocol, converter_factory
 from pygent.lsp.transport import (
@@ -77,6 +78,8 @@ class PygentLanguageServer(LanguageServer):
         )
         self.settings = settings
         self.approval_timeout = approval_timeout
+        #: The editor's configuration over ``settings`` (pygent.lsp.configuration).
+        self.configuration = ClientConfiguration(settings, approval_timeout)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.channels: dict[str, UpdateChannel] = {}
         #: Set when the client answered pygent/requestPermission with "method not found".

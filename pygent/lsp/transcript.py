@@ -1,11 +1,13 @@
-"""Session transcripts for a page that (re)attaches: each live session's updates so far, and a saved session's history as updates.
+"""Session transcripts for a client that (re)attaches: each live session's updates so far, and a saved session's history as updates.
 
-A page keeps nothing: a reload, a second tab or a dropped socket asks the server for
-the log of the session it shows (``pygent ui``, :mod:`pygent.lsp.websocket`). Live
-updates are merged as they stream (consecutive reply chunks, consecutive output of one
-call), as the VS Code host does (``editors/vscode/src/chat/sessions.ts``). A saved
-session's history file is turned into the same updates (:func:`history_updates`), so
-a session from an earlier run reads like a live one.
+A page or an editor that attaches to a session it did not see start (``pygent ui``, a
+session host, :mod:`pygent.lsp.host`) asks for its transcript
+(``pygent/session/transcript``). A host keeps every live session's updates
+(:class:`SessionLogs`), merged as they stream (consecutive reply chunks, consecutive
+output of one call), as the VS Code host does (``editors/vscode/src/chat/sessions.ts``).
+A conversation history (a saved session's file, or a live session's messages where no
+log is kept) is turned into the same updates (:func:`history_updates`), so a session
+from an earlier run reads like a live one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import json
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pygent import events as ev
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +107,36 @@ class SessionLog:
     def snapshot(self) -> list[Update]:
         with self._lock:
             return list(self.events)
+
+
+class SessionLogs:
+    """The :class:`SessionLog` of every live session of one service, by session id.
+
+    ``record`` is an event listener (any thread; see ``SessionService.subscribe_all``);
+    a session's log is dropped when the session is closed (:meth:`drop`), its saved
+    history then stands in for it.
+    """
+
+    def __init__(self) -> None:
+        self.logs: dict[str, SessionLog] = {}
+
+    def record(self, event: ev.Event) -> None:
+        from pygent.lsp import convert
+        from pygent.lsp import protocol as p
+
+        update = convert.event_update(event)
+        if update is not None and event.session_id:
+            self.log(event.session_id).append(p.unstructure(update))
+
+    def log(self, session_id: str) -> SessionLog:
+        return self.logs.setdefault(session_id, SessionLog())
+
+    def snapshot(self, session_id: str) -> list[Update]:
+        found = self.logs.get(session_id)
+        return found.snapshot() if found is not None else []
+
+    def drop(self, session_id: str) -> None:
+        self.logs.pop(session_id, None)
 
 
 # --- saved histories ---------------------------------------------------------------------------

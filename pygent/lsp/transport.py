@@ -193,14 +193,32 @@ class StreamSource:
             return b""
 
 
+#: A message the writer's thread encodes itself: the encoder (None: drop it) and about
+#: how many bytes it will be.
+Deferred = tuple[Callable[[], "bytes | None"], int]
+
+
 class ThreadedWriter:
     """Writes frames to a file descriptor from a thread, so a slow client never blocks
     the event loop; ``backlog`` lets the protocol drop progress notifications and
-    ``pending_bytes`` lets the update channels hold command output back."""
+    ``pending_bytes`` lets the update channels hold command output back.
+    :meth:`write_later` also moves a message's encoding onto that thread.
+
+    Replies (:meth:`write_reply`) go ahead of queued notifications: a client reading
+    megabytes of command output must not wait for all of it to see the answer to
+    ``session/list``. A reply never passes what its own request's handling sent (a
+    prompt's result comes after the turn's updates) nor anything queued before a
+    :meth:`mark` made while handling it (``UpdateChannel.flush()``); notifications
+    keep their order among themselves.
+    """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self._queue: collections.deque[bytes | None] = collections.deque()
+        self._queue: collections.deque[bytes | Deferred | None] = collections.deque()
+        self._taken = 0  # items ever taken off the queue: the absolute index of _queue[0]
+        self._floor = 0  # absolute index no reply may be queued before (mark(None))
+        self._after: dict[Any, int] = {}  # request id -> absolute index its reply follows
+        self._replies = 0  # absolute index just past the last reply: replies keep their order
         self._bytes = 0
         self._cond = threading.Condition()
         self._closed = False
@@ -225,16 +243,75 @@ class ThreadedWriter:
             self._bytes += len(data)
             self._cond.notify()
 
+    def mark(self, request_id: Any = None) -> None:
+        """Everything queued now goes out before the reply to ``request_id`` (None:
+        before every reply written from now on)."""
+        with self._cond:
+            end = self._taken + len(self._queue)
+            if request_id is None:
+                self._floor = end
+            else:
+                self._after[request_id] = end
+                if len(self._after) > 256:  # ids answered without a reply; they bind nothing
+                    self._after = {k: v for k, v in self._after.items() if v > self._taken}
+
+    def write_reply(self, data: bytes, request_id: Any) -> None:
+        """Queue the reply to ``request_id`` ahead of the notifications it may pass."""
+        with self._cond:
+            if self._closed:
+                return
+            at = max(self._floor, self._replies, self._after.pop(request_id, 0), self._taken)
+            if at >= self._taken + len(self._queue):
+                at = self._taken + len(self._queue)
+                self._queue.append(data)
+            else:
+                self._queue.insert(at - self._taken, data)
+                # What was at or after ``at`` moved one place on: so do the marks past it.
+                for key, end in self._after.items():
+                    if end > at:
+                        self._after[key] = end + 1
+                if self._floor > at:
+                    self._floor += 1
+            self._replies = at + 1
+            self._bytes += len(data)
+            self._cond.notify()
+
+    def write_later(self, encode: Callable[[], bytes | None], size: int) -> None:
+        """Queue a message that this writer's thread encodes (``encode()``) when its turn
+        comes, after everything queued before it; ``size`` (an estimate of its length)
+        counts in :attr:`pending_bytes` until then."""
+        with self._cond:
+            if self._closed:
+                return
+            self._queue.append((encode, size))
+            self._bytes += size
+            self._cond.notify()
+
     def _main(self) -> None:
         while True:
             with self._cond:
                 while not self._queue:
                     self._cond.wait()
-                data = self._queue.popleft()
-                if data is None:
+                item = self._queue.popleft()
+                self._taken += 1
+                if item is None:
                     self._cond.notify_all()
                     return
-                self._bytes -= len(data)
+                if isinstance(item, tuple):
+                    encode, size = item
+                    self._bytes -= size
+                else:
+                    data = item
+                    self._bytes -= len(data)
+            if isinstance(item, tuple):
+                try:
+                    encoded = encode()
+                except Exception:  # one bad message must not stop the writer
+                    log.exception("encoding a message failed")
+                    encoded = None
+                if encoded is None:
+                    continue
+                data = encoded
             view = memoryview(data)
             try:
                 while view:

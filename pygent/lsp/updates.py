@@ -254,9 +254,20 @@ class UpdateChannel:
         self._handoff.push(chunks, delay=FRAME_INTERVAL)
 
     def flush(self) -> None:
-        """Send everything queued, output frame included (on the server's loop)."""
+        """Send everything queued, output frame included (on the server's loop).
+
+        Called while handling a request (a prompt's end), what was sent goes out
+        before that request's reply: replies may pass queued output otherwise.
+        """
         self._handoff.flush()
         self._send_frame(force=True)
+        self._mark()
+
+    def _mark(self) -> None:
+        protocol = self.server.protocol
+        mark = getattr(getattr(protocol, "writer", None), "mark", None)
+        if mark is not None:
+            mark(getattr(protocol, "msg_id", None))
 
     def _deliver(self, item: Any) -> None:
         if type(item) is OutputChunks:
@@ -305,6 +316,7 @@ class UpdateChannel:
     def close(self) -> None:
         self._handoff.close()
         self._send_frame(force=True)
+        self._mark()
         for queue in self._tasks.values():
             queue.put_nowait(None)
         self._tasks.clear()

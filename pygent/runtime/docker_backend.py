@@ -1,6 +1,8 @@
 """The Docker backend: one hardened container per backend, a persistent shell inside it.
 
-The workspace is bind-mounted at ``/workspace``; everything else in the container is
+The workspace is bind-mounted at ``/workspace`` (or, for a copy-on-write session, an
+overlay volume the engine mounts there: the user's folder read-only below, the session's
+upper layer above, see :mod:`pygent.runtime.overlay`); everything else in the container is
 read-only or a sized tmpfs, with no network, no capabilities, no new privileges,
 resource limits, and the host user's uid:gid so workspace files stay the user's.
 When the container dies, is removed or is paused under a command, the command
@@ -14,9 +16,12 @@ import asyncio
 import atexit
 import contextlib
 import dataclasses
+import io
 import logging
 import os
 import secrets
+import shutil
+import tarfile
 import threading
 import time
 from collections.abc import Awaitable
@@ -37,7 +42,8 @@ from pygent.runtime.docker_engine import (
     reap_orphans,
 )
 from pygent.runtime.docker_transport import OWNER_GONE, DockerShellTransport
-from pygent.runtime.ownership import owner_labels
+from pygent.runtime.overlay import OverlayLayers
+from pygent.runtime.ownership import LABEL_MANAGED, owner_alive, owner_labels
 from pygent.runtime.sandbox_env import sandbox_environment
 from pygent.runtime.shell import PersistentShell, Running
 
@@ -107,6 +113,37 @@ def _host_user() -> str:
     return "1000:1000"  # Windows: Docker Desktop maps ownership itself
 
 
+def _numeric_user(user: str) -> tuple[int, int]:
+    """uid, gid of a "uid:gid" user (the host user's when it is a name)."""
+    uid, _, gid = user.partition(":")
+    if uid.isdigit():
+        return int(uid), int(gid) if gid.isdigit() else int(uid)
+    return (os.getuid(), os.getgid()) if hasattr(os, "getuid") else (0, 0)
+
+
+def _reap_volumes(client: docker.DockerClient) -> None:
+    """Remove copy-on-write volumes whose Pygent process is gone (their layers too)."""
+    sdk = import_docker()
+    try:
+        found = client.api.volumes(filters={"label": f"{LABEL_MANAGED}=1"}).get("Volumes") or []
+    except (sdk.errors.DockerException, OSError) as exc:
+        log.warning("could not list volumes to reap orphans: %s", exc)
+        return
+    for info in found:
+        labels = info.get("Labels") or {}
+        if labels.get(LABEL_MANAGED) != "1" or owner_alive(labels):
+            continue
+        try:
+            client.api.remove_volume(info["Name"], force=True)
+        except (sdk.errors.DockerException, OSError) as exc:
+            log.warning("could not remove orphaned volume %s: %s", info.get("Name"), exc)
+            continue
+        layers = labels.get("pygent.layers")
+        if layers and os.path.basename(os.path.dirname(layers)) == "cow":
+            shutil.rmtree(layers, ignore_errors=True)
+        log.info("removed orphaned workspace volume %s", info.get("Name"))
+
+
 def _keeper_user(exec_user: str) -> str:
     """A uid:gid for the keeper that differs from the commands' uid."""
     uid = exec_user.split(":", 1)[0]
@@ -127,6 +164,7 @@ def _remove_live_containers() -> None:
         _live.clear()
     for backend in backends:
         backend._remove_container_sync()
+        backend._remove_volume_sync()
 
 
 class DockerBackend:
@@ -141,10 +179,13 @@ class DockerBackend:
         *,
         output_limit: int = 64 * 1024 * 1024,
         on_progress: ProgressCallback | None = None,
+        overlay: OverlayLayers | None = None,
     ) -> None:
         """
         Args:
             workspace: host directory bind-mounted at /workspace (created if missing).
+            overlay: copy-on-write layers: /workspace is then an overlay volume over
+                them (``workspace`` is not mounted).
             options: container settings; the defaults are the hardened ones.
             output_limit: total output after which a command is killed.
             on_progress: called with short lines while an image is pulled.
@@ -168,6 +209,8 @@ class DockerBackend:
         self._closed = False
         self._command_started_at = 0.0
         self.recoveries = 0
+        self.overlay = overlay
+        self.volume_name: str | None = None  # the overlay volume, made with the first container
 
     def describe(self) -> str:
         return f"Docker ({self.options.image})"
@@ -205,6 +248,7 @@ class DockerBackend:
         if not _reaped:
             _reaped = True
             reap_orphans(self._client)
+            _reap_volumes(self._client)
         ensure_image(
             self._client, self.options.image, pull=self.options.pull, progress=self._on_progress
         )
@@ -217,6 +261,118 @@ class DockerBackend:
             transport.abort()  # the container is removed below: no need to kill one by one
         await self._shell.close()
         await self._discard_container()
+        if self.volume_name is not None:
+            try:
+                await asyncio.to_thread(self._remove_volume_sync)
+            except RuntimeError:  # at interpreter exit the default executor is gone
+                self._remove_volume_sync()
+
+    def _remove_volume_sync(self) -> None:
+        name, self.volume_name = self.volume_name, None
+        if name is None or self._client is None:
+            return
+        sdk = import_docker()
+        try:
+            self._client.api.remove_volume(name, force=True)
+        except sdk.errors.NotFound:
+            return
+        except (sdk.errors.DockerException, OSError) as exc:
+            log.warning("could not remove the workspace volume %s: %s", name, exc)
+
+    def _workspace_mount(self) -> Any:
+        """/workspace: the bind mount, or the session's overlay volume (made once)."""
+        sdk = import_docker()
+        if self.overlay is None:
+            # A Mount, not a "src:dst" bind string: a ':' in the path stays a path.
+            return sdk.types.Mount(WORKDIR, str(self.workspace), type="bind")
+        assert self._client is not None
+        if self.volume_name is None:
+            name = f"pygent-cow-{os.getpid()}-{secrets.token_hex(4)}"
+            labels = {
+                **self.options.extra_labels,
+                **owner_labels(),
+                "pygent.workspace": str(self.overlay.lower),
+                "pygent.layers": str(self.overlay.root),
+            }
+            try:
+                # The engine mounts it when a container starts and unmounts it when the
+                # container is removed; Pygent mounts nothing itself.
+                self._client.api.create_volume(
+                    name,
+                    driver="local",
+                    driver_opts={
+                        "type": "overlay",
+                        "device": "overlay",
+                        "o": self.overlay.mount_options(),
+                    },
+                    labels=labels,
+                )
+            except (sdk.errors.DockerException, OSError) as exc:
+                raise SandboxError(
+                    f"could not create the copy-on-write volume: {_brief(exc)}"
+                ) from exc
+            self.volume_name = name
+            uid = self.user.split(":", 1)[0]
+            if hasattr(os, "getuid") and uid != str(os.getuid()):
+                # The merged root takes the upper root's owner and mode: let the
+                # commands' uid write there too.
+                os.chmod(self.overlay.upper, 0o777)
+        return sdk.types.Mount(WORKDIR, self.volume_name, type="volume")
+
+    # -- writes through the overlay (OverlayWorkspace's LayerWriter) ---------------
+
+    def apply(
+        self,
+        puts: list[tuple[str, bytes, int]],
+        links: list[tuple[str, str]],
+        removes: list[str],
+        dirs: list[str] | None = None,
+    ) -> None:
+        """Remove, make folders, write and link workspace files through the container's /workspace
+        (the overlay's layers must not change under it). Blocking: call from a thread."""
+        if self._client is None or self.container_id is None:
+            raise SandboxError("the sandbox container is not running")
+        sdk = import_docker()
+        api, cid = self._client.api, self.container_id
+        script: list[str] = []
+        for rel in removes:
+            script += ["rm", rel]
+        for rel in dirs or ():
+            script += ["mkdir", rel]
+        for rel, target in links:
+            script += ["ln", target, rel]
+        try:
+            if script:
+                self._exec(script)
+            if puts:
+                uid, gid = _numeric_user(self.user)
+                buf = io.BytesIO()
+                with tarfile.open(fileobj=buf, mode="w") as tar:
+                    for rel, data, mode in puts:
+                        info = tarfile.TarInfo(rel)
+                        info.size, info.mode, info.mtime = len(data), mode & 0o7777, time.time()
+                        info.uid, info.gid = uid, gid
+                        tar.addfile(info, io.BytesIO(data))
+                api.put_archive(cid, WORKDIR, buf.getvalue())
+        except (sdk.errors.DockerException, OSError) as exc:
+            raise SandboxError(f"could not write the sandbox workspace: {_brief(exc)}") from exc
+
+    def _exec(self, ops: list[str]) -> None:
+        assert self._client is not None and self.container_id is not None
+        program = (
+            'cd /workspace || exit 1; while [ $# -gt 0 ]; do case $1 in '
+            'rm) rm -f -- "$2"; shift 2;; mkdir) mkdir -p -- "$2"; shift 2;; '
+            'ln) rm -f -- "$3"; ln -s -- "$2" "$3" || exit 1; shift 3;; *) exit 2;; esac; done'
+        )
+        api = self._client.api
+        exec_id = api.exec_create(
+            self.container_id, ["/bin/sh", "-c", program, "sh", *ops], user=self.user
+        )["Id"]
+        output = api.exec_start(exec_id)
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        if code:
+            text = output.decode("utf-8", "replace").strip()[-300:]
+            raise SandboxError(f"could not change the sandbox workspace (exit {code}): {text}")
 
     async def _discard_container(self) -> None:
         await self._settle_creation()  # a close racing a start: its container too
@@ -248,8 +404,7 @@ class DockerBackend:
         o = self.options
         tmpfs_opts = f"size={o.tmp_size},exec,nosuid,nodev"
         host_config = api.create_host_config(
-            # A Mount, not a "src:dst" bind string: a ':' in the path stays a path.
-            mounts=[sdk.types.Mount(WORKDIR, str(self.workspace), type="bind")],
+            mounts=[self._workspace_mount()],
             network_mode="bridge" if o.network else "none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -271,7 +426,8 @@ class DockerBackend:
             auto_remove=False,  # keep State.ExitCode / OOMKilled; removed explicitly
         )
         name = f"pygent-{os.getpid()}-{secrets.token_hex(4)}"
-        labels = {**o.extra_labels, **owner_labels(), "pygent.workspace": str(self.workspace)}
+        shown = self.overlay.lower if self.overlay is not None else self.workspace
+        labels = {**o.extra_labels, **owner_labels(), "pygent.workspace": str(shown)}
         try:
             cid = api.create_container(
                 o.image,

@@ -159,14 +159,21 @@ class _DemuxProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         pos, size = 0, len(data)
         receiver = self.receiver
+        # Docker sends a frame per write of the command (4 KiB for most programs); the
+        # payloads of one stream in a row within a read go on as one chunk: one parse and
+        # one output event per read, not per frame. Stream changes keep their order.
+        run: list[bytes] = []
+        run_kind = STDOUT
         while pos < size:
             if self._remaining:
                 n = min(self._remaining, size - pos)
                 # 1 stdout, 2 stderr; 0 (stdin echo) and anything else is dropped.
                 if self._kind == STDOUT or self._kind == STDERR:
-                    receiver.shell_output(
-                        self._kind, data if (pos == 0 and n == size) else data[pos : pos + n]
-                    )
+                    if run and run_kind != self._kind:
+                        receiver.shell_output(run_kind, b"".join(run))
+                        run = []
+                    run_kind = self._kind
+                    run.append(data if (pos == 0 and n == size) else data[pos : pos + n])
                 pos += n
                 self._remaining -= n
                 continue
@@ -182,6 +189,8 @@ class _DemuxProtocol(asyncio.Protocol):
                 self._kind = self._header[0]
                 self._remaining = int.from_bytes(self._header[4:8], "big")
                 self._header.clear()
+        if run:
+            receiver.shell_output(run_kind, run[0] if len(run) == 1 else b"".join(run))
 
     def switch(self, receiver: ShellReceiver) -> None:
         self.receiver = receiver

@@ -27,6 +27,7 @@ from pygent.errors import PathError, RuntimeUnavailable
 from pygent.runtime.base import Backend, CommandResult, DirectBackend, OutputCallback
 from pygent.runtime.local import LocalBackend
 from pygent.runtime.loop import LoopThread
+from pygent.runtime.overlay import LayerWriter, OverlayLayers, OverlayWorkspace
 from pygent.runtime.scratch import make_scratch_dir, remove_scratch_dir
 from pygent.runtime.workspace import Workspace
 from pygent.settings import Settings, load_settings
@@ -86,6 +87,11 @@ class Runtime:
         settings: the settings object (default: loaded from the environment).
         backend: an already-made backend (tests, custom sandboxes).
         env: extra variables for the sandbox (never the host environment).
+        cow_lower: a folder to open copy-on-write: the sandbox sees it at /workspace
+            through an overlay (the folder read-only below, the session's upper layer
+            under Pygent's data dir above), and :attr:`files` is the merged view. Where
+            the sandbox cannot mount one (the local runtime), :attr:`overlay` stays None
+            and :attr:`cow_fallback` says why: the caller copies the folder instead.
     """
 
     def __init__(
@@ -98,9 +104,12 @@ class Runtime:
         settings: Settings | None = None,
         backend: Backend | None = None,
         env: dict[str, str] | None = None,
+        cow_lower: str | os.PathLike[str] | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.notices: list[str] = []
+        self.overlay: OverlayLayers | None = None
+        self.cow_fallback: str | None = None
         ws = workspace if workspace is not None else self.settings.workspace
         self._owns_workspace = ws is None
         if ws is None:
@@ -113,18 +122,38 @@ class Runtime:
         self._closed = False
         self._direct_ok = False  # the synchronous fast path may be tried
         try:
-            self.backend = backend or self._make_backend(image, use_docker, env)
-            for item in [*self.settings.init_files, *(initial_files or [])]:
-                self.upload_file(item)
+            self.backend = backend or self._make_backend(image, use_docker, env, cow_lower)
+            if self.overlay is not None:
+                self.files = OverlayWorkspace(self.overlay, writer=cast(LayerWriter, self.backend))
+            elif cow_lower is not None:
+                self.cow_fallback = (
+                    f"copy-on-write workspaces need a Docker sandbox ({self.backend.describe()} "
+                    "cannot mount one): the folder is copied into the sandbox instead"
+                )
+            uploads = [*self.settings.init_files, *(initial_files or [])]
+            if self.overlay is None:
+                for item in uploads:
+                    self.upload_file(item)
         except BaseException:
             self._loop.stop()
             if self._owns_workspace:
                 remove_scratch_dir(self._base)
+            if self.overlay is not None:
+                self.overlay.remove()
             raise
         self._started = self._loop.submit(self.backend.start())
         _live.add(self)
+        if self.overlay is not None and uploads:
+            try:  # a copy-on-write workspace is written through the sandbox: wait for it
+                self.wait_ready()
+                for item in uploads:
+                    self.upload_file(item)
+            except BaseException:
+                self.cleanup()
+                raise
 
-    def _make_backend(self, image: str | None, use_docker: bool | None, env: dict[str, str] | None) -> Backend:
+    def _make_backend(self, image: str | None, use_docker: bool | None, env: dict[str, str] | None,
+                      cow_lower: str | os.PathLike[str] | None = None) -> Backend:
         extra_env = {**self.settings.env, **(env or {})}
         want = use_docker if use_docker is not None else self.settings.use_docker
         if want is False:
@@ -157,8 +186,10 @@ class Runtime:
             log.info("%s", text)
             self.notices.append(text)
 
+        if cow_lower is not None:
+            self.overlay = OverlayLayers.create(self.settings.data_dir, Path(cow_lower))
         return DockerBackend(self.files.root, options, output_limit=self.settings.output_limit,
-                             on_progress=on_progress)
+                             on_progress=on_progress, overlay=self.overlay)
 
     # --- properties --------------------------------------------------------------------
 
@@ -172,17 +203,19 @@ class Runtime:
 
     @property
     def temporary_workspace(self) -> bool:
-        """True when the workspace is a temporary folder removed by :meth:`cleanup`."""
-        return self._owns_workspace
+        """True when the workspace is a temporary folder removed by :meth:`cleanup`
+        (a copy-on-write workspace is the user's folder: not temporary)."""
+        return self._owns_workspace and self.overlay is None
 
     @property
     def base_dir(self) -> Path:
-        """The workspace folder on the host (upstream name)."""
-        return self._base
+        """The workspace folder on the host (upstream name); for a copy-on-write
+        workspace, its upper layer (what the sandbox wrote)."""
+        return self.overlay.upper if self.overlay is not None else self._base
 
     @property
     def workspace(self) -> Path:
-        return self._base
+        return self.base_dir
 
     def describe(self) -> str:
         return self.backend.describe()
@@ -193,8 +226,13 @@ class Runtime:
 
     # --- commands ----------------------------------------------------------------------
 
+    @property
+    def _disk(self) -> Path:
+        """The folder whose file system the sandbox's writes fill."""
+        return self.overlay.upper if self.overlay is not None else self._base
+
     def _disk_reserve(self) -> tuple[int, int | None]:
-        free, inodes = _free_space(self._base)
+        free, inodes = _free_space(self._disk)
         return (min(DISK_RESERVE_BYTES, free // 2),
                 None if inodes is None else min(INODE_RESERVE, inodes // 2))
 
@@ -271,7 +309,7 @@ class Runtime:
         runs low, leaving the reason in ``stopped``."""
         min_bytes, min_inodes = reserve
         while not command.done():
-            free, inodes = _free_space(self._base)
+            free, inodes = _free_space(self._disk)
             low_space = free < min_bytes
             if low_space or (min_inodes is not None and inodes is not None and inodes < min_inodes):
                 what = (f"{free >> 20} MiB free" if low_space else f"{inodes} free inodes")
@@ -411,6 +449,8 @@ class Runtime:
             self._loop.stop()
             if self._owns_workspace:
                 remove_scratch_dir(self._base)
+            if self.overlay is not None:
+                self.overlay.remove()  # after the container and volume: O(changed files)
 
     def __enter__(self) -> Runtime:
         return self

@@ -111,8 +111,10 @@ class Workspace:
             raise PathError(f"{shown!r} leads through a link out of the workspace") from None
 
     @contextmanager
-    def _parent(self, path: str | os.PathLike[str], *, create: bool = False) -> Iterator[tuple[int, str, list[str]]]:
-        """Yield (parent dir fd, final name, resolved parts) with every link contained."""
+    def _parent(self, path: str | os.PathLike[str], *, create: bool = False,
+                follow_last: bool = True) -> Iterator[tuple[int, str, list[str]]]:
+        """Yield (parent dir fd, final name, resolved parts) with every link contained;
+        a link as the final component is followed unless ``follow_last`` is False."""
         shown = os.fspath(path)
         pending = self.parts(path)
         if not pending:
@@ -160,7 +162,7 @@ class Workspace:
                     st = os.stat(final, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:
                     st = None
-                if st is not None and stat.S_ISLNK(st.st_mode):
+                if st is not None and stat.S_ISLNK(st.st_mode) and follow_last:
                     hops += 1
                     if hops > MAX_LINK_HOPS:
                         raise PathError(f"{shown!r}: too many levels of symbolic links")
@@ -246,7 +248,7 @@ class Workspace:
 
     def remove(self, path: str | os.PathLike[str]) -> None:
         """Delete a file or a link (never what it points to, never a directory)."""
-        with self._parent(path) as (dir_fd, name, _):
+        with self._parent(path, follow_last=False) as (dir_fd, name, _):
             try:
                 st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             except FileNotFoundError:

@@ -44,7 +44,7 @@ from aiohttp import WSMsgType, web
 from pygent.errors import PygentError
 from pygent.logs import configure_logging
 from pygent.lsp.approver import DEFAULT_TIMEOUT
-from pygent.lsp.websocket import SharedSessions
+from pygent.lsp.host import SharedSessions
 from pygent.service import Session
 from pygent.settings import Settings, load_settings
 

@@ -58,3 +58,37 @@ def test_emacs_eglot_session_prompt_approval_and_apply(tmp_path: Path, openai_se
     assert "turn_ended" in result["updates"]
     assert result["applied"]["applied"] == ["src/app.py"]
     assert result["buffer"] == "print('hello, world')\n"
+
+
+def test_emacs_eglot_workspace_configuration(tmp_path: Path, openai_server) -> None:
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "app.py").write_text("print('hello')\n")
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    out = tmp_path / "emacs-config.json"
+    env = server_env(tmp_path / "server", openai_server)
+    env.update(
+        {
+            "PYGENT_LSP_CMD": json.dumps(SERVER_COMMAND),
+            "PYGENT_TEST_ROOT": str(project),
+            "PYGENT_TEST_OUT": str(out),
+            "TERM": "dumb",
+        }
+    )
+    proc = subprocess.run(
+        ["emacs", "--batch", "-l", str(DRIVER.with_name("pygent-eglot-config.el"))],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=100,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.exists(), f"emacs wrote no result: {proc.stdout[-2000:]!r} {proc.stderr[-4000:]!r}"
+    result = json.loads(out.read_text())
+    assert result["errors"] == [], (result["errors"], proc.stderr[-3000:])
+    assert result["initial"]["settings"]["maxSteps"] == 8
+    assert result["session"]["model"] == "emacs-model"
+    assert result["session"]["approvalMode"] == "confirm"
+    # The change reached the live session; maxSteps, gone from the section, is the server's again.
+    assert result["changed"]["settings"]["maxSteps"] == 50
+    assert [s["approvalMode"] for s in result["list"]["sessions"]] == ["never"]

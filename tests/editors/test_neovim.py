@@ -64,3 +64,44 @@ def test_neovim_session_prompt_approval_and_apply(tmp_path: Path, openai_server)
         "applied to the buffer, not saved"
     )
     assert result["list"]["sessions"][0]["sessionId"] == result["session"]["sessionId"]
+
+
+def test_neovim_configures_pygent_with_settings_and_init_options(
+    tmp_path: Path, openai_server
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    openai_server.add_text("Configured.")
+    out = tmp_path / "nvim-config.json"
+    env = server_env(tmp_path / "server", openai_server)
+    env.update(
+        {
+            "PYGENT_LSP_CMD": json.dumps(SERVER_COMMAND),
+            "PYGENT_TEST_ROOT": str(project),
+            "PYGENT_TEST_OUT": str(out),
+            "TERM": "dumb",
+        }
+    )
+    proc = subprocess.run(
+        ["nvim", "--headless", "-u", str(CONFIG.with_name("pygent-config.lua"))],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=100,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.exists(), f"nvim wrote no result: {proc.stdout!r} {proc.stderr!r}"
+    result = json.loads(out.read_text())
+    assert result["errors"] == [], result["errors"]
+    # settings.pygent, sent with workspace/didChangeConfiguration from on_init.
+    assert result["pulled"]["settings"]["maxSteps"] == 12
+    assert result["pulled"]["clientKeys"] == ["approvalMode", "maxSteps", "model"]
+    assert result["session"]["model"] == "nvim-model"
+    assert result["session"]["approvalMode"] == "confirm"
+    assert result["prompt"]["text"] == "Configured."
+    assert openai_server.chat_requests[-1].body["model"] == "nvim-model"
+    # workspace/didChangeConfiguration: applied live, no restart.
+    assert result["changed"]["appliedToLiveSessions"] == ["approvalMode"]
+    assert [s["approvalMode"] for s in result["list"]["sessions"]] == ["never"]
+    # init_options (initializationOptions).
+    assert result["initial"]["settings"]["runtime"] == "local"

@@ -43,6 +43,8 @@ def server_env(base: Path, openai_server: ScriptedOpenAIServer, **extra: str) ->
         "PYGENT_MODEL": "test-model",
         "PYGENT_USE_DOCKER": "0",
         "PYGENT_REQUEST_TIMEOUT": "30",
+        # A host the user left running (pygent serve) must not capture the suite.
+        "PYGENT_LSP_HOST": "never",
     }
     env.update(extra)
     return env

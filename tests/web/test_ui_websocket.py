@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from pygent.lsp import protocol as p
 from tests.openai_server import ScriptedOpenAIServer, text_reply, tool_call_reply
 from tests.web.conftest import RpcPage, StartUi, UiServer, rpc_page
 
@@ -58,7 +59,7 @@ def test_a_waiting_approval_is_asked_again_on_the_page_that_comes_back(
         async with rpc_page(ui) as page:
             listed = await page.call("pygent/session/list", {})
             assert [s["sessionId"] for s in listed["sessions"]] == [session_id]
-            transcript = await page.call("pygentUi/transcript", {"sessionId": session_id})
+            transcript = await page.call(p.SESSION_TRANSCRIPT, {"sessionId": session_id})
             kinds = [e["type"] for e in transcript["events"]]
             assert kinds[0] == "turn_started" and "tool_call_proposed" in kinds
             assert transcript["events"][-1]["type"] == "permission"
@@ -79,7 +80,7 @@ def test_a_waiting_approval_is_asked_again_on_the_page_that_comes_back(
         async with rpc_page(again) as page:
             listed = await page.call("pygent/session/list", {"includeSaved": True})
             assert session_id in [s["sessionId"] for s in listed["sessions"]]
-            saved = await page.call("pygentUi/transcript", {"sessionId": session_id})
+            saved = await page.call(p.SESSION_TRANSCRIPT, {"sessionId": session_id})
             kinds = [e["type"] for e in saved["events"]]
             assert kinds == [
                 "turn_started",
@@ -112,12 +113,12 @@ def test_with_every_page_closed_the_approval_is_denied_after_the_grace(
     async def come_back() -> None:
         while True:
             async with rpc_page(ui) as page:
-                transcript = await page.call("pygentUi/transcript", {"sessionId": session_id})
+                transcript = await page.call(p.SESSION_TRANSCRIPT, {"sessionId": session_id})
                 events = transcript["events"]
                 if events[-1]["type"] == "turn_ended":
                     resolved = [e for e in events if e["type"] == "permission"][-1]
                     assert resolved["state"] == "resolved"
-                    assert resolved["outcome"].startswith("denied: no page was open")
+                    assert resolved["outcome"].startswith("denied: no client was attached")
                     finished = [e for e in events if e["type"] == "tool_call_finished"]
                     assert finished[0]["status"] == "denied"
                     return

@@ -12,10 +12,12 @@ import { ApiKeyStore, validateApiKey } from './common/apiKey';
 import { createLogger, describeError } from './common/logging';
 import { type ClientFactory, type Launch, ServerManager } from './common/server';
 import {
+  LIVE_SETTINGS,
   RESTART_SETTINGS,
   SECTION,
   readSettings,
   resolveServerCommand,
+  serverConfiguration,
   serverEnvironment,
 } from './common/settings';
 import * as api from './common/vscodeapi';
@@ -59,7 +61,12 @@ export async function activateExtension(context: vscode.ExtensionContext, option
     const command = resolveServerCommand(current, process.env);
     const { env, warnings } = serverEnvironment(process.env, current, await apiKey.get());
     for (const warning of warnings) log.warn(warning);
-    return { command, env, cwd: api.workspaceFolders()[0]?.uri.fsPath };
+    return {
+      command,
+      env,
+      cwd: api.workspaceFolders()[0]?.uri.fsPath,
+      configuration: () => serverConfiguration(settings()),
+    };
   };
   // Loaded on demand: vscode-languageclient is large and the unit tests' fake lacks its API.
   const factory = options.clientFactory ?? (await import('./common/languageClient')).languageClientFactory(channel, version);
@@ -150,6 +157,10 @@ export async function activateExtension(context: vscode.ExtensionContext, option
     api.onDidChangeConfiguration((e) => {
       if (RESTART_SETTINGS.some((key) => e.affectsConfiguration(key))) {
         void restartForSettings('Pygent settings changed.').catch((err: unknown) => log.error(describeError(err)));
+      } else if (LIVE_SETTINGS.some((key) => e.affectsConfiguration(key))) {
+        // The server takes these live (new sessions, and model/approval mode of open ones).
+        controller.refreshStatus();
+        void server.updateConfiguration(serverConfiguration(settings())).catch((err: unknown) => log.error(describeError(err)));
       }
     }),
     api.onDidChangeWorkspaceFolders(() => void controller.refreshSessions()),

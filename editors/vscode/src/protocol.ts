@@ -27,6 +27,8 @@ export const SESSION_CLOSE = 'pygent/session/close';
 export const SESSION_RESUME = 'pygent/session/resume';
 /** Request (client -> server): {@link SessionSettingsParams} -> {@link SessionInfo}. */
 export const SESSION_SETTINGS = 'pygent/session/settings';
+/** Request (client -> server): {@link SessionIdParams} -> {@link TranscriptResult}. */
+export const SESSION_TRANSCRIPT = 'pygent/session/transcript';
 /** Request (client -> server): {@link SessionIdParams} -> {@link TaskListResult}. */
 export const TASK_LIST = 'pygent/task/list';
 /** Request (client -> server): {@link TaskParams} -> {@link TaskInfo}. */
@@ -49,6 +51,8 @@ export const TOOLS_LIST = 'pygent/tools/list';
 export const TOOLS_ENABLE = 'pygent/tools/enable';
 /** Request (client -> server): {@link ToolsParams} -> {@link ToolListResult}. */
 export const TOOLS_DISABLE = 'pygent/tools/disable';
+/** Request (client -> server): {@link ConfigurationParams} -> {@link ConfigurationResult}. */
+export const CONFIGURATION = 'pygent/configuration';
 /** Notification (server -> client): {@link SessionUpdateParams}. */
 export const SESSION_UPDATE = 'pygent/sessionUpdate';
 /**
@@ -65,6 +69,7 @@ export const REQUESTS = [
   SESSION_CLOSE,
   SESSION_RESUME,
   SESSION_SETTINGS,
+  SESSION_TRANSCRIPT,
   TASK_LIST,
   TASK_STATUS,
   TASK_CANCEL,
@@ -76,6 +81,7 @@ export const REQUESTS = [
   TOOLS_LIST,
   TOOLS_ENABLE,
   TOOLS_DISABLE,
+  CONFIGURATION,
 ] as const;
 
 /** The `workspace/executeCommand` name of a request: `pygent/task/list` -> `pygent.task.list`. */
@@ -92,6 +98,7 @@ export const COMMANDS = {
   'pygent.session.close': SESSION_CLOSE,
   'pygent.session.resume': SESSION_RESUME,
   'pygent.session.settings': SESSION_SETTINGS,
+  'pygent.session.transcript': SESSION_TRANSCRIPT,
   'pygent.task.list': TASK_LIST,
   'pygent.task.status': TASK_STATUS,
   'pygent.task.cancel': TASK_CANCEL,
@@ -103,6 +110,7 @@ export const COMMANDS = {
   'pygent.tools.list': TOOLS_LIST,
   'pygent.tools.enable': TOOLS_ENABLE,
   'pygent.tools.disable': TOOLS_DISABLE,
+  'pygent.configuration': CONFIGURATION,
 } as const satisfies Record<string, (typeof REQUESTS)[number]>;
 
 /** The params and result of every request, by method. */
@@ -114,6 +122,7 @@ export interface RequestTypes {
   'pygent/session/close': { params: SessionIdParams; result: CloseResult };
   'pygent/session/resume': { params: ResumeSessionParams; result: SessionInfo };
   'pygent/session/settings': { params: SessionSettingsParams; result: SessionInfo };
+  'pygent/session/transcript': { params: SessionIdParams; result: TranscriptResult };
   'pygent/task/list': { params: SessionIdParams; result: TaskListResult };
   'pygent/task/status': { params: TaskParams; result: TaskInfo };
   'pygent/task/cancel': { params: TaskParams; result: CancelResult };
@@ -125,6 +134,7 @@ export interface RequestTypes {
   'pygent/tools/list': { params: SessionIdParams; result: ToolListResult };
   'pygent/tools/enable': { params: ToolsParams; result: ToolListResult };
   'pygent/tools/disable': { params: ToolsParams; result: ToolListResult };
+  'pygent/configuration': { params: ConfigurationParams; result: ConfigurationResult };
   'pygent/requestPermission': { params: RequestPermissionParams; result: RequestPermissionResult };
 }
 
@@ -167,7 +177,7 @@ export type StopReason =
   | 'refusal';
 export type TaskState = 'queued' | 'running' | 'finished' | 'failed' | 'timeout' | 'cancelled';
 export type RuntimeKind = 'auto' | 'docker' | 'local';
-export type SyncMode = 'copy' | 'mount' | 'none';
+export type SyncMode = 'cow' | 'copy' | 'mount' | 'none';
 export type ApprovalMode = 'auto' | 'confirm' | 'never' | 'read-only' | 'api';
 export type ChangeStatus = 'added' | 'modified' | 'deleted';
 export type ApplyMethod = 'auto' | 'applyEdit' | 'write';
@@ -179,6 +189,7 @@ export type PermissionAnswer =
   | 'reject_always'
   | 'cancelled';
 export type PreviewKind = 'command' | 'diff' | 'text';
+export type ToolChoice = 'auto' | 'required' | 'none' | 'omit';
 export type ToolCallStatus = 'completed' | 'failed' | 'denied' | 'cancelled';
 export type NoticeLevel = 'info' | 'warning' | 'error';
 export type OutputStream = 'stdout' | 'stderr';
@@ -197,7 +208,7 @@ export interface NewSessionParams {
   persona?: string | null;
   model?: string | null;
   approvalMode?: ApprovalMode | null;
-  syncMode?: SyncMode;
+  syncMode?: SyncMode | null;
   title?: string | null;
 }
 
@@ -285,7 +296,7 @@ export interface ResumeSessionParams {
   persona?: string | null;
   model?: string | null;
   approvalMode?: ApprovalMode | null;
-  syncMode?: SyncMode;
+  syncMode?: SyncMode | null;
 }
 
 /** `pygent/session/settings`: change any given field; returns the session info. */
@@ -295,6 +306,23 @@ export interface SessionSettingsParams {
   model?: string | null;
   persona?: string | null;
   maxSteps?: number | null;
+}
+
+/**
+ * `pygent/session/transcript`: what a client that attaches to a session shows.
+ *
+ * `events` are the session's updates so far, oldest first, merged as they stream
+ * (consecutive reply chunks, consecutive output of one call); `seq` is the `seq` of
+ * the last `pygent/sessionUpdate` this connection was sent for the session, so the
+ * live updates that follow (`seq` + 1, ...) continue the transcript without a gap or
+ * a repeat. A session host (`pygent serve`, `pygent ui`) logs every update of a
+ * live session; a server that owns its sessions (one editor) answers with the
+ * conversation so far (prompts, replies, tool calls; no streaming detail). A session
+ * that is not live answers with its saved history and `seq` 0.
+ */
+export interface TranscriptResult {
+  events: SessionUpdate[];
+  seq: number;
 }
 
 export interface TaskListResult {
@@ -419,6 +447,86 @@ export interface ToolInfo {
 export interface ToolsParams {
   sessionId: string;
   names: string[];
+}
+
+/**
+ * `pygent/configuration`: the effective configuration. With `settings`, its keys are
+ * merged into the client's configuration first (unknown keys and bad values are then
+ * an error answer, not a warning).
+ */
+export interface ConfigurationParams {
+  settings?: ServerConfiguration | null;
+}
+
+/**
+ * The settings an editor gives the server: `initializationOptions`, `settings.pygent` of
+ * `workspace/didChangeConfiguration`, the `pygent` section of `workspace/configuration`,
+ * or `settings` of `pygent/configuration`. Every key is optional; a missing (null or
+ * empty) key keeps the server's own setting (`pygent lsp` flags, environment,
+ * `pygent.toml`). Values are converted as in `pygent.toml` (`"5"` is 5).
+ * `runtime` and `syncMode` are the defaults of `pygent/session/new`; a timeout of 0
+ * means none. The API key is not a setting here: it comes from the server's
+ * environment (`OPENAI_API_KEY`; VS Code passes its secret storage's key there).
+ */
+export interface ServerConfiguration {
+  model?: string | null;
+  baseUrl?: string | null;
+  approvalMode?: ApprovalMode | null;
+  runtime?: RuntimeKind | null;
+  syncMode?: SyncMode | null;
+  image?: string | null;
+  network?: boolean | null;
+  maxSteps?: number | null;
+  maxTasks?: number | null;
+  stepTimeout?: number | null;
+  taskTimeout?: number | null;
+  commandTimeout?: number | null;
+  requestTimeout?: number | null;
+  temperature?: number | null;
+  toolChoice?: ToolChoice | null;
+  approvalTimeout?: number | null;
+  bannedCommands?: string[] | null;
+  disabledTools?: string[] | null;
+}
+
+/**
+ * The effective configuration; `clientKeys`: the keys the client's configuration
+ * sets; `appliedToLiveSessions`: what the last change also changed in live sessions
+ * (`model`, `approvalMode`, `stepTimeout`); `newSessionsOnly`: what it changed for new sessions only;
+ * `warnings`: problems with the configuration the client sent (unknown keys, bad values).
+ */
+export interface ConfigurationResult {
+  settings: EffectiveConfiguration;
+  clientKeys: string[];
+  appliedToLiveSessions: string[];
+  newSessionsOnly: string[];
+  warnings: string[];
+}
+
+/**
+ * What new sessions get: the server's settings with the client's configuration over
+ * them (`stepTimeout`/`taskTimeout` null: no limit; `temperature` null: the API's
+ * default; `baseUrl` null: OpenAI).
+ */
+export interface EffectiveConfiguration {
+  model: string;
+  baseUrl: string | null;
+  approvalMode: ApprovalMode;
+  runtime: RuntimeKind;
+  syncMode: SyncMode;
+  image: string;
+  network: boolean;
+  maxSteps: number;
+  maxTasks: number;
+  stepTimeout: number | null;
+  taskTimeout: number | null;
+  commandTimeout: number;
+  requestTimeout: number;
+  temperature: number | null;
+  toolChoice: ToolChoice;
+  approvalTimeout: number;
+  bannedCommands: string[];
+  disabledTools: string[];
 }
 
 /** `pygent/sessionUpdate`: `seq` counts 1, 2, 3... per session (gaps mean loss). */

@@ -1,7 +1,10 @@
 /**
  * The real {@link ClientFactory}: a `vscode-languageclient` LanguageClient running
  * `pygent lsp --stdio`. Open files are synchronised (the server copies saved files and,
- * on request, unsaved buffers into the sandbox) and file changes are watched.
+ * on request, unsaved buffers into the sandbox) and file changes are watched. The
+ * settings go as the server's configuration: `initializationOptions.pygent` at start,
+ * and the `pygent` section when the server asks (`workspace/configuration`); changes are
+ * pushed by the ServerManager.
  */
 
 import * as vscode from 'vscode';
@@ -32,7 +35,15 @@ export function languageClientFactory(outputChannel: vscode.LogOutputChannel, ve
       documentSelector: [{ scheme: 'file' }],
       synchronize: { fileEvents: vscode.workspace.createFileSystemWatcher('**/*') },
       outputChannel,
-      initializationOptions: { client: 'pygent-vscode', clientVersion: version },
+      // The server reads only `pygent`; the rest is for its logs.
+      initializationOptions: { client: 'pygent-vscode', clientVersion: version, pygent: launch.configuration() },
+      middleware: {
+        workspace: {
+          // VS Code's own `pygent` section holds client-side settings too (serverPath,
+          // env...): answer with the server's part only.
+          configuration: (params) => params.items.map((item) => (item.section === 'pygent' ? launch.configuration() : null)),
+        },
+      },
       errorHandler: {
         error: () => ({ action: ErrorAction.Continue, handled: true }),
         closed: () => {
@@ -49,6 +60,7 @@ export function languageClientFactory(outputChannel: vscode.LogOutputChannel, ve
       stop: () => (client.needsStop() ? client.stop(5000) : Promise.resolve()),
       sendRequest: <R>(method: string, params: unknown, token?: vscode.CancellationToken) =>
         token ? client.sendRequest<R>(method, params, token) : client.sendRequest<R>(method, params),
+      sendNotification: (method: string, params: unknown) => client.sendNotification(method, params),
       onNotification: (method, handler) => client.onNotification(method, handler),
       onRequest: (method, handler) => client.onRequest(method, (params: unknown, token: vscode.CancellationToken) => handler(params, token)),
       serverProtocolVersion: () => {

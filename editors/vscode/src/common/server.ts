@@ -10,13 +10,17 @@
 import { describeError, type Logger } from './logging';
 import { type Disposable, Emitter } from './events';
 import { NotInstalledError, type ServerCommand } from './settings';
-import { PROTOCOL_VERSION } from '../protocol';
+import { PROTOCOL_VERSION, type ServerConfiguration } from '../protocol';
+
+/** The standard LSP notification that carries a changed configuration. */
+export const DID_CHANGE_CONFIGURATION = 'workspace/didChangeConfiguration';
 
 /** What the extension needs from a language client. */
 export interface ServerClient {
   start(): Promise<void>;
   stop(): Promise<void>;
   sendRequest<R>(method: string, params: unknown, token?: CancellationLike): Promise<R>;
+  sendNotification(method: string, params: unknown): Promise<void>;
   onNotification(method: string, handler: (params: unknown) => void): Disposable;
   onRequest(method: string, handler: (params: unknown, token: CancellationLike) => Promise<unknown>): Disposable;
   /** `capabilities.experimental.pygent.protocolVersion` from `initialize`, once started. */
@@ -33,6 +37,11 @@ export interface Launch {
   command: ServerCommand;
   env: Record<string, string>;
   cwd: string | undefined;
+  /**
+   * The server's configuration as the settings say now: sent as
+   * `initializationOptions.pygent` and as the answer to `workspace/configuration`.
+   */
+  configuration: () => ServerConfiguration;
 }
 
 export interface ClientHooks {
@@ -224,6 +233,17 @@ export class ServerManager {
     const client = this.client;
     if (!client || this.current.kind !== 'running') throw new ServerNotRunningError();
     return client.sendRequest<R>(method, params, token);
+  }
+
+  /**
+   * Sends the changed configuration to the running server (`workspace/didChangeConfiguration`
+   * with `settings.pygent`); false when no server runs (the next one starts with it).
+   */
+  async updateConfiguration(configuration: ServerConfiguration): Promise<boolean> {
+    const client = this.client;
+    if (!client || this.current.kind !== 'running') return false;
+    await client.sendNotification(DID_CHANGE_CONFIGURATION, { settings: { pygent: configuration } });
+    return true;
   }
 
   /** Stops the server for good (extension shutdown). */

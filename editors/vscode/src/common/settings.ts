@@ -1,15 +1,17 @@
 /**
- * The extension's settings (`pygent.*`) and what they mean for the server process:
- * which command starts it and with which environment.
+ * The extension's settings (`pygent.*`) and what they mean for the server: which command
+ * starts it, with which environment, and the configuration it is sent.
  *
- * Everything the server reads from the environment is set here and nowhere else. The
- * API key never comes from settings: it is read from SecretStorage by the caller and
- * passed in. Pure functions over plain data, so they are unit-tested without VS Code.
+ * Settings reach the server as its configuration (`initializationOptions`, then
+ * `workspace/didChangeConfiguration`: see {@link serverConfiguration}), so changing them
+ * needs no restart. Only the secrets go into the environment: the API key (from
+ * SecretStorage, passed in by the caller; never from settings) and the base URL it is
+ * sent to. Pure functions over plain data, so they are unit-tested without VS Code.
  */
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ApprovalMode, RuntimeKind } from '../protocol';
+import type { ApprovalMode, RuntimeKind, ServerConfiguration } from '../protocol';
 
 export const SECTION = 'pygent';
 
@@ -67,10 +69,28 @@ export function readSettings(config: ConfigurationReader): PygentSettings {
   };
 }
 
-/** The settings whose change needs a server restart (they go into its environment). */
-export const RESTART_SETTINGS = ['serverPath', 'pythonPath', 'model', 'baseUrl', 'runtime', 'approvalMode', 'env'].map(
-  (key) => `${SECTION}.${key}`,
-);
+/**
+ * The settings whose change needs a new server process: what runs, and its environment
+ * (the extra variables, and the base URL that goes with the API key).
+ */
+export const RESTART_SETTINGS = ['serverPath', 'pythonPath', 'baseUrl', 'env'].map((key) => `${SECTION}.${key}`);
+
+/** The settings the running server takes live, by `workspace/didChangeConfiguration`. */
+export const LIVE_SETTINGS = ['model', 'runtime', 'approvalMode'].map((key) => `${SECTION}.${key}`);
+
+/**
+ * What the server is configured with (the `pygent` section of its configuration): sent
+ * as `initializationOptions.pygent`, with every change, and as the answer to the
+ * server's `workspace/configuration` request. An empty model is left out (the server's
+ * own default applies).
+ */
+export function serverConfiguration(settings: PygentSettings): ServerConfiguration {
+  return {
+    ...(settings.model ? { model: settings.model } : {}),
+    runtime: settings.runtime,
+    approvalMode: settings.approvalMode,
+  };
+}
 
 export interface ServerCommand {
   command: string;
@@ -156,9 +176,10 @@ export interface ServerEnvironment {
 }
 
 /**
- * The server's environment: the editor's own, the extra variables from settings, then
- * what the settings mean (`PYGENT_*`, `OPENAI_BASE_URL`) and the API key from
- * SecretStorage (which also replaces a key inherited from the editor's environment).
+ * The server's environment: the editor's own, the extra variables from settings, the
+ * base URL (`OPENAI_BASE_URL`) and the API key from SecretStorage (which also replaces a
+ * key inherited from the editor's environment). Other settings are not here: they are
+ * the server's configuration ({@link serverConfiguration}).
  */
 export function serverEnvironment(base: NodeJS.ProcessEnv, settings: PygentSettings, apiKey: string | undefined): ServerEnvironment {
   const env: Record<string, string> = {};
@@ -171,10 +192,7 @@ export function serverEnvironment(base: NodeJS.ProcessEnv, settings: PygentSetti
     }
     env[k] = v;
   }
-  if (settings.model) env.PYGENT_MODEL = settings.model;
   if (settings.baseUrl) env.OPENAI_BASE_URL = settings.baseUrl;
-  env.PYGENT_USE_DOCKER = settings.runtime === 'docker' ? '1' : settings.runtime === 'local' ? '0' : 'auto';
-  env.PYGENT_APPROVAL_MODE = settings.approvalMode;
   if (apiKey) env.OPENAI_API_KEY = apiKey;
   return { env, warnings };
 }

@@ -14,6 +14,7 @@ import { createMessageConnection, type MessageConnection, StreamMessageReader, S
 import type { ServerPort } from '../../src/chat/controller';
 import { Emitter } from '../../src/common/events';
 import type { ServerState } from '../../src/common/server';
+import type { ServerConfiguration } from '../../src/protocol';
 
 /** The repository root (editors/vscode/../..), where `python -m tests.openai_server` runs. */
 export const REPO = join(__dirname, '..', '..', '..', '..', '..');
@@ -109,7 +110,7 @@ export interface RealServer extends ServerPort {
 }
 
 /** Spawns `pygent lsp --stdio` and initializes it like vscode-languageclient does. */
-export async function startPygentLsp(opts: { folder: string; model: ScriptedModel; dataHome: string }): Promise<RealServer> {
+export async function startPygentLsp(opts: { folder: string; model: ScriptedModel; dataHome: string; configuration?: ServerConfiguration }): Promise<RealServer> {
   const child = spawn(PYTHON, ['-m', 'pygent', 'lsp', '--stdio'], {
     cwd: opts.folder,
     env: {
@@ -142,7 +143,8 @@ export async function startPygentLsp(opts: { folder: string; model: ScriptedMode
       workspace: { applyEdit: true, workspaceEdit: { documentChanges: true, resourceOperations: ['create', 'rename', 'delete'] } },
       window: { workDoneProgress: false },
     },
-    initializationOptions: { client: 'pygent-vscode-test' },
+    // As vscode-languageclient sends it (languageClient.ts): the server reads `pygent`.
+    initializationOptions: { client: 'pygent-vscode-test', ...(opts.configuration ? { pygent: opts.configuration } : {}) },
   });
   await connection.sendNotification('initialized', {});
   const state: ServerState = { kind: 'running' };

@@ -1,7 +1,8 @@
 /**
  * The chat controller against the real `pygent lsp` and the scripted model: a turn
  * with command and write approvals, streamed output, the change set, applying it
- * through `workspace/applyEdit`, and cancelling a running command.
+ * through `workspace/applyEdit`, cancelling a running command, and the settings as the
+ * server's configuration (at start, and changed without a restart).
  */
 
 import assert from 'node:assert/strict';
@@ -10,7 +11,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ChatController } from '../../src/chat/controller';
 import type { HostMessage } from '../../webview/messages';
-import { PROTOCOL_VERSION, type SessionUpdate } from '../../src/protocol';
+import { serverConfiguration } from '../../src/common/settings';
+import { CONFIGURATION, type ConfigurationResult, type ListSessionsResult, PROTOCOL_VERSION, SESSION_LIST, type SessionUpdate } from '../../src/protocol';
 import { defaultSettings, FakeEditor, FakeView, silentLogger } from '../unit/fakes';
 import { type RealServer, type ScriptedModel, scratch, startPygentLsp, startScriptedModel } from './realServer';
 
@@ -44,12 +46,13 @@ describe('controller + real pygent lsp', { timeout: 120_000 }, () => {
   let view: ApprovingView;
   let controller: ChatController;
   let editor: FakeEditor;
+  const settings = { ...defaultSettings, runtime: 'local' as const, model: 'test-model' };
 
   before(async () => {
     mkdirSync(folder);
     writeFileSync(join(folder, 'README.md'), '# Project\n');
     model = await startScriptedModel(tmp.dir);
-    server = await startPygentLsp({ folder, model, dataHome: join(tmp.dir, 'data') });
+    server = await startPygentLsp({ folder, model, dataHome: join(tmp.dir, 'data'), configuration: serverConfiguration(settings) });
     editor = new FakeEditor();
     editor.folders = [{ name: 'project', uri: `file://${folder}`, fsPath: folder }];
     editor.readFile = async (p) => (existsSync(p) ? readFileSync(p, 'utf8') : undefined);
@@ -57,7 +60,7 @@ describe('controller + real pygent lsp', { timeout: 120_000 }, () => {
     controller = new ChatController({
       server,
       editor,
-      settings: () => ({ ...defaultSettings, runtime: 'local', model: 'test-model' }),
+      settings: () => settings,
       hasApiKey: () => true,
       runAction: () => undefined,
       showChat: () => undefined,
@@ -148,4 +151,27 @@ describe('controller + real pygent lsp', { timeout: 120_000 }, () => {
       assert.ok(early >= 0 && early < finished, 'the first line arrives on its own, before the call finishes');
     },
   );
+
+  it('takes the settings as its configuration, and a change without a restart', async () => {
+    const initial = await server.request<ConfigurationResult>(CONFIGURATION, {});
+    assert.deepEqual(initial.clientKeys, ['approvalMode', 'model', 'runtime']);
+    assert.equal(initial.settings.runtime, 'local');
+    assert.deepEqual(initial.warnings, []);
+    const pid = server.process.pid;
+    // What ServerManager.updateConfiguration sends when pygent.approvalMode changes.
+    await server.connection.sendNotification('workspace/didChangeConfiguration', {
+      settings: { pygent: serverConfiguration({ ...settings, approvalMode: 'confirm' }) },
+    });
+    let now = initial;
+    for (let i = 0; i < 100 && now.settings.approvalMode !== 'confirm'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      now = await server.request<ConfigurationResult>(CONFIGURATION, {});
+    }
+    assert.equal(now.settings.approvalMode, 'confirm');
+    assert.deepEqual(now.appliedToLiveSessions, ['approvalMode']);
+    const { sessions } = await server.request<ListSessionsResult>(SESSION_LIST, {});
+    assert.ok(sessions.length > 0 && sessions.every((s) => s.approvalMode === 'confirm'), JSON.stringify(sessions));
+    assert.equal(server.process.pid, pid);
+    assert.equal(server.process.exitCode, null, 'the same server process');
+  });
 });

@@ -63,6 +63,7 @@ async function settle(): Promise<void> {
 
 describe('activation with a fake VS Code', () => {
   const launches: Launch[] = [];
+  const notifications: { method: string; params: unknown }[] = [];
   const secrets = new Secrets();
   const context = {
     subscriptions: [] as { dispose(): unknown }[],
@@ -76,6 +77,9 @@ describe('activation with a fake VS Code', () => {
       start: async () => undefined,
       stop: async () => undefined,
       sendRequest: async <R>(method: string) => (method === 'pygent/session/list' ? { sessions: [] } : {}) as R,
+      sendNotification: async (method: string, params: unknown) => {
+        notifications.push({ method, params });
+      },
       onNotification: () => ({ dispose: () => undefined }),
       onRequest: () => ({ dispose: () => undefined }),
       serverProtocolVersion: () => 1,
@@ -152,7 +156,8 @@ describe('activation with a fake VS Code', () => {
     assert.equal((posted as { type: string }[])[0]?.type, 'init');
     assert.equal(launches.length, 1, 'the chat starts the server');
     assert.deepEqual(launches[0]?.command, { command: process.execPath, args: ['lsp'], source: 'serverPath' });
-    assert.equal(launches[0]?.env.PYGENT_USE_DOCKER, '1');
+    assert.deepEqual(launches[0]?.configuration(), { runtime: 'docker', approvalMode: 'auto' }, 'settings go as configuration');
+    assert.equal(launches[0]?.env.PYGENT_USE_DOCKER, undefined, 'not in the environment');
     assert.equal(launches[0]?.env.OPENAI_API_KEY, process.env.OPENAI_API_KEY);
   });
 
@@ -166,14 +171,27 @@ describe('activation with a fake VS Code', () => {
     assert.equal(vscode.fake.configuration['pygent.apiKey'], undefined, 'nothing written to settings');
   });
 
-  it('restarts when a setting the server reads changes, not for others', async () => {
+  it('sends live settings to the running server instead of restarting it', async () => {
     vscode.fake.configuration['pygent.model'] = 'other-model';
     for (const l of vscode.fake.configListeners) l({ affectsConfiguration: (k) => k === 'pygent.model' });
     await settle();
+    assert.equal(launches.length, 2, 'no restart');
+    assert.deepEqual(notifications, [
+      { method: 'workspace/didChangeConfiguration', params: { settings: { pygent: { model: 'other-model', runtime: 'docker', approvalMode: 'auto' } } } },
+    ]);
+    assert.equal(launches[1]?.configuration().model, 'other-model', 'the server asking (workspace/configuration) gets it too');
+  });
+
+  it('restarts only for settings that need a new process, and not for others', async () => {
+    vscode.fake.configuration['pygent.env'] = { DOCKER_HOST: 'unix:///other.sock' };
+    for (const l of vscode.fake.configListeners) l({ affectsConfiguration: (k) => k === 'pygent.env' });
+    await settle();
     assert.equal(launches.length, 3);
-    assert.equal(launches[2]?.env.PYGENT_MODEL, 'other-model');
+    assert.equal(launches[2]?.env.DOCKER_HOST, 'unix:///other.sock');
+    const sent = notifications.length;
     for (const l of vscode.fake.configListeners) l({ affectsConfiguration: (k) => k === 'editor.fontSize' });
     await settle();
     assert.equal(launches.length, 3);
+    assert.equal(notifications.length, sent);
   });
 });

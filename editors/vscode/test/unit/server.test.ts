@@ -11,6 +11,7 @@ class FakeClient implements ServerClient {
   stopped = false;
   readonly notifications = new Map<string, (p: unknown) => void>();
   readonly requests = new Map<string, unknown>();
+  readonly sentNotifications: { method: string; params: unknown }[] = [];
   constructor(
     readonly launch: Launch,
     readonly hooks: ClientHooks,
@@ -30,6 +31,9 @@ class FakeClient implements ServerClient {
   async sendRequest<R>(method: string, params: unknown): Promise<R> {
     return { method, params } as R;
   }
+  async sendNotification(method: string, params: unknown): Promise<void> {
+    this.sentNotifications.push({ method, params });
+  }
   onNotification(method: string, handler: (p: unknown) => void) {
     this.notifications.set(method, handler);
     return { dispose: () => undefined };
@@ -40,7 +44,12 @@ class FakeClient implements ServerClient {
   }
 }
 
-const launch: Launch = { command: { command: '/usr/bin/pygent', args: ['lsp'], source: 'PATH' }, env: { A: '1' }, cwd: '/w' };
+const launch: Launch = {
+  command: { command: '/usr/bin/pygent', args: ['lsp'], source: 'PATH' },
+  env: { A: '1' },
+  cwd: '/w',
+  configuration: () => ({ model: 'm', runtime: 'auto', approvalMode: 'auto' }),
+};
 
 function setup(opts: { fail?: Error; resolve?: () => Promise<Launch>; version?: unknown } = {}) {
   const clients: FakeClient[] = [];
@@ -109,5 +118,17 @@ describe('ServerManager', () => {
     const other = setup({ version: undefined });
     await other.manager.start();
     assert.match(other.manager.state.kind === 'failed' ? other.manager.state.message : '', /did not announce the Pygent editor protocol/);
+  });
+
+  it('sends a changed configuration to the running server, without restarting it', async () => {
+    const { manager, clients } = setup();
+    assert.equal(await manager.updateConfiguration({ model: 'x' }), false, 'no server yet: the next one starts with it');
+    await manager.start();
+    assert.equal(await manager.updateConfiguration({ model: 'other', approvalMode: 'confirm' }), true);
+    assert.equal(clients.length, 1);
+    assert.deepEqual(clients[0]?.sentNotifications, [
+      { method: 'workspace/didChangeConfiguration', params: { settings: { pygent: { model: 'other', approvalMode: 'confirm' } } } },
+    ]);
+    assert.deepEqual(clients[0]?.launch.configuration(), { model: 'm', runtime: 'auto', approvalMode: 'auto' });
   });
 });

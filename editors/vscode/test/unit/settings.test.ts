@@ -7,8 +7,11 @@ import {
   findOnPath,
   NotInstalledError,
   type PygentSettings,
+  LIVE_SETTINGS,
   readSettings,
+  RESTART_SETTINGS,
   resolveServerCommand,
+  serverConfiguration,
   serverEnvironment,
 } from '../../src/common/settings';
 
@@ -68,15 +71,13 @@ describe('resolveServerCommand', () => {
 });
 
 describe('serverEnvironment', () => {
-  it('maps settings to variables and passes the key from SecretStorage', () => {
+  it('holds only the secrets and extra variables: the key from SecretStorage and the base URL', () => {
     const { env, warnings } = serverEnvironment({ PATH: '/bin', OPENAI_API_KEY: 'inherited' }, { ...base, model: 'm', baseUrl: 'http://127.0.0.1:9/v1', runtime: 'docker', approvalMode: 'confirm', env: { DOCKER_HOST: 'unix:///d.sock' } }, 'sk-secret');
     assert.equal(env.PATH, '/bin');
     assert.equal(env.OPENAI_API_KEY, 'sk-secret');
-    assert.equal(env.PYGENT_MODEL, 'm');
     assert.equal(env.OPENAI_BASE_URL, 'http://127.0.0.1:9/v1');
-    assert.equal(env.PYGENT_USE_DOCKER, '1');
-    assert.equal(env.PYGENT_APPROVAL_MODE, 'confirm');
     assert.equal(env.DOCKER_HOST, 'unix:///d.sock');
+    for (const name of ['PYGENT_MODEL', 'PYGENT_USE_DOCKER', 'PYGENT_APPROVAL_MODE']) assert.equal(env[name], undefined, `${name}: sent as configuration`);
     assert.deepEqual(warnings, []);
   });
 
@@ -85,6 +86,20 @@ describe('serverEnvironment', () => {
     assert.equal(env.OPENAI_API_KEY, undefined);
     assert.equal(env.openai_api_key, undefined);
     assert.equal(warnings.length, 2);
-    assert.equal(env.PYGENT_USE_DOCKER, '0');
+  });
+});
+
+describe('serverConfiguration', () => {
+  it('is what the server is configured with, without the secrets or the process settings', () => {
+    assert.deepEqual(serverConfiguration(base), { runtime: 'auto', approvalMode: 'auto' });
+    const full = { ...base, model: 'm', baseUrl: 'http://x/v1', runtime: 'local' as const, approvalMode: 'confirm' as const, serverPath: '/p', env: { A: '1' } };
+    assert.deepEqual(serverConfiguration(full), { model: 'm', runtime: 'local', approvalMode: 'confirm' });
+  });
+
+  it('splits the settings into restart-only and live ones', () => {
+    assert.deepEqual(RESTART_SETTINGS, ['pygent.serverPath', 'pygent.pythonPath', 'pygent.baseUrl', 'pygent.env']);
+    assert.deepEqual(LIVE_SETTINGS, ['pygent.model', 'pygent.runtime', 'pygent.approvalMode']);
+    const sent = Object.keys(serverConfiguration({ ...base, model: 'm' })).map((k) => `pygent.${k}`);
+    assert.deepEqual(sent.sort(), [...LIVE_SETTINGS].sort(), 'every live setting is sent');
   });
 });

@@ -8,7 +8,7 @@ import type { Logger } from '../../src/common/logging';
 import { ChatController, type WorkspaceFolderInfo } from '../../src/chat/controller';
 import type { PygentSettings } from '../../src/common/settings';
 import type { HostCapabilities } from '../messages';
-import type { ApprovalMode, RuntimeKind, SessionUpdate } from '../../src/protocol';
+import { SESSION_TRANSCRIPT, type ApprovalMode, type RuntimeKind, type TranscriptResult } from '../../src/protocol';
 import { ChatApp } from '../app';
 import { webSocketUrl } from '../transport';
 import { BrowserEditorPort, InPageTransport } from './editor';
@@ -22,9 +22,6 @@ interface UiConfig {
   approvalMode: Exclude<ApprovalMode, 'api'>;
   hasApiKey: boolean;
 }
-
-/** The request `pygent ui` adds to `pygent/*` (see pygent/lsp/websocket.py). */
-const TRANSCRIPT = 'pygentUi/transcript';
 
 /** No editor to open things in: the page shows diffs and results inline. */
 const BROWSER_CAPABILITIES: HostCapabilities = { openDiff: false, openInEditor: false, actions: ['restartServer'] };
@@ -84,7 +81,7 @@ function start(): void {
     hostName: 'pygent-ui',
     capabilities: BROWSER_CAPABILITIES,
     applyMethod: 'write',
-    transcript: (sessionId) => server.request<{ events: SessionUpdate[]; seq: number }>(TRANSCRIPT, { sessionId }),
+    transcript: (sessionId) => server.request<TranscriptResult>(SESSION_TRANSCRIPT, { sessionId }),
   });
   // The bar's download link (served with the page) names the session on screen.
   const download = document.querySelector<HTMLAnchorElement>('a.ui-download');

@@ -1,0 +1,346 @@
+"""``pygent serve`` (the per-user session host process) and ``pygent sessions``.
+
+The host listens on a private Unix socket (:mod:`pygent.lsp.host_socket`) and serves
+every connection as one LSP client of one shared service (:class:`SharedSessions`), so
+editors (``pygent lsp --stdio`` pipes to it), and later the REPL, open the same live
+sessions at once. A session lives on when its clients leave, until it is closed or idle
+for ``PYGENT_HOST_IDLE_TIMEOUT`` seconds; the host exits when it has had no session and
+no client for ``--exit-grace`` seconds (before its first client: the idle timeout).
+SIGTERM, SIGINT and SIGHUP close every session (containers and sandbox folders
+removed) and remove the socket. After a SIGKILL the containers' keeper and the next
+Pygent clean up, and the next host replaces the stale socket file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pygent.errors import PygentError
+from pygent.lsp import host_socket as hs
+from pygent.lsp.launch import DEFAULT_APPROVAL_TIMEOUT
+from pygent.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds the host stays up with no session and no client (a reconnecting editor).
+EXIT_GRACE = 5.0
+#: How often the host looks whether it is empty (seconds).
+EMPTY_POLL = 0.5
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pygent serve",
+        description="Run the session host: sessions that outlive editor windows, shared by "
+        "every editor, page and terminal of this user (docs/host.md).",
+    )
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument(
+        "--background", action="store_true", help="detach; print the socket path and return"
+    )
+    what.add_argument("--stop", action="store_true", help="stop the running host")
+    what.add_argument("--status", action="store_true", help="show the running host")
+    parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    parser.add_argument(
+        "--approval-timeout",
+        type=float,
+        default=DEFAULT_APPROVAL_TIMEOUT,
+        help="seconds an approval waits for an answer (also while no client is attached)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        help="close a session with no client and no turn after this many seconds "
+        "(default: PYGENT_HOST_IDLE_TIMEOUT or 1800; 0: never)",
+    )
+    parser.add_argument(
+        "--exit-grace",
+        type=float,
+        default=EXIT_GRACE,
+        help=f"seconds to stay up with no session and no client (default {EXIT_GRACE:g})",
+    )
+    parser.add_argument(
+        "--docker", dest="use_docker", action="store_true", default=None, help="require Docker"
+    )
+    parser.add_argument(
+        "--no-docker", dest="use_docker", action="store_false", help="run sessions here"
+    )
+    parser.add_argument("--config", type=Path, help="a pygent.toml to read")
+    parser.add_argument("--model", help="the default model name")
+    parser.add_argument(
+        "--websocket",
+        metavar="PORT",
+        type=int,
+        help="also listen on a loopback WebSocket (not available yet: use pygent ui)",
+    )
+    return parser
+
+
+# --- the host ---------------------------------------------------------------------------------
+
+
+async def run_host(settings: Settings, args: argparse.Namespace, lock_fd: int) -> int:
+    """Serve on the socket until stopped by a signal or left empty; returns the status."""
+    from pygent.lsp.host import SharedSessions
+    from pygent.lsp.transport import StreamSource, StreamWriterAdapter
+
+    loop = asyncio.get_running_loop()
+    host_dir = settings.host_dir
+    path = hs.socket_path(host_dir)
+    hub = SharedSessions(
+        settings,
+        approval_timeout=args.approval_timeout,
+        no_client_grace=args.approval_timeout,
+        idle_timeout=settings.host_idle_timeout,
+    )
+    hub.start()
+    connections: set[asyncio.Task[Any]] = set()
+    ever_connected = False
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal ever_connected
+        ever_connected = True
+        task = asyncio.current_task()
+        assert task is not None
+        connections.add(task)
+        log.info("a client connected (%d now)", len(hub.servers) + 1)
+        try:
+            await hub.serve_stream(StreamSource(reader), StreamWriterAdapter(writer))
+        finally:
+            connections.discard(task)
+            log.info("a client left (%d now)", len(hub.servers))
+
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # stale: the lock says no host serves it
+    old_umask = os.umask(0o177)  # the socket is born 0600: no window for others
+    try:
+        server = await asyncio.start_unix_server(on_client, path=os.fspath(path))
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    hub.status_extra = {"socket": str(path)}
+    stopping = loop.create_future()
+
+    def on_signal(signum: int) -> None:
+        log.info("%s received: closing every session", signal.Signals(signum).name)
+        if not stopping.done():
+            stopping.set_result(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, on_signal, sig)
+    print(f"pygent serve: listening on {path} (pid {os.getpid()})", flush=True)
+    log.info("session host listening on %s", path)
+    startup_grace = settings.host_idle_timeout
+    empty_since = loop.time()
+    try:
+        while not stopping.done():
+            await asyncio.wait([stopping], timeout=EMPTY_POLL)
+            if hub.servers or hub.service.sessions:
+                empty_since = loop.time()
+                continue
+            grace = args.exit_grace if ever_connected else startup_grace
+            if grace is not None and loop.time() - empty_since >= grace:
+                log.info("no session and no client for %gs: the host exits", grace)
+                break
+    finally:
+        server.close()
+        for conn in list(hub.servers):
+            conn.stop()  # each connection ends: its client sees the socket close
+        if connections:
+            await asyncio.wait(list(connections), timeout=10)
+        await hub.aclose()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        os.close(lock_fd)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {"use_docker": args.use_docker, "model": args.model}
+    if args.idle_timeout is not None:
+        overrides["host_idle_timeout"] = args.idle_timeout
+    return load_settings(overrides, config_file=args.config)
+
+
+def _background(argv: list[str], settings: Settings) -> int:
+    """Start a detached host (its own session, no terminal); wait until it answers."""
+    log_file = settings.data_dir / "host.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    argv = [a for a in argv if a != "--background"]
+    if "--log-file" not in argv and not any(a.startswith("--log-file=") for a in argv):
+        argv += ["--log-file", str(log_file)]
+    with open(log_file, "ab") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pygent", "serve", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,  # setsid: no terminal's signals reach it
+        )
+    if hs.wait_until_answers(settings.host_dir, 60, alive=lambda: proc.poll() is None):
+        print(hs.socket_path(settings.host_dir))
+        return 0
+    if proc.poll() == 0 and hs.connect(settings.host_dir) is not None:
+        print(hs.socket_path(settings.host_dir))  # another host won the race
+        return 0
+    print(f"pygent serve: the host did not start; see {log_file}", file=sys.stderr)
+    return 1
+
+
+def _stop(settings: Settings) -> int:
+    pid = hs.running_pid(settings.host_dir)
+    if pid is None:
+        print("pygent serve: no session host runs")
+        return 0
+    if pid <= 0:
+        print("pygent serve: a host holds the lock but its pid is unknown", file=sys.stderr)
+        return 1
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if hs.running_pid(settings.host_dir) is None:
+            print(f"pygent serve: stopped the host (pid {pid})")
+            return 0
+        time.sleep(0.1)
+    print(f"pygent serve: the host (pid {pid}) is still closing its sessions", file=sys.stderr)
+    return 1
+
+
+def host_status(settings: Settings) -> dict[str, Any] | None:
+    """The running host's ``pygentHost/status``, or None when no host answers."""
+    from pygent.lsp.protocol import HOST_STATUS
+
+    sock = hs.connect(settings.host_dir)
+    if sock is None:
+        return None
+    client = hs.HostClient(sock)
+    try:
+        client.initialize()
+        status: dict[str, Any] = client.call(HOST_STATUS)
+        return status
+    finally:
+        client.goodbye()
+
+
+def _print_sessions(status: dict[str, Any]) -> None:
+    sessions = status.get("sessions") or []
+    if not sessions:
+        print("  (no live sessions)")
+    for s in sessions:
+        state = "busy" if s.get("busy") else "idle"
+        clients = s.get("clients", 0)
+        print(
+            f"  {s['sessionId']}  {state:4}  {clients} client{'s' if clients != 1 else ''}  "
+            f"{s.get('runtime') or '-':6}  {s.get('workspaceFolder') or '-'}  "
+            f"{s.get('title') or ''}".rstrip()
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``pygent serve [--background | --stop | --status]``; returns the exit status."""
+    from pygent.logs import configure_logging
+
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw)
+    if args.websocket is not None:
+        print(
+            "pygent serve: --websocket is not available yet; the browser page is served by "
+            "pygent ui",
+            file=sys.stderr,
+        )
+        return 2
+    if args.approval_timeout <= 0 or args.exit_grace < 0:
+        print("pygent serve: --approval-timeout must be > 0, --exit-grace >= 0", file=sys.stderr)
+        return 2
+    try:
+        settings = _settings(args)
+        hs.check_dir(settings.host_dir)
+    except PygentError as exc:
+        print(f"pygent serve: {exc.user_message()}", file=sys.stderr)
+        return 2
+    if args.stop:
+        return _stop(settings)
+    if args.status:
+        status = host_status(settings)
+        if status is None:
+            print(f"pygent serve: no session host runs ({hs.socket_path(settings.host_dir)})")
+            return 1
+        print(
+            f"session host pid {status['pid']} on {status.get('socket')}: "
+            f"{status['clients'] - 1} client(s) besides this one, "
+            f"idle timeout {status['idleTimeout']}s"
+        )
+        _print_sessions(status)
+        return 0
+    pid = hs.running_pid(settings.host_dir)
+    if pid is not None and hs.wait_until_answers(settings.host_dir, 10):
+        print(
+            f"pygent serve: a session host already runs (pid {pid}) on "
+            f"{hs.socket_path(settings.host_dir)}"
+        )
+        return 0
+    if args.background:
+        return _background(raw, settings)
+    configure_logging(args.log_file, args.log_level)
+    for warning in settings.warnings:
+        log.warning("%s", warning)
+    lock_fd = hs.take_lock(settings.host_dir)
+    if lock_fd is None:
+        print("pygent serve: another session host is starting; not starting a second one")
+        return 0
+    try:
+        return asyncio.run(run_host(settings, args, lock_fd))
+    except KeyboardInterrupt:  # a second Ctrl-C while closing
+        return 130
+
+
+def sessions_main(argv: Sequence[str] | None = None) -> int:
+    """``pygent sessions``: the host's live sessions, or the saved ones when no host runs."""
+    parser = argparse.ArgumentParser(
+        prog="pygent sessions",
+        description="List the session host's live sessions (pygent serve), or the saved "
+        "sessions when no host runs.",
+    )
+    parser.add_argument("--config", type=Path, help="a pygent.toml to read")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        settings = load_settings(config_file=args.config)
+        status = host_status(settings)
+    except PygentError as exc:
+        print(f"pygent sessions: {exc.user_message()}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as exc:
+        print(f"pygent sessions: the session host did not answer: {exc}", file=sys.stderr)
+        return 1
+    if status is not None:
+        print(f"live sessions of the session host (pid {status['pid']}):")
+        _print_sessions(status)
+        return 0
+    print("no session host runs (start one with: pygent serve --background)")
+    from pygent.store import SessionStore
+
+    try:
+        saved = SessionStore(settings.sessions_dir).list()
+    except (OSError, PygentError) as exc:
+        print(f"the saved sessions could not be read: {exc}", file=sys.stderr)
+        return 1
+    print(f"saved sessions ({settings.sessions_dir}):" if saved else "no saved sessions")
+    for info in saved[:50]:
+        updated = info.updated.strftime("%Y-%m-%d %H:%M")
+        print(f"  {info.id}  {updated}  {info.title or ''}".rstrip())
+    return 0
