@@ -5,7 +5,7 @@ of :mod:`pygent.errors`, this is the one source of the protocol: the JSON Schema
 ``docs/protocol.schema.json`` and the VS Code extension's ``editors/vscode/src/protocol.ts``
 are generated from it (``python scripts/gen_protocol.py``; ``--check`` in the tests), and
 ``docs/protocol.md`` documents it. Payloads are attrs classes with snake_case
-attributes; :data:`CONVERTER` turns them (and events) into camelCase JSON objects and
+attributes; :func:`converter` turns them (and events) into camelCase JSON objects and
 back, and rejects wrong types, unknown keys and missing required keys with a clear
 message. Fields with a closed set of values are ``Literal`` aliases (or an enum), which
 the schema turns into ``enum``s and the extension into string-literal unions.
@@ -17,6 +17,7 @@ options.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import typing
 from enum import Enum
@@ -821,7 +822,11 @@ def _register_events(conv: cattrs.Converter) -> None:
 
 
 #: The one converter for every payload in this file (camelCase on the wire).
-CONVERTER = _make_converter()
+@functools.cache
+def converter() -> cattrs.Converter:
+    """The converter, built on first use: building it is a third of this module's import
+    time, which every client of the protocol (``pygent attach``, the server) would pay."""
+    return _make_converter()
 
 T = TypeVar("T")
 
@@ -834,7 +839,7 @@ def structure(data: Any, cls: type[T]) -> T:
     if not isinstance(data, dict):
         raise ParamsError(f"params must be an object, got {_json_type(data)}")
     try:
-        return CONVERTER.structure(data, cls)
+        return converter().structure(data, cls)
     except cattrs.BaseValidationError as exc:
         raise ParamsError(describe_error(exc, cls)) from None
     except (ParamsError, ValueError, TypeError, KeyError) as exc:
@@ -843,7 +848,7 @@ def structure(data: Any, cls: type[T]) -> T:
 
 def unstructure(value: Any) -> Any:
     """Payload -> wire JSON (camelCase keys)."""
-    return CONVERTER.unstructure(value)
+    return converter().unstructure(value)
 
 
 def describe_error(exc: BaseException, cls: type) -> str:

@@ -25,7 +25,42 @@ from pygent.lsp.client import ConnectionLost, RpcClient, RpcError
 
 #: What the prompt says while attached, so it is not mistaken for a REPL of one's own.
 PROMPT = "attached> "
+#: The last turns of the transcript replayed in full (as the REPL shows them); older
+#: ones are written as plain lines in one go, so attaching to a long session is quick.
+FULL_TURNS = 5
+_DIM, _GREEN, _RESET = "\x1b[2m", "\x1b[1;32m", "\x1b[0m"
 _HELP = "type a prompt; /cancel stops the running turn; /exit (or Ctrl-D) detaches"
+
+
+def _turn_starts(events: list[ev.Event]) -> list[int]:
+    return [i for i, e in enumerate(events) if isinstance(e, ev.TurnStarted) and e.task_id is None]
+
+
+def plain_history(events: list[ev.Event], color: bool) -> str:
+    """Older turns as plain lines: the prompt, each command or tool call with how it
+    ended, and the answer's text (untrusted text made visible: no escape reaches the
+    terminal). One write instead of a render per update."""
+    from pygent.repl.sanitize import make_visible, strip_terminal_codes
+
+    dim, green, reset = (_DIM, _GREEN, _RESET) if color else ("", "", "")
+    out: list[str] = []
+    calls: dict[str, str] = {}
+    for event in events:
+        if event.task_id is not None:
+            continue
+        if isinstance(event, ev.TurnStarted):
+            out.append(f"{green}>{reset} {make_visible(event.prompt)}")
+        elif isinstance(event, ev.ToolCallProposed):
+            calls[event.call_id] = event.preview or event.tool
+        elif isinstance(event, ev.ToolCallFinished):
+            what = make_visible(calls.pop(event.call_id, event.tool)).splitlines() or [event.tool]
+            mark = "ok" if event.ok else event.status
+            out.append(f"{dim}  $ {what[0][:200]}  ({mark}){reset}")
+        elif isinstance(event, ev.MessageDone) and event.text.strip():
+            out.append(strip_terminal_codes(event.text).rstrip())
+        elif isinstance(event, ev.TurnEnded) and event.stop_reason != ev.StopReason.END_TURN:
+            out.append(f"{dim}  [{event.stop_reason.value}] {make_visible(event.error)}{reset}")
+    return "\n".join(out) + "\n" if out else ""
 
 
 def _wire_options(options: Any) -> tuple[ApprovalOption, ...]:
@@ -142,9 +177,17 @@ class Attached:
         raw = await self.client.request("pygent/session/transcript", {"sessionId": self.session_id})
         transcript = p.structure(raw, p.TranscriptResult)
         self._last_seq = max(self._last_seq, transcript.seq)
-        for event in transcript.events:
+        events = transcript.events
+        starts = _turn_starts(events)
+        cut = starts[-FULL_TURNS] if len(starts) > FULL_TURNS else 0
+        if cut:
+            earlier = plain_history(events[:cut], self.console.is_terminal)
+            self.console.file.write(earlier)
+            self.console.file.flush()
+            self.renderer.transcript.add("history", earlier)
+        for event in events[cut:]:
             self.show(event)
-        return len(transcript.events)
+        return len(events)
 
     async def run(self) -> int:
         lost = self.client.closed

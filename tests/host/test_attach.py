@@ -93,3 +93,25 @@ def test_attach_says_what_is_missing(start_host: Any, tmp_path: Path, host_dir: 
                              text=True, timeout=60)
     assert unknown.returncode == 2 and "no live session" in unknown.stderr, unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+def test_older_turns_are_replayed_as_safe_plain_lines() -> None:
+    from pygent import events as ev
+    from pygent.repl.attach import plain_history
+
+    events: list[ev.Event] = [
+        ev.TurnStarted(prompt="fix \x1b]0;owned\x07it"),
+        ev.ToolCallProposed(call_id="c1", tool="bash", preview="rm -rf build\x1b[2K"),
+        ev.ToolCallFinished(call_id="c1", tool="bash", ok=False, status="failed"),
+        ev.MessageDone(text="done \x1b[31mred\x1b[0m"),
+        ev.TurnEnded(stop_reason=ev.StopReason.CANCELLED, error="stopped"),
+        ev.TurnStarted(prompt="sub", task_id="t1"),  # a delegated task's steps: not shown
+    ]
+    text = plain_history(events, color=False)
+    assert "\x1b" not in text and "\x07" not in text
+    assert text.splitlines() == [
+        "> fix \\x1b]0;owned\\x07it",
+        "  $ rm -rf build\\x1b[2K  (failed)",
+        "done red",
+        "  [cancelled] stopped",
+    ]
