@@ -60,7 +60,10 @@ def _sessions(lsp: Lsp, folder: Path, server: ScriptedOpenAIServer, marker: str)
     prompt = lsp.start(p.SESSION_PROMPT, {"sessionId": local, "prompt": "go"})
     lsp.answer(lsp.permission(30)["id"], {"optionId": "allow_once"})
     assert lsp.reply(prompt, 60)["result"]["stopReason"] == "end_turn"
-    assert processes_matching(f"sleep {marker}"), "the background command should run"
+    # The subshell forks, then execs sleep: under load the exec may come a moment later.
+    assert _wait_until(lambda: bool(processes_matching(f"sleep {marker}")), 15), (
+        "the background command should run"
+    )
     return sandbox
 
 
