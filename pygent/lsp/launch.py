@@ -42,27 +42,14 @@ _LENGTH = re.compile(rb"^content-length:[ \t]*(\d+)[ \t]*$", re.IGNORECASE | re.
 DEFAULT_APPROVAL_TIMEOUT = 120.0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pygent lsp", description="Pygent's language server for editors."
-    )
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (default)")
-    mode.add_argument("--tcp", action="store_true", help="listen on a TCP port")
-    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
-    parser.add_argument(
-        "--port", type=int, default=2087, help="TCP port (default 2087; 0 picks one)"
-    )
+def add_server_flags(parser: argparse.ArgumentParser, approval_help: str) -> None:
+    """The flags every process that serves sessions takes (``pygent lsp``, ``pygent serve``)."""
     parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     parser.add_argument(
-        "--approval-timeout",
-        type=float,
-        default=DEFAULT_APPROVAL_TIMEOUT,
-        help="seconds to wait for an approval answer before denying "
-        f"(default {DEFAULT_APPROVAL_TIMEOUT:g})",
+        "--approval-timeout", type=float, default=DEFAULT_APPROVAL_TIMEOUT, help=approval_help
     )
     parser.add_argument(
         "--docker",
@@ -79,6 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, help="a pygent.toml to read")
     parser.add_argument("--model", help="the default model name")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pygent lsp", description="Pygent's language server for editors."
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (default)")
+    mode.add_argument("--tcp", action="store_true", help="listen on a TCP port")
+    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=2087, help="TCP port (default 2087; 0 picks one)"
+    )
+    add_server_flags(
+        parser,
+        "seconds to wait for an approval answer before denying "
+        f"(default {DEFAULT_APPROVAL_TIMEOUT:g})",
+    )
     parser.add_argument(
         "--in-process",
         action="store_true",

@@ -28,7 +28,7 @@ from typing import Any
 
 from pygent.errors import PygentError
 from pygent.lsp import host_socket as hs
-from pygent.lsp.launch import DEFAULT_APPROVAL_TIMEOUT
+from pygent.lsp.launch import add_server_flags
 from pygent.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -51,15 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     what.add_argument("--stop", action="store_true", help="stop the running host")
     what.add_argument("--status", action="store_true", help="show the running host")
-    parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr")
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    parser.add_argument(
-        "--approval-timeout",
-        type=float,
-        default=DEFAULT_APPROVAL_TIMEOUT,
-        help="seconds an approval waits for an answer (also while no client is attached)",
+    add_server_flags(
+        parser, "seconds an approval waits for an answer (also while no client is attached)"
     )
     parser.add_argument(
         "--idle-timeout",
@@ -72,14 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=EXIT_GRACE,
         help=f"seconds to stay up with no session and no client (default {EXIT_GRACE:g})",
     )
-    parser.add_argument(
-        "--docker", dest="use_docker", action="store_true", default=None, help="require Docker"
-    )
-    parser.add_argument(
-        "--no-docker", dest="use_docker", action="store_false", help="run sessions here"
-    )
-    parser.add_argument("--config", type=Path, help="a pygent.toml to read")
-    parser.add_argument("--model", help="the default model name")
     parser.add_argument(
         "--websocket",
         metavar="PORT",
