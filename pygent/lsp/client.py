@@ -99,6 +99,26 @@ class RpcClient:
         if not self.closed.done():
             self._send({"jsonrpc": "2.0", "method": method, "params": params})
 
+    @classmethod
+    def call_once(cls, path: str | os.PathLike[str], method: str, params: Any = None,
+                  *, client_name: str = "pygent-cli", timeout: float = 10.0) -> Any:
+        """Connect, shake hands, make one request and say goodbye, from synchronous code
+        (``pygent sessions``, ``pygent serve --status``); raises :class:`RpcError`,
+        :class:`ConnectionLost` or ``TimeoutError``."""
+
+        async def once() -> Any:
+            client = await cls.connect_unix(path)
+            try:
+                await client.initialize(client_name)
+                return await client.request(method, params)
+            finally:
+                await client.aclose()
+
+        async def bounded() -> Any:
+            return await asyncio.wait_for(once(), timeout)
+
+        return asyncio.run(bounded())
+
     async def aclose(self) -> None:
         """Say goodbye (``shutdown``, ``exit``) and close; safe to call twice."""
         if not self.closed.done():

@@ -1,4 +1,4 @@
-"""The session host's Unix socket: where it lives, who may use it, and a small client.
+"""The session host's Unix socket: where it lives and who may use it.
 
 Standard library only: ``pygent lsp --stdio`` checks for a host here before anything
 heavy loads. The socket is ``host.sock`` in a folder private to the user
@@ -13,10 +13,8 @@ left by a killed host is known to be stale.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
-import json
 import os
 import socket
 import stat
@@ -139,65 +137,6 @@ def take_lock(host_dir: Path) -> int | None:
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return fd
-
-
-class HostClient:
-    """A blocking JSON-RPC client over the host socket (``pygent sessions``, ``status``)."""
-
-    def __init__(self, sock: socket.socket, timeout: float = 10.0) -> None:
-        self.sock = sock
-        self.sock.settimeout(timeout)
-        self._buf = b""
-        self._next = 0
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-    def send(self, message: dict[str, Any]) -> None:
-        body = json.dumps(message).encode()
-        self.sock.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-
-    def _read(self) -> dict[str, Any]:
-        while True:
-            head, sep, rest = self._buf.partition(b"\r\n\r\n")
-            if sep:
-                length = next(
-                    int(line.split(b":", 1)[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                if len(rest) >= length:
-                    self._buf = rest[length:]
-                    message: dict[str, Any] = json.loads(rest[:length])
-                    return message
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("the host closed the connection")
-            self._buf += chunk
-
-    def call(self, method: str, params: Any = None) -> Any:
-        """Send a request and return its result (server requests and notifications
-        meanwhile are skipped); a JSON-RPC error raises :class:`RuntimeError`."""
-        self._next += 1
-        msg_id = f"cli-{self._next}"
-        self.send({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params})
-        while True:
-            message = self._read()
-            if message.get("id") == msg_id and "method" not in message:
-                if "error" in message:
-                    raise RuntimeError(message["error"].get("message", "error"))
-                return message.get("result")
-
-    def initialize(self) -> None:
-        self.call("initialize", {"processId": os.getpid(), "capabilities": {}})
-        self.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
-
-    def goodbye(self) -> None:
-        with contextlib.suppress(OSError, ConnectionError, RuntimeError):
-            self.call("shutdown")
-            self.send({"jsonrpc": "2.0", "method": "exit"})
-        self.close()
 
 
 def wait_until_answers(host_dir: Path, timeout: float, alive: Any = None) -> bool:

@@ -208,18 +208,18 @@ def _stop(settings: Settings) -> int:
 
 def host_status(settings: Settings) -> dict[str, Any] | None:
     """The running host's ``pygentHost/status``, or None when no host answers."""
+    from pygent.lsp.client import ConnectionLost, RpcClient
     from pygent.lsp.protocol import HOST_STATUS
 
     sock = hs.connect(settings.host_dir)
     if sock is None:
         return None
-    client = hs.HostClient(sock)
+    sock.close()
     try:
-        client.initialize()
-        status: dict[str, Any] = client.call(HOST_STATUS)
-        return status
-    finally:
-        client.goodbye()
+        status: dict[str, Any] = RpcClient.call_once(hs.socket_path(settings.host_dir), HOST_STATUS)
+    except (ConnectionLost, OSError):
+        return None  # the host went away between the probe and the call
+    return status
 
 
 def _print_sessions(status: dict[str, Any]) -> None:

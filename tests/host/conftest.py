@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from pygent.lsp import host_socket as hs
+from pygent.lsp.client import RpcClient
 from pygent.lsp.protocol import HOST_STATUS
 from tests.adversarial.lsp_raw import Lsp, start_lsp
 from tests.lsp.conftest import server_env
@@ -51,15 +52,9 @@ class Host:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
     def status(self) -> dict[str, Any]:
-        sock = hs.connect(self.dir)
-        assert sock is not None, "the host does not answer"
-        client = hs.HostClient(sock)
-        try:
-            client.initialize()
-            status: dict[str, Any] = client.call(HOST_STATUS)
-            return status
-        finally:
-            client.goodbye()
+        assert hs.connect(self.dir) is not None, "the host does not answer"
+        status: dict[str, Any] = RpcClient.call_once(self.socket, HOST_STATUS)
+        return status
 
     def editor(self, name: str, server: ScriptedOpenAIServer, **env: str) -> Lsp:
         """``pygent lsp --stdio`` in its own home, joined to this host."""
