@@ -38,6 +38,11 @@ def socket_path(host_dir: Path) -> Path:
     return host_dir / SOCKET_NAME
 
 
+def page_url_path(host_dir: Path) -> Path:
+    """Where ``pygent serve --websocket`` keeps its chat page's address (with the token)."""
+    return host_dir / "page.url"
+
+
 def check_dir(host_dir: Path, *, create: bool = True) -> Path:
     """Make sure ``host_dir`` is a directory of this user's that nobody else may enter;
     creates it (mode 0700) when missing and ``create``. Returns it."""

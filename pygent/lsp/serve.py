@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -69,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--websocket",
         metavar="PORT",
         type=int,
-        help="also listen on a loopback WebSocket (not available yet: use pygent ui)",
+        help="also serve the chat page and its WebSocket on 127.0.0.1:PORT (0: any free "
+        "port), with a token; the address is printed and kept in the host folder (needs "
+        "the ui extra: aiohttp)",
     )
     return parser
 
@@ -108,6 +111,19 @@ async def run_host(settings: Settings, args: argparse.Namespace, lock_fd: int) -
             connections.discard(task)
             log.info("a client left (%d now)", len(hub.servers))
 
+    page = None
+    if args.websocket is not None:  # before the socket answers: --background reads page.url
+        try:
+            page = await _serve_page(hub, host_dir, args.websocket)
+        except OSError as exc:
+            print(
+                f"pygent serve: cannot listen on 127.0.0.1:{args.websocket}: "
+                f"{exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            await hub.aclose()
+            os.close(lock_fd)
+            return 2
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # stale: the lock says no host serves it
     old_umask = os.umask(0o177)  # the socket is born 0600: no window for others
@@ -117,6 +133,8 @@ async def run_host(settings: Settings, args: argparse.Namespace, lock_fd: int) -
         os.umask(old_umask)
     os.chmod(path, 0o600)
     hub.status_extra = {"socket": str(path)}
+    if page is not None:
+        hub.status_extra["page"] = page[1]
     stopping = loop.create_future()
 
     def on_signal(signum: int) -> None:
@@ -142,6 +160,9 @@ async def run_host(settings: Settings, args: argparse.Namespace, lock_fd: int) -
                 break
     finally:
         server.close()
+        if page is not None:
+            await page[0].cleanup()  # page sockets close first; the hub closes below
+            hs.page_url_path(host_dir).unlink(missing_ok=True)
         for conn in list(hub.servers):
             conn.stop()  # each connection ends: its client sees the socket close
         if connections:
@@ -153,6 +174,26 @@ async def run_host(settings: Settings, args: argparse.Namespace, lock_fd: int) -
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0
+
+
+async def _serve_page(hub: Any, host_dir: Path, port: int) -> tuple[Any, str]:
+    """Serve the chat page on loopback for this host's sessions; returns the runner and the
+    page's address, which is also written (mode 0600) to ``page.url`` in the host folder
+    for ``pygent serve --status``: the token in it is what lets a page drive the agent."""
+    import secrets
+
+    from pygent.web.server import create_host_app, page_url, start_site
+
+    token = secrets.token_urlsafe(24)
+    runner, bound = await start_site(create_host_app(hub, token=token), "127.0.0.1", port)
+    url = page_url("127.0.0.1", bound, token)
+    target = hs.page_url_path(host_dir)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(url + "\n")
+    print(f"pygent serve: the chat page is at {url}", flush=True)
+    log.info("serving the chat page on 127.0.0.1:%d", bound)
+    return runner, url
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -179,6 +220,10 @@ def _background(argv: list[str], settings: Settings) -> int:
         )
     if hs.wait_until_answers(settings.host_dir, 60, alive=lambda: proc.poll() is None):
         print(hs.socket_path(settings.host_dir))
+        page = hs.page_url_path(settings.host_dir)
+        if "--websocket" in argv or any(a.startswith("--websocket=") for a in argv):
+            if page.exists():
+                print(page.read_text().strip())
         return 0
     if proc.poll() == 0 and hs.connect(settings.host_dir) is not None:
         print(hs.socket_path(settings.host_dir))  # another host won the race
@@ -242,11 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     raw = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(raw)
-    if args.websocket is not None:
+    if args.websocket is not None and not 0 <= args.websocket <= 65535:
+        print(f"pygent serve: --websocket {args.websocket}: not a port (0-65535)", file=sys.stderr)
+        return 2
+    if args.websocket is not None and importlib.util.find_spec("aiohttp") is None:
         print(
-            "pygent serve: --websocket is not available yet; the browser page is served by "
-            "pygent ui",
-            file=sys.stderr,
+            "pygent serve: --websocket needs aiohttp: pip install 'pygent[ui]'", file=sys.stderr
         )
         return 2
     if args.approval_timeout <= 0 or args.exit_grace < 0:
@@ -270,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{status['clients'] - 1} client(s) besides this one, "
             f"idle timeout {status['idleTimeout']}s"
         )
+        if status.get("page"):
+            print(f"  chat page: {status['page']}")
         _print_sessions(status)
         return 0
     pid = hs.running_pid(settings.host_dir)
@@ -314,6 +362,8 @@ def sessions_main(argv: Sequence[str] | None = None) -> int:
         return 1
     if status is not None:
         print(f"live sessions of the session host (pid {status['pid']}):")
+        if status.get("page"):
+            print(f"  chat page: {status['page']}")
         _print_sessions(status)
         return 0
     print("no session host runs (start one with: pygent serve --background)")

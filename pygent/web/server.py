@@ -322,6 +322,15 @@ async def _on_cleanup(app: web.Application) -> None:
     await app[HUB].aclose()
 
 
+def _routes(app: web.Application) -> None:
+    app.router.add_get("/", _index)
+    app.router.add_get("/ws", _websocket)
+    app.router.add_get("/static/{name}", _static_file)
+    app.router.add_get("/download/changes.patch", _download_patch)
+    app.router.add_get("/favicon.ico", _no_icon)
+    app.on_shutdown.append(_on_shutdown)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -347,15 +356,43 @@ def create_app(
     app[HUB] = SharedSessions(settings, approval_timeout=approval_timeout, model=model)
     app[CONFIG] = UiConfig(token=token, loopback_only=loopback_only, folder=folder)
     app[SOCKETS] = _Sockets()
-    app.router.add_get("/", _index)
-    app.router.add_get("/ws", _websocket)
-    app.router.add_get("/static/{name}", _static_file)
-    app.router.add_get("/download/changes.patch", _download_patch)
-    app.router.add_get("/favicon.ico", _no_icon)
+    _routes(app)
     app.on_startup.append(_on_startup)
-    app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)
     return app
+
+
+def create_host_app(hub: SharedSessions, *, token: str) -> web.Application:
+    """The page on a running session host (``pygent serve --websocket``): the host's own
+    sessions, so the page shares them with every editor and terminal. The hub belongs to
+    the host, which starts and closes it; sessions opened from the page get a scratch
+    sandbox (the host serves many folders)."""
+    if not token:
+        raise ValueError("the token must not be empty")
+    app = web.Application(middlewares=[_guard], client_max_size=MAX_MESSAGE_BYTES)
+    app[HUB] = hub
+    app[CONFIG] = UiConfig(token=token, loopback_only=True, folder=None)
+    app[SOCKETS] = _Sockets()
+    _routes(app)
+    return app
+
+
+async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start serving ``app``; returns the runner (``cleanup()`` stops it) and the bound port.
+    Raises OSError when the address cannot be bound."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    return runner, int(runner.addresses[0][1])
+
+
+def page_url(host: str, port: int, token: str) -> str:
+    """The address to open: the page with its token."""
+    return _url(host, port, token)
 
 
 # --- the command ---------------------------------------------------------------------------------------
@@ -453,19 +490,15 @@ async def serve(
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            print(
-                f"pygent ui: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr
-            )
-            return 2
-        bound = runner.addresses[0]
-        url = _url(host, int(bound[1]), token)
+        runner, bound = await start_site(app, host, port)
+    except OSError as exc:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        print(f"pygent ui: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        url = _url(host, bound, token)
         print(f"Pygent UI: {url}", flush=True)  # the one stdout line: what to open
         log.info("serving; Ctrl-C stops the server and removes its sandboxes")
         if open_browser:
