@@ -485,15 +485,16 @@ def _open_browser(url: str) -> None:
 async def serve(
     app: web.Application, host: str, port: int, *, token: str, open_browser: bool
 ) -> int:
-    """Serve until SIGINT/SIGTERM, then close every session; returns the exit status."""
+    """Serve until SIGINT, SIGTERM or SIGHUP (its terminal closed), then close every session;
+    returns the exit status."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     try:
         runner, bound = await start_site(app, host, port)
     except OSError as exc:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         print(f"pygent ui: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
@@ -510,7 +511,7 @@ async def serve(
         log.info("stopping: cancelling turns and removing sandboxes")
     finally:
         await runner.cleanup()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     log.info("stopped")
     return 0
