@@ -25,6 +25,33 @@ from tests.openai_server import ScriptedOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_COMMAND = [sys.executable, "-m", "pygent", "lsp", "--stdio"]
+#: The transports the end-to-end modules run over (``pytestmark`` of those modules):
+#: stdio, TCP (``pygent lsp --tcp``), the WebSocket of ``pygent ui`` and the session
+#: host's socket (``pygent serve`` joined by ``pygent lsp --stdio``); see tests/lsp/relay.py.
+TRANSPORTS = ["stdio", "tcp", "websocket", "host"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module with ``EVERY_TRANSPORT = True`` runs each test over every transport, but
+    for tests marked ``stdio_only`` (they pass ``pygent lsp`` flags)."""
+    if (
+        "transport" in metafunc.fixturenames
+        and getattr(metafunc.module, "EVERY_TRANSPORT", False)
+        and metafunc.definition.get_closest_marker("stdio_only") is None
+    ):
+        metafunc.parametrize("transport", TRANSPORTS, indirect=True)
+
+
+@pytest.fixture
+def transport(request: pytest.FixtureRequest) -> str:
+    """How the test client reaches the server; stdio unless a module asks for every one."""
+    return str(getattr(request, "param", "stdio"))
+
+
+def server_command(transport: str) -> list[str]:
+    if transport == "stdio":
+        return SERVER_COMMAND
+    return [sys.executable, "-m", "tests.lsp.relay", transport]
 
 
 def server_env(base: Path, openai_server: ScriptedOpenAIServer, **extra: str) -> dict[str, str]:
@@ -122,7 +149,7 @@ StartClient = Callable[..., Awaitable[tuple[LanguageClient, Updates]]]
 
 @pytest.fixture
 async def start_client(
-    tmp_path: Path, openai_server: ScriptedOpenAIServer
+    tmp_path: Path, openai_server: ScriptedOpenAIServer, transport: str
 ) -> AsyncIterator[StartClient]:
     """``await start_client(setup=fn, args=[...], env={...})`` -> (initialised client, updates)."""
     clients: list[LanguageClient] = []
@@ -144,7 +171,10 @@ async def start_client(
         if setup is not None:
             setup(client)
         full_env = server_env(tmp_path / f"server{len(clients)}", openai_server, **(env or {}))
-        await client.start_io(*SERVER_COMMAND, *(args or []), env=full_env, cwd=str(tmp_path))
+        if args and transport != "stdio":
+            raise AssertionError(f"server flags {args} apply to pygent lsp --stdio only")
+        command = server_command(transport)
+        await client.start_io(*command, *(args or []), env=full_env, cwd=str(tmp_path))
         clients.append(client)
         folder = workspace or tmp_path
         await client.initialize_session(

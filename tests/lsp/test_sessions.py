@@ -16,6 +16,7 @@ from tests.lsp.conftest import as_dict, request
 from tests.openai_server import ScriptedOpenAIServer, text_reply
 
 pytestmark = pytest.mark.timeout(90)
+EVERY_TRANSPORT = True  # stdio, TCP, WebSocket and the host socket (tests/lsp/conftest.py)
 
 
 def tool_messages(body: dict[str, Any]) -> list[str]:
@@ -119,6 +120,7 @@ async def test_client_without_permission_request_gets_denied(start_client, opena
     assert any("does not implement pygent/requestPermission" in m for m in tool_messages(second))
 
 
+@pytest.mark.stdio_only
 async def test_silent_and_garbage_answers_are_denied(start_client, openai_server) -> None:
     openai_server.add_tool_call("bash", {"cmd": "echo one"})
     openai_server.add_tool_call("bash", {"cmd": "echo two"})

@@ -12,6 +12,7 @@ from pygent.lsp import protocol as p
 from tests.lsp.conftest import request
 
 pytestmark = pytest.mark.timeout(90)
+EVERY_TRANSPORT = True  # stdio, TCP, WebSocket and the host socket (tests/lsp/conftest.py)
 
 
 async def test_saved_edit_reaches_the_sandbox(start_client, openai_server, project: Path) -> None:
