@@ -77,8 +77,6 @@ class Attached:
     def __init__(self, client: RpcClient, session_id: str) -> None:
         from rich.console import Console
 
-        from pygent.repl.approver import TerminalApprover
-        from pygent.repl.lines import TerminalReader
         from pygent.repl.render import Renderer
         from pygent.repl.transcript import Transcript
 
@@ -86,16 +84,25 @@ class Attached:
         self.session_id = session_id
         self.console = Console(highlight=False)
         self.renderer = Renderer(self.console, Transcript())
-        self.reader = TerminalReader(None, lambda: ["/cancel", "/exit", "/help"])
         self.loop = asyncio.get_running_loop()
         self.renderer.attach(self.loop)
-        self.approver = TerminalApprover(self.reader, self.renderer, self.loop, self.cancel)
+        self.reader: Any = None  # the line editor: made after the transcript is on screen
+        self.approver: Any = None
         self.busy = False
         self._turn_idle = asyncio.Event()
         self._turn_idle.set()
         self._own_prompt: str | None = None
         self._input: asyncio.Task[str] | None = None
         self._last_seq = 0
+
+    def start_input(self) -> None:
+        """Load the line editor (prompt_toolkit): after the transcript is shown, so the
+        screen fills first; updates that arrived meanwhile are shown now, in order."""
+        from pygent.repl.approver import TerminalApprover
+        from pygent.repl.lines import TerminalReader
+
+        self.reader = TerminalReader(None, lambda: ["/cancel", "/exit", "/help"])
+        self.approver = TerminalApprover(self.reader, self.renderer, self.loop, self.cancel)
 
     # --- what the host sends -------------------------------------------------------------
 
@@ -170,14 +177,23 @@ class Attached:
             pass
         return None
 
-    async def replay(self) -> int:
-        """Show the transcript so far; returns how many updates it had."""
+    def replay(self, raw: Any) -> int:
+        """Show the transcript so far (``raw``: the host's answer); returns how many
+        updates it had. An update this version cannot read (a newer host's) is left out
+        and counted in one line, rather than losing the whole transcript."""
         from pygent.lsp import protocol as p
 
-        raw = await self.client.request("pygent/session/transcript", {"sessionId": self.session_id})
-        transcript = p.structure(raw, p.TranscriptResult)
-        self._last_seq = max(self._last_seq, transcript.seq)
-        events = transcript.events
+        raw = raw if isinstance(raw, dict) else {}
+        seq = raw.get("seq")
+        self._last_seq = max(self._last_seq, seq if isinstance(seq, int) else 0)
+        events: list[ev.Event] = []
+        unread = 0
+        for item in raw.get("events") or []:
+            try:
+                events.append(p.structure({"sessionId": self.session_id, "seq": 0,
+                                           "update": item}, p.SessionUpdateParams).update)
+            except p.ParamsError:
+                unread += 1
         starts = _turn_starts(events)
         cut = starts[-FULL_TURNS] if len(starts) > FULL_TURNS else 0
         if cut:
@@ -187,6 +203,9 @@ class Attached:
             self.renderer.transcript.add("history", earlier)
         for event in events[cut:]:
             self.show(event)
+        if unread:
+            self.renderer.info(f"{unread} update(s) of the transcript could not be read "
+                               "(the host runs a newer Pygent)", style="yellow")
         return len(events)
 
     async def run(self) -> int:
@@ -277,13 +296,30 @@ async def attach(socket: Path, wanted: str | None) -> int:
     try:
         await client.initialize("pygent-attach")
         session_id = await _choose(client, wanted)
+        # Ask for the transcript first: the host prepares it while this process loads
+        # the renderer. Updates sent after it are queued until it is shown.
+        transcript = asyncio.ensure_future(
+            client.request("pygent/session/transcript", {"sessionId": session_id}))
+        early: list[Any] = []
+        client.on_notification("pygent/sessionUpdate", early.append)
+        ready: asyncio.Future[Attached] = asyncio.get_running_loop().create_future()
+
+        async def on_permission(params: Any) -> dict[str, Any]:
+            # A pending approval is asked as soon as the transcript is answered: it waits
+            # here for the line editor instead of being refused.
+            return await (await ready).on_permission(params)
+
+        client.on_request("pygent/requestPermission", on_permission)
         session = Attached(client, session_id)
+        count = session.replay(await transcript)
+        for params in early:
+            session.on_update(params)
         client.on_notification("pygent/sessionUpdate", session.on_update)
-        client.on_request("pygent/requestPermission", session.on_permission)
-        count = await session.replay()
         if os.environ.get("PYGENT_ATTACH_TIMING"):  # bench/bench_attach.py reads this line
             print(f"[attach] {count} updates on screen in "
                   f"{(time.perf_counter() - started) * 1000:.1f} ms", file=sys.stderr)
+        session.start_input()
+        ready.set_result(session)
         session.renderer.info(f"attached to {session_id}: {_HELP}", style="dim")
         return await session.run()
     finally:

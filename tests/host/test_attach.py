@@ -115,3 +115,29 @@ def test_older_turns_are_replayed_as_safe_plain_lines() -> None:
         "done red",
         "  [cancelled] stopped",
     ]
+
+
+def test_a_transcript_from_a_newer_host_is_shown_without_what_cannot_be_read(capsys) -> None:
+    """Version skew: the host was upgraded while it ran (or the terminal is older). An
+    update with a field this version does not know is left out, counted in one line; the
+    rest of the transcript is shown."""
+    import asyncio
+
+    from pygent import events as ev
+    from pygent.lsp import protocol as p
+    from pygent.repl.attach import Attached
+
+    known = [p.unstructure(ev.TurnStarted(prompt="first prompt")),
+             p.unstructure(ev.MessageDone(text="an answer that is shown")),
+             p.unstructure(ev.TurnEnded(stop_reason=ev.StopReason.END_TURN))]
+    newer = {**known[1], "text": "from the future", "sparkles": 3}
+
+    async def replay() -> int:
+        session = Attached(None, "s1")  # type: ignore[arg-type]  (no calls are made)
+        return session.replay({"seq": 7, "events": [known[0], newer, known[1], known[2]]})
+
+    assert asyncio.run(replay()) == 3
+    out = capsys.readouterr().out
+    assert "first prompt" in out and "an answer that is shown" in out
+    assert "from the future" not in out
+    assert "1 update(s) of the transcript could not be read" in out
