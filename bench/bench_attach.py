@@ -33,6 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import perfdoc  # noqa: E402
 import pexpect  # noqa: E402
 
 from pygent.lsp.client import RpcClient  # noqa: E402
@@ -40,7 +41,6 @@ from pygent.lsp.host_socket import socket_path, wait_until_answers  # noqa: E402
 from tests.openai_server import ScriptedOpenAIServer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "attach.json"
-PERF_DOC = ROOT / "docs" / "performance.md"
 SECTION = "## Attach"
 TARGET_MS = 200
 LAST = "the very last answer of the session"
@@ -153,10 +153,7 @@ Target: the transcript on screen within {TARGET_MS} ms of attaching: {verdict}. 
 row adds the interpreter and the terminal front end's imports (rich, prompt_toolkit).
 {r["machine"]}; 1-minute load average {r["load"]:.2f}. Raw figures: `bench/results/attach.json`.
 """
-    text = PERF_DOC.read_text()
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    PERF_DOC.write_text(text)
+    perfdoc.replace_section(SECTION, section)
 
 
 def main() -> int:

@@ -37,10 +37,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import perfdoc  # noqa: E402
+
 from tests.openai_server import ScriptedOpenAIServer, text_reply, tool_call_reply  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "channel.json"
-PERF_DOC = ROOT / "docs" / "performance.md"
 SECTION = "## Editor channel"
 IMAGE = os.environ.get("PYGENT_TEST_IMAGE", "pygent-test:bookworm")
 
@@ -435,14 +436,7 @@ Machine: {m["platform"]}, {m["cpus"]} CPUs, Python {m["python"]}; 1-minute load 
 {m["load_avg_1m"]} at the end of the run (other work on the machine makes these figures
 noisier). Raw figures: `bench/results/channel.json`.
 """
-    text = PERF_DOC.read_text() if PERF_DOC.exists() else "# Performance\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[nxt + 1 :] if nxt != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    PERF_DOC.write_text(text)
+    perfdoc.replace_section(SECTION, section)
 
 
 def docker_reason() -> str | None:

@@ -29,9 +29,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import perfdoc  # bench/ is on sys.path: these run as scripts
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "lsp.json"
-PERF_DOC = ROOT / "docs" / "performance.md"
 SECTION = "## Language server"
 
 
@@ -272,14 +273,7 @@ queued. Machine: {m["platform"]}, {m["cpus"]} CPUs, Python {m["python"]}; 1-minu
 {m["load_avg_1m"]} at the end of the run (other work on the machine makes these figures noisier).
 Raw figures: `bench/results/lsp.json`.
 """
-    text = PERF_DOC.read_text() if PERF_DOC.exists() else "# Performance\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[nxt + 1 :] if nxt != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    PERF_DOC.write_text(text)
+    perfdoc.replace_section(SECTION, section)
 
 
 def main() -> int:

@@ -25,9 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import perfdoc  # bench/ is on sys.path: these run as scripts
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "lsp_launch.json"
-PERF_DOC = ROOT / "docs" / "performance.md"
 SECTION = "## Language server start-up"
 TARGET_MS = 250
 
@@ -130,10 +131,7 @@ lost. The last row is what an editor waits for its first Pygent request: the imp
 is not shorter, it only no longer delays the handshake. {r["machine"]}; 1-minute load
 average {r["load"]:.2f}. Raw figures: `bench/results/lsp_launch.json`.
 """
-    text = PERF_DOC.read_text()
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    PERF_DOC.write_text(text)
+    perfdoc.replace_section(SECTION, section)
 
 
 def main() -> int:
