@@ -29,7 +29,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -290,6 +290,41 @@ def is_binary(data: bytes) -> bool:
     except UnicodeDecodeError:
         return True
     return False
+
+
+def edits_for(
+    changes: Iterable[FileChange],
+    read: Callable[[str, bool], bytes | None],
+    refuse: Callable[[FileChange], str | None] = lambda change: None,
+) -> tuple[list[FileEdit], list[tuple[str, str]]]:
+    """The editor edits that bring ``changes`` into the folder, and (path, why) for those
+    that cannot be one: both change sets (copy and copy-on-write) plan edits here.
+
+    Args:
+        changes: the chosen changes.
+        read: ``read(path, after)``: the sandbox's bytes (``after`` True) or the folder's.
+        refuse: says why a change cannot be an edit (a link, a mount-mode change), or None.
+    """
+    edits: list[FileEdit] = []
+    failed: list[tuple[str, str]] = []
+    for change in changes:
+        why = refuse(change)
+        if why:
+            failed.append((change.path, why))
+            continue
+        if change.status == "deleted":
+            edits.append(FileEdit(change.path, "delete"))
+            continue
+        after, before = read(change.path, True), read(change.path, False)
+        if after is None or is_binary(after) or (before is not None and is_binary(before)):
+            failed.append((change.path, "binary file: apply it with method 'write'"))
+        elif before is None:
+            edits.append(FileEdit(change.path, "create", after.decode("utf-8")))
+        else:
+            edits.append(
+                FileEdit(change.path, "replace", after.decode("utf-8"), before.decode("utf-8"))
+            )
+    return edits, failed
 
 
 def _read(ws: Workspace, rel: str) -> bytes | None:
@@ -616,28 +651,14 @@ class WorkspaceSync:
         ``applyEdit``). Binary files cannot be sent as text: they fail with a reason."""
         with self._lock:
             chosen, failed = self._select(paths)
-            edits: list[FileEdit] = []
-            for change in chosen:
-                if self.mode == MOUNT:
-                    failed.append((change.path, "mount mode: the change is already in the folder"))
-                    continue
-                if change.status == "deleted":
-                    edits.append(FileEdit(change.path, "delete"))
-                    continue
-                data = _read(self.sandbox, change.path)
-                before = _read(self.folder, change.path)
-                if data is None or is_binary(data) or (before is not None and is_binary(before)):
-                    failed.append((change.path, "binary file: apply it with method 'write'"))
-                    continue
-                if before is None:
-                    edits.append(FileEdit(change.path, "create", data.decode("utf-8")))
-                else:
-                    edits.append(
-                        FileEdit(
-                            change.path, "replace", data.decode("utf-8"), before.decode("utf-8")
-                        )
-                    )
-            return edits, failed
+            edits, unplanned = edits_for(
+                chosen,
+                lambda rel, after: _read(self.sandbox if after else self.folder, rel),
+                lambda _change: (
+                    "mount mode: the change is already in the folder" if self.mode == MOUNT else None
+                ),
+            )
+            return edits, failed + unplanned
 
     def mark_applied(self, edits: Iterable[FileEdit]) -> None:
         """The editor applied these edits: they count as synced. The folder's files change

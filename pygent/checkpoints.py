@@ -1,7 +1,9 @@
 """Workspace checkpoints: content-addressed snapshots of the workspace's files, to undo an agent's damage.
 
-The agent takes one at the start of each turn (ADVERSARIAL G10), so an approved
-``rm -rf *`` or ``git reset --hard`` can be undone with :meth:`Checkpoints.restore`.
+The agent takes one before a turn's first tool call that may change files, and one as
+that turn ends (ADVERSARIAL G10; :mod:`pygent.timeline` keeps which are whose), so an
+approved ``rm -rf *`` or ``git reset --hard`` can be undone. A checkpoint that finds
+nothing changed since the newest one reuses it (no manifest written).
 A checkpoint is a manifest (path -> size, mtime, mode, SHA-256) plus one copy of each
 distinct content in ``objects/``; files whose size and mtime did not change since the
 previous checkpoint are not read again, so an unchanged workspace costs one ``lstat``
@@ -17,6 +19,7 @@ workspace's checkpoints save its upper layer only, with no size cut-off
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import fcntl
 import hashlib
@@ -27,7 +30,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -46,6 +49,9 @@ _ID = re.compile(r"^[0-9]{8}T[0-9]{6}\.[0-9]{6}-[0-9a-f]{4}$")
 #: Manifests beyond ``keep`` collected before old ones (and unused objects) are removed.
 PRUNE_SLACK = 5
 _STAMP = "%Y%m%dT%H%M%S.%f"
+#: One saved or present entry: ("file", size, mtime_ns, mode, sha256 or "" when not
+#: read), ("link", target) or ("gone",) (a copy-on-write whiteout).
+Entry = tuple[Any, ...]
 
 
 class CheckpointError(PygentError):
@@ -96,7 +102,7 @@ class Checkpoints:
     max_file_bytes: int = 32 * 1024 * 1024
     skipped: list[str] = field(default_factory=list)  # paths left out of the last checkpoint
     last_skip_reason: str = ""  # why the last checkpoint() returned None
-    _newest: tuple[str, dict[str, list[int | str]]] | None = field(
+    _newest: tuple[str, dict[str, Any]] | None = field(
         default=None, init=False, repr=False
     )
 
@@ -117,7 +123,10 @@ class Checkpoints:
         if isinstance(workspace, OverlayWorkspace):
             from pygent.layer_checkpoints import LayerCheckpoints
 
-            return LayerCheckpoints(workspace.layers.checkpoints, workspace, **limits)
+            # Its manifests list the upper layer only (small): keep many more turns.
+            return LayerCheckpoints(
+                workspace.layers.checkpoints, workspace, **{"keep": 200, **limits}
+            )
         ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         key = hashlib.sha256(str(ws.root).encode()).hexdigest()[:16]
         return cls(Path(data_dir) / "checkpoints" / key, ws, **limits)
@@ -131,25 +140,9 @@ class Checkpoints:
 
     def _walk(self) -> Iterator[tuple[str, os.stat_result]]:
         """Regular files of the workspace, skipping SKIP_DIRS; links are not followed."""
-        stack = [""]
-        root = self._ws.root
-        while stack:
-            rel = stack.pop()
-            try:
-                entries = list(os.scandir(root / rel if rel else root))
-            except OSError:
-                continue
-            for entry in entries:
-                sub = f"{rel}/{entry.name}" if rel else entry.name
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    if entry.name not in SKIP_DIRS:
-                        stack.append(sub)
-                elif stat.S_ISREG(st.st_mode):
-                    yield sub, st
+        for rel, _path, st in walk_tree(self._ws.root):
+            if stat.S_ISREG(st.st_mode):
+                yield rel, st
 
     def checkpoint(self, label: str = "") -> str | None:
         """Save the workspace's files; returns the checkpoint id, or None when it was
@@ -169,7 +162,8 @@ class Checkpoints:
         objects = self.store / "objects"
         objects.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._locked():
-            previous = self._latest_manifest()
+            newest = self._latest_record()
+            previous = newest.get("files", {})
             manifest: dict[str, list[int | str]] = {}
             self.skipped = []
             for rel, st in files:
@@ -188,17 +182,8 @@ class Checkpoints:
                 digest = hashlib.sha256(data).hexdigest()
                 self._store_object(objects, digest, data)
                 manifest[rel] = [len(data), st.st_mtime_ns, stat.S_IMODE(st.st_mode), digest]
-            ident = _new_id(self._manifests())
-            record = {
-                "id": ident,
-                "created": time.time(),
-                "label": label,
-                "workspace": str(self._ws.root),
-                "files": manifest,
-            }
-            _write_atomic(self.store / f"{ident}.json", json.dumps(record).encode())
-            self._newest = (ident, manifest)
-            self._prune()
+            ident = self._save_record(newest, label, {"workspace": str(self._ws.root)},
+                                      {"files": manifest})
         self.last_skip_reason = ""
         log.debug(
             "checkpoint %s: %d files in %.1f ms",
@@ -242,17 +227,42 @@ class Checkpoints:
             raise CheckpointError(f"checkpoint {ident} is damaged")
         return record
 
-    def _latest_manifest(self) -> dict[str, list[int | str]]:
+    def has(self, ident: str) -> bool:
+        """Whether checkpoint ``ident`` is still kept (old ones are pruned)."""
+        return bool(_ID.match(ident)) and (self.store / f"{ident}.json").is_file()
+
+    def _latest_record(self) -> dict[str, Any]:
+        """The newest readable checkpoint's record ({} when there is none)."""
         manifests = self._manifests()
         cached = self._newest
         if cached is not None and manifests and manifests[-1].stem == cached[0]:
             return cached[1]  # ours, and no other process wrote one since
         for path in reversed(manifests):
             try:
-                return self._load(path.stem)["files"]
+                return self._load(path.stem)
             except CheckpointError:
                 continue
         return {}
+
+    def _latest_manifest(self) -> dict[str, list[int | str]]:
+        return dict(self._latest_record().get("files", {}))
+
+    def _save_record(
+        self, newest: dict[str, Any], label: str, about: dict[str, Any], content: dict[str, Any]
+    ) -> str:
+        """Write a checkpoint of ``content`` (files, and a layer's links...) and return its
+        id; when nothing changed since the newest checkpoint, that one's id instead: a
+        turn that changed nothing costs the walk, not a manifest (called locked)."""
+        if newest.get("id") and all(newest.get(k) == v for k, v in content.items()):
+            ident = str(newest["id"])
+            self._newest = (ident, newest)
+            return ident
+        ident = _new_id(self._manifests())
+        record = {"id": ident, "created": time.time(), "label": label, **about, **content}
+        _write_atomic(self.store / f"{ident}.json", json.dumps(record).encode())
+        self._newest = (ident, record)
+        self._prune()
+        return ident
 
     def list(self) -> list[CheckpointInfo]:
         """The checkpoints, oldest first."""
@@ -276,19 +286,28 @@ class Checkpoints:
 
     # --- restoring ------------------------------------------------------------------
 
-    def restore(self, ident: str, *, delete_new: bool = False) -> RestoreReport:
+    def restore(
+        self, ident: str, *, delete_new: bool = False, keep: Collection[str] = ()
+    ) -> RestoreReport:
         """Put the workspace's files back as they were at checkpoint ``ident``.
 
         Files deleted or changed since are rewritten (atomically, never through a
         link); files that did not exist then are listed in ``extra`` and removed only
-        with ``delete_new=True``.
+        with ``delete_new=True``. Paths in ``keep`` are left as they are (a rewind
+        keeps what the user edited). Every saved copy needed is read and checked
+        against its digest before the first file is written: a damaged store raises
+        :class:`CheckpointError` and leaves the workspace untouched.
         """
         files = self._load(ident)["files"]
-        restored, failed = [], []
         unchanged = 0
-        objects = self.store / "objects"
+        plan: list[tuple[str, bytes, int, int, bool]] = []
+        # One walk (scandir, links not followed) says what is there now; only files that
+        # differ go through the workspace's careful (per-component) path handling.
+        now = dict(self._walk())
         for rel, (size, mtime, mode, digest) in sorted(files.items()):
-            st = self._ws.lstat(rel)
+            if rel in keep:
+                continue
+            st = now.get(rel) or self._ws.lstat(rel)
             if (
                 st is not None
                 and stat.S_ISREG(st.st_mode)
@@ -297,19 +316,23 @@ class Checkpoints:
             ):
                 unchanged += 1
                 continue
+            data = self.object_bytes(ident, rel, str(digest))
+            plan.append((rel, data, int(mode), int(mtime), st is not None))
+        restored, failed = [], []
+        for rel, data, mode, mtime, present in plan:
             try:
-                data = (objects / str(digest)[:2] / str(digest)).read_bytes()
-                if st is not None and not stat.S_ISREG(st.st_mode):
-                    self._ws.remove(rel)  # a link or fifo put where the file was
-                self._ws.write(rel, data, mode=int(mode))
-                os.utime(
-                    self._ws.host_path(rel), ns=(int(mtime), int(mtime)), follow_symlinks=False
-                )
+                if present:
+                    # Removed first (a link or fifo put where the file was, or the changed
+                    # file): ext4 flushes a file renamed OVER another (auto_da_alloc), ~2 ms
+                    # each; the saved copy stays in the store if we stop in between.
+                    self._ws.remove(rel)
+                self._ws.write(rel, data, mode=mode)
+                os.utime(self._ws.host_path(rel), ns=(mtime, mtime), follow_symlinks=False)
                 restored.append(rel)
             except (OSError, PygentError) as exc:
                 log.warning("could not restore %s: %s", rel, exc)
                 failed.append(rel)
-        extra = sorted(rel for rel, _ in self._walk() if rel not in files)
+        extra = sorted(rel for rel in now if rel not in files and rel not in keep)
         removed = []
         if delete_new:
             for rel in extra:
@@ -323,6 +346,71 @@ class Checkpoints:
         return RestoreReport(
             tuple(restored), unchanged, tuple(extra), tuple(removed), tuple(failed)
         )
+
+    def object_bytes(self, ident: str, rel: str, digest: str) -> bytes:
+        """The saved content of ``rel`` in checkpoint ``ident``, checked against its digest."""
+        path = self.store / "objects" / digest[:2] / digest
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CheckpointError(
+                f"checkpoint {ident} is damaged: the saved copy of {rel} cannot be read ({exc.strerror})"
+            ) from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise CheckpointError(f"checkpoint {ident} is damaged: the saved copy of {rel} was altered")
+        return data
+
+    def verify(self, ident: str) -> None:
+        """Check that checkpoint ``ident`` can be restored: its manifest reads and every
+        saved copy it needs is there with the right size (a cheap check before anything
+        is changed); raises :class:`CheckpointError` naming what is wrong."""
+        record = self._load(ident)
+        objects = self.store / "objects"
+        for rel, entry in record["files"].items():
+            try:
+                size, digest = int(entry[0]), str(entry[3])
+                ok = os.stat(objects / digest[:2] / digest).st_size == size
+            except (OSError, ValueError, TypeError, IndexError):
+                ok = False
+            if not ok:
+                raise CheckpointError(
+                    f"checkpoint {ident} is damaged: the saved copy of {rel} is missing or cut short"
+                )
+
+    # --- comparing ------------------------------------------------------------------
+
+    def entries(self, ident: str) -> dict[str, Entry]:
+        """What checkpoint ``ident`` saved: path -> ("file", size, mtime, mode, digest)."""
+        return {
+            rel: ("file", int(v[0]), int(v[1]), int(v[2]), str(v[3]))
+            for rel, v in self._load(ident)["files"].items()
+        }
+
+    def current_entries(self) -> dict[str, Entry]:
+        """The workspace now, in the form of :meth:`entries` (no digests: one lstat a file)."""
+        return {
+            rel: ("file", st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), "")
+            for rel, st in self._walk()
+        }
+
+    def change_kind(self, rel: str, before: Entry | None, after: Entry | None) -> str:
+        """How ``rel`` changed between two entries: added, deleted or modified."""
+        if before is None:
+            return "added"
+        if after is None:
+            return "deleted"
+        return "modified"
+
+    def diff(
+        self, before: dict[str, Entry], after: dict[str, Entry]
+    ) -> builtins.list[tuple[str, str]]:
+        """(path, added|modified|deleted) for every path that differs, sorted."""
+        out = []
+        for rel in sorted(set(before) | set(after)):
+            a, b = before.get(rel), after.get(rel)
+            if not same_entry(a, b):
+                out.append((rel, self.change_kind(rel, a, b)))
+        return out
 
     def _digest(self, rel: str) -> str:
         try:
@@ -373,6 +461,40 @@ class Checkpoints:
         return total
 
 
+def same_entry(a: Entry | None, b: Entry | None) -> bool:
+    """Whether two entries are the same content: by digest when both have one, else by
+    size, mtime and mode (what an unread file can be compared by)."""
+    if a is None or b is None or a[0] != b[0]:
+        return a is None and b is None
+    if a[0] != "file":
+        return a == b
+    if a[4] and b[4]:
+        return bool(a[4] == b[4] and a[3] == b[3])
+    return bool(a[1] == b[1] and a[2] == b[2] and a[3] == b[3])
+
+
+def walk_tree(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
+    """Every entry under ``root`` as (relative path, host path, lstat), folders included
+    (before their contents), never descending into SKIP_DIRS or following links: the one
+    tree walk of both checkpoint kinds (a workspace, or an upper layer)."""
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            entries = list(os.scandir(root / rel if rel else root))
+        except OSError:
+            continue  # removed while we walked, or unreadable: nothing of ours to save
+        for entry in entries:
+            sub = f"{rel}/{entry.name}" if rel else entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            yield sub, entry.path, st
+            if stat.S_ISDIR(st.st_mode) and entry.name not in SKIP_DIRS:
+                stack.append(sub)
+
+
 def _new_id(existing: list[Path]) -> str:
     """A sortable id: UTC time to the microsecond, always after the newest existing one."""
     now = datetime.now(timezone.utc)
@@ -386,12 +508,27 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk must not leave half-written temp files behind in the store.
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
-__all__ = ["CheckpointError", "CheckpointInfo", "Checkpoints", "RestoreReport", "SKIP_DIRS"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointInfo",
+    "Checkpoints",
+    "RestoreReport",
+    "SKIP_DIRS",
+    "Entry",
+    "same_entry",
+    "walk_tree",
+]

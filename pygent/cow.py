@@ -34,6 +34,7 @@ from pygent.changes import (
     SyncReport,
     WorkspaceSync,
     digest,
+    edits_for,
     is_binary,
 )
 from pygent.errors import PathError, PygentError
@@ -286,26 +287,14 @@ class CowSync(WorkspaceSync):
     ) -> tuple[list[FileEdit], list[tuple[str, str]]]:
         with self._lock:
             chosen, failed = self._select(paths)
-            edits: list[FileEdit] = []
-            for change in chosen:
-                if change.kind == "symlink":
-                    failed.append((change.path, "symbolic link: apply it with method 'write'"))
-                    continue
-                if change.status == "deleted":
-                    edits.append(FileEdit(change.path, "delete"))
-                    continue
-                after = self._side(change.path, "file", True)
-                before = self._side(change.path, "file", False)
-                if after is None or is_binary(after) or (before is not None and is_binary(before)):
-                    failed.append((change.path, "binary file: apply it with method 'write'"))
-                    continue
-                if before is None:
-                    edits.append(FileEdit(change.path, "create", after.decode("utf-8")))
-                else:
-                    edits.append(
-                        FileEdit(change.path, "replace", after.decode("utf-8"), before.decode())
-                    )
-            return edits, failed
+            edits, unplanned = edits_for(
+                chosen,
+                lambda rel, after: self._side(rel, "file", after),
+                lambda change: (
+                    "symbolic link: apply it with method 'write'" if change.kind == "symlink" else None
+                ),
+            )
+            return edits, failed + unplanned
 
     def mark_applied(self, edits: Iterable[FileEdit]) -> None:
         """An editor applied these: the folder file changes when it saves, and that

@@ -11,13 +11,14 @@ sandbox (the layers of a mounted overlay must not be changed underneath it).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import stat
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +26,9 @@ from pygent.checkpoints import (
     SKIP_DIRS,
     CheckpointError,
     Checkpoints,
+    Entry,
     RestoreReport,
-    _new_id,
-    _write_atomic,
+    walk_tree,
 )
 from pygent.errors import PygentError
 from pygent.runtime.overlay import (
@@ -54,32 +55,17 @@ class _LayerState:
 def scan_layer(upper: Path) -> _LayerState:
     """Every entry of an upper layer (leaving out SKIP_DIRS): O(what changed)."""
     state = _LayerState()
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        try:
-            entries = list(os.scandir(upper / rel_dir if rel_dir else upper))
-        except OSError:
-            continue
-        for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if is_whiteout(st):
-                state.gone.add(rel)
-            elif stat.S_ISDIR(st.st_mode):
-                if entry.name in SKIP_DIRS:
-                    continue
-                if is_opaque(entry.path):
-                    state.opaque.add(rel)
-                stack.append(rel)
-            elif stat.S_ISREG(st.st_mode):
-                state.files[rel] = st
-            elif stat.S_ISLNK(st.st_mode):
-                with contextlib.suppress(OSError):
-                    state.links[rel] = os.readlink(entry.path)
+    for rel, path, st in walk_tree(upper):
+        if is_whiteout(st):
+            state.gone.add(rel)
+        elif stat.S_ISDIR(st.st_mode):
+            if rel.rsplit("/", 1)[-1] not in SKIP_DIRS and is_opaque(path):
+                state.opaque.add(rel)
+        elif stat.S_ISREG(st.st_mode):
+            state.files[rel] = st
+        elif stat.S_ISLNK(st.st_mode):
+            with contextlib.suppress(OSError):
+                state.links[rel] = os.readlink(path)
     return state
 
 
@@ -113,7 +99,8 @@ class LayerCheckpoints(Checkpoints):
         objects = self.store / "objects"
         objects.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._locked():
-            previous = self._latest_manifest()
+            newest = self._latest_record()
+            previous = newest.get("files", {})
             manifest: dict[str, list[int | str]] = {}
             self.skipped = []
             for rel, st in state.files.items():
@@ -130,30 +117,23 @@ class LayerCheckpoints(Checkpoints):
                 sha = hashlib.sha256(data).hexdigest()
                 self._store_object(objects, sha, data)
                 manifest[rel] = [len(data), st.st_mtime_ns, stat.S_IMODE(st.st_mode), sha]
-            ident = _new_id(self._manifests())
-            record = {
-                "id": ident,
-                "created": time.time(),
-                "label": label,
-                "workspace": str(self._view.layers.lower),
-                "layer": "upper",
-                "files": manifest,
-                "links": state.links,
-                "gone": sorted(state.gone),
-                "opaque": sorted(state.opaque),
-            }
-            _write_atomic(self.store / f"{ident}.json", json.dumps(record).encode())
-            self._newest = (ident, manifest)
-            self._prune()
+            ident = self._save_record(
+                newest, label, {"workspace": str(self._view.layers.lower), "layer": "upper"},
+                {"files": manifest, "links": state.links, "gone": sorted(state.gone),
+                 "opaque": sorted(state.opaque)},
+            )
         self.last_skip_reason = ""
         log.debug("layer checkpoint %s: %d entries in %.1f ms", ident, len(manifest),
                   (time.monotonic() - started) * 1000)
         return ident
 
-    def restore(self, ident: str, *, delete_new: bool = False) -> RestoreReport:
+    def restore(
+        self, ident: str, *, delete_new: bool = False, keep: Collection[str] = ()
+    ) -> RestoreReport:
         """Make the merged view what it was at checkpoint ``ident``: O(entries of the
         upper layer then and now). Files made since are listed in ``extra`` and
-        removed only with ``delete_new=True``."""
+        removed only with ``delete_new=True``; paths in ``keep`` are left alone. A
+        damaged saved copy raises :class:`CheckpointError` before anything is written."""
         record = self._load(ident)
         files: dict[str, list] = record["files"]
         links: dict[str, str] = dict(record.get("links") or {})
@@ -173,9 +153,8 @@ class LayerCheckpoints(Checkpoints):
         extra: list[str] = []
         failed: list[str] = []
         unchanged = 0
-        objects = self.store / "objects"
         for rel in sorted(paths):
-            if any(part in SKIP_DIRS for part in rel.split("/")[:-1]):
+            if rel in keep or any(part in SKIP_DIRS for part in rel.split("/")[:-1]):
                 continue
             want = self._wanted(rel, files, links, gone, opaque)
             have = view.lstat(rel)
@@ -192,7 +171,7 @@ class LayerCheckpoints(Checkpoints):
                     new_links.append((rel, str(payload)))
                 else:
                     data = (
-                        (objects / str(payload)[:2] / str(payload)).read_bytes()
+                        self.object_bytes(ident, rel, str(payload))
                         if kind == "object"
                         else read_layer_file(lower / rel)
                     )
@@ -210,6 +189,8 @@ class LayerCheckpoints(Checkpoints):
                     if have is not None and stat.S_ISLNK(have.st_mode):
                         removes.append(rel)
                     puts.append((rel, data, int(mode)))
+            except CheckpointError:
+                raise  # a damaged store: nothing has been written yet
             except (OSError, PygentError) as exc:
                 log.warning("could not restore %s: %s", rel, exc)
                 failed.append(rel)
@@ -230,6 +211,55 @@ class LayerCheckpoints(Checkpoints):
         return RestoreReport(
             tuple(restored), unchanged, tuple(extra), tuple(removed), tuple(failed)
         )
+
+    def entries(self, ident: str) -> dict[str, Entry]:
+        """The upper layer at checkpoint ``ident``: files, links and whiteouts."""
+        record = self._load(ident)
+        out: dict[str, Entry] = {
+            rel: ("file", int(v[0]), int(v[1]), int(v[2]), str(v[3]))
+            for rel, v in record["files"].items()
+        }
+        out.update((rel, ("link", target)) for rel, target in (record.get("links") or {}).items())
+        out.update((rel, ("gone",)) for rel in record.get("gone") or ())
+        return out
+
+    def current_entries(self) -> dict[str, Entry]:
+        """The upper layer now (no digests), in the form of :meth:`entries`."""
+        state = scan_layer(self._view.layers.upper)
+        out: dict[str, Entry] = {
+            rel: ("file", st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), "")
+            for rel, st in state.files.items()
+        }
+        out.update((rel, ("link", target)) for rel, target in state.links.items())
+        out.update((rel, ("gone",)) for rel in state.gone)
+        return out
+
+    def change_kind(self, rel: str, before: Entry | None, after: Entry | None) -> str:
+        """An upper-layer entry absent on one side means the folder's file shows there."""
+        in_lower = lstat_or_none(self._view.layers.lower / rel) is not None
+        gone_before = before is not None and before[0] == "gone"
+        gone_after = after is not None and after[0] == "gone"
+        if gone_after or (after is None and not in_lower):
+            return "deleted"
+        if gone_before or (before is None and not in_lower):
+            return "added"
+        return "modified"
+
+    def diff(
+        self, before: dict[str, Entry], after: dict[str, Entry]
+    ) -> builtins.list[tuple[str, str]]:
+        """As :meth:`Checkpoints.diff`, a whiteout over a folder's directory shown as the
+        files it hides (or shows again), as the change set shows them."""
+        out: builtins.list[tuple[str, str]] = []
+        lower = self._view.layers.lower
+        for rel, kind in super().diff(before, after):
+            gone = "gone" in ((after.get(rel) or ("",))[0], (before.get(rel) or ("",))[0])
+            st = lstat_or_none(lower / rel) if gone else None
+            if st is not None and stat.S_ISDIR(st.st_mode) and kind in ("added", "deleted"):
+                out.extend((sub, kind) for sub, _ in lower_files(lower, rel))
+            else:
+                out.append((rel, kind))
+        return sorted(out)
 
     def _wanted(
         self,

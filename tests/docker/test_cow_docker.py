@@ -253,11 +253,16 @@ async def test_agent_turns_checkpoint_the_upper_layer_and_rewind(
         openai_server.add_tool_call("bash", {"cmd": "cd /workspace && rm -rf -- * && echo gone"})
         openai_server.add_text("removed everything")
         await service.prompt(session.id, "make t1")
-        first = session.agent.last_checkpoint
-        assert first is not None and cps.list()[-1].files == 0  # taken before the turn
+        # Taken before the turn's first command (nothing yet) and at its end (t1.txt).
+        assert [(i.label, i.files) for i in cps.list()][-2:] == [
+            (cps.list()[-2].label, 0), ("end of turn", 1)], cps.list()
         await service.prompt(session.id, "remove everything")
         second = session.agent.last_checkpoint
-        assert second is not None and [i.files for i in cps.list()] == [0, 1]
+        assert second is not None
+        # The second turn starts from the first one's end (reused, nothing changed since).
+        # It starts from the first turn's end (reused: nothing changed in between) and
+        # ends with nothing left.
+        assert second == cps.list()[1].id and [i.files for i in cps.list()] == [0, 1, 0]
         assert session.runtime.run("ls /workspace | wc -l").stdout.strip() == "0"
         report = await asyncio.to_thread(cps.restore, second)  # undo the second turn
         assert report.failed == () and "t1.txt" in report.restored
