@@ -1,0 +1,152 @@
+"""Pygent-only features as ACP extension methods (``_pygent/...``).
+
+ACP reserves method names that start with ``_`` for extensions. Each method here calls
+the session service (or the session's own checkpoints) and answers a plain JSON object:
+
+- ``_pygent/changes`` ``{sessionId, diffs?}``: the change set not yet in the folder.
+- ``_pygent/apply`` ``{sessionId, paths?}`` / ``_pygent/discard``: write it to the folder,
+  or drop it (all of it, or the given workspace-relative paths).
+- ``_pygent/timeline`` ``{sessionId}``: the per-turn workspace checkpoints.
+- ``_pygent/rewind`` ``{sessionId, checkpointId, deleteNew?}``: restore the sandbox's files
+  to a checkpoint (not while a turn runs).
+- ``_pygent/tasks``, ``_pygent/task/result`` ``{sessionId, taskId}``, ``_pygent/task/cancel``:
+  delegated tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from acp import RequestError
+
+from pygent.errors import PygentError, SessionBusyError
+
+if TYPE_CHECKING:
+    from pygent.acp.agent import PygentAcpAgent
+
+Handler = Callable[["PygentAcpAgent", dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def _str(params: dict[str, Any], key: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str) or not value:
+        raise RequestError(-32602, f"Invalid params: {key} must be a non-empty string")
+    return value
+
+
+def _paths(params: dict[str, Any]) -> list[str] | None:
+    paths = params.get("paths")
+    if paths is None:
+        return None
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise RequestError(-32602, "Invalid params: paths must be a list of strings")
+    return paths
+
+
+def _camel(obj: Any) -> dict[str, Any]:
+    out = {}
+    for key, value in dataclasses.asdict(obj).items():
+        head, *rest = key.split("_")
+        out[head + "".join(w.title() for w in rest)] = (
+            list(value) if isinstance(value, tuple) else value
+        )
+    return out
+
+
+async def _changes(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
+    changes = await agent.service.changes(
+        _str(params, "sessionId"), diffs=bool(params.get("diffs", True))
+    )
+    return {"changes": [_camel(c) for c in changes]}
+
+
+async def _apply(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
+    session_id = _str(params, "sessionId")
+    if agent.service.get(session_id).busy:
+        raise SessionBusyError(
+            f"session {session_id} is running a turn", hint="apply the changes once it has ended"
+        )
+    applied, failed = await agent.service.write_changes(session_id, _paths(params))
+    return {"applied": applied, "failed": [{"path": p, "error": e} for p, e in failed]}
+
+
+async def _discard(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
+    session_id = _str(params, "sessionId")
+    if agent.service.get(session_id).busy:
+        raise SessionBusyError(
+            f"session {session_id} is running a turn", hint="discard the changes once it has ended"
+        )
+    return {"discarded": await agent.service.discard(session_id, _paths(params))}
+
+
+def _checkpoints(agent: PygentAcpAgent, session_id: str) -> Any:
+    checkpoints = agent.service.get(session_id).agent.checkpoints
+    if checkpoints is None:
+        raise PygentError(
+            f"session {session_id} keeps no checkpoints",
+            hint="checkpoints are kept for saved sessions",
+        )
+    return checkpoints
+
+
+async def _timeline(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
+    checkpoints = _checkpoints(agent, _str(params, "sessionId"))
+    listed = await asyncio.to_thread(checkpoints.list)
+    return {"checkpoints": [_camel(c) for c in listed]}
+
+
+async def _rewind(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
+    session_id = _str(params, "sessionId")
+    ident = _str(params, "checkpointId")
+    if agent.service.get(session_id).busy:
+        raise SessionBusyError(
+            f"session {session_id} is running a turn",
+            hint="cancel it (session/cancel) before rewinding",
+        )
+    checkpoints = _checkpoints(agent, session_id)
+    report = await asyncio.to_thread(
+        checkpoints.restore, ident, delete_new=bool(params.get("deleteNew", False))
+    )
+    return _camel(report)
+
+
+async def _tasks(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
+    return {"tasks": [_camel(t) for t in agent.service.list_tasks(_str(params, "sessionId"))]}
+
+
+async def _task_result(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
+    session_id, task_id = _str(params, "sessionId"), _str(params, "taskId")
+    info = agent.service.task_info(session_id, task_id)
+    return {"task": _camel(info), "result": agent.service.task_result(session_id, task_id)}
+
+
+async def _task_cancel(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
+    session_id, task_id = _str(params, "sessionId"), _str(params, "taskId")
+    return {"cancelled": await asyncio.to_thread(agent.service.cancel_task, session_id, task_id)}
+
+
+METHODS: dict[str, Handler] = {
+    "pygent/changes": _changes,
+    "pygent/apply": _apply,
+    "pygent/discard": _discard,
+    "pygent/timeline": _timeline,
+    "pygent/rewind": _rewind,
+    "pygent/tasks": _tasks,
+    "pygent/task/result": _task_result,
+    "pygent/task/cancel": _task_cancel,
+}
+
+
+async def handle(agent: PygentAcpAgent, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Run the extension ``method`` (its name without the leading ``_``)."""
+    handler = METHODS.get(method)
+    if handler is None:
+        raise RequestError(
+            -32601,
+            f"Method not found: _{method}",
+            {"method": f"_{method}", "extensions": sorted(f"_{m}" for m in METHODS)},
+        )
+    return await handler(agent, params)

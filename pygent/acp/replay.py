@@ -1,0 +1,79 @@
+"""A saved conversation as ACP updates, for ``session/load``.
+
+ACP's ``session/load`` streams the whole conversation back before it answers: user
+messages as ``user_message_chunk``, replies as ``agent_message_chunk``, each tool call
+as a ``tool_call`` followed by a ``tool_call_update`` with its result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from acp import schema as s
+
+from pygent.acp.updates import CALL_STATUS, SessionUpdates, Update, call_title, text_block
+
+#: A replayed tool result is cut to its tail, as a live one is.
+RESULT_TAIL_CHARS = 4000
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # multi-part content: keep the text parts
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def history_updates(history: list[dict[str, Any]], updates: SessionUpdates) -> Iterator[Update]:
+    """The updates that show ``history`` (without its system message) to a client."""
+    for message in history:
+        role = message.get("role")
+        if role == "user":
+            text = _text(message.get("content"))
+            if text:
+                yield s.UserMessageChunk(
+                    session_update="user_message_chunk", content=text_block(text)
+                )
+        elif role == "assistant":
+            text = _text(message.get("content"))
+            if text:
+                yield s.AgentMessageChunk(
+                    session_update="agent_message_chunk", content=text_block(text)
+                )
+            for call in message.get("tool_calls") or []:
+                function = call.get("function") or {}
+                name = str(function.get("name") or "tool")
+                try:
+                    arguments = json.loads(function.get("arguments") or "{}")
+                except ValueError:
+                    arguments = {}
+                if not isinstance(arguments, dict):
+                    arguments = {}
+                call_id = str(call.get("id") or "")
+                described = updates.describe_call(call_id, name, arguments)
+                yield s.ToolCallStart(
+                    session_update="tool_call",
+                    tool_call_id=call_id,
+                    title=call_title(name, arguments),
+                    kind=described.kind,
+                    status="pending",
+                    content=updates.call_content(described) or None,
+                    locations=described.locations or None,
+                    raw_input=arguments,
+                )
+        elif role == "tool":
+            call_id = str(message.get("tool_call_id") or "")
+            output = _text(message.get("content"))[-RESULT_TAIL_CHARS:]
+            failed = output.startswith(("error:", "denied:"))
+            status = CALL_STATUS["failed" if failed else "completed"]
+            yield s.ToolCallProgress(
+                session_update="tool_call_update",
+                tool_call_id=call_id,
+                status=status,
+                content=[s.ContentToolCallContent(type="content", content=text_block(output))]
+                if output
+                else None,
+            )
