@@ -1,0 +1,48 @@
+"""MCP in the terminal REPL (a real pseudo-terminal): /mcp, the approval prompt for an
+MCP call (server, tool, arguments) and "always allow" for it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.mcp.conftest import FAULT_SERVER
+from tests.openai_server import ScriptedOpenAIServer
+from tests.repl.conftest import messages
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_mcp_command_and_always_allow(spawn, openai_server: ScriptedOpenAIServer, tmp_path: Path) -> None:
+    cwd = tmp_path / "cwd"  # where the spawn fixture starts pygent: pygent.toml is read there
+    cwd.mkdir(exist_ok=True)
+    (cwd / "pygent.toml").write_text(
+        "[mcp.servers.fault]\n"
+        f"command = {json.dumps(sys.executable)}\n"
+        f"args = [{json.dumps(str(FAULT_SERVER))}]\n"
+    )
+    openai_server.add_tool_call("mcp__fault__fail", {"why": "first"})
+    openai_server.add_tool_call("mcp__fault__fail", {"why": "second"})
+    openai_server.add_text("Both calls came back.")
+    term = spawn()  # local mode: MCP calls ask
+    term.wait_prompt()
+    term.send_line("/mcp")
+    term.expect(r"fault\s+ready\s+sandbox\s+\d+ tools")
+    term.expect(r"left out")
+    term.wait_prompt()
+    term.send_line("call the tool twice")
+    term.expect(r"MCP server fault, tool fail")
+    term.expect(r'"why": "first"')
+    term.expect(r"allow\? \[y/n/a/d/m\]")
+    term.send_line("a")
+    term.expect(r"Both calls came back\.")
+    term.wait_prompt()
+    # The second call ran without a question: one prompt in the whole turn.
+    assert term.text.count("always allow every mcp__fault__fail call") == 1
+    results = [m["content"] for m in messages(openai_server.chat_requests[-1]) if m["role"] == "tool"]
+    assert "failing on purpose: first" in results[0] and "failing on purpose: second" in results[1]
+    term.send_line("/exit")
+    assert term.wait_exit() == 0
