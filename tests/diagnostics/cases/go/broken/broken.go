@@ -1,0 +1,6 @@
+package broken
+
+func Count() int {
+	unused := 3
+	return "three"
+}

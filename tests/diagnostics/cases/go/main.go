@@ -1,0 +1,8 @@
+package main
+
+import "fmt"
+
+func main() {
+	name := "demo"
+	fmt.Printf("%d\n", name)
+}

@@ -1,0 +1,3 @@
+"""The case folders hold sources with deliberate problems: they are not tests."""
+
+collect_ignore = ["cases"]
