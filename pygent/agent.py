@@ -10,6 +10,7 @@ an :class:`~pygent.approval.Approver` when the policy says so. ``step()`` and
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import time
@@ -19,10 +20,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pygent import compaction as cx
 from pygent import events as ev
 from pygent.approval import ApprovalGate, Approver
+from pygent.budget import Budget, BudgetClock, call_usage, exceeded, price_for
 from pygent.checkpoints import Checkpoints
-from pygent.errors import ContextTooLongError, ModelError, PygentError, SessionError
+from pygent.context_window import (
+    ContextMeter,
+    ContextWindow,
+    first_guess,
+    message_tokens,
+    resolve_window,
+)
+from pygent.errors import (
+    ContextTooLongError,
+    ModelError,
+    PygentError,
+    SessionBusyError,
+    SessionError,
+)
 from pygent.history import HistoryFile, repair_tool_calls
 from pygent.models import Model, ModelReply, complete, get_custom_model
 from pygent.openai_compat import Message, ToolCall, ToolCallFunction
@@ -32,8 +48,10 @@ from pygent.redact import Redactor, secrets_from_env
 from pygent.runtime import Runtime
 from pygent.runtime.loop import LoopThread
 from pygent.settings import Settings, load_settings
+from pygent.timeline import RewindResult, Timeline, TimelineTurn, busy_error, fork_runtime
 from pygent.tools import DEFAULT_REGISTRY, ToolContext, ToolRegistry, ToolResult
 from pygent.tools.preview import preview as make_preview
+from pygent.usage import SessionUsage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,6 +97,18 @@ class TurnResult:
     options: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class CompactResult:
+    """What a compaction did: ``ok`` with the summary, or the ``error`` that stopped it."""
+
+    ok: bool
+    summary: str = ""
+    replaced: int = 0
+    tokens_before: int = 0
+    tokens_after: int = 0
+    error: str = ""
+
+
 @dataclass
 class _TurnState:
     steps: int = 0
@@ -106,8 +136,9 @@ class Agent:
         policy: the approval policy (default: for ``approval_mode`` and the runtime).
         approval_mode: ``api`` (default here: run tools without asking), ``auto``,
             ``confirm``, ``never`` or ``read-only``.
-        checkpoints: workspace checkpoints taken at the start of each turn, so what a
-            turn did to the files can be undone (``agent.checkpoints.restore(id)``).
+        checkpoints: workspace checkpoints taken before a turn's first tool call that
+            may change files and as that turn ends, so a turn can be undone
+            (:meth:`rewind`, :meth:`redo`, :meth:`fork`; see docs/rewind.md).
             Default: on for a saved session (a history file) whose workspace is not a
             temporary folder, stored under Pygent's data directory; False turns them off.
     """
@@ -144,6 +175,9 @@ class Agent:
         self.task_id = task_id
         self.depth = depth
         self.task_manager = task_manager
+        #: The problems the user's editor reports (pygent.diagnostics.editor.EditorProblems),
+        #: set by an editor front end; the ``diagnostics`` tool reads it.
+        self.editor_problems: Any = None
         self.events = ev.EventHub()
         mode = approval_mode or "api"
         self.policy = policy or Policy.for_mode(mode, self.runtime.kind)
@@ -151,14 +185,26 @@ class Agent:
             self.policy.workspace_root = str(self.runtime.workspace)
         for banned in self.settings.banned_commands:
             self.policy.ban(banned)
-        if policy is None and self.runtime.kind == "docker":
+        if policy is None and self.runtime.kind in ("docker", "bwrap"):
             self.policy.network = bool(self.runtime.settings.network)
         self.gate = ApprovalGate(self.policy, approver)
         # Pygent's own secrets never reach the model, even when a command prints them.
         self._redact_output = Redactor([*secrets_from_env(), self.settings.api_key or ""],
                                        patterns=False)
-        self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        self.usage = SessionUsage()  # reads as {"prompt_tokens", "completion_tokens"}
         self.usage_estimated = False  # True once any call's counts were estimated
+        # Long sessions (pygent.budget, pygent.compaction): limits checked before every
+        # model call; a delegated task's budget is carved out of its parent's (tasks.py).
+        self.budget = Budget.from_settings(self.settings) if depth == 0 \
+            else Budget.for_task(self.settings)
+        self.budget_clock = BudgetClock()
+        self.context_window: ContextWindow | None = None  # resolved at the first model call
+        self.compacted: cx.Compacted | None = None
+        self._meter = ContextMeter()
+        self._request_len = 0
+        self._compact_after = 0  # a failed automatic compaction is not retried before this
+        self._told_price = False
+        self._marker_write: asyncio.Future[None] | None = None
         self._custom_system = system_msg
         self._tools_version = -1
         self.history: list[dict[str, Any]] = [{"role": "system", "content": ""}]
@@ -175,6 +221,9 @@ class Agent:
             for warning in self.history_store.warnings:
                 log.warning("%s", warning)
             self.history.extend(repair_tool_calls(restored))
+            # A compaction marker: requests resume from its summary (history keeps all).
+            self.compacted = cx.from_marker(self.history_store.meta.get("compaction"),
+                                            self.history[1:])
         self.checkpoints: Checkpoints | None = None
         if isinstance(checkpoints, Checkpoints):
             self.checkpoints = checkpoints
@@ -184,6 +233,16 @@ class Agent:
                                                          self.runtime.files)
         self.last_checkpoint: str | None = None
         self._skip_told = False
+        self._checkpoint_note = ""
+        self._checkpoint_due = False
+        self._turn_prompt = ""
+        # The turns and their checkpoints: rewind, redo and fork (pygent/timeline.py).
+        self.turn_log = Timeline(
+            self.session_id, self.checkpoints,
+            Path(f"{self.history_store.path}.timeline.jsonl") if self.history_store else None,
+            guard_user_edits=self.checkpoints is not None and type(self.checkpoints) is Checkpoints,
+        )
+        self.turn_log.trim(len(self.history))
         if task_manager is not None and hasattr(task_manager, "attach"):
             # The manager adds its delegation tools and adopts this agent's approver.
             task_manager.attach(self)
@@ -248,6 +307,9 @@ class Agent:
             return
         try:
             await asyncio.shield(asyncio.wrap_future(self.history_store.synced()))
+            marker, self._marker_write = self._marker_write, None
+            if marker is not None:  # a compaction marker written beside the turn's steps
+                await asyncio.shield(marker)
         except SessionError as exc:
             # In-memory history is kept; the user is told the file lags behind.
             self._emit(ev.Notice, level="error", text=exc.user_message())
@@ -255,9 +317,11 @@ class Agent:
     def reset(self) -> None:
         """Start a fresh conversation (same runtime, same tools)."""
         self.history = self.history[:1]
+        self.compacted = None
         self.refresh_system_message()
         if self.history_store is not None:
             self.history_store.rewrite([])
+        self.turn_log.trim(1)
 
     # --- the turn ------------------------------------------------------------------------
 
@@ -287,6 +351,7 @@ class Agent:
         try:
             result = await asyncio.shield(inner)
             await self._history_saved()
+            await self._checkpoint_end()
             return result
         except asyncio.CancelledError:
             if not inner.done():
@@ -297,6 +362,7 @@ class Agent:
                     pass
             if self._cancel_requested:
                 await self._history_saved()
+                await self._checkpoint_end()
                 return inner.result() if not inner.cancelled() else TurnResult(ev.StopReason.CANCELLED)
             raise
         finally:
@@ -318,9 +384,15 @@ class Agent:
     async def _turn(self, prompt: str | None, max_steps: int, step_timeout: float | None,
                     max_time: float | None) -> TurnResult:
         state = _TurnState()
+        self.budget_clock.start()
         self._emit(ev.TurnStarted, prompt=prompt or "")
-        if self.checkpoints is not None:
-            await self._checkpoint(prompt or "")
+        # The workspace checkpoint is taken before the turn's first tool call that may
+        # change something: a turn that only talks (or reads) costs no walk of the folder.
+        self.last_checkpoint = None
+        self._checkpoint_due = self.checkpoints is not None and self.depth == 0
+        self._turn_prompt = prompt or ""
+        if self.depth == 0:
+            self.turn_log.begin(prompt or "", len(self.history), None)
         if prompt is not None:
             self._append({"role": "user", "content": prompt})
         try:
@@ -357,16 +429,98 @@ class Agent:
     async def _checkpoint(self, label: str) -> None:
         """Save the workspace before the turn changes it (G10); never fails the turn."""
         assert self.checkpoints is not None
+        self.last_checkpoint = None
         try:
             ident = await asyncio.to_thread(self.checkpoints.checkpoint, label[:200])
         except (OSError, PygentError) as exc:
-            self._emit(ev.Notice, level="warning", text=f"workspace checkpoint failed: {exc}")
+            # A full disk (ENOSPC) lands here: the turn goes on, it cannot be undone.
+            self._checkpoint_note = f"workspace checkpoint failed: {exc}"
+            self._emit(ev.Notice, level="warning",
+                       text=f"{self._checkpoint_note}; this turn cannot be undone")
             return
+        self._checkpoint_note = "" if ident else self.checkpoints.last_skip_reason
         if ident is None and not self._skip_told:  # said once until checkpoints work again
             self._emit(ev.Notice, level="warning",
                        text=f"{self.checkpoints.last_skip_reason}; this turn cannot be undone")
         self._skip_told = ident is None
         self.last_checkpoint = ident
+
+    async def _checkpoint_end(self) -> None:
+        """The workspace as the turn left it: what the turn changed, and (mount mode)
+        which files the user edits later. A failure only costs that detail."""
+        if self.checkpoints is None or self.depth > 0 or self.last_checkpoint is None:
+            return
+        try:
+            ident = await asyncio.to_thread(self.checkpoints.checkpoint, "end of turn")
+        except (OSError, PygentError) as exc:
+            log.warning("end-of-turn checkpoint failed: %s", exc)
+            ident = None
+        self.turn_log.end(ident)
+
+    # --- the timeline: rewind, redo, fork ----------------------------------------------
+
+    def timeline(self) -> list[TimelineTurn]:
+        """The session's turns, oldest first, each with the files it changed."""
+        return self.turn_log.turns()
+
+    def rewind(self, turn: int | str, files: bool = True, conversation: bool = True) -> RewindResult:
+        """Go back to before ``turn`` (its number or ``<session>:<n>`` id): restore the
+        workspace's files, drop the turn and those after it from the conversation, or
+        both. Undo it with :meth:`redo`. Refused while a turn runs
+        (:class:`~pygent.errors.SessionBusyError`); an unknown turn or an unusable
+        checkpoint raises :class:`~pygent.timeline.TimelineError` and changes nothing."""
+        if self.busy:
+            raise busy_error()
+        result, history = self.turn_log.rewind(turn, self.history, files=files,
+                                                conversation=conversation)
+        self._replace_history(history)
+        return result
+
+    def redo(self) -> RewindResult:
+        """Undo the last :meth:`rewind` (files and/or conversation as they were)."""
+        if self.busy:
+            raise busy_error()
+        result, history = self.turn_log.redo(self.history)
+        self._replace_history(history)
+        return result
+
+    def _replace_history(self, history: list[dict[str, Any]] | None) -> None:
+        if history is None:
+            return
+        self.history = [self.history[0], *history[1:]]
+        if self.history_store is not None:
+            try:
+                self.history_store.rewrite(self.history[1:])
+            except SessionError as exc:
+                self._emit(ev.Notice, level="error", text=exc.user_message())
+
+    def fork(self, turn: int | str, *, history_file: str | Path | None = None) -> Agent:
+        """A new agent with its own sandbox, as this session was before ``turn``: the
+        conversation up to it and the workspace's files then (a copy-on-write session's
+        fork shares the folder below). The new agent owns its runtime: call
+        ``fork.runtime.cleanup()`` and ``fork.close()`` when done."""
+        if self.busy:
+            raise busy_error()
+        record = self.turn_log.find(turn)
+        runtime = fork_runtime(self.runtime, self.turn_log, record)
+        from pygent.service import build_agent  # the one assembler (it imports this module)
+
+        try:
+            child = build_agent(self.settings, runtime=runtime, model=self.model,
+                                model_name=self.model_name, persona=self.persona,
+                                history_file=Path(history_file) if history_file else None,
+                                approver=self.gate.approver, approval_mode=self.policy.mode,
+                                tools=self.tools, disabled_tools=self.disabled_tools)
+            if self._custom_system is not None:
+                child._custom_system = self._custom_system
+                child.refresh_system_message()
+            child.history.extend(copy.deepcopy(self.history[1:record.history_len]))
+            if child.history_store is not None:
+                child.history_store.rewrite(child.history[1:])
+        except BaseException:
+            runtime.cleanup()
+            raise
+        return child
 
     def _end(self, reason: ev.StopReason, state: _TurnState, *, error: str = "",
              question: str = "", options: tuple[str, ...] = ()) -> TurnResult:
@@ -398,13 +552,19 @@ class Agent:
             self._emit(ev.MessageDiscarded, reason=reason)
 
         async def ask() -> ModelReply:
-            return await complete(self.model, self.history, self.model_name, schemas,
+            messages = self.request_messages()
+            self._request_len = len(messages)
+            return await complete(self.model, messages, self.model_name, schemas,
                                   on_text=on_text, on_discard=on_discard)
 
         try:
             try:
                 return await ask()
             except ContextTooLongError:
+                if streamed:
+                    on_discard("the conversation was compacted and the request retried")
+                if (await self._compact_now("", automatic=True)).ok:
+                    return await ask()
                 if not self._compact():
                     raise
                 self._emit(ev.Notice, level="warning",
@@ -438,6 +598,9 @@ class Agent:
 
     async def _one_step(self, state: _TurnState) -> TurnResult | None:
         """One model call and its tool calls; a TurnResult when the turn is over."""
+        stop = await self._before_call(state)
+        if stop is not None:
+            return stop
         reply = await self._call_model(state)
         state.steps += 1
         msg = reply.message
@@ -519,16 +682,181 @@ class Agent:
         msg.tool_calls = calls or None
         return note
 
-    def _record_usage(self, reply: ModelReply) -> None:
-        self.usage["prompt_tokens"] += reply.prompt_tokens
-        self.usage["completion_tokens"] += reply.completion_tokens
+    def _record_usage(self, reply: ModelReply, *, request: bool = True) -> None:
+        """Count one model call (once: retried attempts report nothing of their own).
+
+        ``request`` False: a side call (the compaction summary), which says nothing
+        about the size of the conversation's requests.
+        """
+        price = self._price()
+        call = call_usage(reply.prompt_tokens, reply.completion_tokens, reply.cached_tokens,
+                          reply.usage_estimated, price)
+        self.usage.record(call)
         self.usage_estimated = self.usage_estimated or reply.usage_estimated
+        if request:
+            self._meter.reported(reply.prompt_tokens, reply.completion_tokens,
+                                 self._request_len + 1)
+            if reply.prompt_tokens:
+                self.usage.context_tokens = reply.prompt_tokens
+        total = self.usage.total
         if reply.prompt_tokens or reply.completion_tokens:
             self._emit(ev.Usage, prompt_tokens=reply.prompt_tokens,
                        completion_tokens=reply.completion_tokens,
-                       total_prompt_tokens=self.usage["prompt_tokens"],
-                       total_completion_tokens=self.usage["completion_tokens"],
-                       estimated=reply.usage_estimated)
+                       total_prompt_tokens=total.prompt_tokens,
+                       total_completion_tokens=total.completion_tokens,
+                       estimated=reply.usage_estimated,
+                       cached_tokens=reply.cached_tokens, total_cached_tokens=total.cached_tokens,
+                       cost=round(call.cost, 6) if price else None,
+                       total_cost=round(total.cost, 6) if total.cost_known else None,
+                       total_calls=total.calls, context_tokens=self.usage.context_tokens,
+                       context_window=self.usage.context_window)
+
+    def _price(self) -> Any:
+        price = price_for(self.settings.prices, self.model_name)
+        if price is None and self.budget.max_cost is not None and not self._told_price:
+            self._told_price = True
+            self._emit(ev.Notice, level="warning",
+                       text=f"no price is configured for the model {self.model_name}: its cost "
+                            "is unknown and the cost budget is not enforced (the token budget "
+                            "is); see [prices] in docs/long-sessions.md")
+        return price
+
+    # --- long sessions: context window, compaction, budgets ------------------------------
+
+    def request_messages(self) -> list[dict[str, Any]]:
+        """The messages the next model request carries (the compacted view of history)."""
+        if self.compacted is not None and not self.compacted.applies_to(self.history):
+            self.compacted = None  # the history was rewound or replaced since
+        return cx.request_view(self.history, self.compacted)
+
+    async def _window(self) -> ContextWindow:
+        if self.context_window is None:
+            window = await resolve_window(self.settings.context_window, self.model, self.model_name)
+            self.context_window = window
+            self.usage.context_window = window.tokens
+            if window.guessed and first_guess(self.model_name, str(getattr(self.model, "base_url", ""))):
+                self._emit(ev.Notice, level="info",
+                           text=f"the context window of {self.model_name} is not known; assuming "
+                                f"{window.tokens:,} tokens (set PYGENT_CONTEXT_WINDOW or "
+                                "context_window in pygent.toml)")
+        return self.context_window
+
+    def _tools_tokens(self) -> int:
+        return cx.tools_tokens([t.schema() for t in self._active_tools()])
+
+    def context_tokens(self) -> int:
+        """The estimated size in tokens of the next request (last usage + estimate since)."""
+        if self._meter.anchor_len == 0 and self._meter.anchor == 0:
+            self._meter.reset([], self._tools_tokens())
+        return self._meter.tokens(self.request_messages())
+
+    async def _before_call(self, state: _TurnState) -> TurnResult | None:
+        """Compact when the next request would pass the threshold; then check the budget."""
+        window = await self._window()
+        tokens = self.context_tokens()
+        threshold = self.settings.compact_threshold * window.tokens
+        price = self._price()
+        whose = "task" if self.depth else "session"
+        # The summary call costs about what the request would: not when the budget is spent.
+        if tokens > threshold and len(self.history) >= self._compact_after and exceeded(
+                self.budget, self.usage.total, self.budget_clock.elapsed, tokens, price) is None:
+            result = await self._compact_now("", automatic=True)
+            if result.ok:
+                tokens = self.context_tokens()
+            else:
+                self._compact_after = len(self.history) + 4
+        self.usage.context_tokens = tokens
+        hit = exceeded(self.budget, self.usage.total, self.budget_clock.elapsed, tokens,
+                       price, whose=whose)
+        if hit is not None:
+            return self._end(ev.StopReason.BUDGET, state, error=hit.message)
+        return None
+
+    async def _write_marker(self, previous: asyncio.Future[None] | None,
+                            marker: dict[str, Any]) -> None:
+        if previous is not None:  # markers land in order
+            await previous
+        assert self.history_store is not None
+        try:
+            await asyncio.to_thread(self.history_store.set_meta, "compaction", marker)
+        except SessionError as exc:
+            self._emit(ev.Notice, level="error", text=exc.user_message())
+
+    async def acompact(self, focus: str = "") -> CompactResult:
+        """Summarise the older part of the conversation now (``/compact [focus]``).
+
+        The summary replaces the older messages in the next requests; the history (and
+        the history file) keeps them all. A failure leaves the conversation as it was;
+        the result (and a ``compaction`` event) says why.
+        """
+        if self.busy:
+            raise SessionBusyError("a turn is running in this session; compact after it ends",
+                                   hint="wait for the turn to end, or cancel it")
+        return await self._compact_now(focus, automatic=False)
+
+    def compact(self, focus: str = "") -> CompactResult:
+        """Synchronous :meth:`acompact`."""
+        return self._sync(self.acompact(focus))
+
+    async def _compact_now(self, focus: str, *, automatic: bool) -> CompactResult:
+        window = (await self._window()).tokens
+        before = self.context_tokens()
+        start = self.compacted.cut if self.compacted is not None else 1
+        previous = self.compacted.summary if self.compacted is not None else ""
+        # Recent turns stay verbatim: a quarter of the window, and at most a third of the
+        # conversation (so /compact in a big window still has something to summarise).
+        conversation = sum(message_tokens(m) for m in self.history[start:])
+        cut = cx.choose_cut(self.history, start,
+                            int(min(window * cx.KEEP_RECENT, conversation / 3)))
+        try:
+            # The summary is a model call like any other: the budget is checked first
+            # (the request is about the size of the part it summarises).
+            hit = exceeded(self.budget, self.usage.total, self.budget_clock.elapsed,
+                           conversation, self._price(), whose="task" if self.depth else "session")
+            if hit is not None:
+                raise cx.CompactionError(hit.message)
+            if cut is None:
+                raise cx.CompactionError("there is not enough conversation to compact yet")
+            request = cx.summary_request(self.history[start:cut], window, previous=previous,
+                                         focus=focus)
+            written = [0]
+
+            def on_text(text: str) -> None:
+                # A model that rambles is stopped at the limit, not read to its end.
+                written[0] += len(text)
+                if written[0] > cx.summary_limit(window):
+                    raise cx.too_long(window)
+
+            reply = await complete(self.model, request, self.model_name, None, on_text=on_text)
+            self._record_usage(reply, request=False)
+            summary = cx.check_summary(reply.message.content if isinstance(
+                reply.message.content, str) else "", window)
+        except PygentError as exc:  # CompactionError included
+            why = exc.user_message()
+            text = f"compaction failed: {why}; the conversation is unchanged"
+            self._emit(ev.Compaction, ok=False, automatic=automatic, focus=focus, error=why,
+                       tokens_before=before, tokens_after=before)
+            self._emit(ev.Notice, level="warning" if automatic else "error", text=text)
+            return CompactResult(False, error=why, tokens_before=before, tokens_after=before)
+        assert cut is not None
+        self.compacted = cx.Compacted(cut, summary, self.history[cut - 1])
+        self._meter.reset(self.request_messages(), self._tools_tokens())
+        after = self._meter.tokens(self.request_messages())
+        self.usage.compactions += 1
+        self.usage.context_tokens = after
+        if self.history_store is not None:
+            # The marker (resume and rewind see the summary and every original message)
+            # is written off the step's path, like the messages; a turn or compact()
+            # returns only once it is on disk (_history_saved).
+            self._marker_write = asyncio.ensure_future(
+                self._write_marker(self._marker_write,
+                                   cx.marker(self.history, cut, summary, focus)))
+            if not automatic:
+                await self._history_saved()
+        self._emit(ev.Compaction, ok=True, automatic=automatic, summary=summary,
+                   replaced=cut - start, tokens_before=before, tokens_after=after, focus=focus)
+        return CompactResult(True, summary=summary, replaced=cut - start, tokens_before=before,
+                             tokens_after=after)
 
     async def _run_call(self, call: ToolCall, note: str = "") -> ToolResult:
         name, raw = call.function.name, call.function.arguments
@@ -560,6 +888,10 @@ class Agent:
                     result = ToolResult(False, verdict.message)
                     self._finish_call(call, name, result, status="denied")
                     return result
+        if self._checkpoint_due and (tool is None or tool.kind != "read"):
+            self._checkpoint_due = False
+            await self._checkpoint(self._turn_prompt)
+            self.turn_log.set_before(self.last_checkpoint, self._checkpoint_note)
         self._emit(ev.ToolCallStarted, call_id=call.id, tool=name)
 
         def on_output(stream: str, text: str) -> None:

@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "serve": ("pygent.lsp.serve", "the session host", "pip install pygent"),
     "sessions": ("pygent.lsp.serve:sessions_main", "the session list", "pip install pygent"),
     "attach": ("pygent.repl.attach", "the terminal on a host's session", "pip install pygent"),
+    "acp": ("pygent.acp.launch", "the Agent Client Protocol agent", "pip install 'pygent[acp]'"),
 }
 #: Flags that take a value: needed to find the subcommand word among the options.
 _VALUE_FLAGS = {
@@ -275,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if word == "version":
             print(_version())
             return 0
-        build_parser().error(f"unknown command {word!r} (commands: ui, lsp, serve, sessions, attach, version)")
+        build_parser().error(f"unknown command {word!r} (commands: ui, lsp, serve, sessions, attach, acp, version)")
     options = parse_options(args)
     if options.one_shot:
         from pygent.oneshot import run as run_once

@@ -43,6 +43,7 @@ class StopReason(str, Enum):
     STEP_TIMEOUT = "step_timeout"
     CANCELLED = "cancelled"
     ERROR = "error"  # model/runtime error; message in TurnEnded.error
+    BUDGET = "budget"  # a budget limit (tokens, cost, calls, time) is spent; TurnEnded.error names it
     REFUSAL = "refusal"
 
 
@@ -150,6 +151,35 @@ class Usage(Event):
     total_prompt_tokens: int = 0
     total_completion_tokens: int = 0
     estimated: bool = False
+    # Long sessions (docs/long-sessions.md): cached prompt tokens, USD cost (None: the
+    # model has no price), model calls, and the context fill of this call's request.
+    cached_tokens: int = 0
+    total_cached_tokens: int = 0
+    cost: float | None = None
+    total_cost: float | None = None
+    total_calls: int = 0
+    context_tokens: int = 0
+    context_window: int = 0
+
+
+@dataclass(frozen=True)
+class Compaction(Event):
+    """The older part of the conversation was (``ok``) or could not be summarised.
+
+    On success ``summary`` replaces ``replaced`` older messages in the next requests
+    (the history file keeps them all); ``tokens_before``/``tokens_after`` are the
+    request's estimated size. On failure ``error`` says why and nothing changed.
+    """
+
+    type: ClassVar[str] = "compaction"
+    ok: bool = True
+    automatic: bool = False
+    summary: str = ""
+    replaced: int = 0
+    tokens_before: int = 0
+    tokens_after: int = 0
+    focus: str = ""
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -219,6 +249,7 @@ SESSION_EVENTS: tuple[type[Event], ...] = (
     ToolOutput,
     ToolCallFinished,
     Usage,
+    Compaction,
     Notice,
     TaskStatus,
     TurnEnded,

@@ -70,6 +70,17 @@ class ModelReply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     usage_estimated: bool = False
+    cached_tokens: int = 0  # of prompt_tokens, served from the server's prompt cache
+
+
+def cached_tokens(usage: Any) -> int:
+    """Prompt tokens a server says it took from its cache (OpenAI, DeepSeek, Anthropic shapes)."""
+    details = _get(usage, "prompt_tokens_details")
+    for value in (_get(details, "cached_tokens") if details is not None else None,
+                  _get(usage, "prompt_cache_hit_tokens"), _get(usage, "cache_read_input_tokens")):
+        if isinstance(value, int) and value > 0:
+            return value
+    return 0
 
 
 _custom_model: Model | None = None
@@ -114,13 +125,14 @@ def reply_from_raw(raw: Any) -> ModelReply:
     if isinstance(raw, ModelReply):
         return raw
     finish: str | None = None
-    prompt = done = 0
+    prompt = done = cached = 0
     choices = None if isinstance(raw, (str, Message)) else _get(raw, "choices")
     if choices:
         usage = _get(raw, "usage")
         if usage is not None:
             prompt = int(_get(usage, "prompt_tokens") or 0)
             done = int(_get(usage, "completion_tokens") or 0)
+            cached = cached_tokens(usage)
         finish = _get(choices[0], "finish_reason")
         raw = _get(choices[0], "message")
     message = normalize_message(raw)
@@ -129,7 +141,7 @@ def reply_from_raw(raw: Any) -> ModelReply:
     if finish == "length" and message.tool_calls:
         # A call cut off by the token limit has partial arguments: never run it.
         message = Message(role=message.role, content=message.content)
-    return ModelReply(message, finish, prompt, done)
+    return ModelReply(message, finish, prompt, done, cached_tokens=cached)
 
 
 def _takes_discard(astream: Callable[..., Any]) -> bool:
@@ -211,6 +223,7 @@ __all__ = [
     "ModelReply",
     "StreamingModel",
     "TextCallback",
+    "cached_tokens",
     "complete",
     "get_custom_model",
     "reply_from_raw",

@@ -37,6 +37,7 @@ EXIT_MAX_STEPS = 3
 EXIT_TIME_LIMIT = 4
 EXIT_DENIED = 5
 EXIT_ASK_USER = 6
+EXIT_BUDGET = 7
 EXIT_CANCELLED = 130
 
 #: Stop reason -> exit status. A turn that ended normally but had a tool call denied
@@ -51,6 +52,7 @@ EXIT_STATUSES: dict[ev.StopReason, int] = {
     ev.StopReason.STEP_TIMEOUT: EXIT_TIME_LIMIT,
     ev.StopReason.ASK_USER: EXIT_ASK_USER,
     ev.StopReason.CANCELLED: EXIT_CANCELLED,
+    ev.StopReason.BUDGET: EXIT_BUDGET,
 }
 
 #: What a denied call tells the model when nobody can approve it.
@@ -230,7 +232,8 @@ class OneShot:
             "answer": result.text,
             "error": result.error,
             "steps": result.steps,
-            "usage": {**agent.usage, "estimated": agent.usage_estimated},
+            # Tokens in/out/cached, calls, cost, context fill, tasks (docs/long-sessions.md).
+            "usage": {**agent.usage.to_dict(), "estimated": agent.usage_estimated},
             "denied": list(self.output.denied),
             "exit_status": status,
         }

@@ -50,7 +50,7 @@ from pygent.errors import (
     ModelQuotaError,
 )
 from pygent.http_stack import httpx2
-from pygent.models import DiscardCallback, ModelReply, TextCallback, reply_from_raw
+from pygent.models import DiscardCallback, ModelReply, TextCallback, cached_tokens, reply_from_raw
 from pygent.openai_compat import Message, ToolCall, ToolCallFunction
 from pygent.server_profile import (
     OPTIONAL_FIELDS,
@@ -169,6 +169,7 @@ class _Accumulator:
         self.finish: str | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.cached_tokens = 0
         self.chunks = 0
 
     def add(self, chunk: Mapping[str, Any]) -> str:
@@ -178,6 +179,7 @@ class _Accumulator:
         if isinstance(usage, Mapping) and (usage.get("prompt_tokens") or usage.get("completion_tokens")):
             self.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             self.completion_tokens = int(usage.get("completion_tokens") or 0)
+            self.cached_tokens = cached_tokens(usage)
         text = ""
         for choice in chunk.get("choices") or ():
             if (choice.get("index") or 0) != 0:
@@ -236,7 +238,8 @@ class _Accumulator:
         message = Message(
             role="assistant", content="".join(self.parts) or None, tool_calls=calls or None
         )
-        return ModelReply(message, self.finish, self.prompt_tokens, self.completion_tokens)
+        return ModelReply(message, self.finish, self.prompt_tokens, self.completion_tokens,
+                          cached_tokens=self.cached_tokens)
 
 
 class _View:

@@ -3,7 +3,7 @@
 Only Pygent decides: the decision depends on the mode, the runtime, the rules and the
 call's command or path, never on any flag the model adds to its arguments (B9).
 
-Mode matrix (``isolated`` = the ``docker`` or ``fake`` runtime; ``local`` = no sandbox).
+Mode matrix (``isolated`` = the ``docker``, ``bwrap`` or ``fake`` runtime; ``local`` = no sandbox).
 Deny rules and banned commands win in every mode; protected paths (A17) ask in every
 mode except read-only, where they are denied:
 
@@ -13,6 +13,9 @@ tool kind                   api    auto iso/loc  confirm     never    ro   notes
 shell (``bash``)            allow  allow / ask   ask / ask   allow    (1)  allow rules
 file write                  allow  allow / ask   allow / ask allow    deny allow rules
 other tools (``exec``)      allow  allow / ask   allow / ask allow    deny allow rules
+MCP read-only, sandboxed    allow  allow / ask   allow / ask allow    allow allow rules
+MCP other, sandboxed (2)    allow  ask           ask         allow    deny allow rules
+MCP on the host or remote   ask    ask           ask         allow    deny allow rules
 file read, control          allow  allow         allow       allow    allow
 widens the sandbox          ask    ask           ask         ask      deny
 protected path write        ask    ask           ask         ask      deny
@@ -20,6 +23,8 @@ protected path write        ask    ask           ask         ask      deny
 
 (1) read-only mode allows only the built-in read-only commands
 (:func:`pygent.shellwords.is_read_only`) and denies the rest.
+(2) a tool that declares ``destructiveHint: false`` counts as ``exec``; MCP's default is
+destructive. Rules may name a server's tools with a glob: ``mcp__git__*``.
 
 Two more shell checks ask in every mode (and deny in read-only mode), like protected
 paths: with the sandbox's network turned on (``network=True``), a command that uses a
@@ -65,7 +70,7 @@ MODE_ALIASES = {
     "read_only": "read-only",
 }
 #: Runtimes where commands cannot touch the host (the fake runtime only pretends to run).
-ISOLATED_RUNTIMES = frozenset({"docker", "fake"})
+ISOLATED_RUNTIMES = frozenset({"docker", "bwrap", "fake"})  # bwrap: pygent.runtime.bwrap
 
 #: Tool kinds: "shell" (has a command), "read", "write" (have paths), "exec" (anything
 #: else that acts), "control" (stop, ask_user, delegation), "escalate" (widens the sandbox).
@@ -415,7 +420,12 @@ class Policy:
             r
             for r in self.rules
             if r.action is action
-            and (r.tool in ("*", tool) or (r.tool == "bash" and kind == "shell"))
+            and (
+                r.tool in ("*", tool)
+                or (r.tool == "bash" and kind == "shell")
+                # a glob over tool names: ``mcp__git__*`` (an MCP server's tools)
+                or ("*" in r.tool and fnmatch.fnmatchcase(tool, r.tool))
+            )
         ]
 
     def _default(self, kind: str, isolated: bool) -> tuple[Action, str]:
@@ -605,7 +615,7 @@ class Policy:
                 return Decision(Action.DENY, rule.reason or f"denied by rule for {tool}", "", rule)
         if kind == "control":
             return Decision(Action.ALLOW, "control tool", "")
-        if self.mode == "read-only":
+        if self.mode == "read-only" and kind != "mcp_read":
             return Decision(Action.DENY, f"read-only mode: {tool} is not allowed", "")
         if kind == "escalate":
             return Decision(Action.ASK, f"{tool} widens the sandbox", "")
@@ -613,6 +623,12 @@ class Policy:
             if applies(rule):
                 return Decision(Action.ASK, rule.reason or f"rule: ask before {tool}", "", rule)
         action, why = self._default(kind, isolated)
+        # MCP tools (pygent/mcp/manager.py): a server on the host asks in every mode; a
+        # sandboxed tool not declared read-only or non-destructive asks in auto/confirm.
+        if kind == "mcp_host" and self.mode != "never":
+            action, why = Action.ASK, "an MCP server outside the sandbox (on the host or remote)"
+        elif kind == "mcp_destructive" and self.mode in ("auto", "confirm"):
+            action, why = Action.ASK, "the MCP tool may change things (not declared read-only)"
         if action is Action.ASK:
             allow = next((r for r in self._rules(tool, kind, Action.ALLOW) if applies(r)), None)
             if allow:

@@ -15,9 +15,11 @@ so a slow model or command in one session never delays another.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from pygent import events as ev
 from pygent.agent import Agent, TurnResult
 from pygent.approval import Approver
 from pygent.changes import COPY, COW, MOUNT, FileChange, FileEdit, SyncReport, WorkspaceSync
+from pygent.checkpoints import Checkpoints
 from pygent.cow import CowSync
 from pygent.errors import (
     PathError,
@@ -37,13 +40,18 @@ from pygent.errors import (
     SessionBusyError,
     UnknownSessionError,
 )
+from pygent.mcp.config import McpServerSpec
+from pygent.mcp.session import McpManager, open_mcp  # the SDK is imported on first use
 from pygent.persona import Persona
 from pygent.policy import Policy, normalize_mode
 from pygent.runtime import Runtime
 from pygent.runtime.overlay import OverlayWorkspace
+from pygent.runtime.pool import SandboxPool
 from pygent.settings import Settings
 from pygent.store import SessionStore
 from pygent.tasks import TaskInfo, TaskManager
+from pygent.timeline import FileChange as TimelineFileChange
+from pygent.timeline import RewindResult, TimelineTurn, busy_error, fork_runtime
 from pygent.tools import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -69,6 +77,9 @@ class SessionOptions:
     approval_mode: str | None = None
     sync_mode: str = COW
     title: str | None = None
+    #: MCP servers for this session on top of ``[mcp.servers]`` of the settings (an ACP
+    #: client's ``session/new`` list, via :func:`pygent.mcp.specs_from_acp`).
+    mcp_servers: tuple[McpServerSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,7 @@ class Session:
     closed: bool = False
     created: float = field(default_factory=time.time)
     _unsubscribe: list[Callable[[], None]] = field(default_factory=list)
+    mcp: McpManager | None = None  # the session's MCP servers (docs/mcp.md)
 
     @property
     def busy(self) -> bool:
@@ -158,6 +170,7 @@ def build_agent(
     task_manager: TaskManager | None = None,
     tools: ToolRegistry | None = None,
     disabled_tools: Iterable[str] = (),
+    checkpoints: Checkpoints | None = None,
 ) -> Agent:
     """The one place Pygent's own modules construct an :class:`Agent` (a session's main
     agent or a delegated task's sub-agent); a test keeps it so.
@@ -176,6 +189,7 @@ def build_agent(
         task_manager: the session's tasks; it adds the delegation tools.
         tools: a tool registry (default: the shared default registry).
         disabled_tools: tool names this agent may not use.
+        checkpoints: the workspace's checkpoints (None: the agent's default).
     """
     return Agent(
         runtime=runtime,
@@ -193,6 +207,7 @@ def build_agent(
         task_id=task_id,
         depth=depth,
         task_manager=task_manager,
+        checkpoints=checkpoints,
     )
 
 
@@ -225,6 +240,9 @@ class SessionService:
         self._listeners: list[ev.EventListener] = []
         self._removers: dict[ev.EventListener, list[Callable[[], None]]] = {}
         self._closed = False
+        #: Started sandboxes new sessions take (a long-running host sets it; see
+        #: pygent.runtime.pool); closed with the service.
+        self.pool: SandboxPool | None = None
 
     # --- sessions ------------------------------------------------------------------------
 
@@ -381,7 +399,9 @@ class SessionService:
         sync_mode = options.sync_mode if folder is not None else "none"
         if runtime is None:
             use_docker = {"auto": None, "docker": True, "local": False}[options.runtime]
-            runtime = self._new_runtime(use_docker, settings, folder, sync_mode)
+            runtime = self._pooled_runtime(use_docker, settings, folder, sync_mode)
+            if runtime is None:
+                runtime = self._new_runtime(use_docker, settings, folder, sync_mode)
         if sync_mode == COW and getattr(runtime, "overlay", None) is None:
             sync_mode = COPY  # runtime.cow_fallback says why, in the notices
         notices = list(runtime.notices)
@@ -394,6 +414,11 @@ class SessionService:
             history_path = self._history_path(session_id, history_file, unsaved_ok, notices)
             approver = self.approver_factory(session_id) if self.approver_factory else None
             tasks = TaskManager(settings=settings, session_id=session_id)
+            checkpoints = None
+            if sync_mode == COPY and history_path is not None and history_file is None:
+                # The sandbox copy is a scratch folder: its checkpoints (rewind) live in
+                # the session's own folder and are removed when the session closes.
+                checkpoints = Checkpoints(history_path.parent / "checkpoints", runtime.files)
             agent = build_agent(
                 settings,
                 runtime=runtime,
@@ -404,6 +429,7 @@ class SessionService:
                 approval_mode=mode,
                 session_id=session_id,
                 task_manager=tasks,
+                checkpoints=checkpoints,
             )
         except BaseException:
             runtime.cleanup()
@@ -440,6 +466,10 @@ class SessionService:
                         f"{len(report.skipped)} file(s) too large to copy into the sandbox "
                         f"were skipped: {', '.join(report.skipped[:5])}"
                     )
+            mcp_specs = [*settings.mcp_servers, *options.mcp_servers]
+            if mcp_specs:  # started in parallel, in the sandbox; failures become notices
+                session.mcp = open_mcp(mcp_specs, agent, runtime, folder)
+                session.notices.extend(session.mcp.notices)
         except BaseException:
             self._dispose(session)
             raise
@@ -453,6 +483,33 @@ class SessionService:
             sync_mode,
         )
         return session
+
+    def _pooled_runtime(
+        self, use_docker: bool | None, settings: Settings, folder: Path | None, sync_mode: str
+    ) -> Runtime | None:
+        """A sandbox from the warm pool when it has one of this kind, else None."""
+        pool = self.pool
+        if pool is None or use_docker is False or sync_mode == MOUNT:
+            return None  # a mounted folder is the container's mount: nothing to pool
+        from pygent.runtime.facade import docker_options
+
+        lower = folder if sync_mode == COW and folder is not None else None
+        if lower is not None and pool.transfers:
+            lower = None  # the engine cannot mount the folder: a copy-mode sandbox serves
+        warm = pool.take(docker_options(settings), lower)
+        if warm is None:
+            return None
+        try:
+            runtime = Runtime(settings=settings, pooled=warm)
+            if sync_mode == COW and runtime.overlay is None:
+                runtime.cow_fallback = (
+                    "copy-on-write workspaces need an engine that sees the folder: the "
+                    "folder is copied into the sandbox instead"
+                )
+            return runtime
+        except BaseException:
+            warm.discard()
+            raise
 
     @staticmethod
     def _new_runtime(
@@ -614,8 +671,21 @@ class SessionService:
             session.tasks.shutdown(timeout=30)
         except PygentError as exc:
             log.warning("stopping the tasks of session %s: %s", session.id, exc)
+        if session.mcp is not None:  # before the sandbox goes: no server process is left
+            try:
+                session.mcp.stop_blocking()
+            except PygentError as exc:
+                log.warning("stopping the MCP servers of session %s: %s", session.id, exc)
         session.runtime.cleanup()
         session.agent.close()
+        store = session.agent.checkpoints.store if session.agent.checkpoints else None
+        if session.sync_mode == COPY and store is not None and store.name == "checkpoints":
+            try:  # a copy session's checkpoints were of its scratch folder, now gone
+                shutil.rmtree(store)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not remove the checkpoints of session %s: %s", session.id, exc)
         log.info("session %s closed", session.id)
 
     async def aclose(self) -> None:
@@ -623,10 +693,13 @@ class SessionService:
         self._closed = True
         sessions = list(self._sessions.values())
         self._sessions.clear()
+        pool, self.pool = self.pool, None
         if sessions:
             await asyncio.gather(
                 *(self._shutdown_session(s) for s in sessions), return_exceptions=True
             )
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
 
     # --- turns ---------------------------------------------------------------------------
 
@@ -727,6 +800,12 @@ class SessionService:
             ToolState(t.name, t.description, t.kind, t.name not in agent.disabled_tools)
             for t in agent.tools.tools()
         ]
+
+    def mcp_status(self, session_id: str) -> list[Any]:
+        """The session's MCP servers (:class:`pygent.mcp.connection.ServerStatus`), for
+        ``pygent/mcp/status`` and ``/mcp``; empty when it has none."""
+        session = self.get(session_id)
+        return session.mcp.status() if session.mcp is not None else []
 
     def set_tools_enabled(
         self, session_id: str, names: Iterable[str], enabled: bool
@@ -837,6 +916,78 @@ class SessionService:
     async def discard(self, session_id: str, paths: list[str] | None = None) -> list[str]:
         sync = self._sync_of(session_id)
         return await asyncio.to_thread(sync.discard, paths)
+
+    # --- the timeline: rewind, redo, fork (pygent/timeline.py) ---------------------------
+
+    def _idle(self, session_id: str) -> Session:
+        session = self.get(session_id)
+        if session.busy:
+            raise busy_error()
+        return session
+
+    def timeline(self, session_id: str) -> list[TimelineTurn]:
+        """The session's turns, oldest first, each with the files it changed."""
+        return self.get(session_id).agent.timeline()
+
+    async def rewind_preview(
+        self, session_id: str, turn: int | str
+    ) -> tuple[list[TimelineFileChange], list[str]]:
+        """The files a rewind of ``turn`` would restore, and those it would keep (edited
+        by the user since, mount mode)."""
+        session = self.get(session_id)
+        return await asyncio.to_thread(session.agent.turn_log.preview, turn)
+
+    async def rewind(
+        self, session_id: str, turn: int | str, *, files: bool = True, conversation: bool = True
+    ) -> RewindResult:
+        """Rewind to before ``turn`` (refused while a turn runs)."""
+        session = self._idle(session_id)
+        session.starting = True  # no prompt may start while files are put back
+        try:
+            return await asyncio.to_thread(session.agent.rewind, turn, files, conversation)
+        finally:
+            session.starting = False
+
+    async def redo(self, session_id: str) -> RewindResult:
+        """Undo the session's last rewind."""
+        session = self._idle(session_id)
+        session.starting = True
+        try:
+            return await asyncio.to_thread(session.agent.redo)
+        finally:
+            session.starting = False
+
+    async def fork(self, session_id: str, turn: int | str) -> Session:
+        """A new session as ``session_id`` was before ``turn``: its own sandbox (a
+        copy-on-write session's fork shares the folder below), the conversation up to
+        that turn and the files then. A fork of a mount-mode session works in a
+        scratch folder, not on the user's folder."""
+        parent = self._idle(session_id)
+        record = parent.agent.turn_log.find(turn)
+        runtime = await asyncio.to_thread(
+            fork_runtime, parent.runtime, parent.agent.turn_log, record
+        )
+        cow = runtime.overlay is not None
+        options = SessionOptions(
+            workspace_folder=str(parent.folder) if cow and parent.folder else None,
+            sync_mode=COW if cow else "none",
+            title=f"{parent.title or parent.id} (fork at turn {record.turn})",
+            model=parent.agent.model_name,
+        )
+        session = await asyncio.to_thread(
+            self._open_blocking, options, None, parent.agent.policy.mode, runtime=runtime,
+            meta={"forked_from": f"{parent.id}:{record.turn}"}, unsaved_ok=True,
+        )
+        agent = session.agent
+        agent.history.extend(copy.deepcopy(parent.agent.history[1 : record.history_len]))
+        if agent.history_store is not None:
+            agent.history_store.rewrite(agent.history[1:])
+        if parent.folder is not None and not cow:
+            session.notices.append(
+                f"this fork works in its own folder, not in {parent.folder} "
+                "(the session it came from writes that folder directly)"
+            )
+        return session
 
 
 __all__ = [

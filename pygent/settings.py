@@ -48,6 +48,17 @@ class Settings:
     docker_memory: str = "2g"
     docker_cpus: float = 2.0
     docker_pids: int = 512
+    docker_runtime: str | None = None  # OCI runtime for sandboxes ("runsc": gVisor)
+    # The warm pool of a session host (pygent.runtime.pool): sandboxes kept started per
+    # kind (0: off), and seconds without a request before they are removed.
+    pool_size: int = 0
+    pool_idle: float = 600.0
+    # How a Docker sandbox gets the folder: auto (mount when the engine sees this
+    # machine's folders, else transfer), mount or transfer (pygent.runtime.remote).
+    workspace_mode: str = "auto"
+    # Which sandbox: auto (Docker, else bubblewrap, else the bare host, said loudly),
+    # docker, bwrap or host. PYGENT_USE_DOCKER / --docker / --no-docker still decide first.
+    sandbox: str = "auto"
     env: dict[str, str] = field(default_factory=dict, repr=False)  # extra sandbox variables
     max_tasks: int = 3
     history_file: Path | None = None
@@ -77,6 +88,20 @@ class Settings:
     host_idle_timeout: float | None = 1800.0
     host_dir: Path = field(default_factory=lambda: _host_home())  # the host's socket folder
     lsp_host: str = "auto"  # pygent lsp --stdio: auto (join a running host) | never | require
+    # Long sessions (docs/long-sessions.md): the model's context window per model name
+    # ("*": any model), when compaction starts, prices (USD per million tokens) and budgets.
+    context_window: dict[str, int] = field(default_factory=dict)
+    compact_threshold: float = 0.8
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    budget_tokens: int | None = None
+    budget_cost: float | None = None
+    budget_calls: int | None = None
+    budget_time: float | None = None
+    task_budget_tokens: int | None = None  # None: the generous default of pygent.budget
+    task_budget_cost: float | None = None
+    task_budget_calls: int | None = None
+    # [mcp.servers.NAME] tables (docs/mcp.md): pygent.mcp.McpServerSpec objects.
+    mcp_servers: list[Any] = field(default_factory=list, repr=False)
     config_files: list[Path] = field(default_factory=list)  # the TOML files that were read
     warnings: list[str] = field(default_factory=list)
 
@@ -120,6 +145,7 @@ class Settings:
                 value = [dataclasses.asdict(p) for p in value]
             out[f.name] = value
         out["env"] = sorted(self.env)  # names only: values may be secret
+        out["mcp_servers"] = [s.describe() for s in self.mcp_servers]  # no env, no headers
         return out
 
 
@@ -194,6 +220,34 @@ def _lsp_host(value: Any) -> str:
     return text
 
 
+#: Values of ``PYGENT_SANDBOX`` / ``sandbox``.
+SANDBOX_KINDS = ("auto", "docker", "bwrap", "host")
+
+
+def _sandbox(value: Any) -> str:
+    text = str(value).strip().lower()
+    text = {"bubblewrap": "bwrap", "local": "host", "none": "host"}.get(text, text)
+    if text not in SANDBOX_KINDS:
+        raise ValueError(f"expected one of {', '.join(SANDBOX_KINDS)}, got {value!r}")
+    return text
+
+
+#: Values of ``PYGENT_WORKSPACE_MODE``: how a Docker sandbox gets the workspace.
+WORKSPACE_MODES = ("auto", "mount", "transfer")
+
+
+def _workspace_mode(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in WORKSPACE_MODES:
+        raise ValueError(f"expected one of {', '.join(WORKSPACE_MODES)}, got {value!r}")
+    return text
+
+
+def _opt_str(value: Any) -> str | None:
+    text = str(value).strip()
+    return None if text.lower() in ("", "none", "default") else text
+
+
 def _temperature(value: Any) -> float | None:
     text = str(value).strip().lower()
     if text in ("", "none", "default"):
@@ -263,6 +317,79 @@ def _env_pairs(value: Any) -> dict[str, str]:
     return pairs
 
 
+def _opt_int(value: Any) -> int | None:
+    return None if str(value).strip().lower() in ("", "none", "0") else _positive_int(value)
+
+
+def _opt_amount(value: Any) -> float | None:
+    if str(value).strip().lower() in ("", "none", "0"):
+        return None
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"expected an amount (e.g. 2.5), got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"expected an amount > 0, got {number:g}")
+    return number
+
+
+def _threshold(value: Any) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"expected a fraction such as 0.8, got {value!r}") from None
+    if not 0.1 <= number <= 1:
+        raise ValueError(f"expected a fraction from 0.1 to 1, got {number:g}")
+    return number
+
+
+def _context_windows(value: Any) -> dict[str, int]:
+    """``8192`` (any model), ``"gpt-4.1=1047576,local=4096"`` or a TOML table per model."""
+    if isinstance(value, Mapping):
+        pairs = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, int) or str(value).strip().isdigit():
+        pairs = [("*", value)]
+    else:
+        pairs = []
+        # Commas only: model names may hold ":" (``llama3:8b``), _list's other separator.
+        for item in (part.strip() for part in str(value).split(",") if part.strip()):
+            name, sep, size = item.rpartition("=")
+            if not sep or not name:
+                raise ValueError(f"expected TOKENS or MODEL=TOKENS, got {item!r}")
+            pairs.append((name.strip(), size))
+    out: dict[str, int] = {}
+    for name, size in pairs:
+        number = _positive_int(size)
+        if number < 256:
+            raise ValueError(f"a context window of {number} tokens for {name!r} is too small")
+        out[name] = number
+    return out
+
+
+def _prices(value: Any) -> dict[str, dict[str, float]]:
+    """``{model: {input, output, cached_input}}`` in USD per million tokens (TOML or JSON)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"invalid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(value, Mapping):
+        raise ValueError("expected a table: model name -> {input, output, cached_input}")
+    out: dict[str, dict[str, float]] = {}
+    for model, price in value.items():
+        if not isinstance(price, Mapping) or not {"input", "output"} <= set(price):
+            raise ValueError(f"the price of {model!r} needs input and output (USD per 1M tokens)")
+        entry: dict[str, float] = {}
+        for key, amount in price.items():
+            if key not in ("input", "output", "cached_input"):
+                raise ValueError(f"unknown price key {key!r} for {model!r}")
+            if not isinstance(amount, (int, float)) or amount < 0:
+                raise ValueError(f"the {key} price of {model!r} must be a number >= 0")
+            entry[str(key)] = float(amount)
+        out[str(model)] = entry
+    return out
+
+
 def _mode(value: Any) -> str:
     text = str(value).strip().lower()
     if text not in APPROVAL_MODES:
@@ -289,6 +416,11 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("docker_memory", "PYGENT_DOCKER_MEMORY", _str),
     _Spec("docker_cpus", "PYGENT_DOCKER_CPUS", _float),
     _Spec("docker_pids", "PYGENT_DOCKER_PIDS", _positive_int),
+    _Spec("pool_size", "PYGENT_POOL_SIZE", _int),
+    _Spec("pool_idle", "PYGENT_POOL_IDLE", _float),
+    _Spec("workspace_mode", "PYGENT_WORKSPACE_MODE", _workspace_mode),
+    _Spec("docker_runtime", "PYGENT_DOCKER_RUNTIME", _opt_str),
+    _Spec("sandbox", "PYGENT_SANDBOX", _sandbox),
     _Spec("env", "PYGENT_ENV", _env_pairs),
     _Spec("max_tasks", "PYGENT_MAX_TASKS", _positive_int),
     _Spec("history_file", "PYGENT_HISTORY_FILE", _path),
@@ -317,6 +449,16 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("host_idle_timeout", "PYGENT_HOST_IDLE_TIMEOUT", _opt_float),
     _Spec("host_dir", "PYGENT_HOST_DIR", _path),
     _Spec("lsp_host", "PYGENT_LSP_HOST", _lsp_host),
+    _Spec("context_window", "PYGENT_CONTEXT_WINDOW", _context_windows),
+    _Spec("compact_threshold", "PYGENT_COMPACT_THRESHOLD", _threshold),
+    _Spec("prices", "PYGENT_PRICES", _prices),
+    _Spec("budget_tokens", "PYGENT_BUDGET_TOKENS", _opt_int),
+    _Spec("budget_cost", "PYGENT_BUDGET_COST", _opt_amount),
+    _Spec("budget_calls", "PYGENT_BUDGET_CALLS", _opt_int),
+    _Spec("budget_time", "PYGENT_BUDGET_TIME", _opt_float),
+    _Spec("task_budget_tokens", "PYGENT_TASK_BUDGET_TOKENS", _opt_int),
+    _Spec("task_budget_cost", "PYGENT_TASK_BUDGET_COST", _opt_amount),
+    _Spec("task_budget_calls", "PYGENT_TASK_BUDGET_CALLS", _opt_int),
 )
 
 _BY_FIELD = {s.field: s for s in SPECS}
@@ -369,6 +511,27 @@ def _toml_layer(data: Mapping[str, Any], source: Path, warnings: list[str]) -> d
             # The [host] table: ``[host] idle_timeout`` is ``host_idle_timeout``.
             nested = {f"host_{k}": v for k, v in value.items()}
             out.update(_toml_layer(nested, source, warnings))
+            continue
+        if key.lower() == "docker" and isinstance(value, Mapping):
+            # The [docker] table: ``[docker] runtime = "runsc"`` is ``docker_runtime``.
+            nested = {f"docker_{k}": v for k, v in value.items()}
+            out.update(_toml_layer(nested, source, warnings))
+            continue
+        if key.lower() == "pool" and isinstance(value, Mapping):
+            # The [pool] table: ``[pool] size`` is ``pool_size``, ``idle`` is ``pool_idle``.
+            nested = {f"pool_{k}": v for k, v in value.items()}
+            out.update(_toml_layer(nested, source, warnings))
+            continue
+        if key.lower() in ("budget", "task_budget") and isinstance(value, Mapping):
+            # ``[budget] tokens = ...`` is ``budget_tokens`` (and ``[task_budget]`` likewise).
+            nested = {f"{key.lower()}_{k}": v for k, v in value.items()}
+            out.update(_toml_layer(nested, source, warnings))
+            continue
+        if key.lower() == "mcp":
+            # [mcp.servers.NAME] tables and [mcp] import = [".mcp.json"] (docs/mcp.md).
+            from pygent.mcp.config import specs_from_toml
+
+            out["mcp_servers"] = specs_from_toml(value, source)
             continue
         spec = _BY_KEY.get(key.lower())
         if spec is None:

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from pygent import events as ev
 from pygent.agent import Agent, TurnResult
+from pygent.budget import Budget, call_usage, carve, price_for
 from pygent.errors import PathError, PygentError
 from pygent.models import get_custom_model
 from pygent.persona import Persona
@@ -110,6 +111,7 @@ class _Task:
     done: concurrent.futures.Future[TaskInfo] = field(default_factory=concurrent.futures.Future)
     history_base: int = 0
     owns_model: bool = False
+    budget: Budget | None = None  # asked for by the caller; carved out of the parent's
 
     def info(self) -> TaskInfo:
         return TaskInfo(
@@ -264,6 +266,7 @@ class TaskManager:
         step_timeout: float | None = None,
         task_timeout: float | None = None,
         persona: Persona | str | None = None,
+        budget: Budget | None = None,
     ) -> str:
         """Start a sub-agent on ``prompt`` and return its task id at once.
 
@@ -279,6 +282,8 @@ class TaskManager:
                 else 1200).
             persona: a persona or the name of one of :attr:`personas`; default: the
                 next one in round-robin order.
+            budget: the task's budget (default: ``[task_budget]``, else a generous one);
+                always cut to what the parent session's budget has left.
 
         Raises:
             TaskError: nested delegation, an unknown persona, a bad file, a closed manager.
@@ -324,6 +329,7 @@ class TaskManager:
                 parent_rt=parent_rt,
                 step_timeout=step_limit,
                 task_timeout=task_limit,
+                budget=budget,
             )
             self._tasks[task.id] = task
             loop = self._ensure_loop()
@@ -428,6 +434,11 @@ class TaskManager:
         except concurrent.futures.TimeoutError:
             raise _SandboxTimeout from None
         agent = self._make_agent(task, runtime, settings)
+        parent_mcp = getattr(self._parent, "mcp", None)
+        if parent_mcp is not None:  # the task's sandbox starts its own MCP servers (docs/mcp.md)
+            from pygent.mcp.session import open_mcp_for_task
+
+            open_mcp_for_task(parent_mcp, agent, runtime)
         with self._lock:
             task.agent = agent
         agent.events.subscribe(lambda event: self._on_agent_event(task, event))
@@ -473,6 +484,13 @@ class TaskManager:
                 agent.gate.approver = approver
         if parent is not None:
             agent.gate.timeout = parent.gate.timeout
+            # The task's budget is carved out of what the session has left: a task can
+            # never spend more than its parent (and what it spends rolls up, below).
+            wanted = task.budget or Budget.for_task(settings)
+            agent.budget = carve(parent.budget, parent.usage.total, parent.budget_clock.elapsed,
+                                 wanted)
+        elif task.budget is not None:
+            agent.budget = task.budget
         # A model the sub-agent made for itself holds an HTTP client on this loop:
         # close it when the task ends. Shared models are closed at shutdown.
         shared = (self._model, parent.model if parent is not None else None, get_custom_model())
@@ -498,12 +516,22 @@ class TaskManager:
         with self._lock:
             runtime, agent = task.runtime, task.agent
         if agent is not None:
+            from pygent.mcp.session import close_mcp_of
+
+            close_mcp_of(agent)  # before the sandbox goes: no server process is left
             agent.close()
         if runtime is not None:
             runtime.cleanup()
 
     def _on_agent_event(self, task: _Task, event: ev.Event) -> None:
         agent = task.agent
+        parent = self._parent
+        if isinstance(event, ev.Usage) and parent is not None:
+            # Rolled up into the session's usage (and so into its budget checks).
+            model = agent.model_name if agent is not None else parent.model_name
+            parent.usage.record_task(task.id, call_usage(
+                event.prompt_tokens, event.completion_tokens, event.cached_tokens,
+                event.estimated, price_for(parent.settings.prices, model)))
         if agent is not None and isinstance(
             event, (ev.MessageDone, ev.ToolCallProposed, ev.TurnEnded)
         ):

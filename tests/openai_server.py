@@ -270,7 +270,11 @@ def _usage(request: dict[str, Any], completion: str, usage: Mapping[str, int] | 
         # Deterministic rough estimate: four characters a token.
         prompt = max(1, len(json.dumps(request.get("messages", []))) // 4)
         done = max(1, len(completion) // 4) if completion else 0
-    return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
+    out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": done,
+                           "total_tokens": prompt + done}
+    if usage is not None:  # extra fields as given (``prompt_tokens_details``...)
+        out.update({k: v for k, v in usage.items() if k not in out})
+    return out
 
 
 class _Completion:
@@ -641,7 +645,8 @@ class _Handler(BaseHTTPRequestHandler):
             owner._record(self, None, b"")
         if path == "/v1/models":
             data = [
-                {"id": m, "object": "model", "created": 0, "owned_by": "pygent-tests"}
+                {"id": m, "object": "model", "created": 0, "owned_by": "pygent-tests",
+                 **owner.model_info.get(m, {})}
                 for m in owner.models
             ]
             self._send_json(200, {"object": "list", "data": data})
@@ -950,6 +955,8 @@ class ScriptedOpenAIServer:
         self.port = port
         self.expected_api_key = expected_api_key  # when set, other keys get a 401
         self.models = list(models)
+        #: Extra metadata per model in ``GET /v1/models`` (e.g. ``{"context_length": 4096}``).
+        self.model_info: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._queue: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []

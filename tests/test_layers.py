@@ -14,6 +14,7 @@ FRONT_END_ONLY = {
     "rich": ("repl", "cli.py"),
     "prompt_toolkit": ("repl", "cli.py"),
     "aiohttp": ("web",),
+    "acp": ("acp",),  # the Agent Client Protocol SDK: pygent acp only
 }
 
 
@@ -40,12 +41,13 @@ def test_core_modules_never_import_front_ends() -> None:
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(PACKAGE)
-        if rel.parts[0] in ("lsp", "repl", "web", "cli.py", "oneshot.py", "__main__.py"):
+        if rel.parts[0] in ("lsp", "repl", "web", "acp", "cli.py", "oneshot.py", "__main__.py"):
             continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[:2] in (
-                ["pygent", "lsp"], ["pygent", "repl"], ["pygent", "web"], ["pygent", "cli"]):
+                ["pygent", "lsp"], ["pygent", "repl"], ["pygent", "web"], ["pygent", "acp"],
+                ["pygent", "cli"]):
                 offenders.append(f"{rel}: {node.module}")
     assert offenders == []
 

@@ -31,7 +31,8 @@ SECTION = "pygent"
 _FIELDS: dict[str, str] = {
     p.camel(a.name): a.name
     for a in attrs.fields(p.ServerConfiguration)
-    if a.name not in ("runtime", "sync_mode", "approval_timeout")
+    if a.name
+    not in ("runtime", "sync_mode", "approval_timeout", "follow_along", "diagnostic_matchers")
 }
 #: Every key of the configuration object, in the protocol's order.
 KEYS: tuple[str, ...] = tuple(p.camel(a.name) for a in attrs.fields(p.ServerConfiguration))
@@ -65,6 +66,10 @@ def section(data: Any) -> Any:
 
 def _convert(key: str, value: Any) -> Any:
     """One value, converted; ValueError says what was expected."""
+    if key == "diagnosticMatchers":
+        return _matchers(value)
+    if key == "followAlong":
+        return parse_setting("network", value)  # a boolean, read as every boolean is
     if isinstance(value, Mapping) or (isinstance(value, list) and key not in _LISTS):
         raise ValueError(f"expected a {'list' if key in _LISTS else 'single value'}, got {value!r}")
     if key == "runtime":
@@ -80,6 +85,25 @@ def _convert(key: str, value: Any) -> Any:
     if key == "approvalTimeout":
         return parse_setting("command_timeout", value)  # seconds, > 0
     return parse_setting(_FIELDS[key], value)
+
+
+def _matchers(value: Any) -> list[dict[str, Any]]:
+    """``diagnosticMatchers``: a list of matcher objects, each checked (its regular
+    expressions compiled, its groups present) so a bad one is reported now."""
+    from pygent.diagnostics.matchers import matcher_from_config
+
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of matcher objects, got {value!r}")
+    out = []
+    for i, entry in enumerate(value):
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"item {i}: expected an object with tool and pattern, got {entry!r}")
+        unknown = set(entry) - {"tool", "pattern", "command", "severity"}
+        if unknown:
+            raise ValueError(f"item {i}: unknown keys {sorted(unknown)}")
+        matcher_from_config(entry)  # raises ValueError naming the problem
+        out.append({k: entry[k] for k in ("tool", "pattern", "command", "severity") if entry.get(k)})
+    return out
 
 
 def parse(data: Any, where: str = SECTION, ignore: tuple[str, ...] = ()) -> Parsed:
@@ -169,6 +193,14 @@ class ClientConfiguration:
         return float(self.values.get("approvalTimeout", self.base_approval_timeout))
 
     @property
+    def follow_along(self) -> bool:
+        return bool(self.values.get("followAlong", False))
+
+    @property
+    def diagnostic_matchers(self) -> list[dict[str, Any]]:
+        return list(self.values.get("diagnosticMatchers", []))
+
+    @property
     def sync_mode(self) -> str | None:
         """The sync mode of new sessions that name none (None: the service's default)."""
         value = self.values.get("syncMode")
@@ -196,6 +228,8 @@ class ClientConfiguration:
             approval_timeout=self.approval_timeout,
             banned_commands=list(s.banned_commands),
             disabled_tools=list(s.disabled_tools),
+            follow_along=self.follow_along,
+            diagnostic_matchers=[str(m["tool"]) for m in self.diagnostic_matchers],
         )
 
     def result(self) -> p.ConfigurationResult:

@@ -27,6 +27,7 @@ from pygent.lsp.transcript import SessionLogs, history_updates
 from pygent.lsp.updates import ProgressReporter, UpdateChannel
 from pygent.service import SessionOptions
 from pygent.tasks import UnknownTaskError
+from pygent.timeline import RewindResult as RewindOutcome
 
 if TYPE_CHECKING:
     from pygent.lsp.server import PygentLanguageServer
@@ -34,6 +35,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, "str | int | None"], Awaitable[Any]]
+
+
+def _rewind_result(result: RewindOutcome) -> p.RewindResult:
+    return p.RewindResult(result.turn, result.files, result.conversation, list(result.restored),
+                          list(result.removed), list(result.kept), list(result.failed),
+                          result.messages_removed, result.can_redo)
 
 
 def _error(exc: PygentError) -> JsonRpcException:
@@ -88,6 +95,12 @@ class Handlers:
             p.SESSION_RESUME: self.session_resume,
             p.SESSION_SETTINGS: self.session_settings,
             p.SESSION_TRANSCRIPT: self.session_transcript,
+            p.SESSION_COMPACT: self.session_compact,
+            p.SESSION_USAGE: self.session_usage,
+            p.SESSION_TIMELINE: self.session_timeline,
+            p.SESSION_REWIND: self.session_rewind,
+            p.SESSION_REDO: self.session_redo,
+            p.SESSION_FORK: self.session_fork,
             p.TASK_LIST: self.task_list,
             p.TASK_STATUS: self.task_status,
             p.TASK_CANCEL: self.task_cancel,
@@ -100,6 +113,8 @@ class Handlers:
             p.TOOLS_ENABLE: self.tools_enable,
             p.TOOLS_DISABLE: self.tools_disable,
             p.CONFIGURATION: self.configuration,
+            p.WORKSPACE_DIAGNOSTICS: self.workspace_diagnostics,
+            p.MCP_STATUS: self.mcp_status,
         }
         table = {m: (p.SIGNATURES[m][0], impl) for m, impl in impls.items()}
         assert set(table) == set(p.REQUESTS), "every protocol request needs a handler"
@@ -140,7 +155,15 @@ class Handlers:
             assert self.server.loop is not None
             channel = UpdateChannel(self.server, session_id, self.server.loop)
             self.server.channels[session_id] = channel
-            self._unsubscribe[session_id] = self.service.subscribe(session_id, channel.push_event)
+            remove_updates = self.service.subscribe(session_id, channel.push_event)
+            # Its commands' problems reach this editor too (pygent.lsp.diagnostics).
+            remove_problems = self.server.diagnostics.watch(session_id)
+
+            def remove() -> None:
+                remove_updates()
+                remove_problems()
+
+            self._unsubscribe[session_id] = remove
         return channel
 
     def attached(self, session_id: str) -> bool:
@@ -159,6 +182,8 @@ class Handlers:
 
     def _options(self, params: Any) -> SessionOptions:
         sync_mode = params.sync_mode or self.server.configuration.sync_mode
+        # Not named by the request nor the configuration: the service's default.
+        default_sync: dict[str, Any] = {"sync_mode": sync_mode} if sync_mode else {}
         return SessionOptions(
             workspace_folder=params.workspace_folder,
             runtime=params.runtime,
@@ -166,8 +191,7 @@ class Handlers:
             model=params.model,
             approval_mode=params.approval_mode,
             title=getattr(params, "title", None),
-            # Not named by the request nor the configuration: the service's default.
-            **({"sync_mode": sync_mode} if sync_mode else {}),
+            **default_sync,
         )
 
     async def session_new(self, params: p.NewSessionParams, _token: Any) -> p.SessionInfo:
@@ -231,6 +255,7 @@ class Handlers:
         channel = self.server.channels.pop(params.session_id, None)
         if channel is not None:
             channel.close()
+        self.server.diagnostics.forget(params.session_id)  # its problems leave the editor
         return p.CloseResult(closed)
 
     async def session_settings(self, params: p.SessionSettingsParams, _token: Any) -> p.SessionInfo:
@@ -257,6 +282,21 @@ class Handlers:
         else:
             events = history_updates(list(live.agent.history))
         return {"events": events, "seq": channel.seq}
+
+    async def session_compact(self, params: p.CompactParams, _token: Any) -> p.CompactResult:
+        # The session's updates carry the `compaction` marker; the result says the same.
+        done = await self.service.get(params.session_id).agent.acompact(params.focus)
+        return p.CompactResult(done.ok, done.summary, done.replaced, done.tokens_before,
+                               done.tokens_after, done.error)
+
+    async def session_usage(self, params: p.SessionIdParams, _token: Any) -> p.UsageResult:
+        agent = self.service.get(params.session_id).agent
+        usage = agent.usage.to_dict()
+        return p.UsageResult(
+            usage["prompt_tokens"], usage["completion_tokens"], usage["cached_tokens"],
+            usage["calls"], usage["cost"], usage["estimated"], usage["context_tokens"],
+            usage["context_window"], usage["context_fill"], usage["compactions"],
+            dict(agent.budget.to_dict()))
 
     def _saved_history(self, session_id: str) -> list[dict[str, Any]]:
         if not self.service.store.path(session_id).exists():
@@ -395,6 +435,40 @@ class Handlers:
     async def workspace_discard(self, params: p.DiscardParams, _token: Any) -> p.DiscardResult:
         return p.DiscardResult(await self.service.discard(params.session_id, params.paths))
 
+    # --- the timeline: rewind, redo, fork -----------------------------------------------
+
+    async def session_timeline(self, params: p.SessionIdParams, _token: Any) -> p.TimelineResult:
+        session = self.service.get(params.session_id)
+        turns = await asyncio.to_thread(self.service.timeline, params.session_id)
+        return p.TimelineResult(
+            [p.TimelineTurn(t.id, t.turn, t.prompt, t.started,
+                            [p.TurnFile(f.path, f.kind) for f in t.files],
+                            t.can_restore_files, t.note) for t in turns],
+            session.agent.turn_log.can_redo,
+        )
+
+    async def session_rewind(self, params: p.RewindParams, _token: Any) -> p.RewindResult:
+        if params.dry_run:
+            session = self.service.get(params.session_id)
+            record = session.agent.turn_log.find(params.turn_id)
+            changes, kept = (
+                await self.service.rewind_preview(params.session_id, params.turn_id)
+                if params.files else ([], [])
+            )
+            return p.RewindResult(record.turn, params.files, params.conversation, kept=kept,
+                                  preview=[p.TurnFile(c.path, c.kind) for c in changes])
+        result = await self.service.rewind(params.session_id, params.turn_id,
+                                           files=params.files, conversation=params.conversation)
+        return _rewind_result(result)
+
+    async def session_redo(self, params: p.SessionIdParams, _token: Any) -> p.RewindResult:
+        return _rewind_result(await self.service.redo(params.session_id))
+
+    async def session_fork(self, params: p.ForkParams, _token: Any) -> p.SessionInfo:
+        session = await self.service.fork(params.session_id, params.turn_id)
+        self._channel(session.id)
+        return convert.session_info(self.service.summary(session))
+
     # --- tools --------------------------------------------------------------------------
 
     async def tools_list(self, params: p.SessionIdParams, _token: Any) -> p.ToolListResult:
@@ -408,6 +482,30 @@ class Handlers:
     async def tools_disable(self, params: p.ToolsParams, _token: Any) -> p.ToolListResult:
         return convert.tool_list(
             self.service.set_tools_enabled(params.session_id, params.names, False)
+        )
+
+    async def workspace_diagnostics(
+        self, params: p.EditorDiagnosticsParams, _token: Any
+    ) -> p.EditorDiagnosticsResult:
+        return self.server.diagnostics.editor_report(params)
+
+    async def mcp_status(self, params: p.SessionIdParams, _token: Any) -> p.McpStatusResult:
+        servers = self.service.mcp_status(params.session_id)
+        return p.McpStatusResult(
+            servers=[
+                p.McpServerInfo(
+                    name=s.name,
+                    state=s.state,
+                    where=s.where,
+                    transport=s.transport,
+                    tools=list(s.tools),
+                    reason=s.reason,
+                    restarts=s.restarts,
+                    description=s.description,
+                    left_out=list(s.disabled_tools),
+                )
+                for s in servers
+            ]
         )
 
     # --- configuration ------------------------------------------------------------------

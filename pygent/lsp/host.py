@@ -92,8 +92,22 @@ class SharedSessions:
         """Bind to the running loop, log every session's updates, reap idle sessions."""
         self.loop = asyncio.get_running_loop()
         self._unsubscribe = self.service.subscribe_all(self.logs.record)
+        self._start_pool()
         if self.idle_timeout is not None:
             self._reaper = asyncio.ensure_future(self._reap())
+
+    def _start_pool(self) -> None:
+        """The warm pool (``pool_size`` > 0, an explicit choice): Docker sandboxes for
+        sessions to take, started now for the default kind and refilled in the background."""
+        s = self.settings
+        if s.pool_size <= 0:
+            return
+        from pygent.runtime.facade import docker_options
+        from pygent.runtime.pool import SandboxPool
+
+        pool = SandboxPool(s, size=s.pool_size, idle=s.pool_idle)
+        self.service.pool = pool
+        pool.start(warm=docker_options(s))
 
     async def aclose(self) -> None:
         """Cancel every turn and remove every sandbox (the process is stopping)."""
@@ -135,6 +149,7 @@ class SharedSessions:
             "clients": len(self.servers),
             "idleTimeout": self.idle_timeout,
             "sessions": sessions,
+            **({"pool": self.service.pool.status()} if self.service.pool is not None else {}),
             **self.status_extra,
         }
 

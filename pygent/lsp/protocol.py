@@ -46,6 +46,12 @@ SESSION_CLOSE = "pygent/session/close"
 SESSION_RESUME = "pygent/session/resume"
 SESSION_SETTINGS = "pygent/session/settings"
 SESSION_TRANSCRIPT = "pygent/session/transcript"
+SESSION_COMPACT = "pygent/session/compact"
+SESSION_USAGE = "pygent/session/usage"
+SESSION_TIMELINE = "pygent/session/timeline"
+SESSION_REWIND = "pygent/session/rewind"
+SESSION_REDO = "pygent/session/redo"
+SESSION_FORK = "pygent/session/fork"
 TASK_LIST = "pygent/task/list"
 TASK_STATUS = "pygent/task/status"
 TASK_CANCEL = "pygent/task/cancel"
@@ -58,6 +64,8 @@ TOOLS_LIST = "pygent/tools/list"
 TOOLS_ENABLE = "pygent/tools/enable"
 TOOLS_DISABLE = "pygent/tools/disable"
 CONFIGURATION = "pygent/configuration"
+WORKSPACE_DIAGNOSTICS = "pygent/workspace/diagnostics"
+MCP_STATUS = "pygent/mcp/status"
 
 #: Every client -> server request, in documentation order.
 REQUESTS: tuple[str, ...] = (
@@ -69,6 +77,12 @@ REQUESTS: tuple[str, ...] = (
     SESSION_RESUME,
     SESSION_SETTINGS,
     SESSION_TRANSCRIPT,
+    SESSION_COMPACT,
+    SESSION_USAGE,
+    SESSION_TIMELINE,
+    SESSION_REWIND,
+    SESSION_REDO,
+    SESSION_FORK,
     TASK_LIST,
     TASK_STATUS,
     TASK_CANCEL,
@@ -81,6 +95,8 @@ REQUESTS: tuple[str, ...] = (
     TOOLS_ENABLE,
     TOOLS_DISABLE,
     CONFIGURATION,
+    WORKSPACE_DIAGNOSTICS,
+    MCP_STATUS,
 )
 
 # --- methods: server -> client -----------------------------------------------------------------
@@ -247,6 +263,121 @@ class TranscriptResult:
 
     events: list[ev.Event]
     seq: int
+
+
+@attrs.define
+class CompactParams:
+    """``pygent/session/compact``: summarise the older part of the conversation now;
+    ``focus`` says what the summary should keep above all."""
+
+    session_id: str
+    focus: str = ""
+
+
+@attrs.define
+class CompactResult:
+    """``ok``: the summary replaces ``replaced`` older messages in the next requests (the
+    history keeps them all); ``tokensBefore``/``tokensAfter``: the request's estimated
+    size. Not ``ok``: ``error`` says why and the conversation is unchanged."""
+
+    ok: bool
+    summary: str
+    replaced: int
+    tokens_before: int
+    tokens_after: int
+    error: str
+
+
+@attrs.define
+class UsageResult:
+    """``pygent/session/usage``: the session's usage, its delegated tasks included.
+    ``cost`` is null when a model has no price; ``contextFill`` is the last request's
+    share of ``contextWindow``; ``budget`` holds the limits (null: none)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    calls: int
+    cost: float | None
+    estimated: bool
+    context_tokens: int
+    context_window: int
+    context_fill: float
+    compactions: int
+    budget: dict[str, float | None]
+
+
+@attrs.define
+class TurnFile:
+    """A file a turn changed, or a rewind would restore. ``kind``: added, modified or deleted."""
+
+    path: str
+    kind: str
+
+
+@attrs.define
+class TimelineTurn:
+    """One turn of ``pygent/session/timeline``. ``turnId`` (``<sessionId>:<turn>``) names it
+    in ``pygent/session/rewind`` and ``fork``; ``files`` are what the turn changed;
+    ``canRestoreFiles`` false means only its conversation can be rewound (``note`` says why).
+    ``started``: seconds since the epoch."""
+
+    turn_id: str
+    turn: int
+    prompt: str
+    started: float
+    files: list[TurnFile] = attrs.Factory(list)
+    can_restore_files: bool = True
+    note: str = ""
+
+
+@attrs.define
+class TimelineResult:
+    """``pygent/session/timeline``: the session's turns, oldest first; ``canRedo``: a
+    rewind can be undone with ``pygent/session/redo``."""
+
+    turns: list[TimelineTurn] = attrs.Factory(list)
+    can_redo: bool = False
+
+
+@attrs.define
+class RewindParams:
+    """``pygent/session/rewind``: go back to before ``turnId`` (from the timeline; a bare
+    turn number is accepted too). ``files``/``conversation``: what to rewind (both by
+    default). ``dryRun``: change nothing, return in ``preview`` the files that would be
+    restored and in ``kept`` those left alone (edited by the user since, mount mode)."""
+
+    session_id: str
+    turn_id: str
+    files: bool = True
+    conversation: bool = True
+    dry_run: bool = False
+
+
+@attrs.define
+class RewindResult:
+    """What a rewind or redo did: files restored, removed (made since), kept (edited by the
+    user since), failed; ``messagesRemoved`` taken off the conversation (a redo: negative,
+    put back); ``canRedo`` whether ``pygent/session/redo`` would undo it."""
+
+    turn: int
+    files: bool
+    conversation: bool
+    restored: list[str] = attrs.Factory(list)
+    removed: list[str] = attrs.Factory(list)
+    kept: list[str] = attrs.Factory(list)
+    failed: list[str] = attrs.Factory(list)
+    messages_removed: int = 0
+    can_redo: bool = False
+    preview: list[TurnFile] = attrs.Factory(list)
+
+
+@attrs.define
+class ForkParams:
+    """``pygent/session/fork``: a new session as ``sessionId`` was before ``turnId``."""
+
+    session_id: str
+    turn_id: str
 
 
 @attrs.define
@@ -454,7 +585,42 @@ class ToolListResult:
     tools: list[ToolInfo]
 
 
+@attrs.define
+class McpServerInfo:
+    """One MCP server of a session (docs/mcp.md). `state`: starting, ready, restarting,
+    failed, disabled or stopped; `where`: sandbox, host or remote; `reason`: why it
+    failed or last exited; `leftOut`: tools not offered, each with why."""
+
+    name: str
+    state: str
+    where: str
+    transport: str
+    tools: list[str] = attrs.Factory(list)
+    reason: str = ""
+    restarts: int = 0
+    description: str = ""
+    left_out: list[str] = attrs.Factory(list)
+
+
+@attrs.define
+class McpStatusResult:
+    servers: list[McpServerInfo]
+
+
 # --- configuration ------------------------------------------------------------------------------
+
+
+@attrs.define
+class DiagnosticMatcher:
+    """A user's output matcher: `pattern` is a regular expression over the command's
+    output with the named groups `file`, `line`, `message` (optional `col`, `end_line`,
+    `end_col`, `severity`, `code`); `command` a regular expression searched in the
+    command line (default: the tool's name); `severity` when the output names none."""
+
+    tool: str
+    pattern: str
+    command: str | None = None
+    severity: Literal["error", "warning", "information", "hint"] | None = None
 
 
 @attrs.define
@@ -487,6 +653,63 @@ class ServerConfiguration:
     approval_timeout: float | None = None
     banned_commands: list[str] | None = None
     disabled_tools: list[str] | None = None
+    #: Reveal the file the agent reads or edits (`window/showDocument`); off by default.
+    follow_along: bool | None = None
+    #: More output matchers for sandbox diagnostics (docs/diagnostics.md).
+    diagnostic_matchers: list[DiagnosticMatcher] | None = None
+
+
+@attrs.define
+class EditorPosition:
+    """A position as LSP writes it (0-based line and character)."""
+
+    line: int
+    character: int
+
+
+@attrs.define
+class EditorRange:
+    start: EditorPosition
+    end: EditorPosition
+
+
+@attrs.define
+class EditorDiagnostic:
+    """One problem the editor shows, as LSP's `Diagnostic` (severity 1 error, 2 warning,
+    3 information, 4 hint; missing: error)."""
+
+    range: EditorRange
+    message: str
+    severity: int | None = None
+    source: str | None = None
+    code: str | int | None = None
+
+
+@attrs.define
+class FileDiagnostics:
+    """Every problem of one file (an empty list clears the file)."""
+
+    uri: str
+    diagnostics: list[EditorDiagnostic]
+
+
+@attrs.define
+class EditorDiagnosticsParams:
+    """`pygent/workspace/diagnostics`: the problems the editor knows, for the agent's
+    `diagnostics` tool (VS Code sends `vscode.languages.getDiagnostics()`). Each file's
+    list replaces its earlier one; `replaceAll` clears every file not listed. Files
+    outside the editor's workspace folders are ignored."""
+
+    files: list[FileDiagnostics]
+    replace_all: bool = False
+
+
+@attrs.define
+class EditorDiagnosticsResult:
+    """How many files and problems Pygent now holds from the editor."""
+
+    files: int
+    problems: int
 
 
 @attrs.define
@@ -522,6 +745,9 @@ class EffectiveConfiguration:
     approval_timeout: float
     banned_commands: list[str]
     disabled_tools: list[str]
+    follow_along: bool = False
+    #: The tools of the client's `diagnosticMatchers`, in order.
+    diagnostic_matchers: list[str] = attrs.Factory(list)
 
 
 @attrs.define
@@ -557,6 +783,7 @@ ToolCallStartedUpdate = ev.ToolCallStarted
 ToolOutputUpdate = ev.ToolOutput
 ToolCallFinishedUpdate = ev.ToolCallFinished
 UsageUpdate = ev.Usage
+CompactionUpdate = ev.Compaction
 NoticeUpdate = ev.Notice
 TaskStatusUpdate = ev.TaskStatus
 TurnEndedUpdate = ev.TurnEnded
@@ -643,6 +870,12 @@ SIGNATURES: dict[str, tuple[type, type]] = {
     SESSION_RESUME: (ResumeSessionParams, SessionInfo),
     SESSION_SETTINGS: (SessionSettingsParams, SessionInfo),
     SESSION_TRANSCRIPT: (SessionIdParams, TranscriptResult),
+    SESSION_COMPACT: (CompactParams, CompactResult),
+    SESSION_USAGE: (SessionIdParams, UsageResult),
+    SESSION_TIMELINE: (SessionIdParams, TimelineResult),
+    SESSION_REWIND: (RewindParams, RewindResult),
+    SESSION_REDO: (SessionIdParams, RewindResult),
+    SESSION_FORK: (ForkParams, SessionInfo),
     TASK_LIST: (SessionIdParams, TaskListResult),
     TASK_STATUS: (TaskParams, TaskInfo),
     TASK_CANCEL: (TaskParams, CancelResult),
@@ -655,6 +888,8 @@ SIGNATURES: dict[str, tuple[type, type]] = {
     TOOLS_ENABLE: (ToolsParams, ToolListResult),
     TOOLS_DISABLE: (ToolsParams, ToolListResult),
     CONFIGURATION: (ConfigurationParams, ConfigurationResult),
+    WORKSPACE_DIAGNOSTICS: (EditorDiagnosticsParams, EditorDiagnosticsResult),
+    MCP_STATUS: (SessionIdParams, McpStatusResult),
     REQUEST_PERMISSION: (RequestPermissionParams, RequestPermissionResult),
 }
 #: Notification -> params type.

@@ -318,6 +318,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if status.get("page"):
             print(f"  chat page: {status['page']}")
+        pool = status.get("pool")
+        if pool:  # the warm pool (pygent.runtime.pool)
+            print(
+                f"  warm pool: {pool['ready']} ready, {pool['starting']} starting "
+                f"(size {pool['size']} per kind, {pool['keys']} kind(s)); "
+                f"{pool['hits']} session(s) took one, {pool['misses']} started cold"
+            )
         _print_sessions(status)
         return 0
     pid = hs.running_pid(settings.host_dir)

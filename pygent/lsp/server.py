@@ -25,7 +25,10 @@ from pygls.lsp.server import LanguageServer
 from pygent import __version__
 from pygent.errors import PygentError
 from pygent.lsp.approver import DEFAULT_TIMEOUT, LspApprover
+from pygent.lsp.code_actions import register as register_code_actions
 from pygent.lsp.configuration import ClientConfiguration
+from pygent.lsp.diagnostics import SandboxDiagnostics
+from pygent.lsp.diagnostics import register as register_diagnostics
 from pygent.lsp.handlers import Handlers
 from pygent.lsp.rpc import PygentProtocol, converter_factory
 from pygent.lsp.transport import (
@@ -90,8 +93,21 @@ class PygentLanguageServer(LanguageServer):
             if service is not None
             else SessionService(settings, approver_factory=self._approver, model=model)
         )
+        if self.owns_service and settings.pool_size > 0:
+            # A long-running `pygent lsp` keeps its own warm pool (pygent.runtime.pool);
+            # the service closes it with the sessions.
+            from pygent.runtime.facade import docker_options
+            from pygent.runtime.pool import SandboxPool
+
+            pool = SandboxPool(settings, size=settings.pool_size, idle=settings.pool_idle)
+            self.service.pool = pool
+            pool.start(warm=docker_options(settings))
+        #: Problems both ways: the sandbox's to the editor, the editor's to the agent.
+        self.diagnostics = SandboxDiagnostics(self)
         self.handlers = Handlers(self)
         self.handlers.register()
+        register_diagnostics(self)
+        register_code_actions(self)
         self._connection: asyncio.Future[str] | None = None
         self._closing: asyncio.Future[None] | None = None
 
@@ -116,6 +132,7 @@ class PygentLanguageServer(LanguageServer):
         for channel in list(self.channels.values()):
             channel.close()
         self.channels.clear()
+        self.diagnostics.close()
 
     def stop(self) -> None:
         """End the connection (the ``exit`` notification, a dead client)."""

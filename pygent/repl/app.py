@@ -119,7 +119,7 @@ class Repl:
             persona=self.settings.persona_name,
             model=self.settings.model,
             where=self.runtime.describe(),
-            isolated=self.runtime.use_docker,
+            isolated=self.runtime.isolated,
             workspace=str(self.runtime.workspace),
             notices=self.runtime.notices,
         )
@@ -141,7 +141,7 @@ class Repl:
         problem = self.probe.result() if self.probe is not None else None
         if problem:
             self.plain.line((f"warning: {problem}", "bold yellow"))
-        ask = describe_approvals(self.settings.effective_approval_mode(), self.runtime.use_docker)
+        ask = describe_approvals(self.settings.effective_approval_mode(), self.runtime.isolated)
         self.plain.line(
             (f"approvals: {ask} · /help for commands · Ctrl-C stops a turn · Ctrl-D quits", "dim")
         )

@@ -1,4 +1,5 @@
-"""The built-in slash commands: /help /cmd /cp /new /save /tools /banned /confirm-bash /usage /exit."""
+"""The built-in slash commands: /help /cmd /cp /new /save /tools /mcp /banned /confirm-bash /usage
+/compact /undo /rewind /redo /fork /exit."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pygent import events as ev
+from pygent.errors import PygentError
 from pygent.repl import snapshot
 from pygent.repl.slash import ReplContext, SlashCommand, SlashCommands
 
@@ -123,6 +125,26 @@ async def cmd_tools(ctx: ReplContext, arg: str) -> None:
     ctx.renderer.info(f"{name} {action}d")
 
 
+async def cmd_mcp(ctx: ReplContext, arg: str) -> None:
+    """The session's MCP servers: state, where they run, tools, why one failed."""
+    manager = getattr(ctx.agent, "mcp", None)
+    if manager is None:
+        ctx.renderer.info("no MCP servers: add [mcp.servers.NAME] to pygent.toml (docs/mcp.md)")
+        return
+    styles = {"ready": "green", "failed": "red", "restarting": "yellow", "starting": "yellow"}
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    for st in manager.status():
+        where = Text(st.where, style="bold red" if st.where == "host" else "dim")
+        count = f"{len(st.tools)} tools" if st.state == "ready" else ""
+        table.add_row(Text(st.name, style="bold"), Text(st.state, style=styles.get(st.state, "dim")),
+                      where, Text(count), Text(st.description, style="dim"))
+        if st.reason:
+            table.add_row("", Text(st.reason.splitlines()[0], style="red"), "", "", "")
+        for note in st.disabled_tools:
+            table.add_row("", Text("left out", style="yellow"), "", "", Text(note, style="dim"))
+    ctx.renderer.console.print(table)
+
+
 async def cmd_banned(ctx: ReplContext, arg: str) -> None:
     policy = ctx.agent.policy
     action, _, command = arg.partition(" ")
@@ -182,6 +204,142 @@ async def cmd_usage(ctx: ReplContext, arg: str) -> None:
     ctx.renderer.print_usage()
 
 
+async def cmd_compact(ctx: ReplContext, arg: str) -> None:
+    # The compaction event draws the marker with the summary; a failure is a notice.
+    try:
+        await ctx.cancellable(ctx.agent.acompact(arg.strip()))
+    except PygentError as exc:
+        ctx.renderer.error(exc.user_message())
+
+
+# --- the timeline: /undo /rewind /redo /fork (pygent/timeline.py) -------------------------
+
+_WHAT = {"files": (True, False), "conversation": (False, True), "both": (True, True)}
+
+
+def _changed(files: tuple, limit: int = 6) -> str:
+    shown = ", ".join(f"{'+' if f.kind == 'added' else '-' if f.kind == 'deleted' else '~'}{f.path}"
+                      for f in files[:limit])
+    more = f" (+{len(files) - limit} more)" if len(files) > limit else ""
+    return (shown + more) if files else "no file changes"
+
+
+async def _rewind(ctx: ReplContext, turn: int | str, what: str, confirmed: bool, again: str) -> None:
+    files, conversation = _WHAT[what]
+    agent = ctx.agent
+    if files:
+        try:
+            changes, kept = await asyncio.to_thread(agent.turn_log.preview, turn)
+        except PygentError as exc:
+            if conversation:  # no checkpoint: the conversation alone can still go back
+                ctx.renderer.info(f"{exc}; rewinding the conversation only", "yellow")
+                files = False
+            else:
+                ctx.renderer.error(exc.user_message())
+                return
+        else:
+            if changes and agent.turn_log.guard_user_edits and not confirmed:
+                # Your real folder (-w): say what will be written before writing it.
+                ctx.renderer.info(f"this rewinds files in {agent.runtime.workspace}: "
+                                  + _changed(tuple(changes), limit=12))
+                if kept:
+                    ctx.renderer.info("kept as you edited them since: " + ", ".join(kept), "yellow")
+                ctx.renderer.info(f"type `{again} yes` to go ahead")
+                return
+    try:
+        result = await asyncio.to_thread(agent.rewind, turn, files, conversation)
+    except PygentError as exc:
+        ctx.renderer.error(exc.user_message())
+        return
+    done = []
+    if result.files:
+        done.append(f"{len(result.restored)} file(s) restored, {len(result.removed)} removed")
+    if result.conversation:
+        done.append(f"{result.messages_removed} message(s) taken off the conversation")
+        ctx.transcript.add("rewind", f"rewound to before turn {result.turn}")
+    ctx.renderer.info(f"rewound to before turn {result.turn}: " + "; ".join(done)
+                      + " (/redo undoes it)")
+    if result.kept:
+        ctx.renderer.info("kept as you edited them since: " + ", ".join(result.kept), "yellow")
+    if result.failed:
+        ctx.renderer.error("could not restore: " + ", ".join(result.failed))
+
+
+async def cmd_undo(ctx: ReplContext, arg: str) -> None:
+    turns = ctx.agent.timeline()
+    if not turns:
+        ctx.renderer.error("nothing to undo: no turn yet")
+        return
+    parts = arg.split()
+    confirmed = "yes" in parts
+    what = ([p for p in parts if p != "yes"] or ["both"])[0]
+    if what not in _WHAT:
+        ctx.renderer.error("usage: /undo [files|conversation|both] [yes]")
+        return
+    await _rewind(ctx, turns[-1].turn, what, confirmed, f"/undo {what}")
+
+
+async def cmd_rewind(ctx: ReplContext, arg: str) -> None:
+    parts = arg.split()
+    if not parts:
+        turns = await asyncio.to_thread(ctx.agent.timeline)
+        if not turns:
+            ctx.renderer.info("no turns yet")
+            return
+        table = Table(box=None, show_header=True, pad_edge=False)
+        table.add_column("turn", justify="right")
+        table.add_column("prompt")
+        table.add_column("changed")
+        for t in turns:
+            changed = _changed(t.files) if t.can_restore_files else f"(files: {t.note})"
+            table.add_row(str(t.turn), Text(t.prompt.splitlines()[0][:50] if t.prompt else ""),
+                          Text(changed))
+        ctx.renderer.group(table, Text("/rewind N [files|conversation|both] goes back to "
+                                       "before turn N (default both)", style="dim"))
+        return
+    confirmed = parts[-1] == "yes" and len(parts) > 1
+    if confirmed:
+        parts = parts[:-1]
+    what = parts[1] if len(parts) > 1 else "both"
+    if what not in _WHAT or len(parts) > 2:
+        ctx.renderer.error("usage: /rewind [N [files|conversation|both] [yes]]")
+        return
+    turn: int | str = int(parts[0]) if parts[0].isdigit() else parts[0]
+    await _rewind(ctx, turn, what, confirmed, f"/rewind {parts[0]} {what}")
+
+
+async def cmd_redo(ctx: ReplContext, arg: str) -> None:
+    try:
+        result = await asyncio.to_thread(ctx.agent.redo)
+    except PygentError as exc:
+        ctx.renderer.error(exc.user_message())
+        return
+    ctx.renderer.info(f"redone: back to where you were before rewinding to turn {result.turn}")
+
+
+async def cmd_fork(ctx: ReplContext, arg: str) -> None:
+    turns = ctx.agent.timeline()
+    text = arg.strip()
+    if not turns:
+        ctx.renderer.error("nothing to fork: no turn yet")
+        return
+    turn: int | str = int(text) if text.isdigit() else (text or turns[-1].turn)
+    from pygent.store import SessionStore
+
+    store = SessionStore(ctx.agent.settings.sessions_dir)
+    history = store.path(store.new_id())
+    history.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        agent = await ctx.cancellable(asyncio.to_thread(ctx.agent.fork, turn,
+                                                        history_file=history))
+    except PygentError as exc:
+        ctx.renderer.error(exc.user_message())
+        return
+    ctx.replace_agent(agent)
+    ctx.renderer.info(f"forked before turn {turn} into a new session with its own sandbox "
+                      f"({agent.runtime.workspace}); the old one is kept as it was")
+
+
 async def cmd_exit(ctx: ReplContext, arg: str) -> None:
     ctx.request_exit()
 
@@ -226,6 +384,14 @@ BUILTINS = [
         cmd_tools,
     ),
     SlashCommand(
+        "/mcp",
+        "/mcp",
+        "Show the MCP servers: state, where they run, their tools.",
+        cmd_mcp,
+        "Their tools are named mcp__SERVER__TOOL in /tools. Servers run in the sandbox "
+        "unless configured with where = \"host\" (see docs/mcp.md).",
+    ),
+    SlashCommand(
         "/banned",
         "/banned [list|add CMD|remove CMD]",
         "List, add or remove commands the agent may never run.",
@@ -242,6 +408,38 @@ BUILTINS = [
     ),
     SlashCommand(
         "/usage", "/usage [on|off]", "Show token usage; on/off: after every turn.", cmd_usage
+    ),
+    SlashCommand(
+        "/compact",
+        "/compact [FOCUS]",
+        "Summarise the older conversation to free context; FOCUS: what to keep.",
+        cmd_compact,
+        "The model writes the summary; recent turns stay verbatim and the history file "
+        "keeps everything. Sessions also compact on their own near the context limit.",
+    ),
+    SlashCommand(
+        "/undo",
+        "/undo [files|conversation|both] [yes]",
+        "Undo the last turn: its file changes and its messages.",
+        cmd_undo,
+        "The same as /rewind N for the last turn. /redo puts it back.",
+    ),
+    SlashCommand(
+        "/rewind",
+        "/rewind [N [files|conversation|both] [yes]]",
+        "List the turns with what each changed, or go back to before turn N.",
+        cmd_rewind,
+        "Restores the workspace's files, the conversation, or both (default). In your own "
+        "folder (-w) it first lists the files it would write: add `yes` to go ahead. "
+        "Files you edited since the last turn are kept (listed). /redo undoes it.",
+    ),
+    SlashCommand("/redo", "/redo", "Undo the last /rewind or /undo.", cmd_redo),
+    SlashCommand(
+        "/fork",
+        "/fork [N]",
+        "Continue in a new session as this one was before turn N (default: the last).",
+        cmd_fork,
+        "The new session has its own sandbox and workspace; this one is kept as it is.",
     ),
     SlashCommand("/exit", "/exit", "Leave Pygent (the sandbox is removed).", cmd_exit),
 ]

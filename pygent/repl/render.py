@@ -155,6 +155,7 @@ class Renderer:
         self._in_turn = False
         self.last_turn_usage = (0, 0)
         self.totals = (0, 0)
+        self.last_usage: ev.Usage | None = None  # the latest: cached tokens, cost, context fill
         #: Some figure is Pygent's estimate (the server reported no usage): the last
         #: turn's, and the session's (sticky: the totals include the estimate from then on).
         self.last_turn_estimated = False
@@ -405,6 +406,18 @@ class Renderer:
         self._turn_estimated = self._turn_estimated or event.estimated
         self.totals = (event.total_prompt_tokens, event.total_completion_tokens)
         self.totals_estimated = self.totals_estimated or event.estimated
+        self.last_usage = event
+
+    def _on_compaction(self, event: ev.Compaction) -> None:
+        if not event.ok:
+            return  # the notice that follows says why; nothing changed
+        self._finish_text()
+        how = "automatically" if event.automatic else "on request"
+        line = (f"⟲ compacted {how}: {event.replaced} older message(s) summarised "
+                f"(~{event.tokens_before:,} → ~{event.tokens_after:,} tokens; the history keeps them)")
+        self.console.print(Text(line, style="magenta"))
+        self.console.print(Text(make_visible(event.summary), style="dim"))
+        self.transcript.add("compaction", event.summary)
 
     def _on_notice(self, event: ev.Notice) -> None:
         self._finish_text()
@@ -431,12 +444,19 @@ class Renderer:
                 Text("⏹ cancelled: the turn was stopped; the session goes on", style="yellow")
             )
             self.transcript.add("cancelled", "the turn was cancelled")
+        elif event.stop_reason == ev.StopReason.BUDGET:
+            # The error notice above named the limit; say how to go on.
+            self.console.print(Text("⏹ stopped by the budget (see /usage; raise it with "
+                                    "PYGENT_BUDGET_* or [budget] in pygent.toml)", style="yellow"))
         if self.show_usage:
             self.print_usage()
 
     def print_usage(self) -> None:
         """One line: the last turn's tokens and the session's totals; ``~`` marks estimates."""
         self.console.print(Text(self.usage_line(), style="dim"))
+        extra = self.context_line()
+        if extra:  # cost and context fill on a line of their own (docs/long-sessions.md)
+            self.console.print(Text(extra, style="dim"))
 
     def usage_line(self) -> str:
         """``tokens: 1,234 in · 56 out this turn (session: ...)``; estimated counts read
@@ -455,6 +475,22 @@ class Renderer:
         if turn or session:
             line += " · estimated: the server reported no token usage"
         return line
+
+    def context_line(self) -> str:
+        """``cached 1,200 · cost $0.0019 · context 10% of 10,000 · 2 calls`` (the session's),
+        or "" before the first counted model call."""
+        last = self.last_usage
+        if last is None or not last.total_calls:  # nothing counted yet (or an older producer)
+            return ""
+        parts = [f"{last.total_calls:,} model call{'' if last.total_calls == 1 else 's'}"]
+        if last.total_cached_tokens:
+            parts.append(f"cached {last.total_cached_tokens:,}")
+        if last.total_cost is not None:
+            parts.append(f"cost ${last.total_cost:.4f}")
+        if last.context_window:
+            fill = last.context_tokens / last.context_window
+            parts.append(f"context {fill:.0%} of {last.context_window:,}")
+        return " · ".join(parts)
 
     # --- messages from the REPL itself ------------------------------------------------------
 

@@ -46,6 +46,7 @@ from pygent.runtime.overlay import OverlayLayers
 from pygent.runtime.ownership import LABEL_MANAGED, owner_alive, owner_labels
 from pygent.runtime.sandbox_env import sandbox_environment
 from pygent.runtime.shell import PersistentShell, Running
+from pygent.runtime.transfer import WorkspaceTransfer
 
 if TYPE_CHECKING:
     import docker
@@ -69,6 +70,8 @@ WATCH_INTERVAL = 1.0
 PAUSE_GRACE = 5.0
 #: How long to wait for a restarting daemon before giving up on a recovery.
 DAEMON_RETRY = 30.0
+#: Seconds a remote engine's container outlives a dropped connection (see KEEPER).
+REMOTE_OWNER_GRACE = 30
 #: How long a close waits for a container creation still running when it came.
 CREATE_SETTLE_TIMEOUT = 30.0
 
@@ -98,6 +101,7 @@ class DockerOptions:
     read_only: bool = True  # read-only root filesystem
     shm_size: str = "64m"
     pull: bool = True  # pull the image when it is missing locally
+    runtime: str | None = None  # OCI runtime ("runsc": gVisor); None: the engine's default
 
 
 def _brief(exc: BaseException) -> str:
@@ -180,10 +184,14 @@ class DockerBackend:
         output_limit: int = 64 * 1024 * 1024,
         on_progress: ProgressCallback | None = None,
         overlay: OverlayLayers | None = None,
+        transfer: bool = False,
     ) -> None:
         """
         Args:
             workspace: host directory bind-mounted at /workspace (created if missing).
+            transfer: the engine cannot see ``workspace`` (a remote engine): /workspace
+                is a volume on the engine kept equal to ``workspace`` around each command
+                (see :mod:`pygent.runtime.transfer`).
             overlay: copy-on-write layers: /workspace is then an overlay volume over
                 them (``workspace`` is not mounted).
             options: container settings; the defaults are the hardened ones.
@@ -211,9 +219,27 @@ class DockerBackend:
         self.recoveries = 0
         self.overlay = overlay
         self.volume_name: str | None = None  # the overlay volume, made with the first container
+        #: Container names start with this; the warm pool's are "pygent-pool" until taken
+        #: (pygent.runtime.pool), so `docker ps` and the reaper tell idle ones apart.
+        self.name_prefix = "pygent"
+        self.transfer = WorkspaceTransfer(self.workspace, self.user) if transfer else None
+        #: A remote engine's container waits this long for a dropped connection to come
+        #: back before its keeper stops it (a local one stops at once).
+        self._owner_grace = REMOTE_OWNER_GRACE if transfer else 0
+        self._command_transport: DockerShellTransport | None = None
+        #: Transferred workspace: (container id, exec stream, receiver) of the lister.
+        self._lister: tuple[str, Any, Any] | None = None
 
     def describe(self) -> str:
-        return f"Docker ({self.options.image})"
+        from pygent.runtime.gvisor import runtime_label
+
+        label = runtime_label(self.options.runtime)
+        text = f"Docker {label} ({self.options.image})" if label else f"Docker ({self.options.image})"
+        if self.transfer is not None:
+            from pygent.runtime.remote import endpoint
+
+            text += f" on {endpoint().describe()}, workspace transferred"
+        return text
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -231,6 +257,8 @@ class DockerBackend:
                 raise SandboxError("this Docker sandbox was closed")
             self.workspace.mkdir(parents=True, exist_ok=True)
             self.workspace = self.workspace.resolve()
+            if self.transfer is not None:
+                self.transfer.mirror = self.workspace
             self._client = await asyncio.to_thread(connect)
             await asyncio.to_thread(self._prepare)
             try:
@@ -249,6 +277,12 @@ class DockerBackend:
             _reaped = True
             reap_orphans(self._client)
             _reap_volumes(self._client)
+        if self.options.runtime:  # an unregistered runtime: say how to register it
+            from pygent.runtime.gvisor import check_runtime
+
+            warning = check_runtime(self._client, self.options.runtime, network=self.options.network)
+            if warning and self._on_progress is not None:
+                self._on_progress(warning)  # shown with the session's notices
         ensure_image(
             self._client, self.options.image, pull=self.options.pull, progress=self._on_progress
         )
@@ -259,6 +293,9 @@ class DockerBackend:
         transport = self._transport
         if transport is not None:
             transport.abort()  # the container is removed below: no need to kill one by one
+        lister, self._lister = self._lister, None
+        if lister is not None:
+            lister[1].close()
         await self._shell.close()
         await self._discard_container()
         if self.volume_name is not None:
@@ -282,6 +319,8 @@ class DockerBackend:
     def _workspace_mount(self) -> Any:
         """/workspace: the bind mount, or the session's overlay volume (made once)."""
         sdk = import_docker()
+        if self.transfer is not None:
+            return self._transfer_volume()
         if self.overlay is None:
             # A Mount, not a "src:dst" bind string: a ':' in the path stays a path.
             return sdk.types.Mount(WORKDIR, str(self.workspace), type="bind")
@@ -318,6 +357,117 @@ class DockerBackend:
                 # commands' uid write there too.
                 os.chmod(self.overlay.upper, 0o777)
         return sdk.types.Mount(WORKDIR, self.volume_name, type="volume")
+
+    def claim_sync(self) -> None:
+        """A warm pool's sandbox becomes a session's: renamed like any session container
+        (a replacement made later gets the ordinary name too). Blocking."""
+        self.name_prefix = "pygent"
+        if self._client is None or self.container_id is None:
+            return
+        name = f"pygent-{os.getpid()}-{secrets.token_hex(4)}"
+        sdk = import_docker()
+        try:
+            self._client.api.rename(self.container_id, name)
+        except sdk.errors.NotFound:
+            return  # the session was closed at once: nothing to rename
+        except (sdk.errors.DockerException, OSError) as exc:
+            log.warning("could not rename pooled container %s: %s", self.container_name, exc)
+            return
+        self.container_name = name
+
+    def _transfer_volume(self) -> Any:
+        """/workspace of a transferred workspace: a labelled volume on the engine, made
+        once per session (a replacement container gets the same files)."""
+        sdk = import_docker()
+        assert self._client is not None
+        if self.volume_name is None:
+            name = f"pygent-ws-{os.getpid()}-{secrets.token_hex(4)}"
+            labels = {**self.options.extra_labels, **owner_labels(),
+                      "pygent.workspace": str(self.workspace)}
+            try:
+                self._client.api.create_volume(name, labels=labels)
+            except (sdk.errors.DockerException, OSError) as exc:
+                raise SandboxError(f"could not create the workspace volume: {_brief(exc)}") from exc
+            self.volume_name = name
+        return sdk.types.Mount(WORKDIR, self.volume_name, type="volume")
+
+    async def _listing(self) -> bytes | None:
+        """/workspace listed by the lister exec kept open in the container (one round
+        trip instead of three API calls); None when it cannot be used (then an exec)."""
+        from pygent.runtime.docker_transport import ExecStream
+        from pygent.runtime.transfer import LISTER_SCRIPT, ListingReceiver
+
+        assert self._client is not None and self.container_id is not None
+        lister = self._lister
+        if lister is None or lister[0] != self.container_id or lister[2].closed:
+            if lister is not None:
+                lister[1].close()
+            self._lister = None
+            try:
+                stream = await ExecStream.open(
+                    self._client, self.container_id, ["/bin/sh", "-c", LISTER_SCRIPT],
+                    user=self.user, workdir="/",
+                    environment={"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"},
+                )
+            except (OSError, PygentError, import_docker().errors.DockerException) as exc:
+                log.info("no lister in the sandbox (%s): listing with an exec", exc)
+                return None
+            receiver = ListingReceiver()
+            stream.attach(receiver)
+            lister = self._lister = (self.container_id, stream, receiver)
+        token = secrets.token_hex(16)
+        done = lister[2].expect(token)
+        try:
+            await lister[1].send(token.encode() + b"\n")
+            return await asyncio.wait_for(done, 120)
+        except (OSError, asyncio.TimeoutError, SandboxError) as exc:
+            log.info("the lister failed (%s): listing with an exec", exc)
+            lister[1].close()
+            self._lister = None
+            return None
+
+    async def _push(self) -> None:
+        """Transferred workspace: the mirror's changes go in before a command."""
+        assert self.transfer is not None and self._client is not None
+        assert self.container_id is not None
+        sdk = import_docker()
+        try:
+            report = await asyncio.to_thread(
+                self.transfer.push, self._client.api, self.container_id, relist=False
+            )
+            if report.pushed or report.removed:
+                listing = await self._listing()
+                if listing is None:
+                    listing = await asyncio.to_thread(
+                        self.transfer.list_remote, self._client.api, self.container_id
+                    )
+                self.transfer.seen(listing)
+        except (sdk.errors.DockerException, OSError, SandboxError) as exc:
+            raise SandboxError(
+                f"could not copy the workspace into the sandbox on the remote engine: "
+                f"{_brief(exc)}",
+                hint="check the connection to the engine (`docker info`); nothing was run, "
+                "the next command tries again",
+            ) from exc
+
+    async def _pull(self, result: CommandResult) -> CommandResult:
+        """Transferred workspace: the command's changes come back after it."""
+        assert self.transfer is not None and self._client is not None
+        sdk = import_docker()
+        if self.container_id is None:
+            return result
+        try:
+            listing = await self._listing()
+            await asyncio.to_thread(
+                self.transfer.pull, self._client.api, self.container_id, listing
+            )
+        except (sdk.errors.DockerException, OSError, SandboxError) as exc:
+            note = (f"the command's changes to the workspace could not be copied back yet "
+                    f"({_brief(exc)}); they are copied after the next command")
+            return dataclasses.replace(
+                result, note=f"{result.note}; {note}" if result.note else note
+            )
+        return result
 
     # -- writes through the overlay (OverlayWorkspace's LayerWriter) ---------------
 
@@ -424,8 +574,9 @@ class DockerBackend:
             oom_score_adj=500,  # under host memory pressure the sandbox goes first
             init=True,  # reaps the zombies that killed process groups leave
             auto_remove=False,  # keep State.ExitCode / OOMKilled; removed explicitly
+            runtime=o.runtime or None,
         )
-        name = f"pygent-{os.getpid()}-{secrets.token_hex(4)}"
+        name = f"{self.name_prefix}-{os.getpid()}-{secrets.token_hex(4)}"
         shown = self.overlay.lower if self.overlay is not None else self.workspace
         labels = {**o.extra_labels, **owner_labels(), "pygent.workspace": str(shown)}
         try:
@@ -455,6 +606,8 @@ class DockerBackend:
             _live[cid] = self
         try:
             api.start(cid)
+            if self.transfer is not None:
+                self.transfer.init_volume(api, cid)
         except (sdk.errors.DockerException, OSError) as exc:
             if not isinstance(exc, sdk.errors.APIError):
                 raise explain_engine_error(exc) from exc
@@ -590,7 +743,8 @@ class DockerBackend:
         sdk = import_docker()
         try:
             transport = await DockerShellTransport.spawn(
-                self._client, self.container_id, user=self.user, environment=self._env
+                self._client, self.container_id, user=self.user, environment=self._env,
+                owner_grace=self._owner_grace,
             )
         except (sdk.errors.DockerException, OSError, SandboxError) as exc:
             state = await self._state()
@@ -605,7 +759,8 @@ class DockerBackend:
                 await self._ensure_container()
             try:
                 transport = await DockerShellTransport.spawn(
-                    self._client, self.container_id, user=self.user, environment=self._env
+                    self._client, self.container_id, user=self.user, environment=self._env,
+                    owner_grace=self._owner_grace,
                 )
             except (sdk.errors.DockerException, OSError) as again:
                 raise SandboxError(
@@ -648,12 +803,20 @@ class DockerBackend:
         if self._closed:
             raise SandboxError("this Docker sandbox was closed")
         self._reset_command_state()
+        if self.transfer is not None:
+            await self._push()
+            result = await self._watched(
+                self._shell.run(cmd, timeout=timeout, on_output=on_output)
+            )
+            return await self._pull(result)
         return await self._watched(self._shell.run(cmd, timeout=timeout, on_output=on_output))
 
     async def prepare_direct(self) -> bool:
         """On the loop: set up the synchronous fast path (see :meth:`run_direct`)."""
         if not self._started:
             await self.start()
+        if self.transfer is not None:
+            return False  # each command syncs the workspace around it: no fast path
         return not self._closed and await self._shell.prepare_direct()
 
     def run_direct(self, cmd: str, *, timeout: float | None, on_output: OutputCallback | None,
@@ -661,7 +824,7 @@ class DockerBackend:
         """The synchronous fast path (see :meth:`PersistentShell.run_direct`): a result
         when the command ended normally within ``budget`` seconds; else something for
         :meth:`finish_handover` on the loop; None when the fast path is not set up."""
-        if not self._started or self._closed:
+        if not self._started or self._closed or self.transfer is not None:
             return None
         self._reset_command_state()
         got = self._shell.run_direct(cmd, timeout=timeout, on_output=on_output, budget=budget)
@@ -676,6 +839,7 @@ class DockerBackend:
         return await self._watched(self._shell.finish_handover(item))
 
     def _reset_command_state(self) -> None:
+        self._command_transport = self._transport  # the shell this command runs in
         self._note = ""
         self._stopped = False
         self._daemon_was_down = False
@@ -710,6 +874,8 @@ class DockerBackend:
         if self._shell.restarts > restarts and not self._note:
             # The shell was lost under the command: was it the container?
             await self._after_lost_shell()
+            if self.transfer is not None:
+                await self._name_lost_connection(self._command_transport)
         elif transport is not None and transport.kill_failed:
             # The command's processes could not be killed (pids exhausted and no
             # killer): only a new container gets rid of them.
@@ -730,6 +896,18 @@ class DockerBackend:
         if self._note:
             result = dataclasses.replace(result, note=self._note)
         return result
+
+    async def _name_lost_connection(self, transport: DockerShellTransport | None) -> None:
+        """A remote engine: a shell lost without an exit of its own is a dropped connection;
+        say so (the reconnection and the kept workspace) instead of only "the shell ended"."""
+        if transport is None or not transport.connection_lost():
+            return  # the shell exited by itself (`exit`): the shell's own note says so
+        from pygent.runtime.remote import endpoint
+
+        lost = (f"the connection to the Docker engine at {endpoint().describe()} was lost "
+                "during the command, which was stopped; Pygent reconnected and the "
+                "workspace is kept")
+        self._note = f"{lost}; {self._note}" if self._note else lost
 
     async def _after_lost_shell(self) -> None:
         try:

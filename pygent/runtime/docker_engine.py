@@ -103,9 +103,12 @@ def connect(timeout: float = API_TIMEOUT) -> docker.DockerClient:
         RuntimeUnavailable: the SDK is missing, the daemon is down, or the socket
             is not accessible; the hint says how to fix it.
     """
+    from pygent.runtime.remote import endpoint, make_client
+
     sdk = import_docker()
     try:
-        client = sdk.from_env(timeout=timeout)
+        # DOCKER_HOST, else the current Docker context; ssh:// through a tunnel.
+        client = make_client(sdk, endpoint(), timeout)
         client.ping()
     except sdk.errors.DockerException as exc:
         raise explain_engine_error(exc) from exc

@@ -49,8 +49,12 @@ OWNER_GONE = "/dev/shm/.pygent-owner-gone"
 #: End of input without ``x`` means Pygent is gone (killed, crashed): it kills every
 #: process the commands left and creates OWNER_GONE, so the keeper exits and the
 #: container stops within seconds instead of running on until the next reaper.
+#: With PYGENT_OWNER_GRACE=N (remote engines, whose connection may drop and come back) it
+#: first waits up to N seconds for a newer killer (a reconnected Pygent's, registered in
+#: /dev/shm): then the container stays up for it.
 KILLER_SCRIPT = r"""
 exec 2>/dev/null
+: >/dev/shm/.pygent-killer-$$
 k() {
   kill -STOP -1; kill -STOP -1
   [ "$1" -gt 0 ] && kill -CONT "$1"
@@ -73,11 +77,21 @@ k() {
 while read -r cmd arg; do
   case $cmd in
     k) k "$arg"; echo ok ;;
-    x) k 0; echo ok; exit 0 ;;
+    x) k 0; rm -f /dev/shm/.pygent-killer-$$; echo ok; exit 0 ;;
     p) echo ok ;;
   esac
 done
 k 0
+rm -f /dev/shm/.pygent-killer-$$
+i=0
+while [ "$i" -lt "${PYGENT_OWNER_GRACE:-0}" ]; do
+  for f in /dev/shm/.pygent-killer-*; do
+    p=${f##*-}
+    [ -d "/proc/$p" ] && [ "$p" != "$$" ] && exit 0
+  done
+  sleep 1
+  i=$((i+1))
+done
 : >@OWNER_GONE@
 """.replace("@OWNER_GONE@", OWNER_GONE)
 
@@ -439,9 +453,12 @@ class DockerShellTransport:
         shell_name: str,
         *,
         user: str,
+        owner_grace: int = 0,
     ) -> None:
         self._client = client
         self._container_id = container_id
+        self._owner_grace = owner_grace
+        self._lost = False
         self._shell = shell
         self.pid = pid  # the shell's PID inside the container
         self.shell_name = shell_name  # "bash" or "sh"
@@ -463,8 +480,12 @@ class DockerShellTransport:
         user: str,
         environment: dict[str, str],
         workdir: str = "/workspace",
+        owner_grace: int = 0,
     ) -> DockerShellTransport:
         """Start the shell in ``container_id`` and wait until it answers.
+
+        ``owner_grace``: seconds the container outlives a lost connection, waiting for
+        Pygent to reconnect (remote engines); 0 stops it at once.
 
         Raises:
             SandboxError: the shell could not start (no /bin/sh, a broken image); the
@@ -483,7 +504,8 @@ class DockerShellTransport:
         except BaseException:
             shell.close()
             raise
-        transport = cls(client, container_id, shell, pid, name, user=user)
+        transport = cls(client, container_id, shell, pid, name, user=user,
+                        owner_grace=owner_grace)
         # Start the killer now, in the background: it must exist before a fork bomb.
         transport._killer_task = asyncio.ensure_future(transport._open_killer())
         transport._killer_task.add_done_callback(_retrieve)
@@ -496,7 +518,8 @@ class DockerShellTransport:
             ["/bin/sh", "-c", KILLER_SCRIPT],
             user=self._user,
             workdir="/",
-            environment={"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"},
+            environment={"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C",
+                         "PYGENT_OWNER_GRACE": str(self._owner_grace)},
         )
         self._killer = killer
         return killer
@@ -532,6 +555,29 @@ class DockerShellTransport:
 
     def alive(self) -> bool:
         return not self._closed and self._shell.alive()
+
+    def connection_lost(self) -> bool:
+        """Both the shell's and the killer's connections ended, and not by our hand: the
+        connection to the engine dropped (a shell's own `exit` leaves the killer's up)."""
+        return self._lost if self._closed else self._lost_now()
+
+    async def _killer_answers(self) -> bool:
+        killer = self._killer
+        if killer is None or not killer.alive():
+            return False
+        sdk = import_docker()
+        async with self._kill_lock:
+            try:
+                await killer.send(b"p\n")
+                line = await asyncio.wait_for(killer.inbox.readline(), 2.0)
+            except (asyncio.TimeoutError, OSError, SandboxError, sdk.errors.DockerException):
+                return False
+        return line.strip() == b"ok"
+
+    def _lost_now(self) -> bool:
+        killer = self._killer
+        return (not self._aborted and not self._shell.alive()
+                and killer is not None and not killer.alive())
 
     async def kill_children(self) -> None:
         """Kill every process in the container except init, the keeper and the shell."""
@@ -574,6 +620,10 @@ class DockerShellTransport:
         """Kill the shell and every process it left, then drop the connections."""
         if self._closed:
             return
+        if not self._aborted and not self._shell.alive():
+            # The shell's connection ended: did the killer's too (a dropped connection)?
+            # Asked before the kill below, which would open a new killer.
+            self._lost = not await self._killer_answers()
         self._closed = True
         if not self._aborted:
             await self._kill("x\n")

@@ -21,7 +21,7 @@ import os
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pygent.errors import PathError, RuntimeUnavailable
 from pygent.runtime.base import Backend, CommandResult, DirectBackend, OutputCallback
@@ -31,6 +31,10 @@ from pygent.runtime.overlay import LayerWriter, OverlayLayers, OverlayWorkspace
 from pygent.runtime.scratch import make_scratch_dir, remove_scratch_dir
 from pygent.runtime.workspace import Workspace
 from pygent.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pygent.runtime.docker_backend import DockerOptions
+    from pygent.runtime.pool import WarmSandbox
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +76,46 @@ def docker_unavailable_reason() -> str | None:
     return docker_available()
 
 
+def docker_options(
+    settings: Settings, image: str | None = None, env: dict[str, str] | None = None
+) -> DockerOptions:
+    """The container settings a runtime made from ``settings`` uses (also the warm
+    pool's key: a pooled sandbox must be the one the session would have made)."""
+    from pygent.runtime.docker_backend import DockerOptions
+
+    return DockerOptions(
+        image=image or settings.image,
+        network=settings.network,
+        memory=settings.docker_memory,
+        cpus=settings.docker_cpus,
+        pids_limit=settings.docker_pids,
+        env={**settings.env, **(env or {})},
+        runtime=settings.docker_runtime,
+    )
+
+
+def _memory_bytes(text: str) -> int:
+    """``"2g"``, ``"512m"``, ``"1048576"`` as bytes (Docker's memory syntax)."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    value = text.strip().lower().rstrip("b")
+    try:
+        if value and value[-1] in units:
+            return int(float(value[:-1]) * units[value[-1]])
+        return int(float(value))
+    except ValueError:
+        log.warning("PYGENT_DOCKER_MEMORY=%r is not a size; the sandbox gets 2 GiB", text)
+        return 2 << 30
+
+
 class Runtime:
     """Runs commands in a Docker container, or locally when Docker is unavailable.
 
     Args:
         image: Docker image (default ``PYGENT_IMAGE`` or ``python:3.12-slim``).
         use_docker: True requires Docker (an error when no engine answers), False runs
-            locally, None (default, ``auto``) uses Docker when available and says so
-            when it falls back.
+            locally, None (default, ``auto``) follows ``settings.sandbox``: in ``auto``,
+            Docker when an engine answers, else bubblewrap (:mod:`pygent.runtime.bwrap`),
+            else the bare host, saying so at each step down.
         initial_files: files or folders copied into the workspace at start
             (in addition to ``PYGENT_INIT_FILES``).
         workspace: a folder kept across sessions (default ``PYGENT_WORKSPACE``, else a
@@ -105,6 +141,7 @@ class Runtime:
         backend: Backend | None = None,
         env: dict[str, str] | None = None,
         cow_lower: str | os.PathLike[str] | None = None,
+        pooled: WarmSandbox | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.notices: list[str] = []
@@ -112,20 +149,32 @@ class Runtime:
         self.cow_fallback: str | None = None
         ws = workspace if workspace is not None else self.settings.workspace
         self._owns_workspace = ws is None
-        if ws is None:
+        if pooled is not None:
+            # A warm sandbox from the pool (pygent.runtime.pool): its backend already runs
+            # on its own loop thread, which this runtime adopts with its folder or layers.
+            backend, self.overlay = pooled.backend, pooled.overlay
+            self._owns_workspace = True  # its scratch folder is this runtime's now
+            self._base = pooled.base
+            if pooled.backend.transfer is not None:
+                self.notices.append(
+                    f"the Docker engine ({pooled.backend.describe()}) cannot see this "
+                    "machine's folders: the workspace is transferred through the engine API "
+                    "around each command"
+                )
+        elif ws is None:
             self._base = make_scratch_dir()
         else:
             self._base = Path(ws).expanduser()
             self._base.mkdir(parents=True, exist_ok=True)
         self.files = Workspace(self._base)
-        self._loop = LoopThread()
+        self._loop = pooled.loop if pooled is not None else LoopThread()
         self._closed = False
         self._direct_ok = False  # the synchronous fast path may be tried
         try:
             self.backend = backend or self._make_backend(image, use_docker, env, cow_lower)
             if self.overlay is not None:
                 self.files = OverlayWorkspace(self.overlay, writer=cast(LayerWriter, self.backend))
-            elif cow_lower is not None:
+            elif cow_lower is not None and self.cow_fallback is None:
                 self.cow_fallback = (
                     f"copy-on-write workspaces need a Docker sandbox ({self.backend.describe()} "
                     "cannot mount one): the folder is copied into the sandbox instead"
@@ -156,32 +205,43 @@ class Runtime:
                       cow_lower: str | os.PathLike[str] | None = None) -> Backend:
         extra_env = {**self.settings.env, **(env or {})}
         want = use_docker if use_docker is not None else self.settings.use_docker
-        if want is False:
+        sandbox = self.settings.sandbox  # auto | docker | bwrap | host (PYGENT_SANDBOX)
+        if want is False or (want is None and sandbox == "host"):
             return LocalBackend(self.files.root, extra_env=extra_env, output_limit=self.settings.output_limit)
+        if want is None and sandbox == "bwrap":
+            required = self._bwrap_backend(extra_env, required=True)
+            assert required is not None  # required=True raises instead of returning None
+            return required
         reason = docker_unavailable_reason()
         if reason is not None:
-            if want is True:
+            if want is True or sandbox == "docker":
                 raise RuntimeUnavailable(
                     f"Docker was asked for but is not available: {reason}",
                     hint="start the Docker engine (or install docker.io), or run with --no-docker",
                 )
-            notice = (
-                f"Docker is not available ({reason}): commands run on this machine "
-                "WITHOUT isolation, and every command asks for approval."
-            )
-            self.notices.append(notice)
-            log.warning("%s", notice)  # API users see it on stderr; front ends show notices
+            # Order: Docker, then bubblewrap, then the bare host (loudly, asking first).
+            bwrap = self._bwrap_backend(extra_env, required=False, docker_reason=reason)
+            if bwrap is not None:
+                return bwrap
             return LocalBackend(self.files.root, extra_env=extra_env, output_limit=self.settings.output_limit)
-        from pygent.runtime.docker_backend import DockerBackend, DockerOptions
+        from pygent.runtime.docker_backend import DockerBackend
+        from pygent.runtime.remote import endpoint, workspace_mode
 
-        options = DockerOptions(
-            image=image or self.settings.image,
-            network=self.settings.network,
-            memory=self.settings.docker_memory,
-            cpus=self.settings.docker_cpus,
-            pids_limit=self.settings.docker_pids,
-            env=extra_env,
-        )
+        options = docker_options(self.settings, image, env)
+        # A remote engine cannot mount this machine's folders: transfer the workspace.
+        transfer = workspace_mode(self.settings.workspace_mode, options.image) == "transfer"
+        if transfer:
+            where = endpoint().describe()
+            self.notices.append(
+                f"the Docker engine at {where} cannot see this machine's folders: the "
+                "workspace is transferred through the engine API around each command"
+            )
+            if cow_lower is not None:
+                self.cow_fallback = (
+                    f"copy-on-write workspaces need an engine that sees the folder ({where} "
+                    "does not): the folder is copied into the sandbox instead"
+                )
+                cow_lower = None
         def on_progress(text: str) -> None:  # image pulls: visible to front ends and logs
             log.info("%s", text)
             self.notices.append(text)
@@ -189,7 +249,45 @@ class Runtime:
         if cow_lower is not None:
             self.overlay = OverlayLayers.create(self.settings.data_dir, Path(cow_lower))
         return DockerBackend(self.files.root, options, output_limit=self.settings.output_limit,
-                             on_progress=on_progress, overlay=self.overlay)
+                             on_progress=on_progress, overlay=self.overlay, transfer=transfer)
+
+    def _bwrap_backend(self, extra_env: dict[str, str], *, required: bool,
+                       docker_reason: str | None = None) -> Backend | None:
+        """The bubblewrap sandbox; when it cannot run: an error if ``required``, else
+        None after the loud "no isolation" notice (the caller falls back to the host)."""
+        from pygent.runtime.bwrap import BwrapBackend, BwrapOptions, bwrap_unavailable_reason
+
+        reason = bwrap_unavailable_reason(self.settings.network)
+        if reason is not None:
+            if required:
+                raise RuntimeUnavailable(
+                    f"the bubblewrap sandbox was asked for (PYGENT_SANDBOX=bwrap) but {reason}",
+                    hint="apt-get install bubblewrap, allow unprivileged user namespaces "
+                    "(sysctl kernel.unprivileged_userns_clone=1), or set PYGENT_SANDBOX=auto",
+                )
+            notice = (
+                f"Docker is not available ({docker_reason}) and neither is bubblewrap "
+                f"({reason}): commands run on this machine WITHOUT isolation, and every "
+                "command asks for approval."
+            )
+            self.notices.append(notice)
+            log.warning("%s", notice)  # API users see it on stderr; front ends show notices
+            return None
+        options = BwrapOptions(
+            network=self.settings.network,
+            pids_limit=self.settings.docker_pids,
+            memory_bytes=_memory_bytes(self.settings.docker_memory),
+            cpus=self.settings.docker_cpus,
+            env=extra_env,
+        )
+        backend = BwrapBackend(self.files.root, options, output_limit=self.settings.output_limit)
+        if docker_reason is not None:
+            notice = (f"Docker is not available ({docker_reason}): commands run in a "
+                      f"{backend.describe()} on this machine (read-only system, only the "
+                      "workspace writable).")
+            self.notices.append(notice)
+            log.warning("%s", notice)
+        return backend
 
     # --- properties --------------------------------------------------------------------
 
@@ -200,6 +298,13 @@ class Runtime:
     @property
     def kind(self) -> str:
         return self.backend.kind
+
+    @property
+    def isolated(self) -> bool:
+        """True when commands run in a sandbox (Docker, bubblewrap), not on the bare host."""
+        from pygent.policy import ISOLATED_RUNTIMES
+
+        return self.backend.kind in ISOLATED_RUNTIMES
 
     @property
     def temporary_workspace(self) -> bool:

@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from pygent.runtime.base import STDERR, STDOUT, CommandResult, OutputCallback, ShellReceiver
@@ -184,13 +185,19 @@ class LocalShellTransport:
         self._stdin = stdin
 
     @classmethod
-    async def spawn(cls, cwd: Path, env: dict[str, str]) -> LocalShellTransport:
-        """Start the shell in ``cwd``; ``env[TAG_VARIABLE]``, if set, tags its descendants."""
+    async def spawn(cls, cwd: Path, env: dict[str, str],
+                    wrapper: Sequence[str] = ()) -> LocalShellTransport:
+        """Start the shell in ``cwd``; ``env[TAG_VARIABLE]``, if set, tags its descendants.
+
+        ``wrapper`` is a command the shell runs under (``bwrap ... --``: the bubblewrap
+        sandbox of :mod:`pygent.runtime.bwrap`); its process is the one this holds.
+        """
         # Which shell SHELL_LAUNCH will exec: bash when it is on the sandbox's PATH.
         is_bash = shutil.which("bash", path=env.get("PATH")) is not None
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.subprocess_exec(
             _ShellProcessProtocol,
+            *wrapper,
             "/bin/sh",
             "-c",
             SHELL_LAUNCH,

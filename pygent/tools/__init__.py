@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from pygent.tools import control, file_tools, shell_tool
+from pygent.tools import control, diagnostics_tool, file_tools, shell_tool
 from pygent.tools.registry import Tool, ToolContext, ToolRegistry, ToolResult
 
 
@@ -31,6 +31,9 @@ def builtin_tools() -> list[Tool]:
              file_tools.READ_SCHEMA, file_tools.download_file, "read"),
         Tool("read_image", "Look at an image file from the workspace.", file_tools.IMAGE_SCHEMA,
              file_tools.read_image, "read"),
+        Tool("diagnostics", "List the problems the user's editor shows (its linters' and "
+             "compilers' diagnostics), optionally for one file or at least one severity.",
+             diagnostics_tool.DIAGNOSTICS_SCHEMA, diagnostics_tool.diagnostics, "read"),
         Tool("ask_user", "Ask the user a question (optionally with options) and wait for "
              "the answer.", control.ASK_SCHEMA, control.ask_user, "control"),
         Tool("stop", "Call when the task is complete.", control.STOP_SCHEMA, control.stop,

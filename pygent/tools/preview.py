@@ -31,6 +31,12 @@ def preview(tool: str, args: dict[str, Any], ws: Workspace) -> str:
     try:
         if tool == "bash":
             return str(args.get("cmd", ""))
+        if tool.startswith("mcp__") and "__" in tool[5:]:  # an MCP server's tool
+            import json
+
+            server, _, name = tool[5:].partition("__")
+            shown = json.dumps(args, indent=2, ensure_ascii=False)[:MAX_PREVIEW]
+            return f"MCP server {server}, tool {name}, arguments:\n{shown}"
         path = str(args.get("path", ""))
         big = max((len(v) for v in args.values() if isinstance(v, str)), default=0)
         if big > MAX_WRITE_BYTES:  # diffing it would stall the turn; the call is refused

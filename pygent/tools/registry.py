@@ -165,6 +165,16 @@ class ToolRegistry:
         self._tools.clear()
         self.version += 1
 
+    def replace_group(self, prefix: str, tools: list[Tool]) -> None:
+        """Replace every tool whose name starts with ``prefix`` by ``tools`` (MCP servers'
+        tools). One swap of the dict: another thread listing the tools never sees it
+        half-changed."""
+        kept = {n: t for n, t in self._tools.items() if not n.startswith(prefix)}
+        kept.update({t.name: t for t in tools})
+        if kept.keys() != self._tools.keys() or any(kept[n] is not self._tools.get(n) for n in kept):
+            self._tools = kept
+            self.version += 1
+
     def reset(self) -> None:
         """Restore the built-in tools (and drop custom ones)."""
         self._tools = {t.name: t for t in self._defaults}

@@ -35,15 +35,28 @@ def settings_for(server: ScriptedOpenAIServer, tmp: Path, **overrides: Any) -> S
         "PYGENT_MODEL": "test-model",
         "PYGENT_REQUEST_TIMEOUT": "20",
         "PYGENT_SESSIONS_DIR": str(tmp / "sessions"),
+        # The catalogue is not about compaction: a window no test fills (the unknown
+        # "test-model" would get the conservative default and compact on big outputs).
+        "PYGENT_CONTEXT_WINDOW": "1000000",
     }
     (tmp / "cfg").mkdir(parents=True, exist_ok=True)
     return load_settings(overrides, environ=env, cwd=tmp / "cfg")
+
+
+#: Env switches that rerun the catalogue in a stronger sandbox (tests/sandboxes runs
+#: them): PYGENT_TEST_DOCKER_RUNTIME=runsc puts the "docker" mode under gVisor;
+#: PYGENT_TEST_LOCAL_SANDBOX=bwrap puts the "local" mode in bubblewrap.
+DOCKER_RUNTIME = os.environ.get("PYGENT_TEST_DOCKER_RUNTIME") or None
+LOCAL_SANDBOX = os.environ.get("PYGENT_TEST_LOCAL_SANDBOX") or None
 
 
 def runtime_settings(mode: str, **overrides: Any) -> Settings:
     """Settings for a runtime of ``mode`` (no model needed)."""
     if mode == "docker":
         overrides.setdefault("image", TEST_IMAGE)
+        overrides.setdefault("docker_runtime", DOCKER_RUNTIME)
+    if mode == "local" and LOCAL_SANDBOX == "bwrap":
+        return load_settings({"use_docker": None, "sandbox": "bwrap", **overrides}, environ={})
     return load_settings({"use_docker": mode == "docker", **overrides}, environ={})
 
 

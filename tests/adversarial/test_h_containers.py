@@ -105,8 +105,13 @@ def test_H5_daemon_down_is_an_error_not_a_fallback(
     message = info.value.user_message()
     assert "not running" in message and "hint:" in message
     auto = Runtime(workspace=tmp_path / "ws2", settings=runtime_settings("docker", use_docker=None))
-    try:  # only `auto` falls back, and says so
-        assert auto.kind == "local" and "WITHOUT isolation" in auto.notices[0]
+    try:  # only `auto` falls back (to bubblewrap where it runs, else the host), and says so
+        from pygent.runtime.bwrap import bwrap_unavailable_reason
+
+        if bwrap_unavailable_reason() is None:
+            assert auto.kind == "bwrap" and "bubblewrap sandbox" in auto.notices[0]
+        else:
+            assert auto.kind == "local" and "WITHOUT isolation" in auto.notices[0]
     finally:
         auto.cleanup()
     refused = tmp_path / "docker.sock"

@@ -92,3 +92,64 @@ def test_emacs_eglot_workspace_configuration(tmp_path: Path, openai_server) -> N
     # The change reached the live session; maxSteps, gone from the section, is the server's again.
     assert result["changed"]["settings"]["maxSteps"] == 50
     assert [s["approvalMode"] for s in result["list"]["sessions"]] == ["never"]
+
+
+def test_emacs_flymake_shows_sandbox_problems_and_the_quickfix_clears_them(
+    tmp_path: Path, openai_server
+) -> None:
+    if shutil.which("ruff") is None:
+        pytest.skip("ruff comes with pip's test extra")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "greet.py").write_text(
+        "import os\n\n\ndef greet(name: str) -> str:\n    unused = 1\n    return 'hi ' + name\n"
+    )
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    openai_server.add_tool_call("bash", {"cmd": "ruff check --no-cache greet.py"})
+    openai_server.add_text("Two problems.")
+    openai_server.add_tool_call(
+        "write_file",
+        {"path": "greet.py", "content": "def greet(name: str) -> str:\n    return 'hi ' + name\n"},
+    )
+    openai_server.add_tool_call("bash", {"cmd": "ruff check --no-cache greet.py"})
+    openai_server.add_text("Fixed.")
+    out = tmp_path / "emacs-diagnostics.json"
+    env = server_env(tmp_path / "server", openai_server)
+    env.update(
+        {
+            "PYGENT_LSP_CMD": json.dumps(SERVER_COMMAND),
+            "PYGENT_TEST_ROOT": str(project),
+            "PYGENT_TEST_OUT": str(out),
+            "TERM": "dumb",
+        }
+    )
+    proc = subprocess.run(
+        ["emacs", "--batch", "-l", str(Path(__file__).with_name("pygent-eglot-diagnostics.el"))],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=100,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.exists(), f"emacs wrote no result: {proc.stdout[-2000:]!r} {proc.stderr[-4000:]!r}"
+    result = json.loads(out.read_text())
+    assert result["errors"] == [], (result["errors"], proc.stderr[-3000:])
+    # Flymake's list: ruff's two problems at lines 1 and 5, as eglot labels them.
+    assert [(d["line"], d["type"]) for d in result["before"]] == [
+        (1, "eglot-warning"),
+        (5, "eglot-warning"),
+    ], proc.stderr[-3000:]
+    assert result["before"][0]["text"] == "pygent:ruff [F401]: `os` imported but unused"
+    assert result["offered"] == [
+        "Ask Pygent to fix",
+        "Explain with Pygent",
+        "Write tests for this with Pygent",
+    ]
+    prompts = [
+        r.body["messages"][-1]["content"]
+        for r in openai_server.chat_requests
+        if r.body["messages"][-1]["role"] == "user"
+    ]
+    assert len(prompts) == 2 and "[pygent:ruff F841] Local variable `unused`" in prompts[1]
+    assert result["after"] == []
+    assert result["updates"].count("turn_ended") == 2

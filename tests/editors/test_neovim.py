@@ -105,3 +105,68 @@ def test_neovim_configures_pygent_with_settings_and_init_options(
     assert [s["approvalMode"] for s in result["list"]["sessions"]] == ["never"]
     # init_options (initializationOptions).
     assert result["initial"]["settings"]["runtime"] == "local"
+
+
+def test_neovim_shows_sandbox_problems_and_fixes_them_with_a_code_action(
+    tmp_path: Path, openai_server
+) -> None:
+    if shutil.which("ruff") is None:
+        pytest.skip("ruff comes with pip's test extra")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "greet.py").write_text(
+        "import os\n\n\ndef greet(name: str) -> str:\n    unused = 1\n    return 'hi ' + name\n"
+    )
+    # First turn: the agent lints. Second (the code action's): it fixes and lints again.
+    openai_server.add_tool_call("bash", {"cmd": "ruff check --no-cache greet.py"})
+    openai_server.add_text("Two problems.")
+    openai_server.add_tool_call(
+        "write_file",
+        {"path": "greet.py", "content": "def greet(name: str) -> str:\n    return 'hi ' + name\n"},
+    )
+    openai_server.add_tool_call("bash", {"cmd": "ruff check --no-cache greet.py"})
+    openai_server.add_text("Fixed.")
+    out = tmp_path / "nvim-diagnostics.json"
+    env = server_env(tmp_path / "server", openai_server)
+    env.update(
+        {
+            "PYGENT_LSP_CMD": json.dumps(SERVER_COMMAND),
+            "PYGENT_TEST_ROOT": str(project),
+            "PYGENT_TEST_OUT": str(out),
+            "TERM": "dumb",
+        }
+    )
+    proc = subprocess.run(
+        ["nvim", "--headless", "-u", str(Path(__file__).with_name("pygent-diagnostics.lua"))],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=100,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.exists(), f"nvim wrote no result: {proc.stdout!r} {proc.stderr!r}"
+    result = json.loads(out.read_text())
+    assert result["errors"] == [], result["errors"]
+    # Neovim's diagnostic list: ruff's two problems at their lines (0-based).
+    assert [(d["lnum"], d["col"], d["source"]) for d in result["before"]] == [
+        (0, 7, "pygent:ruff"),
+        (4, 4, "pygent:ruff"),
+    ]
+    assert "`os` imported but unused" in result["before"][0]["message"]
+    # The cursor's line offered all three actions; "Ask Pygent to fix" started a turn
+    # whose prompt carried the problem and the code around it.
+    assert result["offered"] == [
+        "Ask Pygent to fix",
+        "Explain with Pygent",
+        "Write tests for this with Pygent",
+    ]
+    prompts = [
+        r.body["messages"][-1]["content"]
+        for r in openai_server.chat_requests
+        if r.body["messages"][-1]["role"] == "user"
+    ]
+    assert len(prompts) == 2 and "Local variable `unused` is assigned to but never used" in prompts[1]
+    assert "    5      unused = 1" in prompts[1]
+    # The fix ran ruff again: the problems are gone from Neovim's list.
+    assert result["after"] == []
+    assert result["updates"].count("turn_ended") == 2

@@ -90,6 +90,13 @@ async def test_usage_says_whether_it_is_an_estimate() -> None:
         "totalPromptTokens": 910,
         "totalCompletionTokens": 42,
         "estimated": True,
+        "cachedTokens": 0,
+        "totalCachedTokens": 0,
+        "cost": None,
+        "totalCost": None,
+        "totalCalls": 0,
+        "contextTokens": 0,
+        "contextWindow": 0,
     }
 
 

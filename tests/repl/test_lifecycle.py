@@ -181,11 +181,18 @@ def test_rejected_key_is_reported_above_the_prompt(spawn, repl_env: dict[str, st
 def test_docker_fallback_is_announced_loudly(
     spawn, repl_env: dict[str, str], tmp_path: Path
 ) -> None:
+    from pygent.runtime.bwrap import bwrap_unavailable_reason
+
     env = dict(repl_env, DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock")
     term = spawn(env=env, docker=True)  # auto: no --docker, no --no-docker
-    term.expect(r"Pygent · model test-model · local")
-    term.expect(r"(?s)⚠ Docker is not available .*WITHOUT isolation")
-    term.expect(r"approvals: asks before commands and writes")
+    if bwrap_unavailable_reason() is None:  # Docker -> bubblewrap: the banner names it
+        term.expect(r"Pygent · model test-model · bubblewrap sandbox \(no network\)")
+        term.expect(r"(?s)⚠ Docker is not available .*commands run in a bubblewrap sandbox")
+        term.expect(r"approvals: commands run without asking")
+    else:  # the bare host (tests/sandboxes/test_bwrap.py covers this one too)
+        term.expect(r"Pygent · model test-model · local")
+        term.expect(r"(?s)⚠ Docker is not available .*WITHOUT isolation")
+        term.expect(r"approvals: asks before commands and writes")
     term.wait_prompt()
     term.send("\x04")
     assert term.wait_exit() == 0

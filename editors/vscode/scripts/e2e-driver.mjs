@@ -120,6 +120,35 @@ try {
   assert.doesNotMatch(await page.locator('.breadcrumbs-control').first().textContent(), /pygent_/, 'the workspace file, not the sandbox copy');
   await shot('5-applied');
 
+  log('problems from the sandbox in the Problems panel, and the lightbulb actions');
+  await runCommand('Pygent: Open Chat');
+  await script([
+    { tool_call: { name: 'bash', arguments: { cmd: 'echo "hello.py:1:1: F821 Undefined name nope"  # ruff check' } } },
+    { text: 'ruff found one problem.' },
+  ]);
+  await prompt.fill('Lint hello.py');
+  await prompt.press('Enter');
+  const lintCard = chat.getByRole('group', { name: 'Run this command?' });
+  await lintCard.waitFor();
+  await lintCard.getByRole('button', { name: 'Allow', exact: true }).click();
+  await chat.locator('.msg.assistant', { hasText: 'ruff found one problem.' }).waitFor();
+  await runCommand('Problems: Focus on Problems View');
+  const problem = page.locator('.markers-panel .monaco-list-row', { hasText: 'Undefined name nope' });
+  await problem.first().waitFor({ timeout: 30_000 });
+  assert.match(await page.locator('.markers-panel').textContent(), /pygent:ruff/);
+  await shot('5b-problems-panel');
+  await problem.first().dblclick(); // opens hello.py at the problem
+  await page.getByRole('tab', { name: /^hello\.py(,|$)/ }).waitFor();
+  // The lightbulb's menu (Ctrl+. in the editor, on the problem's line).
+  await page.locator('.editor-instance .view-lines', { hasText: 'hello from pygent' }).first().click();
+  await page.keyboard.press('Control+Home'); // line 1, where the problem is
+  await page.keyboard.press('Control+.');
+  const menu = page.locator('.action-widget');
+  await menu.getByText('Ask Pygent to fix').waitFor();
+  await menu.getByText('Explain with Pygent').waitFor();
+  await shot('5c-lightbulb');
+  await page.keyboard.press('Escape');
+
   log('cancelling a running turn');
   await runCommand('Pygent: Open Chat');
   await script([{ tool_call: { name: 'bash', arguments: { cmd: 'sleep 60' } } }, { text: 'never sent' }]);

@@ -21,6 +21,7 @@ import {
   serverEnvironment,
 } from './common/settings';
 import * as api from './common/vscodeapi';
+import { EditorProblemsSync } from './diagnostics/editorProblems';
 import type { HostAction } from '../webview/messages';
 import { StatusBar } from './status/statusBar';
 
@@ -108,6 +109,13 @@ export async function activateExtension(context: vscode.ExtensionContext, option
   });
   const chatView = new ChatViewProvider(context.extensionUri, controller, log);
 
+  // The Problems panel's content goes to the server for the agent's `diagnostics` tool.
+  const problems = new EditorProblemsSync(
+    { all: api.allDiagnostics, of: api.diagnosticsOf },
+    (method, params) => server.request(method, params),
+    (err: unknown) => log.warn(`Sending the editor's problems: ${describeError(err)}`),
+  );
+
   const statusBar = new StatusBar(api.createStatusBarItem('pygent.status', 100), (id) => new vscode.ThemeColor(id), COMMANDS.openChat);
   statusBar.update(controller.status(), null);
   controller.onDidChangeStatus(({ status, sessionTitle }) => statusBar.update(status, sessionTitle));
@@ -164,6 +172,13 @@ export async function activateExtension(context: vscode.ExtensionContext, option
       }
     }),
     api.onDidChangeWorkspaceFolders(() => void controller.refreshSessions()),
+    { dispose: () => problems.dispose() },
+    server.onDidChangeState((state) => {
+      if (state.kind === 'running') void problems.sendAll();
+    }),
+    api.onDidChangeDiagnostics((uris) => {
+      if (server.isRunning) problems.changed(uris);
+    }),
   );
   log.info(`Pygent ${version} activated`);
   return { controller, server };

@@ -29,6 +29,18 @@ export const SESSION_RESUME = 'pygent/session/resume';
 export const SESSION_SETTINGS = 'pygent/session/settings';
 /** Request (client -> server): {@link SessionIdParams} -> {@link TranscriptResult}. */
 export const SESSION_TRANSCRIPT = 'pygent/session/transcript';
+/** Request (client -> server): {@link CompactParams} -> {@link CompactResult}. */
+export const SESSION_COMPACT = 'pygent/session/compact';
+/** Request (client -> server): {@link SessionIdParams} -> {@link UsageResult}. */
+export const SESSION_USAGE = 'pygent/session/usage';
+/** Request (client -> server): {@link SessionIdParams} -> {@link TimelineResult}. */
+export const SESSION_TIMELINE = 'pygent/session/timeline';
+/** Request (client -> server): {@link RewindParams} -> {@link RewindResult}. */
+export const SESSION_REWIND = 'pygent/session/rewind';
+/** Request (client -> server): {@link SessionIdParams} -> {@link RewindResult}. */
+export const SESSION_REDO = 'pygent/session/redo';
+/** Request (client -> server): {@link ForkParams} -> {@link SessionInfo}. */
+export const SESSION_FORK = 'pygent/session/fork';
 /** Request (client -> server): {@link SessionIdParams} -> {@link TaskListResult}. */
 export const TASK_LIST = 'pygent/task/list';
 /** Request (client -> server): {@link TaskParams} -> {@link TaskInfo}. */
@@ -53,6 +65,12 @@ export const TOOLS_ENABLE = 'pygent/tools/enable';
 export const TOOLS_DISABLE = 'pygent/tools/disable';
 /** Request (client -> server): {@link ConfigurationParams} -> {@link ConfigurationResult}. */
 export const CONFIGURATION = 'pygent/configuration';
+/**
+ * Request (client -> server): {@link EditorDiagnosticsParams} -> {@link EditorDiagnosticsResult}.
+ */
+export const WORKSPACE_DIAGNOSTICS = 'pygent/workspace/diagnostics';
+/** Request (client -> server): {@link SessionIdParams} -> {@link McpStatusResult}. */
+export const MCP_STATUS = 'pygent/mcp/status';
 /** Notification (server -> client): {@link SessionUpdateParams}. */
 export const SESSION_UPDATE = 'pygent/sessionUpdate';
 /**
@@ -70,6 +88,12 @@ export const REQUESTS = [
   SESSION_RESUME,
   SESSION_SETTINGS,
   SESSION_TRANSCRIPT,
+  SESSION_COMPACT,
+  SESSION_USAGE,
+  SESSION_TIMELINE,
+  SESSION_REWIND,
+  SESSION_REDO,
+  SESSION_FORK,
   TASK_LIST,
   TASK_STATUS,
   TASK_CANCEL,
@@ -82,6 +106,8 @@ export const REQUESTS = [
   TOOLS_ENABLE,
   TOOLS_DISABLE,
   CONFIGURATION,
+  WORKSPACE_DIAGNOSTICS,
+  MCP_STATUS,
 ] as const;
 
 /** The `workspace/executeCommand` name of a request: `pygent/task/list` -> `pygent.task.list`. */
@@ -99,6 +125,12 @@ export const COMMANDS = {
   'pygent.session.resume': SESSION_RESUME,
   'pygent.session.settings': SESSION_SETTINGS,
   'pygent.session.transcript': SESSION_TRANSCRIPT,
+  'pygent.session.compact': SESSION_COMPACT,
+  'pygent.session.usage': SESSION_USAGE,
+  'pygent.session.timeline': SESSION_TIMELINE,
+  'pygent.session.rewind': SESSION_REWIND,
+  'pygent.session.redo': SESSION_REDO,
+  'pygent.session.fork': SESSION_FORK,
   'pygent.task.list': TASK_LIST,
   'pygent.task.status': TASK_STATUS,
   'pygent.task.cancel': TASK_CANCEL,
@@ -111,6 +143,8 @@ export const COMMANDS = {
   'pygent.tools.enable': TOOLS_ENABLE,
   'pygent.tools.disable': TOOLS_DISABLE,
   'pygent.configuration': CONFIGURATION,
+  'pygent.workspace.diagnostics': WORKSPACE_DIAGNOSTICS,
+  'pygent.mcp.status': MCP_STATUS,
 } as const satisfies Record<string, (typeof REQUESTS)[number]>;
 
 /** The params and result of every request, by method. */
@@ -123,6 +157,12 @@ export interface RequestTypes {
   'pygent/session/resume': { params: ResumeSessionParams; result: SessionInfo };
   'pygent/session/settings': { params: SessionSettingsParams; result: SessionInfo };
   'pygent/session/transcript': { params: SessionIdParams; result: TranscriptResult };
+  'pygent/session/compact': { params: CompactParams; result: CompactResult };
+  'pygent/session/usage': { params: SessionIdParams; result: UsageResult };
+  'pygent/session/timeline': { params: SessionIdParams; result: TimelineResult };
+  'pygent/session/rewind': { params: RewindParams; result: RewindResult };
+  'pygent/session/redo': { params: SessionIdParams; result: RewindResult };
+  'pygent/session/fork': { params: ForkParams; result: SessionInfo };
   'pygent/task/list': { params: SessionIdParams; result: TaskListResult };
   'pygent/task/status': { params: TaskParams; result: TaskInfo };
   'pygent/task/cancel': { params: TaskParams; result: CancelResult };
@@ -135,6 +175,8 @@ export interface RequestTypes {
   'pygent/tools/enable': { params: ToolsParams; result: ToolListResult };
   'pygent/tools/disable': { params: ToolsParams; result: ToolListResult };
   'pygent/configuration': { params: ConfigurationParams; result: ConfigurationResult };
+  'pygent/workspace/diagnostics': { params: EditorDiagnosticsParams; result: EditorDiagnosticsResult };
+  'pygent/mcp/status': { params: SessionIdParams; result: McpStatusResult };
   'pygent/requestPermission': { params: RequestPermissionParams; result: RequestPermissionResult };
 }
 
@@ -174,6 +216,7 @@ export type StopReason =
   | 'step_timeout'
   | 'cancelled'
   | 'error'
+  | 'budget'
   | 'refusal';
 export type TaskState = 'queued' | 'running' | 'finished' | 'failed' | 'timeout' | 'cancelled';
 export type RuntimeKind = 'auto' | 'docker' | 'local';
@@ -323,6 +366,117 @@ export interface SessionSettingsParams {
 export interface TranscriptResult {
   events: SessionUpdate[];
   seq: number;
+}
+
+/**
+ * `pygent/session/compact`: summarise the older part of the conversation now;
+ * `focus` says what the summary should keep above all.
+ */
+export interface CompactParams {
+  sessionId: string;
+  focus?: string;
+}
+
+/**
+ * `ok`: the summary replaces `replaced` older messages in the next requests (the
+ * history keeps them all); `tokensBefore`/`tokensAfter`: the request's estimated
+ * size. Not `ok`: `error` says why and the conversation is unchanged.
+ */
+export interface CompactResult {
+  ok: boolean;
+  summary: string;
+  replaced: number;
+  tokensBefore: number;
+  tokensAfter: number;
+  error: string;
+}
+
+/**
+ * `pygent/session/usage`: the session's usage, its delegated tasks included.
+ * `cost` is null when a model has no price; `contextFill` is the last request's
+ * share of `contextWindow`; `budget` holds the limits (null: none).
+ */
+export interface UsageResult {
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+  calls: number;
+  cost: number | null;
+  estimated: boolean;
+  contextTokens: number;
+  contextWindow: number;
+  contextFill: number;
+  compactions: number;
+  budget: Record<string, number | null>;
+}
+
+/**
+ * `pygent/session/timeline`: the session's turns, oldest first; `canRedo`: a
+ * rewind can be undone with `pygent/session/redo`.
+ */
+export interface TimelineResult {
+  turns: TimelineTurn[];
+  canRedo: boolean;
+}
+
+/**
+ * One turn of `pygent/session/timeline`. `turnId` (`<sessionId>:<turn>`) names it
+ * in `pygent/session/rewind` and `fork`; `files` are what the turn changed;
+ * `canRestoreFiles` false means only its conversation can be rewound (`note` says why).
+ * `started`: seconds since the epoch.
+ */
+export interface TimelineTurn {
+  turnId: string;
+  turn: number;
+  prompt: string;
+  started: number;
+  files: TurnFile[];
+  canRestoreFiles: boolean;
+  note: string;
+}
+
+/** A file a turn changed, or a rewind would restore. `kind`: added, modified or deleted. */
+export interface TurnFile {
+  path: string;
+  kind: string;
+}
+
+/**
+ * `pygent/session/rewind`: go back to before `turnId` (from the timeline; a bare
+ * turn number is accepted too). `files`/`conversation`: what to rewind (both by
+ * default). `dryRun`: change nothing, return in `preview` the files that would be
+ * restored and in `kept` those left alone (edited by the user since, mount mode).
+ */
+export interface RewindParams {
+  sessionId: string;
+  turnId: string;
+  files?: boolean;
+  conversation?: boolean;
+  dryRun?: boolean;
+}
+
+/**
+ * What a rewind or redo did: files restored, removed (made since), kept (edited by the
+ * user since), failed; `messagesRemoved` taken off the conversation (a redo: negative,
+ * put back); `canRedo` whether `pygent/session/redo` would undo it.
+ */
+export interface RewindResult {
+  turn: number;
+  files: boolean;
+  conversation: boolean;
+  restored: string[];
+  removed: string[];
+  kept: string[];
+  failed: string[];
+  messagesRemoved: number;
+  canRedo: boolean;
+  preview: TurnFile[];
+}
+
+/** `pygent/session/fork`: a new session as `sessionId` was before `turnId`. */
+export interface ForkParams {
+  sessionId: string;
+  turnId: string;
 }
 
 export interface TaskListResult {
@@ -487,6 +641,21 @@ export interface ServerConfiguration {
   approvalTimeout?: number | null;
   bannedCommands?: string[] | null;
   disabledTools?: string[] | null;
+  followAlong?: boolean | null;
+  diagnosticMatchers?: DiagnosticMatcher[] | null;
+}
+
+/**
+ * A user's output matcher: `pattern` is a regular expression over the command's
+ * output with the named groups `file`, `line`, `message` (optional `col`, `end_line`,
+ * `end_col`, `severity`, `code`); `command` a regular expression searched in the
+ * command line (default: the tool's name); `severity` when the output names none.
+ */
+export interface DiagnosticMatcher {
+  tool: string;
+  pattern: string;
+  command?: string | null;
+  severity?: 'error' | 'warning' | 'information' | 'hint' | null;
 }
 
 /**
@@ -527,6 +696,75 @@ export interface EffectiveConfiguration {
   approvalTimeout: number;
   bannedCommands: string[];
   disabledTools: string[];
+  followAlong: boolean;
+  diagnosticMatchers: string[];
+}
+
+/**
+ * `pygent/workspace/diagnostics`: the problems the editor knows, for the agent's
+ * `diagnostics` tool (VS Code sends `vscode.languages.getDiagnostics()`). Each file's
+ * list replaces its earlier one; `replaceAll` clears every file not listed. Files
+ * outside the editor's workspace folders are ignored.
+ */
+export interface EditorDiagnosticsParams {
+  files: FileDiagnostics[];
+  replaceAll?: boolean;
+}
+
+/** Every problem of one file (an empty list clears the file). */
+export interface FileDiagnostics {
+  uri: string;
+  diagnostics: EditorDiagnostic[];
+}
+
+/**
+ * One problem the editor shows, as LSP's `Diagnostic` (severity 1 error, 2 warning,
+ * 3 information, 4 hint; missing: error).
+ */
+export interface EditorDiagnostic {
+  range: EditorRange;
+  message: string;
+  severity?: number | null;
+  source?: string | null;
+  code?: string | number | null;
+}
+
+export interface EditorRange {
+  start: EditorPosition;
+  end: EditorPosition;
+}
+
+/** A position as LSP writes it (0-based line and character). */
+export interface EditorPosition {
+  line: number;
+  character: number;
+}
+
+/** How many files and problems Pygent now holds from the editor. */
+export interface EditorDiagnosticsResult {
+  files: number;
+  problems: number;
+}
+
+export interface McpStatusResult {
+  servers: McpServerInfo[];
+}
+
+/**
+ * One MCP server of a session (docs/mcp.md). `state`: starting, ready, restarting,
+ * failed, disabled or stopped; `where`: sandbox, host or remote; `reason`: why it
+ * failed or last exited; `leftOut`: tools not offered, each with why.
+ */
+export interface McpServerInfo {
+  name: string;
+  state: string;
+  where: string;
+  transport: string;
+  tools: string[];
+  reason: string;
+  restarts: number;
+  description: string;
+  leftOut: string[];
 }
 
 /** `pygent/sessionUpdate`: `seq` counts 1, 2, 3... per session (gaps mean loss). */
@@ -669,6 +907,33 @@ export interface UsageUpdate {
   totalPromptTokens: number;
   totalCompletionTokens: number;
   estimated: boolean;
+  cachedTokens: number;
+  totalCachedTokens: number;
+  cost: number | null;
+  totalCost: number | null;
+  totalCalls: number;
+  contextTokens: number;
+  contextWindow: number;
+}
+
+/**
+ * The older part of the conversation was (`ok`) or could not be summarised.
+ *
+ * On success `summary` replaces `replaced` older messages in the next requests
+ * (the history file keeps them all); `tokens_before`/`tokens_after` are the
+ * request's estimated size. On failure `error` says why and nothing changed.
+ */
+export interface CompactionUpdate {
+  type: 'compaction';
+  taskId: string | null;
+  ok: boolean;
+  automatic: boolean;
+  summary: string;
+  replaced: number;
+  tokensBefore: number;
+  tokensAfter: number;
+  focus: string;
+  error: string;
 }
 
 /** Something the user should know that is not part of the conversation. */
@@ -735,6 +1000,7 @@ export type SessionUpdate =
   | ToolOutputUpdate
   | ToolCallFinishedUpdate
   | UsageUpdate
+  | CompactionUpdate
   | NoticeUpdate
   | TaskStatusUpdate
   | TurnEndedUpdate

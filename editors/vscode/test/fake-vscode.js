@@ -196,7 +196,20 @@ const commands = {
   },
 };
 
+// The Problems panel: tests put [uri, diagnostics] pairs in fake.diagnostics.
+const languages = {
+  getDiagnostics(uri) {
+    const all = fake.diagnostics ?? [];
+    if (uri === undefined) return all.map(([u, items]) => [Uri.parse(u), items]);
+    return (all.find(([u]) => u === uri.toString()) ?? [uri, []])[1];
+  },
+  onDidChangeDiagnostics() {
+    return new Disposable(() => undefined);
+  },
+};
+
 module.exports = {
+  languages,
   Disposable,
   EventEmitter,
   Uri,

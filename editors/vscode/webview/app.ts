@@ -14,6 +14,7 @@ import { BannerView } from './ui/banner';
 import { ComposerView } from './ui/composer';
 import { HeaderView } from './ui/header';
 import { PanelsView } from './ui/panels';
+import { RewindView } from './ui/rewind';
 import { TranscriptView } from './ui/transcript';
 
 interface SavedState {
@@ -32,6 +33,7 @@ export class ChatApp {
   private readonly panels: PanelsView;
   private readonly approvals: ApprovalsView;
   private readonly composer: ComposerView;
+  private readonly rewind: RewindView;
   private readonly announcer: HTMLElement;
   private shownSession: string | null = null;
   /** A prompt sent but not yet echoed by the host as `turn_started`. */
@@ -45,9 +47,18 @@ export class ChatApp {
     this.header = new HeaderView({
       select: (sessionId) => this.send({ type: 'selectSession', sessionId }),
       newSession: () => this.send({ type: 'newSession' }),
+      compact: () => this.withSession((sessionId) => this.send({ type: 'compact', sessionId, focus: '' })),
     });
     this.banner = new BannerView((action) => this.send({ type: 'runAction', action }));
-    this.transcript = new TranscriptView({ showChanges: () => this.revealChanges() });
+    this.transcript = new TranscriptView({
+      showChanges: () => this.revealChanges(),
+      rewind: (index) => this.withSession((sessionId) => this.send({ type: 'rewindPreview', sessionId, index })),
+    });
+    this.rewind = new RewindView({
+      rewind: (plan, files, conversation) =>
+        this.send({ type: 'rewind', sessionId: plan.sessionId, turnId: plan.turnId, index: plan.index, files, conversation }),
+      redo: (sessionId) => this.send({ type: 'redo', sessionId }),
+    });
     this.panels = new PanelsView(
       {
         cancelTask: (taskId) => this.withSession((sessionId) => this.send({ type: 'cancelTask', sessionId, taskId })),
@@ -79,7 +90,7 @@ export class ChatApp {
       this.header.el,
       this.banner.el,
       this.transcript.el,
-      h('div', { class: 'dock' }, this.panels.tasksEl, this.panels.changesEl, this.approvals.el),
+      h('div', { class: 'dock' }, this.rewind.el, this.panels.tasksEl, this.panels.changesEl, this.approvals.el),
       this.composer.el,
       this.announcer,
     );
@@ -125,6 +136,14 @@ export class ChatApp {
     if (settles && this.pendingPrompt !== null) {
       this.pendingPrompt = null;
       this.markDirty(['transcript', 'composer', 'header']);
+    }
+    if (message.type === 'rewindPlan') {
+      if (message.plan.sessionId === this.state.activeSessionId) this.rewind.showPlan(message.plan);
+      return;
+    }
+    if (message.type === 'rewound') {
+      if (message.sessionId === this.state.activeSessionId) this.rewind.showDone(message.sessionId, message.text, message.canRedo);
+      return;
     }
     this.markDirty(reduce(this.state, message));
     if (message.type === 'toast') {

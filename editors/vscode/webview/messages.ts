@@ -104,6 +104,27 @@ export interface ApprovalView {
 
 export type SessionEvent = SessionUpdate;
 
+/** A file a rewind would restore, and how (to get back to before the turn). */
+export interface RewindFile {
+  path: string;
+  kind: 'added' | 'modified' | 'deleted';
+}
+
+/** What rewinding to before one of the user's messages would do (the confirmation). */
+export interface RewindPlan {
+  sessionId: string;
+  /** Which user message of the conversation (0 = the first). */
+  index: number;
+  turnId: string;
+  prompt: string;
+  /** False: only the conversation can go back (`note` says why). */
+  canRestoreFiles: boolean;
+  note: string;
+  files: RewindFile[];
+  /** Files left as they are: the user edited them since (mount sessions). */
+  kept: string[];
+}
+
 // --- host -> page ----------------------------------------------------------------------------------
 
 export type HostMessage =
@@ -129,7 +150,11 @@ export type HostMessage =
   /** A message for the user that is not part of a conversation (e.g. "apply failed"). */
   | { type: 'toast'; level: 'info' | 'warning' | 'error'; text: string }
   /** Put the keyboard focus in the prompt box, optionally with some text. */
-  | { type: 'focusPrompt'; text: string | null };
+  | { type: 'focusPrompt'; text: string | null }
+  /** The answer to `rewindPreview`: what a rewind would do, for the user to confirm. */
+  | { type: 'rewindPlan'; plan: RewindPlan }
+  /** A rewind or redo is done (the transcript follows); `canRedo`: offer Redo. */
+  | { type: 'rewound'; sessionId: string; text: string; canRedo: boolean };
 
 // --- page -> host -------------------------------------------------------------------------------------
 
@@ -148,7 +173,12 @@ export type PageMessage =
   | { type: 'discardChanges'; sessionId: string; paths: string[] | null }
   | { type: 'cancelTask'; sessionId: string; taskId: string }
   | { type: 'openTask'; sessionId: string; taskId: string }
-  | { type: 'runAction'; action: HostAction };
+  | { type: 'compact'; sessionId: string; focus: string }
+  | { type: 'runAction'; action: HostAction }
+  /** Ask what rewinding to before the user's message number `index` would restore. */
+  | { type: 'rewindPreview'; sessionId: string; index: number }
+  | { type: 'rewind'; sessionId: string; turnId: string; index: number; files: boolean; conversation: boolean }
+  | { type: 'redo'; sessionId: string };
 
 // --- parsers ------------------------------------------------------------------------------------------
 
@@ -163,6 +193,7 @@ const stopReason = literal<StopReason>(
   'cancelled',
   'error',
   'refusal',
+  'budget',
 );
 const hostAction = literal<HostAction>(...HOST_ACTIONS);
 const taskId = withDefault(nullable(str), null);
@@ -200,6 +231,24 @@ export const parseSessionEvent: Parser<SessionEvent> = tagged<SessionEvent>({
     totalPromptTokens: count,
     totalCompletionTokens: count,
     estimated: withDefault(bool, false),
+    cachedTokens: count,
+    totalCachedTokens: count,
+    cost: withDefault(nullable(num), null),
+    totalCost: withDefault(nullable(num), null),
+    totalCalls: count,
+    contextTokens: count,
+    contextWindow: count,
+  }),
+  compaction: variant('compaction', {
+    taskId,
+    ok: withDefault(bool, true),
+    automatic: withDefault(bool, false),
+    summary: text,
+    replaced: count,
+    tokensBefore: count,
+    tokensAfter: count,
+    focus: text,
+    error: text,
   }),
   notice: variant('notice', { taskId, level: withDefault(literal<NoticeLevel>('info', 'warning', 'error'), 'info'), text }),
   task_status: variant('task_status', {
@@ -290,6 +339,17 @@ const capabilities = object<HostCapabilities>({
 
 const sessionsList = array(sessionSummary, 1000);
 
+const rewindPlan = object<RewindPlan>({
+  sessionId: str,
+  index: num,
+  turnId: str,
+  prompt: text,
+  canRestoreFiles: withDefault(bool, true),
+  note: text,
+  files: array(object<RewindFile>({ path: str, kind: literal('added', 'modified', 'deleted') }), 100_000),
+  kept: withDefault(array(str, 100_000), []),
+});
+
 /** Parses a message from the host; throws {@link ParseError} for anything else. */
 export const parseHostMessage: Parser<HostMessage> = tagged<HostMessage>({
   init: variant('init', {
@@ -308,12 +368,15 @@ export const parseHostMessage: Parser<HostMessage> = tagged<HostMessage>({
   tasks: variant('tasks', { sessionId: str, tasks: array(taskInfo) }),
   changes: variant('changes', {
     sessionId: str,
-    syncMode: literal<SyncMode>('copy', 'mount', 'none'),
+    syncMode: literal<SyncMode>('cow', 'copy', 'mount', 'none'),
     changes: array(fileChange),
   }),
   toast: variant('toast', { level: literal('info', 'warning', 'error'), text: str }),
   focusPrompt: variant('focusPrompt', { text: nullable(str) }),
+  rewindPlan: variant('rewindPlan', { plan: rewindPlan }),
+  rewound: variant('rewound', { sessionId: str, text, canRedo: withDefault(bool, false) }),
 });
+
 
 const paths = nullable(array(str));
 
@@ -335,5 +398,9 @@ export const parsePageMessage: Parser<PageMessage> = tagged<PageMessage>({
   discardChanges: variant('discardChanges', { sessionId: str, paths }),
   cancelTask: variant('cancelTask', { sessionId: str, taskId: str }),
   openTask: variant('openTask', { sessionId: str, taskId: str }),
+  compact: variant('compact', { sessionId: str, focus: text }),
   runAction: variant('runAction', { action: hostAction }),
+  rewindPreview: variant('rewindPreview', { sessionId: str, index: num }),
+  rewind: variant('rewind', { sessionId: str, turnId: str, index: num, files: bool, conversation: bool }),
+  redo: variant('redo', { sessionId: str }),
 });

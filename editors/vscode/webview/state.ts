@@ -41,6 +41,7 @@ export type TranscriptItem =
     })
   | (ItemBase & { kind: 'notice'; level: string; text: string })
   | (ItemBase & { kind: 'changes'; count: number; paths: string[] })
+  | (ItemBase & { kind: 'compaction'; automatic: boolean; summary: string; replaced: number; tokensBefore: number; tokensAfter: number })
   | (ItemBase & { kind: 'end'; stopReason: StopReason; text: string; error: string });
 
 export interface Usage {
@@ -48,6 +49,12 @@ export interface Usage {
   completionTokens: number;
   /** Some call's usage was Pygent's estimate (the server reported none): the totals are too. */
   estimated: boolean;
+  cachedTokens?: number;
+  /** USD so far; null when the model has no price. */
+  cost?: number | null;
+  /** The last request's size and the model's window (0: not known yet). */
+  contextTokens?: number;
+  contextWindow?: number;
 }
 
 function formatTokens(n: number): string {
@@ -58,7 +65,10 @@ function formatTokens(n: number): string {
 export function usageText(usage: Usage): string {
   const mark = usage.estimated ? '~' : '';
   const counts = `${mark}${formatTokens(usage.promptTokens)} / ${mark}${formatTokens(usage.completionTokens)} tokens`;
-  return usage.estimated ? `${counts} (estimated)` : counts;
+  let out = usage.estimated ? `${counts} (estimated)` : counts;
+  if (usage.cost !== undefined && usage.cost !== null) out += ` · $${usage.cost.toFixed(usage.cost < 1 ? 4 : 2)}`;
+  if (usage.contextWindow) out += ` · ${Math.round((100 * (usage.contextTokens ?? 0)) / usage.contextWindow)}% context`;
+  return out;
 }
 
 export interface Transcript {
@@ -272,7 +282,27 @@ export function applyEvent(t: Transcript, event: SessionEvent): void {
         promptTokens: event.totalPromptTokens,
         completionTokens: event.totalCompletionTokens,
         estimated: event.estimated || (t.usage?.estimated ?? false),
+        cachedTokens: event.totalCachedTokens,
+        cost: event.totalCost,
+        contextTokens: event.contextTokens,
+        contextWindow: event.contextWindow,
       };
+      return;
+    case 'compaction':
+      // A failed compaction changed nothing: its notice says why.
+      if (event.ok) {
+        t.items.push({
+          kind: 'compaction',
+          id: newId('k'),
+          rev: 0,
+          automatic: event.automatic,
+          summary: event.summary,
+          replaced: event.replaced,
+          tokensBefore: event.tokensBefore,
+          tokensAfter: event.tokensAfter,
+        });
+        if (t.usage) t.usage = { ...t.usage, contextTokens: event.tokensAfter };
+      }
       return;
     case 'notice':
       t.items.push({ kind: 'notice', id: newId('n'), rev: 0, level: event.level, text: event.text });
@@ -369,6 +399,9 @@ export function reduce(state: PageState, msg: HostMessage): Part[] {
     case 'focusPrompt':
       state.focusRequest = { text: msg.text };
       return ['composer'];
+    case 'rewindPlan':
+    case 'rewound':
+      return []; // shown by the rewind view (app.ts), not kept in the state
   }
 }
 

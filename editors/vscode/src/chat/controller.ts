@@ -14,9 +14,12 @@ import type { PygentSettings } from '../common/settings';
 import {
   type ApplyResult,
   type ChangeSet,
+  type CompactResult,
   type DiscardResult,
   type ListSessionsResult,
   type PromptResult,
+  type RewindResult,
+  type TimelineResult,
   type RequestPermissionParams,
   type RequestPermissionResult,
   type SessionInfo,
@@ -26,10 +29,14 @@ import {
   REQUEST_PERMISSION,
   SESSION_BUSY,
   SESSION_CANCEL,
+  SESSION_COMPACT,
   SESSION_LIST,
   SESSION_NEW,
   SESSION_PROMPT,
+  SESSION_REDO,
   SESSION_RESUME,
+  SESSION_REWIND,
+  SESSION_TIMELINE,
   SESSION_UPDATE,
   TASK_CANCEL,
   TASK_STATUS,
@@ -153,6 +160,8 @@ export class ChatController {
   private readonly statusEmitter = new Emitter<StatusSnapshot>();
   /** Sessions with a prompt request in flight. */
   private readonly inFlight = new Set<string>();
+  /** The log a conversation rewind took off, per session, for its redo. */
+  private readonly undone = new Map<string, SessionUpdate[]>();
   private creating: Promise<string | undefined> | undefined;
   /** A focus request made before the page was ready; sent after `init`. */
   private pendingFocus: { text: string | null } | undefined;
@@ -241,13 +250,97 @@ export class ChatController {
       case 'cancelTask':
         await this.deps.server.request(TASK_CANCEL, { sessionId: message.sessionId, taskId: message.taskId });
         return;
+      case 'compact': {
+        // The marker arrives as a `compaction` update; only a failure needs a word here.
+        const done = await this.deps.server.request<CompactResult>(SESSION_COMPACT, { sessionId: message.sessionId, focus: message.focus });
+        if (!done.ok) this.toast('warning', `Compaction failed: ${done.error}; the conversation is unchanged.`);
+        return;
+      }
       case 'openTask':
         await this.openTask(message.sessionId, message.taskId);
         return;
       case 'runAction':
         this.deps.runAction(message.action);
         return;
+      case 'rewindPreview':
+        await this.rewindPreview(message.sessionId, message.index);
+        return;
+      case 'rewind':
+        await this.rewind(message.sessionId, message.turnId, message.index, message.files, message.conversation);
+        return;
+      case 'redo':
+        await this.redo(message.sessionId);
+        return;
     }
+  }
+
+  // --- rewind and redo (docs/rewind.md) --------------------------------------------------------
+
+  /** What rewinding to before the user's message number `index` would do, for the page to confirm. */
+  private async rewindPreview(sessionId: string, index: number): Promise<void> {
+    const timeline = await this.deps.server.request<TimelineResult>(SESSION_TIMELINE, { sessionId });
+    const turn = timeline.turns[index];
+    // The log shown may still hold prompts a rewind took off (a host keeps every update):
+    // the turn must be the one whose prompt the user clicked, or nothing is done.
+    const prompts = this.sessions.events(sessionId).filter((e) => e.type === 'turn_started' && e.taskId === null);
+    const clicked = prompts[index];
+    if (!turn || (clicked?.type === 'turn_started' && clicked.prompt.slice(0, 500) !== turn.prompt)) {
+      this.toast('error', 'This message cannot be rewound: its turn is no longer in the session.');
+      return;
+    }
+    const dry = turn.canRestoreFiles
+      ? await this.deps.server.request<RewindResult>(SESSION_REWIND, { sessionId, turnId: turn.turnId, dryRun: true })
+      : null;
+    const kinds = ['added', 'modified', 'deleted'] as const;
+    this.post({
+      type: 'rewindPlan',
+      plan: {
+        sessionId,
+        index,
+        turnId: turn.turnId,
+        prompt: turn.prompt,
+        canRestoreFiles: turn.canRestoreFiles,
+        note: turn.note,
+        files: (dry?.preview ?? []).map((f) => ({ path: f.path, kind: kinds.find((k) => k === f.kind) ?? 'modified' })),
+        kept: dry?.kept ?? [],
+      },
+    });
+  }
+
+  private async rewind(sessionId: string, turnId: string, index: number, files: boolean, conversation: boolean): Promise<void> {
+    const result = await this.deps.server.request<RewindResult>(SESSION_REWIND, { sessionId, turnId, files, conversation });
+    if (result.conversation) {
+      // The log shown from the turn's prompt on goes (kept for a redo).
+      const events = this.sessions.events(sessionId);
+      let seen = -1;
+      const cut = events.findIndex((e) => e.taskId === null && e.type === 'turn_started' && ++seen === index);
+      if (cut >= 0) {
+        this.undone.set(sessionId, events.slice(cut));
+        this.sessions.replaceEvents(sessionId, events.slice(0, cut));
+      }
+    }
+    await this.afterRewind(sessionId, result, `Rewound to before turn ${result.turn}`);
+  }
+
+  private async redo(sessionId: string): Promise<void> {
+    const result = await this.deps.server.request<RewindResult>(SESSION_REDO, { sessionId });
+    const undone = this.undone.get(sessionId);
+    if (result.conversation && undone) {
+      this.sessions.replaceEvents(sessionId, [...this.sessions.events(sessionId), ...undone]);
+      this.undone.delete(sessionId);
+    }
+    await this.afterRewind(sessionId, result, 'Redone: back to where you were before the rewind');
+  }
+
+  private async afterRewind(sessionId: string, result: RewindResult, what: string): Promise<void> {
+    const done: string[] = [];
+    if (result.files) done.push(`${result.restored.length} file(s) restored, ${result.removed.length} removed`);
+    if (result.conversation) done.push(`${Math.abs(result.messagesRemoved)} message(s) ${result.messagesRemoved < 0 ? 'put back' : 'taken off the conversation'}`);
+    if (result.kept.length) done.push(`kept as you edited them: ${result.kept.join(', ')}`);
+    if (result.failed.length) done.push(`could not restore: ${result.failed.join(', ')}`);
+    if (this.sessions.get(sessionId)?.workspaceFolder) await this.refreshChanges(sessionId);
+    this.sendSessionDetail(sessionId);
+    this.post({ type: 'rewound', sessionId, text: `${what}: ${done.join('; ')}.`, canRedo: result.canRedo });
   }
 
   private sendInit(): void {

@@ -138,6 +138,12 @@ export class SessionStore {
     record.lastSeq = seq;
   }
 
+  /** Replaces a session's log, the update numbering unchanged (a rewind cut the conversation). */
+  replaceEvents(id: string, events: SessionUpdate[]): void {
+    const record = this.records.get(id);
+    if (record) record.events = [...events];
+  }
+
   /** Adds an event the extension itself produced (e.g. "resumed"), keeping seq order. */
   appendLocal(id: string, update: SessionUpdate): void {
     const record = this.records.get(id);

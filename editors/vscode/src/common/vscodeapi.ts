@@ -107,3 +107,16 @@ export async function saveFiles(fsPaths: string[]): Promise<void> {
   }
 }
 
+
+/** Every file's diagnostics, as URI strings (the Problems panel's content). */
+export function allDiagnostics(): [string, readonly vscode.Diagnostic[]][] {
+  return vscode.languages.getDiagnostics().map(([uri, items]) => [uri.toString(), items]);
+}
+
+export function diagnosticsOf(uri: string): readonly vscode.Diagnostic[] {
+  return vscode.languages.getDiagnostics(vscode.Uri.parse(uri));
+}
+
+export function onDidChangeDiagnostics(listener: (uris: string[]) => unknown): vscode.Disposable {
+  return vscode.languages.onDidChangeDiagnostics((e) => listener(e.uris.map((u) => u.toString())));
+}

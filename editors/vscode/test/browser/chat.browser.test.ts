@@ -160,7 +160,7 @@ describe('chat page in Chromium', () => {
       ],
     });
     await post(event({ type: 'message_delta', taskId: null, text: 'Done: `hello.py` prints *hello*.' }));
-    await post(event({ type: 'usage', taskId: null, promptTokens: 900, completionTokens: 120, totalPromptTokens: 1800, totalCompletionTokens: 240, estimated: false }));
+    await post(event({ type: 'usage', taskId: null, promptTokens: 900, completionTokens: 120, totalPromptTokens: 1800, totalCompletionTokens: 240, estimated: false, cachedTokens: 0, totalCachedTokens: 0, cost: null, totalCost: null, totalCalls: 0, contextTokens: 0, contextWindow: 0 }));
     await post(event({ type: 'turn_ended', taskId: null, stopReason: 'end_turn', text: 'Done: `hello.py` prints *hello*.', error: '' }));
     await post(event({ type: 'changes', taskId: null, count: 2, paths: ['hello.py', 'README.md'] }));
     await post(busySessions(false));
@@ -244,7 +244,7 @@ describe('chat page in Chromium', () => {
     const answer = 'It is the **entry point**.';
     await post(event({ type: 'message_delta', taskId: null, text: answer }));
     await post(event({ type: 'message_done', taskId: null, text: answer }));
-    await post(event({ type: 'usage', taskId: null, promptTokens: 900, completionTokens: 12, totalPromptTokens: 900, totalCompletionTokens: 12, estimated: true }));
+    await post(event({ type: 'usage', taskId: null, promptTokens: 900, completionTokens: 12, totalPromptTokens: 900, totalCompletionTokens: 12, estimated: true, cachedTokens: 0, totalCachedTokens: 0, cost: null, totalCost: null, totalCalls: 0, contextTokens: 0, contextWindow: 0 }));
     await post(event({ type: 'turn_ended', taskId: null, stopReason: 'end_turn', text: answer, error: '' }));
     await post(busySessions(false));
     await page.locator('.msg.assistant strong', { hasText: 'entry point' }).waitFor();

@@ -174,4 +174,109 @@ describe('controller + real pygent lsp', { timeout: 120_000 }, () => {
     assert.equal(server.process.pid, pid);
     assert.equal(server.process.exitCode, null, 'the same server process');
   });
+  it('rewinds a turn from its prompt (files and conversation), then redoes it', async () => {
+    // Replies earlier tests left unused (a cancelled turn's) must not answer this one.
+    await fetch(`${model.baseUrl.replace(/\/v1\/?$/, '')}/_control/reset`, { method: 'POST', body: '{}' });
+    await model.add([{ tool_call: { name: 'bash', arguments: { cmd: 'rm README.md && echo new > made.txt' } } }, { text: 'Removed the readme.' }]);
+    const sid = controller.sessions.activeId ?? '';
+    await controller.handle({ type: 'prompt', sessionId: sid, text: 'remove the readme' });
+    await until('the change set', () => (view.lastOf('changes')?.changes ?? []).some((c) => c.path === 'README.md'));
+    const prompts = controller.sessions.events(sid).filter((e) => e.type === 'turn_started' && e.taskId === null).length;
+
+    // The rewind control of the last prompt: the plan first, nothing changed yet.
+    await controller.handle({ type: 'rewindPreview', sessionId: sid, index: prompts - 1 });
+    const plan = view.lastOf('rewindPlan')?.plan;
+    assert.ok(plan, 'a plan to confirm');
+    assert.equal(plan.prompt, 'remove the readme');
+    assert.deepEqual(plan.files.map((f) => [f.path, f.kind]).sort(), [['README.md', 'added'], ['made.txt', 'deleted']]);
+
+    await controller.handle({ type: 'rewind', sessionId: sid, turnId: plan.turnId, index: plan.index, files: true, conversation: true });
+    const done = view.lastOf('rewound');
+    assert.match(done?.text ?? '', /Rewound to before turn \d+: 1 file\(s\) restored, 1 removed/);
+    assert.equal(done?.canRedo, true);
+    const shown = view.lastOf('transcript')?.events ?? [];
+    assert.ok(!shown.some((e) => e.type === 'turn_started' && e.prompt === 'remove the readme'), 'the prompt is gone');
+    assert.ok(!(view.lastOf('changes')?.changes ?? []).some((c) => c.path === 'README.md' || c.path === 'made.txt'));
+
+    await controller.handle({ type: 'redo', sessionId: sid });
+    assert.match(view.lastOf('rewound')?.text ?? '', /^Redone/);
+    const again = view.lastOf('transcript')?.events ?? [];
+    assert.ok(again.some((e) => e.type === 'turn_started' && e.prompt === 'remove the readme'), 'the prompt is back');
+    assert.ok((view.lastOf('changes')?.changes ?? []).some((c) => c.path === 'README.md' && c.status === 'deleted'));
+  });
+});
+
+describe('controller + real pygent lsp: budgets and compaction', { timeout: 120_000 }, () => {
+  const tmp = scratch('pygent-vscode-long-');
+  const folder = join(tmp.dir, 'project');
+  let model: ScriptedModel;
+  let server: RealServer;
+  let view: ApprovingView;
+  let controller: ChatController;
+  const settings = { ...defaultSettings, runtime: 'local' as const, model: 'test-model', approvalMode: 'never' as const };
+
+  before(async () => {
+    mkdirSync(folder);
+    model = await startScriptedModel(tmp.dir);
+    // The server inherits this process's environment: a session budget of 3 model calls.
+    const saved = { calls: process.env.PYGENT_BUDGET_CALLS, window: process.env.PYGENT_CONTEXT_WINDOW };
+    process.env.PYGENT_BUDGET_CALLS = '3';
+    process.env.PYGENT_CONTEXT_WINDOW = '50000';
+    try {
+      server = await startPygentLsp({ folder, model, dataHome: join(tmp.dir, 'data'), configuration: serverConfiguration(settings) });
+    } finally {
+      if (saved.calls === undefined) delete process.env.PYGENT_BUDGET_CALLS;
+      else process.env.PYGENT_BUDGET_CALLS = saved.calls;
+      if (saved.window === undefined) delete process.env.PYGENT_CONTEXT_WINDOW;
+      else process.env.PYGENT_CONTEXT_WINDOW = saved.window;
+    }
+    const editor = new FakeEditor();
+    editor.folders = [{ name: 'project', uri: `file://${folder}`, fsPath: folder }];
+    view = new ApprovingView();
+    controller = new ChatController({
+      server,
+      editor,
+      settings: () => settings,
+      hasApiKey: () => true,
+      runAction: () => undefined,
+      showChat: () => undefined,
+      log: silentLogger,
+      hostName: 'test',
+    });
+    view.controller = controller;
+    controller.attachView(view);
+  });
+
+  after(async () => {
+    await server?.shutdown();
+    model?.stop();
+    tmp.remove();
+  });
+
+  it('compacts from the page, then ends a turn with budget naming the limit', async () => {
+    await model.add([
+      { tool_call: { name: 'bash', arguments: { cmd: 'echo one' } } },
+      { text: 'done with one' },
+      { text: '## Task\nthe first prompt\n## State of the work\nSUMMARY-FROM-VSCODE' },
+      { tool_call: { name: 'bash', arguments: { cmd: 'echo two' } } },
+    ]);
+    await controller.handle({ type: 'prompt', sessionId: null, text: 'first' });
+    const sessionId = controller.sessions.activeId ?? '';
+    await controller.handle({ type: 'compact', sessionId, focus: 'the first prompt' });
+    await until('the compaction marker', () => view.events().some((e) => e.type === 'compaction'));
+    const marker = view.events().find((e) => e.type === 'compaction');
+    assert.ok(marker?.type === 'compaction' && marker.ok && marker.summary.includes('SUMMARY-FROM-VSCODE'));
+    assert.equal(marker?.type === 'compaction' && marker.focus, 'the first prompt');
+
+    await controller.handle({ type: 'prompt', sessionId, text: 'second' });
+    const ended = view.events().filter((e) => e.type === 'turn_ended').pop();
+    assert.equal(ended?.type === 'turn_ended' && ended.stopReason, 'budget');
+    assert.match(ended?.type === 'turn_ended' ? ended.error : '', /limit of 3 model calls is reached/);
+    const usage = view.events().filter((e) => e.type === 'usage').pop();
+    assert.ok(usage?.type === 'usage' && usage.totalCalls === 3 && usage.contextWindow === 50000);
+
+    // A spent budget refuses the summary call too, and the page is told.
+    await controller.handle({ type: 'compact', sessionId, focus: '' });
+    assert.match(view.lastOf('toast')?.text ?? '', /Compaction failed: budget: .*the conversation is unchanged/);
+  });
 });

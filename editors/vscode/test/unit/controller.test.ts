@@ -11,6 +11,7 @@ import {
   type RequestPermissionParams,
   SESSION_BUSY,
   SESSION_CANCEL,
+  SESSION_COMPACT,
   SESSION_LIST,
   SESSION_NEW,
   SESSION_PROMPT,
@@ -278,6 +279,17 @@ describe('ChatController', () => {
     assert.equal(ended.length, 1);
     assert.equal(ended[0]?.type === 'turn_ended' && ended[0].error, 'connection lost');
     assert.equal(controller.status().busy, false);
+  });
+
+  it('compacts on the page\'s request and says when it failed', async () => {
+    await controller.handle({ type: 'prompt', sessionId: null, text: 'go' });
+    server.responders.set(SESSION_COMPACT, () => ({ ok: true, summary: 's', replaced: 4, tokensBefore: 10, tokensAfter: 5, error: '' }));
+    await controller.handle({ type: 'compact', sessionId: SID, focus: 'the parser' });
+    assert.deepEqual(server.last(SESSION_COMPACT), { sessionId: SID, focus: 'the parser' });
+    assert.equal(view.of('toast').length, 0);
+    server.responders.set(SESSION_COMPACT, () => ({ ok: false, summary: '', replaced: 0, tokensBefore: 10, tokensAfter: 10, error: 'the model returned an empty summary' }));
+    await controller.handle({ type: 'compact', sessionId: SID, focus: '' });
+    assert.match(view.lastOf('toast')?.text ?? '', /Compaction failed: the model returned an empty summary; the conversation is unchanged/);
   });
 
   it('tracks delegated tasks and fetches the result of a finished one', async () => {

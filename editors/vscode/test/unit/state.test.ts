@@ -121,7 +121,7 @@ describe('transcript', () => {
 
   it('marks estimated token counts, and keeps the mark once the totals include an estimate', () => {
     const usage = (estimated: boolean, total: number) =>
-      ({ type: 'usage', taskId: null, promptTokens: 10, completionTokens: 5, totalPromptTokens: total, totalCompletionTokens: 300, estimated }) as const;
+      ({ type: 'usage', taskId: null, promptTokens: 10, completionTokens: 5, totalPromptTokens: total, totalCompletionTokens: 300, estimated, cachedTokens: 0, totalCachedTokens: 0, cost: null, totalCost: null, totalCalls: 0, contextTokens: 0, contextWindow: 0 }) as const;
     const t = run([started, usage(false, 1234)]);
     assert.ok(t.usage);
     assert.equal(usageText(t.usage), '1.2k / 300 tokens');
@@ -129,6 +129,22 @@ describe('transcript', () => {
     assert.equal(usageText(t.usage), '~2.0k / ~300 tokens (estimated)');
     applyEvent(t, usage(false, 2500));
     assert.equal(usageText(t.usage), '~2.5k / ~300 tokens (estimated)');
+  });
+
+  it('shows cost and context fill, a compaction marker, and a budget stop', () => {
+    const t = run([started]);
+    applyEvent(t, { type: 'usage', taskId: null, promptTokens: 3000, completionTokens: 100, totalPromptTokens: 3000, totalCompletionTokens: 100, estimated: false, cachedTokens: 0, totalCachedTokens: 0, cost: 0.0123, totalCost: 0.0123, totalCalls: 1, contextTokens: 3000, contextWindow: 10000 });
+    assert.ok(t.usage);
+    assert.equal(usageText(t.usage), '3.0k / 100 tokens · $0.0123 · 30% context');
+    applyEvent(t, { type: 'compaction', taskId: null, ok: true, automatic: false, summary: '## Task\nx', replaced: 12, tokensBefore: 3000, tokensAfter: 800, focus: '', error: '' });
+    const marker = t.items.find((i) => i.kind === 'compaction');
+    assert.ok(marker && marker.kind === 'compaction' && marker.summary === '## Task\nx' && marker.replaced === 12);
+    assert.equal(usageText(t.usage), '3.0k / 100 tokens · $0.0123 · 8% context');
+    applyEvent(t, { type: 'compaction', taskId: null, ok: false, automatic: true, summary: '', replaced: 0, tokensBefore: 800, tokensAfter: 800, focus: '', error: 'boom' });
+    assert.equal(t.items.filter((i) => i.kind === 'compaction').length, 1);
+    applyEvent(t, { type: 'turn_ended', taskId: null, stopReason: 'budget', text: '', error: "budget: the session's limit of 2 model calls is reached (2 made)" });
+    const end = t.items[t.items.length - 1];
+    assert.ok(end && end.kind === 'end' && end.stopReason === 'budget' && end.error.includes('2 model calls'));
   });
 
   it('shows the question of ask_user and no end marker for a normal end', () => {

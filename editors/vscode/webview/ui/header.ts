@@ -6,6 +6,8 @@ import type { HostStatus, SessionSummary } from '../messages';
 export interface HeaderCallbacks {
   select(sessionId: string): void;
   newSession(): void;
+  /** Summarise the older conversation now (pygent/session/compact). */
+  compact(): void;
 }
 
 const CONNECTION_TEXT: Record<HostStatus['connection'], string> = {
@@ -31,6 +33,7 @@ export class HeaderView {
   readonly el: HTMLElement;
   private readonly picker: HTMLSelectElement;
   private readonly statusLine: HTMLElement;
+  private readonly compactButton: HTMLButtonElement;
 
   constructor(callbacks: HeaderCallbacks) {
     this.picker = h('select', {
@@ -39,6 +42,14 @@ export class HeaderView {
       on: { change: () => callbacks.select(this.picker.value) },
     });
     this.statusLine = h('div', { class: 'status-line', role: 'status', aria: { live: 'polite' } });
+    this.compactButton = h('button', {
+      type: 'button',
+      class: 'btn small compact',
+      text: 'Compact',
+      title: 'Summarise the older conversation to free context (the history keeps everything)',
+      aria: { label: 'Compact the conversation' },
+      on: { click: () => callbacks.compact() },
+    });
     this.el = h(
       'header',
       { class: 'toolbar' },
@@ -54,6 +65,7 @@ export class HeaderView {
           aria: { label: 'New session' },
           on: { click: () => callbacks.newSession() },
         }),
+        this.compactButton,
       ),
       this.statusLine,
     );
@@ -68,11 +80,12 @@ export class HeaderView {
     }
     const runtime = status.runtime === 'docker' ? 'Docker' : status.runtime === 'local' ? 'Local (no sandbox)' : status.runtime || 'auto';
     const state = status.connection !== 'ready' ? CONNECTION_TEXT[status.connection] : busy ? 'Working…' : 'Ready';
+    this.compactButton.disabled = busy || !activeId || status.connection !== 'ready';
     replaceChildren(
       this.statusLine,
       h('span', { class: `runtime runtime-${status.runtime || 'auto'}`, title: 'Where commands run', text: runtime }),
       status.model ? h('span', { class: 'model', title: 'Model', text: status.model }) : null,
-      tokens ? h('span', { class: 'tokens', title: 'Tokens used in this session (prompt / completion)', text: tokens }) : null,
+      tokens ? h('span', { class: 'tokens', title: 'Tokens used in this session (prompt / completion), cost, and how full the context window is', text: tokens }) : null,
       h('span', { class: `state${busy ? ' busy' : ''} conn-${status.connection}`, text: state }),
     );
   }

@@ -16,11 +16,14 @@ const STOP_TEXT: Record<string, string> = {
   cancelled: 'Cancelled',
   error: 'The turn failed',
   refusal: 'The model refused',
+  budget: 'Stopped: budget spent',
 };
 
 export interface TranscriptCallbacks {
   /** Jump to the changes section. */
   showChanges(): void;
+  /** Ask what rewinding to before the user's message number `index` would do. */
+  rewind?(index: number): void;
 }
 
 export class TranscriptView {
@@ -29,6 +32,8 @@ export class TranscriptView {
   /** Output sections the user opened or closed, by call id (wins over the default). */
   private readonly outputOpen = new Map<string, boolean>();
   private readonly empty: HTMLElement;
+  /** User message id -> its number in the conversation (for the rewind control). */
+  private readonly userIndex = new Map<string, number>();
 
   constructor(private readonly callbacks: TranscriptCallbacks) {
     this.empty = h(
@@ -49,6 +54,10 @@ export class TranscriptView {
       return;
     }
     if (this.empty.isConnected) this.empty.remove();
+    this.userIndex.clear();
+    for (const item of transcript.items) {
+      if (item.kind === 'user' && item.id !== 'pending') this.userIndex.set(item.id, this.userIndex.size);
+    }
     const wanted = new Set(transcript.items.map((i) => i.id));
     for (const [id, entry] of this.rendered) {
       if (!wanted.has(id)) {
@@ -82,8 +91,26 @@ export class TranscriptView {
 
   private renderItem(item: TranscriptItem): HTMLElement {
     switch (item.kind) {
-      case 'user':
-        return h('div', { class: 'msg user', aria: { label: 'You' } }, h('div', { class: 'bubble', text: item.text }));
+      case 'user': {
+        // The rewind control: which user message this is, counted from the first.
+        const index = this.userIndex.get(item.id);
+        const rewind = this.callbacks.rewind;
+        const message = h('div', { class: 'msg user', aria: { label: 'You' } }, h('div', { class: 'bubble', text: item.text }));
+        if (!rewind || index === undefined) return message;
+        // Beside the message, not in it: the message's text stays the prompt alone.
+        return h(
+          'div',
+          { class: 'user-turn' },
+          message,
+          h('button', {
+            type: 'button',
+            class: 'link rewind-button',
+            text: '↶ Rewind',
+            title: 'Go back to before this message: files, conversation or both',
+            on: { click: () => rewind(index) },
+          }),
+        );
+      }
       case 'assistant': {
         const body = h('div', { class: 'markdown' });
         body.innerHTML = renderMarkdown(item.text); // sanitised: raw HTML off, see markdown.ts
@@ -108,6 +135,17 @@ export class TranscriptView {
           h('span', { text: `${item.count} file${item.count === 1 ? '' : 's'} changed in the sandbox: ` }),
           h('button', { type: 'button', class: 'link', text: 'review changes', on: { click: () => this.callbacks.showChanges() } }),
         );
+      case 'compaction': {
+        // The marker: older turns were summarised for the model (the history keeps them).
+        const how = item.automatic ? 'automatically' : 'on request';
+        const title = `Conversation compacted ${how}: ${item.replaced} older message${item.replaced === 1 ? '' : 's'} summarised (~${item.tokensBefore.toLocaleString('en-US')} → ~${item.tokensAfter.toLocaleString('en-US')} tokens)`;
+        return h(
+          'details',
+          { class: 'notice compaction-note', role: 'status' },
+          h('summary', { text: title }),
+          h('div', { class: 'compaction-summary', text: item.summary }),
+        );
+      }
       case 'end': {
         const label = STOP_TEXT[item.stopReason] ?? `Stopped (${item.stopReason})`;
         return h(
