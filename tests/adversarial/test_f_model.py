@@ -244,19 +244,32 @@ def test_F11_the_same_failing_call_repeated(hf: Harness) -> None:
 
 
 def test_F12_context_too_long(hf: Harness) -> None:
+    """The server says the conversation is too long: Pygent compacts it (the model writes
+    a summary of the older part) and asks again; when that fails too, old tool outputs
+    are shortened and it asks again; past that the turn ends with a clear error."""
     for i in range(6):
         hf.server.add_tool_call("bash", {"cmd": f"head -c 2000 /dev/zero | tr '\\0' {i}"})
     hf.server.add_error(400, code="context_length_exceeded")
+    hf.server.add_text("## Task\nthe summary of the work so far")  # the compaction's call
     hf.server.add_text("fits now")
     assert hf.agent.turn("go").text == "fits now"
+    retried = hf.server.chat_requests[-1].body["messages"]
+    assert any("the summary of the work so far" in str(m.get("content")) for m in retried)
+
+    for i in range(6):
+        hf.server.add_tool_call("bash", {"cmd": f"head -c 2000 /dev/zero | tr '\\0' {i}"})
+    hf.server.add_error(400, code="context_length_exceeded")
+    hf.server.add_error(400)  # the compaction's own call fails: shorten instead
+    hf.server.add_text("fits after shortening")
+    assert hf.agent.turn("again").text == "fits after shortening"
     shortened = [
         m
         for m in hf.server.chat_requests[-1].body["messages"]
         if "shortened" in str(m.get("content"))
     ]
     assert shortened
-    hf.server.add_error(400, code="context_length_exceeded")
-    hf.server.add_error(400, code="context_length_exceeded")
+    for _ in range(3):  # the request, the compaction's call, the shortened request
+        hf.server.add_error(400, code="context_length_exceeded")
     result = hf.agent.turn("more")
     assert result.stop_reason == "error" and "too long" in result.error
 

@@ -5,6 +5,7 @@ rerun under runsc with the documented differences."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -168,4 +169,4 @@ def test_adversarial_groups_a_to_h_under_runsc(gvisor: None, tmp_path: Path) -> 
     for test, why in DIFFERENCES.items():
         print(f"  documented difference: {test}: {why}")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
-    assert " passed" in summary and "failed" not in summary
+    assert " passed" in summary and not re.search(r"\b\d+ failed", summary), summary
