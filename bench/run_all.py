@@ -14,21 +14,46 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["bench_runtime.py", "bench_agent.py", "bench_store.py", "killnine.py", "bench_tasks.py",
-         "bench_lsp.py", "bench_channel.py", "bench_startup.py", "bench_real_server.py",
-         "bench_launch.py", "bench_cow.py"]
+QUICK = ["--quick"]
+DOCS = ["--write-docs"]  # benches that write docs/performance.md only when asked
+#: (script, its arguments in quick mode, its arguments with --full): every bench writes
+#: its own part of docs/performance.md (bench/perfdoc.py) with the baseline of its run.
+ORDER: list[tuple[str, list[str], list[str]]] = [
+    ("bench_runtime.py", QUICK, []),
+    ("bench_agent.py", QUICK, []),
+    ("bench_store.py", QUICK, []),
+    ("killnine.py", [], []),
+    ("bench_tasks.py", QUICK, []),
+    ("bench_lsp.py", QUICK, []),
+    ("bench_lsp_launch.py", QUICK, []),
+    ("bench_channel.py", QUICK, []),
+    ("bench_attach.py", QUICK, []),
+    ("bench_startup.py", QUICK, []),
+    ("bench_real_server.py", QUICK, []),
+    ("bench_launch.py", QUICK + DOCS, DOCS),
+    ("bench_cow.py", QUICK + DOCS, DOCS),
+    ("bench_rewind.py", QUICK + DOCS, DOCS),
+    ("bench_long_session.py", DOCS, DOCS),
+    ("bench_acp.py", QUICK, []),
+    ("bench_mcp.py", QUICK + DOCS, DOCS),
+    ("bench_diagnostics.py", QUICK + DOCS, DOCS),
+    ("bench_sandboxes.py", QUICK + DOCS, DOCS),
+    ("bench_pool.py", DOCS, DOCS),
+    ("bench_remote.py", DOCS, DOCS),
+]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="more iterations (slower, steadier)")
-    args = parser.parse_args()
     failed = []
-    for name in ORDER:
-        script = HERE / name
-        if not script.exists():
+    parser.add_argument("only", nargs="*", help="run only these benches (e.g. bench_rewind.py)")
+    args = parser.parse_args()
+    for name, quick, full in ORDER:
+        if args.only and name not in args.only:
             continue
-        cmd = [sys.executable, str(script)] + ([] if args.full else ["--quick"])
+        script = HERE / name
+        cmd = [sys.executable, str(script), *(full if args.full else quick)]
         print(f"\n=== {name} ===", flush=True)
         start = time.monotonic()
         if subprocess.run(cmd, cwd=HERE.parent).returncode != 0:
