@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import perfdoc  # bench/ is on sys.path: these run as scripts
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -43,7 +45,6 @@ from pygent.service import SessionOptions, SessionService  # noqa: E402
 from pygent.settings import load_settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "cow.json"
-DOCS = ROOT / "docs" / "performance.md"
 BEGIN = "<!-- cow-figures:begin (written by bench/bench_cow.py --write-docs) -->"
 END = "<!-- cow-figures:end -->"
 IMAGE = os.environ.get("PYGENT_TEST_IMAGE", "pygent-test:bookworm")
@@ -213,21 +214,13 @@ def section(r: dict[str, Any]) -> str:
 
 
 def write_docs(r: dict[str, Any]) -> None:
-    text = DOCS.read_text()
-    block = section(r)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + (
-            "\n\n## Copy-on-write workspaces\n\n"
-            "`python bench/bench_cow.py --write-docs`: a session over a folder in sync mode\n"
+    perfdoc.replace_block(
+        "cow", "bench/bench_cow.py", section(r), heading="## Copy-on-write workspaces",
+        intro=("`python bench/bench_cow.py --write-docs`: a session over a folder in sync mode\n"
             "`cow` (see docs/sandbox.md), each figure with its baseline measured in the same\n"
             "run. The copy mode these replace took 40-48 s to start at 50k files, ~250 ms per\n"
-            "checkpoint at 10k files (none above 20,000) and 5-9 s to close.\n\n"
-            + block + "\n"
-        )
-    DOCS.write_text(text)
+            "checkpoint at 10k files (none above 20,000) and 5-9 s to close.\n\n"),
+    )
 
 
 def main() -> int:
@@ -255,7 +248,7 @@ def main() -> int:
     print(json.dumps(report, indent=2))
     if args.write_docs:
         write_docs(report)
-        print(f"wrote {DOCS}")
+        print(f"wrote {perfdoc.PAGE}")
     return 0
 
 

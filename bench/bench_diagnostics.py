@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import perfdoc  # bench/ is on sys.path: these run as scripts
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -47,7 +49,6 @@ from pygent.lsp.server import create_server  # noqa: E402
 from pygent.settings import load_settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "diagnostics.json"
-DOCS = ROOT / "docs" / "performance.md"
 BEGIN = "<!-- diagnostics-figures:begin (written by bench/bench_diagnostics.py --write-docs) -->"
 END = "<!-- diagnostics-figures:end -->"
 FILES, PER_FILE = 50, 20
@@ -217,17 +218,11 @@ def render(latency: dict[str, Any], parsing: list[dict[str, Any]]) -> str:
 
 
 def write_docs(text: str) -> None:
-    doc = DOCS.read_text()
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        doc = head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + (
-            "\n\n## Diagnostics\n\n`python bench/bench_diagnostics.py --write-docs`: problems read "
-            "from a command's output and published to the editor (see docs/diagnostics.md).\n\n"
-            f"{BEGIN}\n{text}\n{END}\n"
-        )
-    DOCS.write_text(doc)
+    perfdoc.replace_block(
+        "diagnostics", "bench/bench_diagnostics.py", text, heading="## Diagnostics",
+        intro="`python bench/bench_diagnostics.py --write-docs`: problems read from a command's "
+        "output and published to the editor (see docs/diagnostics.md).",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

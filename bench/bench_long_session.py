@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import perfdoc  # bench/ is on sys.path: these run as scripts
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -41,7 +43,6 @@ from pygent.tools import ToolRegistry  # noqa: E402
 from tests.openai_server import ScriptedOpenAIServer, text_reply, tool_call_reply  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "long_session.json"
-DOCS = ROOT / "docs" / "performance.md"
 BEGIN = "<!-- long-session-figures:begin (written by bench/bench_long_session.py --write-docs) -->"
 END = "<!-- long-session-figures:end -->"
 
@@ -206,21 +207,13 @@ def section(r: dict[str, Any]) -> str:
 
 
 def write_docs(r: dict[str, Any]) -> None:
-    text = DOCS.read_text()
-    block = section(r)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + (
-            "\n\n## Long sessions\n\n"
-            "`python bench/bench_long_session.py --write-docs`: one turn of 500 tool calls\n"
+    perfdoc.replace_block(
+        "long-session", "bench/bench_long_session.py", section(r), heading="## Long sessions",
+        intro=("`python bench/bench_long_session.py --write-docs`: one turn of 500 tool calls\n"
             "(an instant in-process tool) against the scripted server, in a session whose\n"
             "context window makes it compact again and again (see docs/long-sessions.md). A\n"
-            "step is the time between two model requests reaching the server.\n\n"
-            f"{block}\n"
-        )
-    DOCS.write_text(text)
+            "step is the time between two model requests reaching the server.\n\n"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     if args.write_docs:
         write_docs(report)
-        print(f"wrote {DOCS}")
+        print(f"wrote {perfdoc.PAGE}")
     return 0
 
 

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import perfdoc  # bench/ is on sys.path: these run as scripts
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -45,7 +47,6 @@ from pygent.tools import ToolRegistry  # noqa: E402
 from tests.mcp import servers  # noqa: E402
 
 FAULT = ROOT / "tests" / "mcp" / "fault_server.py"
-DOCS = ROOT / "docs" / "performance.md"
 RESULTS = ROOT / "bench" / "results" / "mcp.json"
 BEGIN = "<!-- mcp-figures:begin (written by bench/bench_mcp.py --write-docs) -->"
 END = "<!-- mcp-figures:end -->"
@@ -202,20 +203,12 @@ def section(r: dict[str, Any]) -> str:
 
 
 def write_docs(r: dict[str, Any]) -> None:
-    text = DOCS.read_text()
-    block = section(r)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + (
-            "\n\n## MCP servers\n\n"
-            "`python bench/bench_mcp.py --write-docs` (see docs/mcp.md): a tool call of an MCP\n"
+    perfdoc.replace_block(
+        "mcp", "bench/bench_mcp.py", section(r), heading="## MCP servers",
+        intro=("`python bench/bench_mcp.py --write-docs` (see docs/mcp.md): a tool call of an MCP\n"
             "server running in the session's sandbox against a plain MCP SDK client calling the\n"
-            "same server on the host, and the start of three real servers in the container.\n\n"
-            + block + "\n"
-        )
-    DOCS.write_text(text)
+            "same server on the host, and the start of three real servers in the container.\n\n"),
+    )
 
 
 def main() -> None:

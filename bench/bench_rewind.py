@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import perfdoc  # bench/ is on sys.path: these run as scripts
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -42,7 +44,6 @@ from pygent.settings import load_settings  # noqa: E402
 from tests.openai_server import ScriptedOpenAIServer, text_reply, tool_call_reply  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "rewind.json"
-DOCS = ROOT / "docs" / "performance.md"
 BEGIN = "<!-- rewind-figures:begin (written by bench/bench_rewind.py --write-docs) -->"
 END = "<!-- rewind-figures:end -->"
 IMAGE = os.environ.get("PYGENT_TEST_IMAGE", "pygent-test:bookworm")
@@ -220,28 +221,12 @@ def section(r: dict[str, Any]) -> str:
 
 
 def write_docs(r: dict[str, Any]) -> None:
-    text = DOCS.read_text()
-    block = section(r)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + (
-            "\n\n## Rewind\n\n"
-            "`python bench/bench_rewind.py --write-docs`: rewinding a turn (docs/rewind.md) and\n"
+    perfdoc.replace_block(
+        "rewind", "bench/bench_rewind.py", section(r), heading="## Rewind",
+        intro=("`python bench/bench_rewind.py --write-docs`: rewinding a turn (docs/rewind.md) and\n"
             "what the timeline adds to every turn, each figure with its baseline measured in\n"
-            "the same run.\n\n" + block + "\n\n"
-            "What the figures mean: a rewind reads the upper layer (copy-on-write) or the\n"
-            "workspace's file list (mount), saves where the session is (so /redo can undo the\n"
-            "rewind) and writes back only the files that differ; in a copy-on-write session the\n"
-            "writing goes through the engine (`put_archive` into the container), most of the\n"
-            "copy-on-write figure. A turn takes its checkpoint before its first tool call that\n"
-            "may change files and another as it ends; a trivial turn (no tool) takes none. In a\n"
-            "copy-on-write session a checkpoint reads the upper layer only; in mount mode it walks\n"
-            "the folder (one `lstat` per file), which is what a mount-mode turn that runs a\n"
-            "command pays at this size (the last row).\n"
-        )
-    DOCS.write_text(text)
+            "the same run.\n\n"),
+    )
 
 
 def main() -> int:
@@ -269,7 +254,7 @@ def main() -> int:
     print(json.dumps(report, indent=2))
     if args.write_docs:
         write_docs(report)
-        print(f"wrote {DOCS}")
+        print(f"wrote {perfdoc.PAGE}")
     return 0
 
 

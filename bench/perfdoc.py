@@ -48,6 +48,7 @@ def replace_block(name: str, script: str, block: str, *, heading: str, intro: st
     append ``heading``, ``intro`` and the marked block."""
     begin, end = markers(name, script)
     text = _read(page)
+    block = block.replace(begin, "").replace(end, "")  # a block may come with its markers
     marked = f"{begin}\n{block.strip()}\n{end}"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
