@@ -50,6 +50,7 @@ from pygent.runtime.loop import LoopThread
 from pygent.settings import Settings, load_settings
 from pygent.timeline import RewindResult, Timeline, TimelineTurn, busy_error, fork_runtime
 from pygent.tools import DEFAULT_REGISTRY, ToolContext, ToolRegistry, ToolResult
+from pygent.tools.preview import locations as call_locations
 from pygent.tools.preview import preview as make_preview
 from pygent.usage import SessionUsage
 
@@ -871,8 +872,10 @@ class Agent:
             self._finish_call(call, name, refused, status="failed")
             return refused
         shown = make_preview(name, args, self.runtime.files) if isinstance(args, dict) else str(raw)[:800]
+        where = call_locations(name, args, self.runtime.files) if isinstance(args, dict) else []
         self._emit(ev.ToolCallProposed, call_id=call.id, tool=name,
-                   arguments=args if isinstance(args, dict) else {"_raw": str(raw)[:800]}, preview=shown)
+                   arguments=args if isinstance(args, dict) else {"_raw": str(raw)[:800]}, preview=shown,
+                   locations=where)
         tool = self.tools.get(name)
         result: ToolResult | None = None
         if isinstance(args, dict) and tool is not None and name not in self.disabled_tools:

@@ -103,6 +103,9 @@ class ToolCallProposed(Event):
     tool: str = ""
     arguments: dict[str, Any] = field(default_factory=dict)
     preview: str = ""
+    #: The files the call reads or writes, relative to the session's folder ("." for
+    #: the folder itself), for clients to link to; empty for commands.
+    locations: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -159,3 +159,18 @@ def test_racing_directory_swap_never_writes_outside(layout: tuple[Workspace, Pat
         stop.set()
         thread.join()
     assert sorted(os.listdir(outside)) == ["victim"]
+
+
+def test_a_calls_locations_are_the_files_it_names_inside_the_workspace(tmp_path: Path) -> None:
+    """``tool_call_proposed.locations``: what an editor can link a call to."""
+    from pygent.runtime.workspace import Workspace
+    from pygent.tools.preview import locations
+
+    ws = Workspace(tmp_path)
+    assert locations("write_file", {"path": "src/app.py", "content": "x"}, ws) == ["src/app.py"]
+    assert locations("read_file", {"path": "/workspace/a/../b.txt"}, ws) == ["b.txt"]
+    assert locations("list_files", {"path": "."}, ws) == ["."]
+    assert locations("read_file", {"path": "../../etc/passwd"}, ws) == []  # outside: nothing
+    assert locations("read_file", {"path": "/etc/passwd"}, ws) == []
+    assert locations("bash", {"cmd": "cat a.txt"}, ws) == []
+    assert locations("mcp__fs__read", {"path": "a.txt"}, ws) == []  # the server's path

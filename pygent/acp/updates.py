@@ -22,6 +22,7 @@ from acp import schema as s
 
 from pygent import events as ev
 from pygent.errors import PygentError
+from pygent.tools.preview import PATH_ARGUMENTS
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,6 @@ PLAN_STATUS: dict[str, Literal["pending", "in_progress", "completed"]] = {
     "timeout": "completed",
     "cancelled": "completed",
 }
-PATH_ARGUMENTS = ("path", "file_path", "filepath", "filename", "file")
 
 Update = (
     s.AgentMessageChunk

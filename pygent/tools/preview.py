@@ -10,6 +10,28 @@ from pygent.runtime.workspace import Workspace
 from pygent.tools.file_tools import MAX_WRITE_BYTES, apply_edit
 
 MAX_PREVIEW = 20_000
+#: The argument names that hold the file a call reads or writes (built-in file tools and
+#: the usual spellings of custom ones).
+PATH_ARGUMENTS = ("path", "file_path", "filepath", "filename", "file")
+
+
+def locations(tool: str, args: dict[str, Any], ws: Workspace) -> list[str]:
+    """The workspace-relative paths a call names (``"."`` for the root), so clients can
+    link the call to its file; never raises. An MCP tool's paths are its server's (not
+    the workspace's), and a path outside the workspace names nothing."""
+    if tool.startswith("mcp__"):
+        return []
+    found: list[str] = []
+    for key in PATH_ARGUMENTS:
+        value = args.get(key)
+        if isinstance(value, str) and value.strip():
+            try:
+                rel = ws.relpath(value.strip()) or "."
+            except (PathError, ValueError):
+                continue
+            if rel not in found:
+                found.append(rel)
+    return found
 
 
 def unified_diff(path: str, before: str, after: str) -> str:

@@ -71,6 +71,10 @@ async def test_write_and_run_with_approval(
     kinds = [u["type"] for u in updates.of(sid)]
     assert kinds[0] == "turn_started" and "turn_ended" in kinds
     assert kinds.index("tool_call_started") < kinds.index("tool_output") < kinds.index("turn_ended")
+    # The write names its file (relative to the session's folder), for a client to link.
+    proposed = updates.of(sid, "tool_call_proposed")
+    assert [(u["tool"], u["locations"]) for u in proposed] == [
+        ("write_file", ["hello.py"]), ("bash", [])]
     assert any(
         u["state"] == "resolved" and u["outcome"] == "allow_once"
         for u in updates.of(sid, "permission")

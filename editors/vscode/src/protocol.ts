@@ -862,6 +862,7 @@ export interface ToolCallProposedUpdate {
   tool: string;
   arguments: Record<string, unknown>;
   preview: string;
+  locations: string[];
 }
 
 /** An approved tool call began running. */

@@ -213,6 +213,7 @@ export const parseSessionEvent: Parser<SessionEvent> = tagged<SessionEvent>({
     tool: str,
     arguments: withDefault(jsonObject, {}),
     preview: text,
+    locations: withDefault(array(str, 100), []),
   }),
   tool_call_started: variant('tool_call_started', { taskId, callId: str, tool: text }),
   tool_output: variant('tool_output', { taskId, callId: str, text, stream: withDefault(literal<OutputStream>('stdout', 'stderr'), 'stdout') }),

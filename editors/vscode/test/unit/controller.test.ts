@@ -171,7 +171,7 @@ describe('ChatController', () => {
     update({ type: 'message_delta', taskId: null, text: 'Let me ' });
     update({ type: 'message_delta', taskId: null, text: 'look.' });
     update({ type: 'message_done', taskId: null, text: 'Let me look.' });
-    update({ type: 'tool_call_proposed', taskId: null, callId: 'c', tool: 'bash', arguments: { cmd: 'ls' }, preview: 'ls' });
+    update({ type: 'tool_call_proposed', locations: [], taskId: null, callId: 'c', tool: 'bash', arguments: { cmd: 'ls' }, preview: 'ls' });
     update({ type: 'tool_call_finished', taskId: null, callId: 'c', tool: 'bash', ok: true, output: 'a.py\n', status: 'completed' });
     update({ type: 'message_delta', taskId: null, text: 'It is the ' });
     update({ type: 'task_status', taskId: 't1', status: 'running', persona: 'p', prompt: 'x', steps: 1, detail: '' });
