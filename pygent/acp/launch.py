@@ -14,13 +14,14 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
+
+# The flags every process that serves sessions takes (standard library only, like this).
+from pygent.lsp.launch import DEFAULT_APPROVAL_TIMEOUT, add_server_flags
 
 log = logging.getLogger(__name__)
 
 #: Seconds a permission request waits for the client before the call is denied.
-DEFAULT_APPROVAL_TIMEOUT = 120.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,32 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pygent as an Agent Client Protocol agent over stdio (Zed, JetBrains, "
         "Neovim, Emacs, acpx...).",
     )
-    parser.add_argument("--log-file", type=Path, help="write the log here instead of stderr")
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    parser.add_argument(
-        "--approval-timeout",
-        type=float,
-        default=DEFAULT_APPROVAL_TIMEOUT,
-        help="seconds a session/request_permission waits for the client before the call is "
+    add_server_flags(
+        parser,
+        "seconds a session/request_permission waits for the client before the call is "
         f"denied (default {DEFAULT_APPROVAL_TIMEOUT:g})",
     )
-    parser.add_argument(
-        "--docker",
-        dest="use_docker",
-        action="store_true",
-        default=None,
-        help="require Docker for every session",
-    )
-    parser.add_argument(
-        "--no-docker",
-        dest="use_docker",
-        action="store_false",
-        help="run sessions on this machine (every command and write asks)",
-    )
-    parser.add_argument("--config", type=Path, help="a pygent.toml to read")
-    parser.add_argument("--model", help="the default model name")
     parser.add_argument(
         "--sync",
         choices=["cow", "mount"],
