@@ -235,17 +235,8 @@ def main() -> int:
         write_docs(json.loads(RESULTS.read_text()))
         return 0
     report = run(args.files, 1 if args.quick else 3)
-    try:
-        import docker
-
-        client = docker.from_env()
-        report["engine"] = client.version().get("Version", "")
-        client.close()
-    except Exception as exc:  # the figures stand without the engine's version
-        report["engine"] = f"unknown ({exc.__class__.__name__})"
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    report["engine"] = perfdoc.engine_version()
+    perfdoc.save_results(RESULTS, report)
     if args.write_docs:
         write_docs(report)
         print(f"wrote {perfdoc.PAGE}")

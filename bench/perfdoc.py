@@ -13,8 +13,10 @@ hand edit to appear.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 
@@ -57,3 +59,24 @@ def replace_block(name: str, script: str, block: str, *, heading: str, intro: st
         parts = [heading, intro.strip(), marked]
         text = text.rstrip("\n") + "\n\n" + "\n\n".join(p for p in parts if p) + "\n"
     page.write_text(text, encoding="utf-8")
+
+
+def engine_version() -> str:
+    """The Docker engine's version for a report (the figures stand without it)."""
+    try:
+        import docker
+
+        client = docker.from_env()
+        try:
+            return str(client.version().get("Version", ""))
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - no engine, no version: said in the report
+        return f"unknown ({exc.__class__.__name__})"
+
+
+def save_results(path: Path, report: dict[str, Any]) -> None:
+    """Write a bench's raw figures (``bench/results/<name>.json``) and print them."""
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
