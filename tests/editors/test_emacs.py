@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.lsp.conftest import SERVER_COMMAND, server_env
+from tests.editors.driver import run_editor
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -32,25 +31,10 @@ def test_emacs_eglot_session_prompt_approval_and_apply(tmp_path: Path, openai_se
     )
     openai_server.add_text("Greeting updated.")
     out = tmp_path / "emacs-result.json"
-    env = server_env(tmp_path / "server", openai_server)
-    env.update(
-        {
-            "PYGENT_LSP_CMD": json.dumps(SERVER_COMMAND),
-            "PYGENT_TEST_ROOT": str(project),
-            "PYGENT_TEST_OUT": str(out),
-            "TERM": "dumb",
-        }
-    )
-    proc = subprocess.run(
+    result, proc = run_editor(
         ["emacs", "--batch", "-l", str(DRIVER)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=100,
-        stdin=subprocess.DEVNULL,
+        tmp_path=tmp_path, openai_server=openai_server, root=project, out=out,
     )
-    assert out.exists(), f"emacs wrote no result: {proc.stdout[-2000:]!r} {proc.stderr[-4000:]!r}"
-    result = json.loads(out.read_text())
     assert result["errors"] == [], (result["errors"], proc.stderr[-3000:])
     assert result["prompt"]["stopReason"] == "end_turn"
     assert result["prompt"]["text"] == "Greeting updated."
@@ -66,25 +50,10 @@ def test_emacs_eglot_workspace_configuration(tmp_path: Path, openai_server) -> N
     (project / "src" / "app.py").write_text("print('hello')\n")
     subprocess.run(["git", "init", "-q", str(project)], check=True)
     out = tmp_path / "emacs-config.json"
-    env = server_env(tmp_path / "server", openai_server)
-    env.update(
-        {
-            "PYGENT_LSP_CMD": json.dumps(SERVER_COMMAND),
-            "PYGENT_TEST_ROOT": str(project),
-            "PYGENT_TEST_OUT": str(out),
-            "TERM": "dumb",
-        }
-    )
-    proc = subprocess.run(
+    result, proc = run_editor(
         ["emacs", "--batch", "-l", str(DRIVER.with_name("pygent-eglot-config.el"))],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=100,
-        stdin=subprocess.DEVNULL,
+        tmp_path=tmp_path, openai_server=openai_server, root=project, out=out,
     )
-    assert out.exists(), f"emacs wrote no result: {proc.stdout[-2000:]!r} {proc.stderr[-4000:]!r}"
-    result = json.loads(out.read_text())
     assert result["errors"] == [], (result["errors"], proc.stderr[-3000:])
     assert result["initial"]["settings"]["maxSteps"] == 8
     assert result["session"]["model"] == "emacs-model"
@@ -114,25 +83,10 @@ def test_emacs_flymake_shows_sandbox_problems_and_the_quickfix_clears_them(
     openai_server.add_tool_call("bash", {"cmd": "ruff check --no-cache greet.py"})
     openai_server.add_text("Fixed.")
     out = tmp_path / "emacs-diagnostics.json"
-    env = server_env(tmp_path / "server", openai_server)
-    env.update(
-        {
-            "PYGENT_LSP_CMD": json.dumps(SERVER_COMMAND),
-            "PYGENT_TEST_ROOT": str(project),
-            "PYGENT_TEST_OUT": str(out),
-            "TERM": "dumb",
-        }
-    )
-    proc = subprocess.run(
+    result, proc = run_editor(
         ["emacs", "--batch", "-l", str(Path(__file__).with_name("pygent-eglot-diagnostics.el"))],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=100,
-        stdin=subprocess.DEVNULL,
+        tmp_path=tmp_path, openai_server=openai_server, root=project, out=out,
     )
-    assert out.exists(), f"emacs wrote no result: {proc.stdout[-2000:]!r} {proc.stderr[-4000:]!r}"
-    result = json.loads(out.read_text())
     assert result["errors"] == [], (result["errors"], proc.stderr[-3000:])
     # Flymake's list: ruff's two problems at lines 1 and 5, as eglot labels them.
     assert [(d["line"], d["type"]) for d in result["before"]] == [

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.lsp.conftest import SERVER_COMMAND, server_env
+from tests.editors.driver import run_editor
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -30,25 +28,10 @@ def test_neovim_session_prompt_approval_and_apply(tmp_path: Path, openai_server)
     )
     openai_server.add_text("Greeting updated.")
     out = tmp_path / "nvim-result.json"
-    env = server_env(tmp_path / "server", openai_server)
-    env.update(
-        {
-            "PYGENT_LSP_CMD": json.dumps(SERVER_COMMAND),
-            "PYGENT_TEST_ROOT": str(project),
-            "PYGENT_TEST_OUT": str(out),
-            "TERM": "dumb",
-        }
-    )
-    proc = subprocess.run(
+    result, _ = run_editor(
         ["nvim", "--headless", "-u", str(CONFIG)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=100,
-        stdin=subprocess.DEVNULL,
+        tmp_path=tmp_path, openai_server=openai_server, root=project, out=out,
     )
-    assert out.exists(), f"nvim wrote no result: {proc.stdout!r} {proc.stderr!r}"
-    result = json.loads(out.read_text())
     assert result["errors"] == [], result["errors"]
     assert result["session"]["runtime"] == "local"
     assert result["prompt"]["stopReason"] == "end_turn"
@@ -73,25 +56,10 @@ def test_neovim_configures_pygent_with_settings_and_init_options(
     project.mkdir()
     openai_server.add_text("Configured.")
     out = tmp_path / "nvim-config.json"
-    env = server_env(tmp_path / "server", openai_server)
-    env.update(
-        {
-            "PYGENT_LSP_CMD": json.dumps(SERVER_COMMAND),
-            "PYGENT_TEST_ROOT": str(project),
-            "PYGENT_TEST_OUT": str(out),
-            "TERM": "dumb",
-        }
-    )
-    proc = subprocess.run(
+    result, _ = run_editor(
         ["nvim", "--headless", "-u", str(CONFIG.with_name("pygent-config.lua"))],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=100,
-        stdin=subprocess.DEVNULL,
+        tmp_path=tmp_path, openai_server=openai_server, root=project, out=out,
     )
-    assert out.exists(), f"nvim wrote no result: {proc.stdout!r} {proc.stderr!r}"
-    result = json.loads(out.read_text())
     assert result["errors"] == [], result["errors"]
     # settings.pygent, sent with workspace/didChangeConfiguration from on_init.
     assert result["pulled"]["settings"]["maxSteps"] == 12
@@ -127,25 +95,10 @@ def test_neovim_shows_sandbox_problems_and_fixes_them_with_a_code_action(
     openai_server.add_tool_call("bash", {"cmd": "ruff check --no-cache greet.py"})
     openai_server.add_text("Fixed.")
     out = tmp_path / "nvim-diagnostics.json"
-    env = server_env(tmp_path / "server", openai_server)
-    env.update(
-        {
-            "PYGENT_LSP_CMD": json.dumps(SERVER_COMMAND),
-            "PYGENT_TEST_ROOT": str(project),
-            "PYGENT_TEST_OUT": str(out),
-            "TERM": "dumb",
-        }
-    )
-    proc = subprocess.run(
+    result, _ = run_editor(
         ["nvim", "--headless", "-u", str(Path(__file__).with_name("pygent-diagnostics.lua"))],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=100,
-        stdin=subprocess.DEVNULL,
+        tmp_path=tmp_path, openai_server=openai_server, root=project, out=out,
     )
-    assert out.exists(), f"nvim wrote no result: {proc.stdout!r} {proc.stderr!r}"
-    result = json.loads(out.read_text())
     assert result["errors"] == [], result["errors"]
     # Neovim's diagnostic list: ruff's two problems at their lines (0-based).
     assert [(d["lnum"], d["col"], d["source"]) for d in result["before"]] == [
