@@ -13,6 +13,8 @@ which asks each session to run one ``bash`` command and then answers "done".
    baseline, same run, same server) and while all 20 stream ``seq 1 200000``, printed
    side by side with the load average before and after each row (the machine may be
    shared: compare rows of one run, or back-to-back runs).
+3. The model server's count of chat requests and of the TCP connections they came on
+   (streams read to their end let the model client reuse its connections).
 
 Writes ``bench/results/channel.json`` and the "## Editor channel" section of
 ``docs/performance.md``. Usage: ``python bench/bench_channel.py [--quick] [--no-docker]``.
@@ -26,6 +28,7 @@ import json
 import multiprocessing
 import os
 import platform
+import queue
 import re
 import statistics
 import sys
@@ -68,11 +71,13 @@ def _responder(body: dict[str, Any]) -> Any:
 
 
 def _serve(urls: Any, stop: Any) -> None:
-    """The model server in its own process: its CPU time and GIL are not the server's."""
+    """The model server in its own process: its CPU time and GIL are not the server's.
+    At the end it says how many requests came and on how many TCP connections."""
     with ScriptedOpenAIServer() as server:
         server.set_responder(_responder)
         urls.put(server.base_url)
         stop.wait()
+        urls.put({"requests": len(server.chat_requests), "connections": server.connections_opened})
 
 
 # --- a raw JSON-RPC client that counts what it receives ----------------------------------
@@ -320,10 +325,15 @@ async def run(quick: bool, docker: bool) -> dict[str, Any]:
                 await stop_server(client)
     finally:
         stop.set()
+        try:
+            model_traffic = urls.get(timeout=30)
+        except queue.Empty:
+            model_traffic = None
         model.join(timeout=10)
     return {
         "bytes": rows,
         "session_list": listing,
+        "model_traffic": model_traffic,
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
@@ -341,6 +351,10 @@ BEFORE = {
     "list_p99": "529 ms streaming, against 107 ms for the `true` turns and 3.4 ms idle",
     "list_p99_frames": "478 ms streaming, against 88 ms for the `true` turns and 4.3 ms idle "
     "(load average 5.2 at its end)",
+    # The code of 2026-12-06 13:38 UTC (every request through the event loop), run just
+    # before that change; the figures published before it were 302, 135 and 2.54 ms.
+    "list_p99_loop": "466.51 ms streaming, against 129.31 ms for the `true` turns and 4.26 ms "
+    "idle (load average 6.9 at its end)",
 }
 
 
@@ -363,6 +377,13 @@ def write_doc(results: dict[str, Any]) -> None:
         for r in results["bytes"]
     )
     listing = results["session_list"]
+    model_traffic = results.get("model_traffic")
+    traffic = (
+        f" (this run: {model_traffic['requests']:,} model requests on"
+        f" {model_traffic['connections']:,} connections)"
+        if model_traffic
+        else ""
+    )
     if listing is not None:
         idle, quiet, busy = listing["idle"], listing["turns_true"], listing["streaming"]
         n = listing["sessions"]
@@ -385,28 +406,37 @@ the target (< 20 ms) is {verdict(busy["p99_ms"])}.
 {busy["outputs"]} outputs arrived byte-exact, at {busy["output_mb_per_s"]} MB/s of command
 output in all.
 
-What the server does so that a request is not held up by the sessions' work: each
-history file is written and `fdatasync`ed by a thread of its own, the messages that
-waited meanwhile with one sync, and a turn returns (the prompt's answer, the
-acknowledgement) only once its messages are on disk; session updates are JSON-encoded
-on the thread that writes stdout, not on the event loop; a reply goes out ahead of
-queued command output (never ahead of what its own request sent: a prompt's answer
-still follows its turn's updates), so it no longer waits for the client to read
-megabytes first; the Docker frames of one read of a stream go on as one chunk (about
-4 KiB frames: 250-300 output callbacks per `seq` command became 12-80).
+How `session/list` keeps up: it is answered on the thread that reads stdin
+(`pygent/lsp/reader_answers.py`), which splits the input into messages, answers the
+list of live sessions there and hands every other message to the event loop in order.
+So it no longer waits for the loop, which runs the turns (agent steps, model streams,
+command output) and where a request needs four passes (the stdin thread's hand-over,
+the frame reader, the handler's task, its done callback), each as long as the work
+ready at that moment. Its reply goes out next, ahead of queued command output and of
+queued replies (a prompt's reply waits behind its turn's updates; this state is at
+least as new as theirs). The model client reads each stream to its end after
+`[DONE]`, so a session's requests share one TCP connection{traffic}. Two interpreter
+settings of `pygent lsp` shorten the waits for the GIL (`favour_latency` in
+`pygent/lsp/server.py`): what start-up made is frozen out of the garbage collector's
+full passes (`gc.freeze()`: a full pass holds the GIL, and took 60-350 ms here, then
+14-50 ms), and a thread waiting for the GIL asks for it after 1 ms instead of 5
+(streaming p99 39-45 ms before, 25-49 ms after, in back-to-back runs). Earlier work
+that stays: history files are written and `fdatasync`ed by threads of their own;
+session updates are JSON-encoded on the thread that writes stdout; replies pass
+queued command output; the Docker frames of one read go on as one chunk.
 
-What is left, profiled on this machine (2026-12-06, wall time of the event loop's
-callbacks over a whole run): the round trips that stay slow wait for the loop, and
-a `session/list` needs four passes of it (the stdin thread's hand-over, the reader,
-the handler's task, its done callback), each as long as the work ready at that
-moment. That work is the turns', not their output's: the `true` row, with no output
-at all, is above the target too. About 70% of the loop's callback time went to the
-model client's requests (a new TCP connection per request, because the stream is left
-at `[DONE]` without reading its end, so the connection cannot be reused; about 1.4 ms
-a step), 6% to the steps after a command (cleaning and redacting its output); the
-update channels and hand-offs took under 1%, the history files nothing. Every figure
-also pays for the other work on the 2 cores (`dockerd`, the containers, the client,
-the model server): compare rows of one run only.
+What is left: the thread still needs the GIL and a CPU. The tail of the streaming row
+is the time the reply waits for them while the turns hold the GIL (the JSON bodies of
+model requests, cleaning and redacting 1.3 MB of output per command, encoding 64 KiB
+frames) and 20 containers, `dockerd`, the client and the model server share the 2
+cores. In a run instrumented for it here (client and server timestamps on one clock,
+load average 6), the streaming row's p99 was 14 ms from the client's write to the
+thread's read, 18 ms for the answer and 10 ms from the reply's queueing to the client's
+read; with no turns running, under 2 ms each.
+Compare rows of one run only. Only `session/list` of live sessions over stdio is
+answered this way: the other requests (and `includeSaved`, which reads the disk) go
+through the loop as before, as does everything over TCP, the session host's socket and
+the WebSocket of `pygent ui`.
 """
     else:
         latency = "\n(Docker was not used in this run: no `session/list` figures.)\n"
@@ -427,9 +457,10 @@ notification per call and stream every 16 ms, or sooner at 64 KiB), not one per 
 {latency}
 Before frames (the same bench on the code of 2026-12-06 that sent one notification per
 read, same machine, same day): line at a time {BEFORE["line_ratio"]}; block
-{BEFORE["block_ratio"]}; `session/list` p99 {BEFORE["list_p99"]}. Before the loop's work
-above was moved off it (frames already in, run just before this one):
-`session/list` p99 {BEFORE["list_p99_frames"]}. The issue's own figures: 3.2-4.2x in
+{BEFORE["block_ratio"]}; `session/list` p99 {BEFORE["list_p99"]}. Before the history writes
+and the encoding of updates left the event loop (frames already in):
+`session/list` p99 {BEFORE["list_p99_frames"]}. Before `session/list` was answered on the
+reader thread: p99 {BEFORE["list_p99_loop"]}. The issue's own figures: 3.2-4.2x in
 12-17k notifications, and a p99 of 457 ms against 5 ms idle.
 
 Machine: {m["platform"]}, {m["cpus"]} CPUs, Python {m["python"]}; 1-minute load average
@@ -492,6 +523,11 @@ def report(results: dict[str, Any]) -> str:
         lines.append(
             f"streaming p99 {busy['p99_ms']} ms against {idle['p99_ms']} ms idle:"
             f" target < 20 ms {verdict(busy['p99_ms'])}"
+        )
+    traffic = results.get("model_traffic")
+    if traffic:
+        lines.append(
+            f"model server: {traffic['requests']} requests on {traffic['connections']} connections"
         )
     lines.append(f"raw figures: {RESULTS.relative_to(ROOT)}")
     return "\n".join(lines)

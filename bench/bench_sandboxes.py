@@ -4,9 +4,11 @@ Usage: python bench/bench_sandboxes.py [--quick] [-n N] [--write-docs]
 
 Measured in one run, in interleaved rounds (a change in the machine's load touches
 every row alike), through the public synchronous API (``Runtime.run("true")``):
-  1. per-command cost: Docker with runc (the baseline for gVisor) and with runsc
-     (gVisor, when the engine has it), bubblewrap and the bare local shell (the
-     baseline for bubblewrap); each figure is a ratio against its baseline;
+  1. per-command cost: Docker with runc (the baseline for gVisor and Podman) and with
+     runsc (gVisor, when the engine has it), rootful Podman's Docker API socket (a
+     `podman system service` this bench starts, .ci/podman-setup.sh's image store),
+     bubblewrap and the bare local shell (the baseline for bubblewrap); each figure is a
+     ratio against its baseline;
   2. session start (``Runtime(...)`` until the shell answers) and cleanup;
   3. memory of one idle sandbox (the container's cgroup usage; for bubblewrap and
      local the RSS of the shell's processes), the capacity model's input in
@@ -22,7 +24,10 @@ import datetime
 import json
 import os
 import platform
+import shlex
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,8 +54,44 @@ KINDS: dict[str, dict[str, Any]] = {
     "bwrap": {"use_docker": None, "sandbox": "bwrap"},
     "docker-runc": {"use_docker": True, "image": IMAGE},
     "docker-runsc": {"use_docker": True, "image": IMAGE, "docker_runtime": "runsc"},
+    "podman": {"use_docker": True, "image": IMAGE},
 }
-BASELINE = {"bwrap": "local", "docker-runsc": "docker-runc"}
+BASELINE = {"bwrap": "local", "docker-runsc": "docker-runc", "podman": "docker-runc"}
+#: DOCKER_HOST per kind (set while that kind runs); the podman socket once started.
+ENGINES: dict[str, str] = {}
+
+
+def start_podman(folder: Path) -> tuple[subprocess.Popen[bytes] | None, str | None]:
+    """Rootful ``podman system service`` on a socket in ``folder``: (process, None), or
+    (None, why it cannot run here)."""
+    if os.geteuid() != 0:
+        return None, "the bench starts a rootful Podman: run it as root"
+    setup = subprocess.run(["bash", str(ROOT / ".ci" / "podman-setup.sh")], capture_output=True,
+                           text=True, timeout=900)
+    if setup.returncode != 0:
+        return None, f".ci/podman-setup.sh failed: {setup.stderr.strip()[-300:]}"
+    env = dict(line.split("=", 1) for line in setup.stdout.splitlines() if "=" in line)
+    sock = folder / "podman.sock"
+    proc = subprocess.Popen(
+        ["podman", *shlex.split(env["PYGENT_PODMAN_ROOTFUL_FLAGS"]), "system", "service",
+         "--time=0", f"unix://{sock}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, env={**os.environ, "CONTAINERS_CONF": env["PYGENT_PODMAN_CONF"]},
+    )
+    deadline = time.monotonic() + 60
+    while not sock.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_podman(proc)
+            return None, "podman system service did not start"
+        time.sleep(0.1)
+    ENGINES["podman"] = f"unix://{sock}"
+    return proc, None
+
+
+def stop_podman(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
 
 
 def runsc_reason() -> str | None:
@@ -65,7 +106,16 @@ def runsc_reason() -> str | None:
         return f"no Docker engine: {exc}"
 
 
+def use_engine(kind: str) -> None:
+    """DOCKER_HOST for ``kind``: Podman's socket, else the default engine."""
+    if kind in ENGINES:
+        os.environ["DOCKER_HOST"] = ENGINES[kind]
+    else:
+        os.environ.pop("DOCKER_HOST", None)
+
+
 def make(kind: str, folder: Path) -> tuple[Runtime, float]:
+    use_engine(kind)
     start = time.perf_counter()
     rt = Runtime(workspace=folder, settings=load_settings(KINDS[kind], environ={}))
     rt.wait_ready(120)
@@ -77,7 +127,10 @@ def memory_bytes(rt: Runtime) -> int | None:
     """What one idle sandbox holds in memory."""
     backend: Any = rt.backend
     if rt.kind == "docker":
-        stats = backend._client.api.stats(backend.container_id, stream=False)
+        try:
+            stats = backend._client.api.stats(backend.container_id, stream=False)
+        except Exception:  # noqa: BLE001 - an engine without the stats endpoint: no figure
+            return None
         mem = stats.get("memory_stats", {})
         usage = mem.get("usage")
         cache = (mem.get("stats") or {}).get("cache", 0)
@@ -113,8 +166,20 @@ def main() -> None:
     reason = runsc_reason()
     if reason:
         skipped["docker-runsc"] = reason
-    kinds = [k for k in KINDS if k not in skipped]
     scratch = Path(tempfile.mkdtemp(prefix="pygent-bench-sandboxes-"))
+    podman, reason = start_podman(scratch)
+    if reason:
+        skipped["podman"] = reason
+    kinds = [k for k in KINDS if k not in skipped]
+    try:
+        rows = measure(kinds, rounds, per_round, scratch)
+    finally:
+        stop_podman(podman)
+    write(rows, skipped, rounds, per_round, args.write_docs)
+
+
+def measure(kinds: list[str], rounds: int, per_round: int, scratch: Path) -> dict[str, dict[str, Any]]:
+    """Each kind's medians (interleaved rounds)."""
     cmd: dict[str, list[float]] = {k: [] for k in kinds}
     starts: dict[str, list[float]] = {k: [] for k in kinds}
     closes: dict[str, list[float]] = {k: [] for k in kinds}
@@ -136,6 +201,7 @@ def main() -> None:
             t0 = time.perf_counter()
             rt.cleanup()
             closes[kind].append(time.perf_counter() - t0)
+    use_engine("")
     rows: dict[str, dict[str, Any]] = {}
     for kind in kinds:
         rows[kind] = {
@@ -149,6 +215,12 @@ def main() -> None:
             rows[kind]["command_ratio"] = rows[kind]["command_ms"] / rows[base]["command_ms"]
             rows[kind]["start_ratio"] = rows[kind]["start_ms"] / rows[base]["start_ms"]
             rows[kind]["baseline"] = base
+    return rows
+
+
+def write(rows: dict[str, dict[str, Any]], skipped: dict[str, str], rounds: int, per_round: int,
+          write_docs: bool) -> None:
+    """The table on stdout, the JSON results and (``write_docs``) docs/performance.md."""
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}",
@@ -161,7 +233,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     table = render(result)
     print(table)
-    if args.write_docs:
+    if write_docs:
         text = DOCS.read_text()
         if BEGIN in text and END in text:
             head, rest = text.split(BEGIN, 1)

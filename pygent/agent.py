@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,14 +44,13 @@ from pygent.models import Model, ModelReply, complete, get_custom_model
 from pygent.openai_compat import Message, ToolCall, ToolCallFunction
 from pygent.persona import Persona
 from pygent.policy import Policy
+from pygent.prompt_images import user_message, without_images
 from pygent.redact import Redactor, secrets_from_env
 from pygent.runtime import Runtime
 from pygent.runtime.loop import LoopThread
 from pygent.settings import Settings, load_settings
 from pygent.timeline import RewindResult, Timeline, TimelineTurn, busy_error, fork_runtime
 from pygent.tools import DEFAULT_REGISTRY, ToolContext, ToolRegistry, ToolResult
-from pygent.tools.preview import locations as call_locations
-from pygent.tools.preview import preview as make_preview
 from pygent.usage import SessionUsage
 
 log = logging.getLogger(__name__)
@@ -333,8 +332,12 @@ class Agent:
         max_steps: int | None = None,
         step_timeout: float | None = None,
         max_time: float | None = None,
+        images: Sequence[str] = (),
     ) -> TurnResult:
         """Run one user turn to its end and return why it ended.
+
+        ``images`` (data URLs, :func:`pygent.prompt_images.data_url`) go with the prompt
+        as OpenAI ``image_url`` content parts.
 
         Cancelling (``cancel()`` or cancelling the awaiting task) stops the model stream
         and kills the running command; the turn then ends with ``cancelled``.
@@ -347,7 +350,7 @@ class Agent:
         if step_timeout is None:
             step_timeout = self.settings.step_timeout
         inner = asyncio.ensure_future(self._turn(prompt, max_steps or self.settings.max_steps,
-                                                 step_timeout, max_time))
+                                                 step_timeout, max_time, tuple(images)))
         self._turn_task = inner
         try:
             result = await asyncio.shield(inner)
@@ -383,7 +386,7 @@ class Agent:
         return self._turn_task is not None and not self._turn_task.done()
 
     async def _turn(self, prompt: str | None, max_steps: int, step_timeout: float | None,
-                    max_time: float | None) -> TurnResult:
+                    max_time: float | None, images: tuple[str, ...] = ()) -> TurnResult:
         state = _TurnState()
         self.budget_clock.start()
         self._emit(ev.TurnStarted, prompt=prompt or "")
@@ -394,8 +397,9 @@ class Agent:
         self._turn_prompt = prompt or ""
         if self.depth == 0:
             self.turn_log.begin(prompt or "", len(self.history), None)
+        asked_at = len(self.history)
         if prompt is not None:
-            self._append({"role": "user", "content": prompt})
+            self._append(user_message(prompt, images))
         try:
             while True:
                 if state.steps >= max_steps:
@@ -423,9 +427,27 @@ class Agent:
             self._end(ev.StopReason.CANCELLED, state)
             raise
         except ModelError as exc:
-            return self._end(ev.StopReason.ERROR, state, error=exc.user_message())
+            error = exc.user_message()
+            if images and type(exc) is ModelError and self._drop_images(asked_at):
+                error += (f" (the prompt carried {len(images)} image(s): the model server may not "
+                          "take images; they were removed from the conversation; use a model that "
+                          "takes images, or prompt without them)")
+            return self._end(ev.StopReason.ERROR, state, error=error)
         except PygentError as exc:
             return self._end(ev.StopReason.ERROR, state, error=exc.user_message())
+
+    def _drop_images(self, index: int) -> bool:
+        """Replace the images of the user message at ``index`` by a note (saved too): a
+        server that refused them would refuse every later turn of the session."""
+        if index >= len(self.history):
+            return False
+        replaced = without_images(self.history[index])
+        if replaced is None:
+            return False
+        history = list(self.history)
+        history[index] = replaced
+        self._replace_history(history)
+        return True
 
     async def _checkpoint(self, label: str) -> None:
         """Save the workspace before the turn changes it (G10); never fails the turn."""
@@ -603,6 +625,8 @@ class Agent:
         if stop is not None:
             return stop
         reply = await self._call_model(state)
+        if self.context_window is None:  # deferred by _before_call: its stream is over now
+            await self._window()
         state.steps += 1
         msg = reply.message
         dropped = self._screen_calls(msg)
@@ -615,7 +639,7 @@ class Agent:
         calls = msg.tool_calls or []
         if not calls:
             if reply.finish_reason == "length":
-                return self._end(ev.StopReason.END_TURN, state,
+                return self._end(ev.StopReason.MAX_TOKENS, state,
                                  error="the model's reply was cut off at its length limit")
             if not text.strip():
                 self._emit(ev.Notice, level="warning", text="the model returned an empty reply")
@@ -753,9 +777,16 @@ class Agent:
 
     async def _before_call(self, state: _TurnState) -> TurnResult | None:
         """Compact when the next request would pass the threshold; then check the budget."""
-        window = await self._window()
         tokens = self.context_tokens()
-        threshold = self.settings.compact_threshold * window.tokens
+        start = self.compacted.cut if self.compacted is not None else 1
+        if self.context_window is None and cx.choose_cut(self.history, start, 0) is None:
+            # Nothing to compact yet (a new conversation): the window decides nothing
+            # here, so asking the server for it (GET /props, /models) waits until this
+            # call's reply is in rather than delaying the first request (and a
+            # single-stream server never sees those requests beside the model's).
+            threshold = float("inf")
+        else:
+            threshold = self.settings.compact_threshold * (await self._window()).tokens
         price = self._price()
         whose = "task" if self.depth else "session"
         # The summary call costs about what the request would: not when the budget is spent.
@@ -851,7 +882,8 @@ class Agent:
             # returns only once it is on disk (_history_saved).
             self._marker_write = asyncio.ensure_future(
                 self._write_marker(self._marker_write,
-                                   cx.marker(self.history, cut, summary, focus)))
+                                   cx.marker(self.history, cut, summary, focus,
+                                             automatic=automatic, tokens=(before, after))))
             if not automatic:
                 await self._history_saved()
         self._emit(ev.Compaction, ok=True, automatic=automatic, summary=summary,
@@ -871,6 +903,11 @@ class Agent:
             refused = ToolResult(False, str(args[REFUSED_KEY]) + note)
             self._finish_call(call, name, refused, status="failed")
             return refused
+        # Imported at the first tool call (difflib and the edit helpers): not on the way
+        # to the first model request.
+        from pygent.tools.preview import locations as call_locations
+        from pygent.tools.preview import preview as make_preview
+
         shown = make_preview(name, args, self.runtime.files) if isinstance(args, dict) else str(raw)[:800]
         where = call_locations(name, args, self.runtime.files) if isinstance(args, dict) else []
         self._emit(ev.ToolCallProposed, call_id=call.id, tool=name,

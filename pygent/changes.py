@@ -36,6 +36,7 @@ from pathlib import Path
 from pygent.errors import PathError
 from pygent.protected_paths import is_protected
 from pygent.runtime.workspace import Workspace
+from pygent.sync_modes import COPY, COW, MOUNT  # re-exported: the names live apart
 from pygent.tools.preview import unified_diff
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,6 @@ MAX_FILES = 100_000
 #: How much of a file decides whether it is text (a NUL byte means binary).
 _SNIFF = 8192
 
-COPY = "copy"
-MOUNT = "mount"
-COW = "cow"
 
 
 # --- .gitignore -------------------------------------------------------------------------------

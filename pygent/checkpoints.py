@@ -49,6 +49,9 @@ _ID = re.compile(r"^[0-9]{8}T[0-9]{6}\.[0-9]{6}-[0-9a-f]{4}$")
 #: Manifests beyond ``keep`` collected before old ones (and unused objects) are removed.
 PRUNE_SLACK = 5
 _STAMP = "%Y%m%dT%H%M%S.%f"
+#: A folder changed this recently (ns) before a walk may change again within the same
+#: tick of its file system's clock without its mtime moving: it is not trusted.
+RACY_NS = 2_000_000_000
 #: One saved or present entry: ("file", size, mtime_ns, mode, sha256 or "" when not
 #: read), ("link", target) or ("gone",) (a copy-on-write whiteout).
 Entry = tuple[Any, ...]
@@ -105,6 +108,12 @@ class Checkpoints:
     _newest: tuple[str, dict[str, Any]] | None = field(
         default=None, init=False, repr=False
     )
+    #: The folders whose files the last walk counted past ``max_files``: path ->
+    #: (device, inode, mtime_ns). While none of them changed, none gained or lost an
+    #: entry, so they still hold too many files: the next checkpoint skips without a walk.
+    _too_many: dict[str, tuple[int, int, int]] | None = field(
+        default=None, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         self.store = Path(self.store)
@@ -138,24 +147,76 @@ class Checkpoints:
 
     # --- taking ---------------------------------------------------------------------
 
-    def _walk(self) -> Iterator[tuple[str, os.stat_result]]:
-        """Regular files of the workspace, skipping SKIP_DIRS; links are not followed."""
+    def _walk(
+        self, folders: dict[str, os.stat_result] | None = None
+    ) -> Iterator[tuple[str, os.stat_result]]:
+        """Regular files of the workspace, skipping SKIP_DIRS; links are not followed.
+        ``folders`` receives each folder's lstat as it was before its listing."""
+        if folders is not None:
+            with contextlib.suppress(OSError):
+                folders[""] = os.lstat(self._ws.root)
         for rel, _path, st in walk_tree(self._ws.root):
             if stat.S_ISREG(st.st_mode):
                 yield rel, st
+            elif folders is not None and stat.S_ISDIR(st.st_mode):
+                folders[rel] = st
+
+    def _remember_too_many(self, files: list[tuple[str, os.stat_result]],
+                           folders: dict[str, os.stat_result], walk_ns: int) -> None:
+        """Keep the folders holding the files counted (their stat from before they were
+        listed), unless one changed too recently to be sure of (RACY_NS)."""
+        kept: dict[str, tuple[int, int, int]] = {}
+        for rel, _st in files:
+            parent = rel.rpartition("/")[0]
+            if parent in kept:
+                continue
+            st = folders.get(parent)
+            if st is None or st.st_mtime_ns >= walk_ns - RACY_NS:
+                self._too_many = None
+                return
+            kept[parent] = (st.st_dev, st.st_ino, st.st_mtime_ns)
+        self._too_many = kept
+
+    def _still_too_many(self) -> bool:
+        """Whether the folders of the last over-the-limit walk are all as they were (one
+        lstat a folder, not one a file; a content change cannot add a file)."""
+        known = self._too_many
+        if not known:
+            return False
+        root = self._ws.root
+        for rel, (dev, ino, mtime) in known.items():
+            try:
+                st = os.lstat(root / rel if rel else root)
+            except OSError:
+                self._too_many = None
+                return False
+            if (st.st_dev, st.st_ino, st.st_mtime_ns) != (dev, ino, mtime) or not stat.S_ISDIR(
+                st.st_mode
+            ):
+                self._too_many = None
+                return False
+        return True
 
     def checkpoint(self, label: str = "") -> str | None:
         """Save the workspace's files; returns the checkpoint id, or None when it was
         skipped (too many files or bytes; see :attr:`last_skip_reason`)."""
         started = time.monotonic()
+        too_many = f"the workspace has more than {self.max_files} files"
+        if self._still_too_many():
+            self._skip(too_many)
+            return None
+        walk_ns = time.time_ns()
         files: list[tuple[str, os.stat_result]] = []
+        folders: dict[str, os.stat_result] = {}
         total = 0
-        for rel, st in self._walk():
+        for rel, st in self._walk(folders):
             files.append((rel, st))
             total += st.st_size
             if len(files) > self.max_files:
-                self._skip(f"the workspace has more than {self.max_files} files")
+                self._remember_too_many(files, folders, walk_ns)
+                self._skip(too_many)
                 return None
+        self._too_many = None
         if total > self.max_bytes:
             self._skip(f"the workspace holds {total >> 20} MiB (limit {self.max_bytes >> 20} MiB)")
             return None

@@ -197,12 +197,16 @@ def fingerprint(message: Mapping[str, Any]) -> str:
 
 
 def marker(history: Sequence[Mapping[str, Any]], cut: int, summary: str,
-           focus: str = "") -> dict[str, Any]:
+           focus: str = "", *, automatic: bool = False,
+           tokens: tuple[int, int] = (0, 0)) -> dict[str, Any]:
     """What the history file records: the cut as an index into its messages (no system),
     and the fingerprint of the message before it (a rewound or reset file no longer
-    matches, and the marker is then ignored)."""
+    matches, and the marker is then ignored). ``at`` is how many messages there were
+    when it was made, so a replay of the saved conversation shows the marker where it
+    was shown live (the file's line order is lost when a rewind rewrites the file)."""
     return {"cut": cut - 1, "last": fingerprint(history[cut - 1]), "summary": summary,
-            "focus": focus}
+            "focus": focus, "at": len(history) - 1, "automatic": automatic,
+            "tokens_before": tokens[0], "tokens_after": tokens[1]}
 
 
 def from_marker(value: Any, messages: Sequence[Mapping[str, Any]]) -> Compacted | None:
@@ -218,6 +222,50 @@ def from_marker(value: Any, messages: Sequence[Mapping[str, Any]]) -> Compacted 
     return Compacted(cut + 1, summary, messages[cut - 1])
 
 
+@dataclass(frozen=True)
+class ReplayMarker:
+    """A compaction as a replay of the saved conversation shows it: after ``position``
+    of its messages (no system prompt), with what the live marker said."""
+
+    position: int
+    summary: str
+    replaced: int
+    focus: str = ""
+    automatic: bool = False
+    tokens_before: int = 0
+    tokens_after: int = 0
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def replay_markers(values: Sequence[Any], messages: Sequence[Mapping[str, Any]]) -> list[ReplayMarker]:
+    """The compactions a history file recorded (its markers, oldest first) that still fit
+    ``messages`` (the file's messages, without the system prompt), placed in order.
+
+    A marker whose summarised part was rewound away or replaced (reset, another
+    conversation) is left out, as the agent leaves it out of its requests. One recorded
+    before markers carried ``at`` is placed at its cut.
+    """
+    out: list[ReplayMarker] = []
+    previous_cut = 0
+    for value in values:
+        if from_marker(value, messages) is None:
+            continue
+        cut = int(value["cut"])
+        at = _count(value.get("at")) or cut
+        position = max(min(at, len(messages)), out[-1].position if out else 0)
+        out.append(ReplayMarker(
+            position=position, summary=str(value["summary"]),
+            replaced=max(cut - previous_cut, 0), focus=str(value.get("focus") or ""),
+            automatic=value.get("automatic") is True,
+            tokens_before=_count(value.get("tokens_before")),
+            tokens_after=_count(value.get("tokens_after"))))
+        previous_cut = cut
+    return out
+
+
 def tools_tokens(schemas: list[dict[str, Any]]) -> int:
     """Estimated tokens of the tool schemas a request carries."""
     return len(json.dumps(schemas)) // CHARS_PER_TOKEN if schemas else 0
@@ -227,10 +275,12 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "Compacted",
     "CompactionError",
+    "ReplayMarker",
     "check_summary",
     "choose_cut",
     "from_marker",
     "marker",
+    "replay_markers",
     "request_view",
     "summary_message",
     "summary_request",

@@ -30,6 +30,10 @@ NoticeLevel = Literal["info", "warning", "error"]
 OutputStream = Literal["stdout", "stderr"]
 #: A permission request was sent and awaits an answer, or it was answered (or timed out).
 PermissionState = Literal["pending", "resolved"]
+#: An MCP server's state (docs/mcp.md).
+McpServerState = Literal["starting", "ready", "restarting", "failed", "disabled", "stopped"]
+#: Where an MCP server runs: in the session's sandbox, on the host, or at a URL.
+McpServerWhere = Literal["sandbox", "host", "remote"]
 
 
 class StopReason(str, Enum):
@@ -44,6 +48,7 @@ class StopReason(str, Enum):
     CANCELLED = "cancelled"
     ERROR = "error"  # model/runtime error; message in TurnEnded.error
     BUDGET = "budget"  # a budget limit (tokens, cost, calls, time) is spent; TurnEnded.error names it
+    MAX_TOKENS = "max_tokens"  # the model's reply was cut at its length limit (finish_reason "length")
     REFUSAL = "refusal"
 
 
@@ -241,6 +246,24 @@ class Changes(Event):
     paths: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class McpServer(Event):
+    """An MCP server of the session changed: its state, where it runs, its tools.
+
+    Sent when a server becomes ready, its tool list changes, it exits and is being
+    restarted, or it fails (``reason`` says why, without secrets). The state at session
+    start is in ``pygent/mcp/status``; these updates keep it current.
+    """
+
+    type: ClassVar[str] = "mcp_server"
+    name: str = ""
+    state: Annotated[str, McpServerState] = "starting"
+    where: Annotated[str, McpServerWhere] = "sandbox"
+    tools: list[str] = field(default_factory=list)
+    reason: str = ""
+    restarts: int = 0
+
+
 #: The events a session streams (the ``pygent/sessionUpdate`` union), in documentation order.
 SESSION_EVENTS: tuple[type[Event], ...] = (
     TurnStarted,
@@ -258,6 +281,7 @@ SESSION_EVENTS: tuple[type[Event], ...] = (
     TurnEnded,
     Permission,
     Changes,
+    McpServer,
 )
 #: ``type`` tag -> event class.
 EVENT_TYPES: dict[str, type[Event]] = {cls.type: cls for cls in SESSION_EVENTS}

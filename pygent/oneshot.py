@@ -38,6 +38,7 @@ EXIT_TIME_LIMIT = 4
 EXIT_DENIED = 5
 EXIT_ASK_USER = 6
 EXIT_BUDGET = 7
+EXIT_MAX_TOKENS = 8
 EXIT_CANCELLED = 130
 
 #: Stop reason -> exit status. A turn that ended normally but had a tool call denied
@@ -53,6 +54,8 @@ EXIT_STATUSES: dict[ev.StopReason, int] = {
     ev.StopReason.ASK_USER: EXIT_ASK_USER,
     ev.StopReason.CANCELLED: EXIT_CANCELLED,
     ev.StopReason.BUDGET: EXIT_BUDGET,
+    # The answer printed is cut short: a script must not take it for a whole one.
+    ev.StopReason.MAX_TOKENS: EXIT_MAX_TOKENS,
 }
 
 #: What a denied call tells the model when nobody can approve it.

@@ -21,18 +21,16 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from pygent import events as ev
 from pygent.agent import Agent, TurnResult
 from pygent.approval import Approver
-from pygent.changes import COPY, COW, MOUNT, FileChange, FileEdit, SyncReport, WorkspaceSync
 from pygent.checkpoints import Checkpoints
-from pygent.cow import CowSync
 from pygent.errors import (
     PathError,
     PygentError,
@@ -40,24 +38,30 @@ from pygent.errors import (
     SessionBusyError,
     UnknownSessionError,
 )
-from pygent.mcp.config import McpServerSpec
-from pygent.mcp.session import McpManager, open_mcp  # the SDK is imported on first use
 from pygent.persona import Persona
 from pygent.policy import Policy, normalize_mode
+from pygent.prompt_images import check_data_url
 from pygent.runtime import Runtime
-from pygent.runtime.overlay import OverlayWorkspace
-from pygent.runtime.pool import SandboxPool
 from pygent.settings import Settings
 from pygent.store import SessionStore
+from pygent.sync_modes import COPY, COW, MOUNT
 from pygent.tasks import TaskInfo, TaskManager
 from pygent.timeline import FileChange as TimelineFileChange
 from pygent.timeline import RewindResult, TimelineTurn, busy_error, fork_runtime
 from pygent.tools import ToolRegistry
 
+if TYPE_CHECKING:  # the sync machinery and MCP load when a session uses them, not at start-up
+    from pygent.changes import FileChange, FileEdit, SyncReport, WorkspaceSync
+    from pygent.mcp.config import McpServerSpec
+    from pygent.mcp.session import McpManager
+    from pygent.runtime.pool import SandboxPool
+
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "docker", "local")
+RUNTIMES = ("auto", "docker", "bwrap", "local")
 SYNC_MODES = (COW, COPY, MOUNT, "none")
+#: The saved session's metadata key of the approval mode last chosen for it.
+SAVED_MODE_KEY = "approval_mode"
 
 #: Makes the approver of a session (given its id); None means nobody answers (deny).
 ApproverFactory = Callable[[str], "Approver | None"]
@@ -100,6 +104,7 @@ class SessionSummary:
     message_count: int = 0
     updated: str | None = None
     notices: tuple[str, ...] = ()
+    sandbox: str | None = None  # how front ends name it: Runtime.describe()
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,8 @@ class Session:
     created: float = field(default_factory=time.time)
     _unsubscribe: list[Callable[[], None]] = field(default_factory=list)
     mcp: McpManager | None = None  # the session's MCP servers (docs/mcp.md)
+    #: (history list, its length, its last message, user+assistant count) at the last count
+    _counted: tuple[Any, int, Any, int] = (None, 0, None, 0)
 
     @property
     def busy(self) -> bool:
@@ -391,6 +398,12 @@ class SessionService:
         saved_meta: dict[str, Any] = {}
         if resume_id is not None:
             saved_meta = self._saved_meta(resume_id)
+            saved_mode = saved_meta.get(SAVED_MODE_KEY)
+            if options.approval_mode is None and isinstance(saved_mode, str):
+                try:  # the mode chosen in the session's last life (update_settings)
+                    mode = normalize_mode(saved_mode)
+                except PygentError:
+                    log.warning("ignoring the saved approval mode %r of %s", saved_mode, resume_id)
             # A saved editor session is bound to its folder again; a terminal one
             # (sync "none") kept its own workspace and is not bound to anything.
             if not folder_text and options.sync_mode != "none":
@@ -398,8 +411,12 @@ class SessionService:
         folder = folder_path(folder_text) if folder_text else None
         sync_mode = options.sync_mode if folder is not None else "none"
         if runtime is None:
-            use_docker = {"auto": None, "docker": True, "local": False}[options.runtime]
-            runtime = self._pooled_runtime(use_docker, settings, folder, sync_mode)
+            use_docker = {"auto": None, "docker": True, "bwrap": None, "local": False}[
+                options.runtime]
+            if options.runtime == "bwrap":  # asked for by name: an error when it cannot run
+                settings = dataclasses.replace(settings, sandbox="bwrap", use_docker=None)
+            runtime = (None if options.runtime == "bwrap"  # the warm pool holds containers
+                       else self._pooled_runtime(use_docker, settings, folder, sync_mode))
             if runtime is None:
                 runtime = self._new_runtime(use_docker, settings, folder, sync_mode)
         if sync_mode == COW and getattr(runtime, "overlay", None) is None:
@@ -453,12 +470,16 @@ class SessionService:
                 fields.update(meta or {})
                 if options.title:
                     fields["title"] = options.title
-                for key, value in fields.items():
-                    agent.history_store.set_meta(key, value)
+                agent.history_store.update_meta(fields)  # one fsync, not one a field
             if folder is not None and sync_mode == COW:
+                from pygent.cow import CowSync
+                from pygent.runtime.overlay import OverlayWorkspace
+
                 assert isinstance(runtime.files, OverlayWorkspace)
                 session.sync = CowSync(folder, runtime.files)
             elif folder is not None and sync_mode in (COPY, MOUNT):
+                from pygent.changes import WorkspaceSync
+
                 session.sync = WorkspaceSync(folder, runtime.files, sync_mode)
                 report = session.sync.initial_sync()
                 if report.skipped:
@@ -468,7 +489,18 @@ class SessionService:
                     )
             mcp_specs = [*settings.mcp_servers, *options.mcp_servers]
             if mcp_specs:  # started in parallel, in the sandbox; failures become notices
-                session.mcp = open_mcp(mcp_specs, agent, runtime, folder)
+                from pygent.mcp.session import open_mcp  # the SDK is imported on first use
+
+                session.mcp = open_mcp(
+                    mcp_specs,
+                    agent,
+                    runtime,
+                    folder,
+                    # a server's later changes (ready, restarting, failed, new tools) as
+                    # mcp_server updates; the state at start is in pygent/mcp/status
+                    on_event=session.events.emit,
+                    session_id=session.id,
+                )
                 session.notices.extend(session.mcp.notices)
         except BaseException:
             self._dispose(session)
@@ -589,7 +621,7 @@ class SessionService:
 
     def summary(self, session: Session) -> SessionSummary:
         agent = session.agent
-        messages = sum(1 for m in agent.history[1:] if m.get("role") in ("user", "assistant"))
+        messages = self._message_count(session, agent.history)
         return SessionSummary(
             session_id=session.id,
             title=session.title or self._title(agent),
@@ -604,7 +636,23 @@ class SessionService:
             approval_mode=agent.policy.mode,
             message_count=messages,
             notices=tuple(session.notices),
+            sandbox=session.runtime.describe(),
         )
+
+    @staticmethod
+    def _message_count(session: Session, history: list[dict[str, Any]]) -> int:
+        """The user and assistant messages of ``history``; only those added since the last
+        count are read when the history only grew (``session/list`` is asked for often,
+        and answered off the event loop: pygent.lsp.reader_answers)."""
+        counted, length, last, count = session._counted
+        if counted is history and 0 < length <= len(history) and history[length - 1] is last:
+            tail = history[length:]
+        else:
+            count, tail = 0, history[1:]
+        count += sum(1 for m in tail if m.get("role") in ("user", "assistant"))
+        if history:
+            session._counted = (history, len(history), history[-1], count)
+        return count
 
     @staticmethod
     def _title(agent: Agent) -> str:
@@ -710,13 +758,16 @@ class SessionService:
         *,
         max_steps: int | None = None,
         overlay: dict[str, bytes] | None = None,
+        images: Sequence[str] = (),
     ) -> TurnResult:
         """Run one turn and return how it ended (``cancelled`` after :meth:`cancel`).
+        ``images``: data URLs sent with the prompt (:mod:`pygent.prompt_images`).
 
         In copy mode the paths the editor reported (and ``overlay``, unsaved buffers)
         are copied into the sandbox first.
         """
         session = self.get(session_id)
+        images = [check_data_url(url) for url in images]  # any client's: checked here
         if session.busy:
             raise SessionBusyError(
                 f"session {session_id} is already running a turn",
@@ -742,6 +793,7 @@ class SessionService:
                     text,
                     max_steps=max_steps or session.max_steps,
                     step_timeout=self.settings.step_timeout,
+                    images=images,
                 )
             )
             session.turn = turn
@@ -781,6 +833,7 @@ class SessionService:
         agent = session.agent
         if approval_mode is not None:
             agent.policy.mode = normalize_mode(approval_mode)
+            self._save_mode(session)
         if model is not None:
             if not model.strip():
                 raise PygentError("the model name cannot be empty")
@@ -793,6 +846,18 @@ class SessionService:
                 raise PygentError("maxSteps must be at least 1")
             session.max_steps = max_steps
         return session
+
+    @staticmethod
+    def _save_mode(session: Session) -> None:
+        """Keep the approval mode with the saved session, whichever front end changed it:
+        reopening the session (any front end, after a restart) restores it."""
+        store = session.agent.history_store
+        if store is None:
+            return
+        try:
+            store.set_meta(SAVED_MODE_KEY, session.agent.policy.mode)
+        except (PygentError, OSError) as exc:  # the mode still applies; only saving failed
+            log.warning("the approval mode of session %s is not saved: %s", session.id, exc)
 
     def tools(self, session_id: str) -> list[ToolState]:
         agent = self.get(session_id).agent

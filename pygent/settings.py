@@ -23,11 +23,6 @@ from pygent.errors import ConfigError
 from pygent.persona import DEFAULT_PERSONA, Persona
 from pygent.server_profile import TOOL_CHOICES, RequestOptions
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 DEFAULT_MODEL = "gpt-4.1-mini"
 DEFAULT_IMAGE = "python:3.12-slim"
 APPROVAL_MODES = ("auto", "confirm", "never", "read-only", "api")
@@ -299,10 +294,24 @@ def _personas(value: Any) -> list[Persona]:
         if isinstance(item, str):
             personas.append(Persona(item, item))
         elif isinstance(item, Mapping) and "name" in item:
-            personas.append(Persona(str(item["name"]), str(item.get("description", item["name"]))))
+            name = str(item["name"])
+            personas.append(
+                Persona(name, str(item.get("description", name)), _persona_mcp(item.get("mcp"), name))
+            )
         else:
             raise ValueError("each persona needs a name (and a description)")
     return personas
+
+
+def _persona_mcp(value: Any, name: str) -> tuple[str, ...] | None:
+    """A persona's ``mcp``: absent or true, every MCP server; false, none; a list, those."""
+    if value is None or value is True:
+        return None
+    if value is False:
+        return ()
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError(f"persona {name!r}: mcp must be true, false or a list of MCP server names")
 
 
 def _env_pairs(value: Any) -> dict[str, str]:
@@ -474,6 +483,11 @@ _BY_KEY["task_personas_json"] = _BY_KEY["pygent_task_personas_json"]
 
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file; errors name the file and the line."""
+    # Imported here: most starts have no pygent.toml, and the parser costs a few ms.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)

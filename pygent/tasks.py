@@ -438,7 +438,7 @@ class TaskManager:
         if parent_mcp is not None:  # the task's sandbox starts its own MCP servers (docs/mcp.md)
             from pygent.mcp.session import open_mcp_for_task
 
-            open_mcp_for_task(parent_mcp, agent, runtime)
+            open_mcp_for_task(parent_mcp, agent, runtime, task.persona)  # its mcp picks servers
         with self._lock:
             task.agent = agent
         agent.events.subscribe(lambda event: self._on_agent_event(task, event))

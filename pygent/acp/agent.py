@@ -1,4 +1,5 @@
-"""The ACP agent: ACP requests -> :class:`~pygent.service.SessionService` calls.
+"""The ACP agent: ACP requests -> session calls of a :class:`~pygent.acp.backend.SessionBackend`
+(a :class:`~pygent.service.SessionService` in this process, or a running session host).
 
 No agent logic lives here. Each method checks its input, calls the service, and
 translates the answer; each session's core events go out as ``session/update``
@@ -22,14 +23,15 @@ from acp import schema as s
 from pygent import __version__
 from pygent import events as ev
 from pygent.acp.approver import DEFAULT_TIMEOUT, AcpApprover
+from pygent.acp.backend import HostBackend, LocalBackend, SessionBackend, SessionView
 from pygent.acp.channel import Channel, Outbox
-from pygent.acp.replay import history_updates
 from pygent.acp.updates import Update, text_block
 from pygent.approval import Approver
 from pygent.changes import COW, MOUNT
 from pygent.errors import TASK_NOT_FOUND, PygentError, SessionBusyError, UnknownSessionError
 from pygent.mcp import specs_from_acp
-from pygent.service import Session, SessionOptions, SessionService
+from pygent.prompt_images import data_url
+from pygent.service import SessionOptions, SessionService
 from pygent.settings import Settings
 from pygent.task_info import UnknownTaskError
 
@@ -48,6 +50,7 @@ STOP_REASONS: dict[
     ev.StopReason.CANCELLED: "cancelled",
     ev.StopReason.REFUSAL: "refusal",
     ev.StopReason.BUDGET: "max_turn_requests",  # _meta.pygent.stopReason says "budget"
+    ev.StopReason.MAX_TOKENS: "max_tokens",
 }
 #: The approval modes a client can switch between, with what they mean.
 MODES: dict[str, tuple[str, str]] = {
@@ -64,8 +67,8 @@ MODES: dict[str, tuple[str, str]] = {
 }
 #: The largest prompt accepted (text, embedded context); a larger one is a -32602 error.
 MAX_PROMPT_CHARS = 4 * 1024 * 1024
-#: The saved session's metadata key of the mode chosen with ``session/set_mode``.
-SAVED_MODE_KEY = "acp_mode"
+#: The most images one prompt may carry.
+MAX_PROMPT_IMAGES = 16
 #: Sessions per ``session/list`` page.
 PAGE_SIZE = 50
 #: The ACP error for an unknown session id (Pygent's SESSION_NOT_FOUND).
@@ -93,6 +96,8 @@ class PygentAcpAgent:
             may ask for ``mount``).
         approval_timeout: seconds a permission request waits before the call is denied.
         model: a model object for every agent (tests); default: the configured one.
+        in_process: serve sessions of a :class:`SessionService` in this process; False:
+            :meth:`join_host` gives the sessions of a running session host instead.
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class PygentAcpAgent:
         sync_mode: str = COW,
         approval_timeout: float = DEFAULT_TIMEOUT,
         model: Any = None,
+        in_process: bool = True,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
@@ -110,12 +116,21 @@ class PygentAcpAgent:
         self.approval_timeout = approval_timeout
         self.conn: Any = None
         self.loop = asyncio.get_event_loop()
-        self.service = SessionService(settings, approver_factory=self._approver, model=model)
+        #: The in-process service (None when the sessions are a host's).
+        self.service: SessionService | None = None
+        self.backend: SessionBackend
+        if in_process:
+            self.service = SessionService(settings, approver_factory=self._approver, model=model)
+            self.backend = LocalBackend(self.service)
         self.outbox = Outbox(self._send_update)
         self.channels: dict[str, Channel] = {}
         #: JSON-RPC id of a running ``session/prompt`` -> its session (``$/cancel_request``).
         self.prompt_ids: dict[Any, str] = {}
         self.client_capabilities: s.ClientCapabilities | None = None
+
+    async def join_host(self, socket: Path) -> None:
+        """Serve the sessions of the session host listening on ``socket``."""
+        self.backend = await HostBackend.connect(socket, self._approver)
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -143,20 +158,21 @@ class PygentAcpAgent:
             timeout=self.approval_timeout,
         )
 
-    def _session(self, session_id: str) -> Session:
+    async def _session(self, session_id: str) -> SessionView:
+        if not isinstance(session_id, str) or not session_id:
+            raise _invalid("sessionId must be a non-empty string")
         try:
-            return self.service.get(session_id)
+            return await self.backend.view(session_id)
         except PygentError as exc:
             raise _error(exc) from None
 
-    def _attach(self, session: Session) -> Channel:
+    def _attach(self, session: SessionView) -> Channel:
         channel = self._channel(session.id)
         channel.updates.folder = session.folder
-        channel.updates.files = session.runtime.files
-        channel.updates.kinds = {t.name: t.kind for t in session.agent.tools.tools()}
-        channel.window = lambda: getattr(session.agent, "context_window", None)
+        channel.updates.files = session.files
+        channel.updates.kinds = dict(session.tool_kinds)
         if channel.unsubscribe is None:  # the first time: subscribe, keep its notices
-            channel.unsubscribe = self.service.subscribe(session.id, channel.push)
+            channel.unsubscribe = self.backend.subscribe(session.id, channel.push)
             channel.notices.extend(session.notices)
         return channel
 
@@ -198,8 +214,8 @@ class PygentAcpAgent:
             raise _invalid(str(exc)) from None
         return dataclasses.replace(options, mcp_servers=tuple(specs))
 
-    def _modes(self, session: Session) -> s.SessionModeState:
-        current = session.agent.policy.mode
+    def _modes(self, session: SessionView) -> s.SessionModeState:
+        current = session.mode
         modes = [
             s.SessionMode(id=m, name=name, description=text) for m, (name, text) in MODES.items()
         ]
@@ -209,9 +225,9 @@ class PygentAcpAgent:
             )
         return s.SessionModeState(current_mode_id=current, available_modes=modes)
 
-    def _config(self, session: Session) -> list[Any]:
+    def _config(self, session: SessionView) -> list[Any]:
         modes = self._modes(session)
-        model = session.agent.model_name
+        model = session.model
         models = [model] + [m for m in self.settings_models() if m != model]
         return [
             s.SessionConfigOptionSelect(
@@ -240,14 +256,14 @@ class PygentAcpAgent:
         extra = os.environ.get("PYGENT_ACP_MODELS", "")
         return [self.settings.model] + [m.strip() for m in extra.split(",") if m.strip()]
 
-    def _session_meta(self, session: Session) -> dict[str, Any]:
-        summary = self.service.summary(session)
+    def _session_meta(self, session: SessionView) -> dict[str, Any]:
         return {
             "pygent": {
-                "runtime": summary.runtime,
-                "syncMode": summary.sync_mode,
-                "sandboxPath": summary.sandbox_path,
-                "notices": list(summary.notices),
+                "runtime": session.runtime,
+                "syncMode": session.sync_mode,
+                "sandboxPath": session.sandbox_path,
+                "notices": list(session.notices),
+                "host": not isinstance(self.backend, LocalBackend),
             }
         }
 
@@ -267,7 +283,7 @@ class PygentAcpAgent:
             agent_capabilities=s.AgentCapabilities(
                 load_session=True,
                 prompt_capabilities=s.PromptCapabilities(
-                    image=False, audio=False, embedded_context=True
+                    image=True, audio=False, embedded_context=True
                 ),
                 mcp_capabilities=s.McpCapabilities(http=True, sse=False),
                 session_capabilities=s.SessionCapabilities(
@@ -314,12 +330,12 @@ class PygentAcpAgent:
     ) -> s.NewSessionResponse:
         options = self._with_mcp(self._options(cwd, kwargs), mcp_servers)
         try:
-            session = await self.service.create(options)
+            session = await self.backend.create(options)
         except PygentError as exc:
             raise _error(exc) from None
         self._attach(session)
         meta = self._session_meta(session)
-        if session.mcp is not None:
+        if session.mcp:
             meta["pygent"]["mcpServers"] = [spec.name for spec in options.mcp_servers]
         return s.NewSessionResponse(
             session_id=session.id,
@@ -330,24 +346,18 @@ class PygentAcpAgent:
 
     async def _reopen(
         self, cwd: str, session_id: str, mcp_servers: list[Any] | None, meta: dict[str, Any]
-    ) -> tuple[Session, bool]:
+    ) -> tuple[SessionView, bool]:
         """A live session, or a saved one reopened; True when it was open already."""
         if not isinstance(session_id, str) or not session_id:
             raise _invalid("sessionId must be a non-empty string")
-        try:
-            return self.service.get(session_id), True
-        except UnknownSessionError:
-            pass
+        # The service restores the session's saved approval mode (unless meta names one).
         options = self._with_mcp(self._options(cwd, meta), mcp_servers)
-        if options.approval_mode is None:
-            saved = await asyncio.to_thread(self._saved_mode, session_id)
-            options = dataclasses.replace(options, approval_mode=saved)
         try:
-            session = await self.service.resume(session_id, options)
+            session, live = await self.backend.open(session_id, options)
         except PygentError as exc:
             raise _error(exc) from None
         self._attach(session)
-        return session, False
+        return session, live
 
     async def load_session(
         self,
@@ -367,7 +377,11 @@ class PygentAcpAgent:
             )
         channel = self._attach(session)
         await channel.flush()
-        for update in history_updates(session.agent.history[1:], channel.updates):
+        try:
+            replayed = await self.backend.replay(session_id, channel.updates)
+        except PygentError as exc:
+            raise _error(exc) from None
+        for update in replayed:
             channel.send(update)
         await channel.flush()
         return s.LoadSessionResponse(
@@ -400,9 +414,13 @@ class PygentAcpAgent:
                 raise _invalid(f"unknown cursor {cursor!r}")
             start = int(cursor)
         wanted = str(Path(cwd).resolve()) if cwd else None
+        try:
+            listed = await self.backend.list_sessions()
+        except PygentError as exc:
+            raise _error(exc) from None
         found = [
             info
-            for info in self.service.list_sessions(include_saved=True)
+            for info in listed
             if info.workspace_folder and (wanted is None or info.workspace_folder == wanted)
         ]
         page = found[start : start + PAGE_SIZE]
@@ -424,8 +442,11 @@ class PygentAcpAgent:
         )
 
     async def close_session(self, session_id: str, **kwargs: Any) -> s.CloseSessionResponse:
-        self._session(session_id)
-        await self.service.close(session_id)
+        await self._session(session_id)
+        try:
+            await self.backend.close(session_id)
+        except PygentError as exc:
+            raise _error(exc) from None
         channel = self.channels.pop(session_id, None)
         if channel is not None:
             await channel.flush()
@@ -433,47 +454,29 @@ class PygentAcpAgent:
         return s.CloseSessionResponse()
 
     async def close(self) -> None:
-        """Close every session (turns cancelled, sandboxes removed)."""
-        await self.service.aclose()
+        """Close every session of this process (turns cancelled, sandboxes removed); a
+        host's sessions go on in the host."""
+        if hasattr(self, "backend"):
+            await self.backend.aclose()
         for channel in self.channels.values():
             channel.close()
         self.outbox.close()
 
     # --- modes and configuration --------------------------------------------------------
 
-    async def _set_mode(self, session: Session, mode_id: str) -> None:
-        if mode_id not in MODES and mode_id != session.agent.policy.mode:
+    async def _set_mode(self, session: SessionView, mode_id: str) -> SessionView:
+        if mode_id not in MODES and mode_id != session.mode:
             raise _invalid(f"unknown mode {mode_id!r} (modes: {', '.join(MODES)})")
         try:
-            self.service.update_settings(session.id, approval_mode=mode_id)
+            # The service saves it with the session: a session/load after a restart finds it.
+            return await self.backend.update(session.id, approval_mode=mode_id)
         except PygentError as exc:
             raise _error(exc) from None
-        # Kept with the saved session: a client that reconnects (session/load after the
-        # agent process was restarted) finds the mode it chose.
-        store = session.agent.history_store
-        if store is not None:
-            try:
-                await asyncio.to_thread(store.set_meta, SAVED_MODE_KEY, mode_id)
-            except PygentError as exc:
-                log.warning("the mode of session %s is not saved: %s", session.id, exc)
-
-    def _saved_mode(self, session_id: str) -> str | None:
-        try:
-            reader = self.service.store.read(session_id)
-            try:
-                reader.load()
-                mode = reader.meta.get(SAVED_MODE_KEY)
-            finally:
-                reader.close()
-        except PygentError:
-            return None
-        return mode if isinstance(mode, str) and mode in MODES else None
 
     async def set_session_mode(
         self, mode_id: str, session_id: str, **kwargs: Any
     ) -> s.SetSessionModeResponse:
-        session = self._session(session_id)
-        await self._set_mode(session, mode_id)
+        session = await self._set_mode(await self._session(session_id), mode_id)
         channel = self._channel(session_id)
         channel.send(
             s.CurrentModeUpdate(session_update="current_mode_update", current_mode_id=mode_id)
@@ -489,17 +492,17 @@ class PygentAcpAgent:
     async def set_config_option(
         self, config_id: str, session_id: str, value: str | bool, **kwargs: Any
     ) -> s.SetSessionConfigOptionResponse:
-        session = self._session(session_id)
+        session = await self._session(session_id)
         if not isinstance(value, str):
             raise _invalid(f"{config_id} takes a string value")
         if config_id == "mode":
-            await self._set_mode(session, value)
+            session = await self._set_mode(session, value)
             self._channel(session_id).send(
                 s.CurrentModeUpdate(session_update="current_mode_update", current_mode_id=value)
             )
         elif config_id == "model":
             try:
-                self.service.update_settings(session_id, model=value)
+                session = await self.backend.update(session_id, model=value)
             except PygentError as exc:
                 raise _error(exc) from None
         else:
@@ -509,11 +512,18 @@ class PygentAcpAgent:
 
     # --- turns ---------------------------------------------------------------------------
 
-    def _prompt_text(self, prompt: list[Any]) -> str:
+    def _prompt_parts(self, prompt: list[Any]) -> tuple[str, list[str]]:
+        """The prompt's text and its images (data URLs for OpenAI ``image_url`` parts)."""
         parts: list[str] = []
+        images: list[str] = []
         for block in prompt:
             if isinstance(block, s.TextContentBlock):
                 parts.append(block.text)
+            elif isinstance(block, s.ImageContentBlock):
+                try:
+                    images.append(data_url(block.mime_type, block.data))
+                except PygentError as exc:
+                    raise _invalid(f"image {len(images) + 1}: {exc.user_message()}") from None
             elif isinstance(block, s.ResourceContentBlock):
                 parts.append(f"[{block.name}]({block.uri})")
             elif isinstance(block, s.EmbeddedResourceContentBlock):
@@ -525,21 +535,23 @@ class PygentAcpAgent:
             else:
                 kind = getattr(block, "type", type(block).__name__)
                 raise _invalid(
-                    f"{kind} content is not supported; Pygent takes text, resource "
+                    f"{kind} content is not supported; Pygent takes text, images, resource "
                     "links and embedded text resources"
                 )
         text = "\n".join(p for p in parts if p)
-        if not text.strip():
+        if not text.strip() and not images:
             raise _invalid("the prompt is empty")
         if len(text) > MAX_PROMPT_CHARS:
             raise _invalid(
                 f"the prompt has {len(text)} characters; the limit is {MAX_PROMPT_CHARS}"
             )
-        return text
+        if len(images) > MAX_PROMPT_IMAGES:
+            raise _invalid(f"the prompt has {len(images)} images; the limit is {MAX_PROMPT_IMAGES}")
+        return text, images
 
     async def prompt(self, prompt: list[Any], session_id: str, **kwargs: Any) -> s.PromptResponse:
-        session = self._session(session_id)
-        text = self._prompt_text(prompt)
+        session = await self._session(session_id)
+        text, images = self._prompt_parts(prompt)
         channel = self._attach(session)
         for notice in channel.notices:
             channel.send(
@@ -548,13 +560,15 @@ class PygentAcpAgent:
                 )
             )
         channel.notices.clear()
-        usage_before = self._usage(session)
+        channel.reset_usage()
+        channel.own_turn = True
         try:
-            result = await self.service.prompt(session_id, text)
+            result = await self.backend.prompt(session_id, text, images)
         except PygentError as exc:
             raise _error(exc) from None
         finally:
             await channel.flush()
+            channel.own_turn = False
         if result.stop_reason is ev.StopReason.ASK_USER and result.question:
             options = "".join(f"\n- {o}" for o in result.options)
             channel.send(
@@ -569,11 +583,12 @@ class PygentAcpAgent:
                 PygentError.code, result.error or "the turn failed", {"stopReason": "error"}
             )
         stop = STOP_REASONS.get(result.stop_reason, "end_turn")
-        if "length limit" in result.error and stop == "end_turn":
-            stop = "max_tokens"  # the core ends such a turn as end_turn with this error
-        pending = await self.service.pending_changes(session_id)
-        after = self._usage(session)
-        used_in, used_out = after[0] - usage_before[0], after[1] - usage_before[1]
+        try:
+            pending = await self.backend.pending_changes(session_id)
+        except PygentError as exc:
+            log.warning("the change set of %s is not known: %s", session_id, exc)
+            pending = []
+        used_in, used_out = channel.used
         return s.PromptResponse(
             stop_reason=stop,
             usage=s.Usage(
@@ -589,14 +604,9 @@ class PygentAcpAgent:
             },
         )
 
-    @staticmethod
-    def _usage(session: Session) -> tuple[int, int]:
-        usage = session.agent.usage
-        return int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
-
     async def cancel(self, session_id: str, **kwargs: Any) -> None:
         try:
-            self.service.cancel(session_id)
+            self.backend.cancel(session_id)
         except PygentError as exc:  # a notification gets no answer: log it
             log.info("session/cancel: %s", exc)
 
@@ -605,7 +615,7 @@ class PygentAcpAgent:
         session_id = self.prompt_ids.get(request_id)
         if session_id is not None:
             try:
-                self.service.cancel(session_id)
+                self.backend.cancel(session_id)
             except PygentError as exc:
                 log.info("$/cancel_request: %s", exc)
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+
+from acp import schema as s
 
 from pygent import events as ev
-from pygent.acp.updates import SessionUpdates, Update
+from pygent.acp.updates import SessionUpdates, Update, text_block
 from pygent.handoff import LoopHandoff
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,12 @@ class Channel:
         self.handoff: LoopHandoff[ev.Event] = LoopHandoff(loop, self._deliver)
         self.unsubscribe: Callable[[], None] | None = None
         self.notices: list[str] = []
-        self.window: Callable[[], Any] | None = None
+        #: Tokens (prompt, completion) of the model calls since :meth:`reset_usage`: a
+        #: turn's usage, counted from its events (the same from either backend).
+        self.used: tuple[int, int] = (0, 0)
+        #: True while this client's own prompt runs: a turn that starts otherwise was
+        #: prompted by another client of a session host, and its prompt is shown too.
+        self.own_turn = False
         self._output_due = False
 
     def push(self, event: ev.Event) -> None:
@@ -97,10 +103,19 @@ class Channel:
                 self.loop.call_later(OUTPUT_INTERVAL, self._send_output)
             return
         self._send_output()
-        if isinstance(event, ev.Usage) and self.window is not None:
-            window = self.window()  # the agent resolves its model's window at its first call
-            if window is not None:
-                self.updates.context_size = int(window.tokens)
+        if isinstance(event, ev.TurnStarted) and not event.task_id:
+            if not self.own_turn and event.prompt:
+                self.outbox.put(
+                    self.session_id,
+                    s.UserMessageChunk(
+                        session_update="user_message_chunk", content=text_block(event.prompt)
+                    ),
+                )
+            return
+        if isinstance(event, ev.Usage) and not event.task_id:
+            self.used = (self.used[0] + event.prompt_tokens, self.used[1] + event.completion_tokens)
+            if event.context_window:  # the agent resolves its model's window at its first call
+                self.updates.context_size = event.context_window
         for update in self.updates.updates(event):
             self.outbox.put(self.session_id, update)
 
@@ -108,6 +123,10 @@ class Channel:
         self._output_due = False
         for update in self.updates.pending_output():
             self.outbox.put(self.session_id, update)
+
+    def reset_usage(self) -> None:
+        self.handoff.flush()  # what came before belongs to earlier turns
+        self.used = (0, 0)
 
     def send(self, update: Update) -> None:
         self.outbox.put(self.session_id, update)

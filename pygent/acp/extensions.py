@@ -16,18 +16,30 @@ the session service (or the session's own checkpoints) and answers a plain JSON 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from acp import RequestError
 
+from pygent.acp.backend import camel
 from pygent.errors import PygentError, SessionBusyError
 
 if TYPE_CHECKING:
     from pygent.acp.agent import PygentAcpAgent
+    from pygent.service import SessionService
 
 Handler = Callable[["PygentAcpAgent", dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def _service(agent: PygentAcpAgent) -> SessionService:
+    """The in-process service; these extensions are not served for a host's sessions."""
+    if agent.service is None:
+        raise PygentError(
+            "the timeline and task extensions (_pygent/timeline, rewind, tasks, task/...) "
+            "are not available for the sessions of a session host (pygent serve) yet",
+            hint="use them from the editor or pygent attach, or run pygent acp --in-process",
+        )
+    return agent.service
 
 
 def _str(params: dict[str, Any], key: str) -> str:
@@ -46,44 +58,37 @@ def _paths(params: dict[str, Any]) -> list[str] | None:
     return paths
 
 
-def _camel(obj: Any) -> dict[str, Any]:
-    out = {}
-    for key, value in dataclasses.asdict(obj).items():
-        head, *rest = key.split("_")
-        out[head + "".join(w.title() for w in rest)] = (
-            list(value) if isinstance(value, tuple) else value
-        )
-    return out
+async def _idle(agent: PygentAcpAgent, session_id: str, then: str) -> None:
+    if (await agent.backend.view(session_id)).busy:
+        raise SessionBusyError(f"session {session_id} is running a turn", hint=then)
+
+
+# The change set is served by either backend (a host's too); the rest needs the
+# in-process service.
 
 
 async def _changes(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
-    changes = await agent.service.changes(
+    changes = await agent.backend.changes(
         _str(params, "sessionId"), diffs=bool(params.get("diffs", True))
     )
-    return {"changes": [_camel(c) for c in changes]}
+    return {"changes": changes}
 
 
 async def _apply(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
     session_id = _str(params, "sessionId")
-    if agent.service.get(session_id).busy:
-        raise SessionBusyError(
-            f"session {session_id} is running a turn", hint="apply the changes once it has ended"
-        )
-    applied, failed = await agent.service.write_changes(session_id, _paths(params))
+    await _idle(agent, session_id, "apply the changes once it has ended")
+    applied, failed = await agent.backend.apply(session_id, _paths(params))
     return {"applied": applied, "failed": [{"path": p, "error": e} for p, e in failed]}
 
 
 async def _discard(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
     session_id = _str(params, "sessionId")
-    if agent.service.get(session_id).busy:
-        raise SessionBusyError(
-            f"session {session_id} is running a turn", hint="discard the changes once it has ended"
-        )
-    return {"discarded": await agent.service.discard(session_id, _paths(params))}
+    await _idle(agent, session_id, "discard the changes once it has ended")
+    return {"discarded": await agent.backend.discard(session_id, _paths(params))}
 
 
 def _checkpoints(agent: PygentAcpAgent, session_id: str) -> Any:
-    checkpoints = agent.service.get(session_id).agent.checkpoints
+    checkpoints = _service(agent).get(session_id).agent.checkpoints
     if checkpoints is None:
         raise PygentError(
             f"session {session_id} keeps no checkpoints",
@@ -95,13 +100,13 @@ def _checkpoints(agent: PygentAcpAgent, session_id: str) -> Any:
 async def _timeline(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
     checkpoints = _checkpoints(agent, _str(params, "sessionId"))
     listed = await asyncio.to_thread(checkpoints.list)
-    return {"checkpoints": [_camel(c) for c in listed]}
+    return {"checkpoints": [camel(c) for c in listed]}
 
 
 async def _rewind(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
     session_id = _str(params, "sessionId")
     ident = _str(params, "checkpointId")
-    if agent.service.get(session_id).busy:
+    if _service(agent).get(session_id).busy:
         raise SessionBusyError(
             f"session {session_id} is running a turn",
             hint="cancel it (session/cancel) before rewinding",
@@ -110,22 +115,22 @@ async def _rewind(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, An
     report = await asyncio.to_thread(
         checkpoints.restore, ident, delete_new=bool(params.get("deleteNew", False))
     )
-    return _camel(report)
+    return camel(report)
 
 
 async def _tasks(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
-    return {"tasks": [_camel(t) for t in agent.service.list_tasks(_str(params, "sessionId"))]}
+    return {"tasks": [camel(t) for t in _service(agent).list_tasks(_str(params, "sessionId"))]}
 
 
 async def _task_result(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
     session_id, task_id = _str(params, "sessionId"), _str(params, "taskId")
-    info = agent.service.task_info(session_id, task_id)
-    return {"task": _camel(info), "result": agent.service.task_result(session_id, task_id)}
+    info = _service(agent).task_info(session_id, task_id)
+    return {"task": camel(info), "result": _service(agent).task_result(session_id, task_id)}
 
 
 async def _task_cancel(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
     session_id, task_id = _str(params, "sessionId"), _str(params, "taskId")
-    return {"cancelled": await asyncio.to_thread(agent.service.cancel_task, session_id, task_id)}
+    return {"cancelled": await asyncio.to_thread(_service(agent).cancel_task, session_id, task_id)}
 
 
 METHODS: dict[str, Handler] = {

@@ -4,6 +4,13 @@ Logs go to stderr or ``--log-file``; stdout carries only ACP frames (see
 :func:`pygent.acp.transport.claim_stdout`). The process ends when the client closes
 stdin or on SIGTERM/SIGINT, after every session's turn is cancelled (its command's
 process group killed) and its sandbox removed.
+
+When a session host runs (``pygent serve``) and unless ``--in-process`` or
+``PYGENT_LSP_HOST=never`` (the setting ``pygent lsp --stdio`` follows too), the sessions
+are the host's (:class:`pygent.acp.backend.HostBackend`): an ACP client then sees the
+same live sessions as VS Code, the REPL's ``pygent attach`` and the web page, and they
+go on in the host when the client leaves. ``PYGENT_LSP_HOST=require`` fails when no
+host answers.
 """
 
 from __future__ import annotations
@@ -14,14 +21,13 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 # The flags every process that serves sessions takes (standard library only, like this).
 from pygent.lsp.launch import DEFAULT_APPROVAL_TIMEOUT, add_server_flags
 
 log = logging.getLogger(__name__)
-
-#: Seconds a permission request waits for the client before the call is denied.
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,37 +49,50 @@ def build_parser() -> argparse.ArgumentParser:
         "edits are reviewed before they reach the folder; default) or mount (edits land "
         "in the folder at once)",
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="serve the sessions in this process even when a session host (pygent serve) "
+        "runs (the same as PYGENT_LSP_HOST=never)",
+    )
     return parser
 
 
-def _wrap_handler(conn: Any, agent: Any) -> None:
-    """Serve ``$/cancel_request`` and keep unknown notifications out of the error log.
+def host_socket(settings: Any, args: argparse.Namespace) -> Path | None | int:
+    """The socket of the session host to serve from, None to serve in process, or an exit
+    status (``PYGENT_LSP_HOST=require`` and no host answers). As ``pygent lsp --stdio``."""
+    if args.in_process or settings.lsp_host == "never":
+        return None
+    from pygent.errors import PygentError
+    from pygent.lsp.host_socket import connect, socket_path
 
-    The SDK (0.12) routes neither: it logs a traceback for any notification it has no
-    route for. Its connection keeps the router as ``_handler``; this wraps it.
-    """
-    from acp import RequestError
+    try:
+        sock = connect(settings.host_dir)
+    except PygentError as exc:
+        if settings.lsp_host == "require":
+            print(f"pygent acp: {exc.user_message()}", file=sys.stderr)
+            return 2
+        log.warning("not joining a session host: %s", exc.user_message())
+        return None
+    if sock is None:
+        if settings.lsp_host == "require":
+            print(
+                f"pygent acp: no session host answers in {settings.host_dir} "
+                "(PYGENT_LSP_HOST=require); start one with: pygent serve --background",
+                file=sys.stderr,
+            )
+            return 2
+        return None
+    sock.close()  # it answers; the agent's own connection is made on its loop
+    log.info("serving the sessions of the session host in %s", settings.host_dir)
+    return socket_path(settings.host_dir)
 
-    inner = conn._conn._handler
 
-    async def handler(method: str, params: Any, is_notification: bool) -> Any:
-        if method == "$/cancel_request":
-            if isinstance(params, dict):
-                agent.cancel_request(params.get("requestId", params.get("id")))
-            return None
-        if is_notification:
-            try:
-                return await inner(method, params, is_notification)
-            except RequestError as exc:
-                log.warning("ignoring the notification %r: %s", method, exc)
-                return None
-        return await inner(method, params, is_notification)
-
-    conn._conn._handler = handler
-
-
-async def serve(settings: Any, args: argparse.Namespace, in_fd: int, out_fd: int) -> int:
-    """Serve one client on ``in_fd``/``out_fd`` until it leaves or a signal arrives."""
+async def serve(
+    settings: Any, args: argparse.Namespace, in_fd: int, out_fd: int, host: Path | None = None
+) -> int:
+    """Serve one client on ``in_fd``/``out_fd`` until it leaves or a signal arrives; with
+    ``host``, the sessions are those of the session host listening on that socket."""
     from acp import AgentSideConnection
     from acp.schema import SessionNotification
 
@@ -82,7 +101,22 @@ async def serve(settings: Any, args: argparse.Namespace, in_fd: int, out_fd: int
 
     transport = StdioTransport(in_fd, out_fd)
     await transport.start()
-    agent = PygentAcpAgent(settings, sync_mode=args.sync, approval_timeout=args.approval_timeout)
+    agent = PygentAcpAgent(
+        settings,
+        sync_mode=args.sync,
+        approval_timeout=args.approval_timeout,
+        in_process=host is None,
+    )
+    if host is not None:
+        from pygent.errors import PygentError
+        from pygent.lsp.client import ConnectionLost
+
+        try:
+            await agent.join_host(host)
+        except (OSError, ConnectionLost, PygentError) as exc:
+            print(f"pygent acp: cannot join the session host at {host}: {exc}", file=sys.stderr)
+            await transport.close()
+            return 2
 
     def seen(message: dict[str, Any]) -> None:
         if message.get("method") == "session/prompt" and "id" in message:
@@ -95,6 +129,7 @@ async def serve(settings: Any, args: argparse.Namespace, in_fd: int, out_fd: int
             agent.prompt_ids.pop(message["id"], None)
 
     transport.observe_in, transport.observe_out = seen, sent
+    transport.on_cancel_request = agent.cancel_request
 
     def send_now(session_id: str, update: Any) -> bool:
         params = SessionNotification(session_id=session_id, update=update)
@@ -109,7 +144,6 @@ async def serve(settings: Any, args: argparse.Namespace, in_fd: int, out_fd: int
 
     agent.outbox.send_now = send_now
     conn = AgentSideConnection(agent, transport, listening=False, use_unstable_protocol=True)
-    _wrap_handler(conn, agent)
     loop = asyncio.get_running_loop()
     listen = asyncio.ensure_future(conn.listen())
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -122,7 +156,7 @@ async def serve(settings: Any, args: argparse.Namespace, in_fd: int, out_fd: int
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         await agent.close()
-        await conn._conn.close()
+        await conn.close()
         await transport.close()
     return 0
 
@@ -156,7 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    host = host_socket(settings, args)
+    if isinstance(host, int):
+        return host
     from pygent.acp.transport import claim_stdout
 
     out_fd = claim_stdout()
-    return asyncio.run(serve(settings, args, 0, out_fd))
+    return asyncio.run(serve(settings, args, 0, out_fd, host))

@@ -27,6 +27,17 @@ def _text(content: Any) -> str:
     return ""
 
 
+def _images(content: Any) -> Iterator[tuple[str, str]]:
+    """The (MIME type, base64 data) of a message's ``data:`` image parts."""
+    if not isinstance(content, list):
+        return
+    for part in content:
+        url = (part.get("image_url") or {}).get("url") if isinstance(part, dict) else None
+        if isinstance(url, str) and url.startswith("data:") and ";base64," in url:
+            head, _, data = url.partition(";base64,")
+            yield head[len("data:") :], data
+
+
 def history_updates(history: list[dict[str, Any]], updates: SessionUpdates) -> Iterator[Update]:
     """The updates that show ``history`` (without its system message) to a client."""
     for message in history:
@@ -36,6 +47,11 @@ def history_updates(history: list[dict[str, Any]], updates: SessionUpdates) -> I
             if text:
                 yield s.UserMessageChunk(
                     session_update="user_message_chunk", content=text_block(text)
+                )
+            for mime, data in _images(message.get("content")):
+                yield s.UserMessageChunk(
+                    session_update="user_message_chunk",
+                    content=s.ImageContentBlock(type="image", mime_type=mime, data=data),
                 )
         elif role == "assistant":
             text = _text(message.get("content"))

@@ -6,6 +6,12 @@ a line with ``-32700`` (``id: null``), a frame that is not a JSON-RPC object wit
 ``-32600``, and a line longer than :data:`MAX_FRAME_BYTES` with ``-32600`` (it is
 skipped, the memory it may take is bounded), and keeps serving.
 
+Two notifications the SDK (0.12) has no route for are settled here, before it sees
+them, through this same public seam rather than by wrapping the SDK's private router:
+``$/cancel_request`` goes to :attr:`StdioTransport.on_cancel_request`, and any other
+notification the agent does not serve (not ``session/cancel``, not an ``_`` extension) is
+logged and dropped (the SDK would log a traceback for it).
+
 stdout carries only protocol frames: :func:`claim_stdout` moves the real stdout to a
 private descriptor and points descriptor 1 at stderr, so a stray ``print`` or a child
 process that writes to its inherited stdout cannot corrupt the stream.
@@ -22,6 +28,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: The notifications the agent serves (besides ``_`` extensions); others are dropped here.
+AGENT_NOTIFICATIONS = frozenset({"session/cancel"})
+#: LSP's name and ACP's (draft) name for "cancel the request with this id".
+CANCEL_REQUEST = frozenset({"$/cancel_request", "$/cancelRequest"})
 #: The longest frame read; a longer line is answered with an error and skipped.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 _READ_CHUNK = 1 << 16
@@ -49,7 +59,8 @@ class StdioTransport:
     """Moves JSON-RPC messages over a pair of file descriptors, one JSON object a line.
 
     ``observe_in``/``observe_out`` (optional) see every decoded incoming message and every
-    outgoing one (the agent uses them to map ``$/cancel_request`` ids to turns).
+    outgoing one (the agent uses them to map ``$/cancel_request`` ids to turns);
+    ``on_cancel_request`` (optional) gets the id a ``$/cancel_request`` names.
     """
 
     def __init__(self, in_fd: int, out_fd: int, *, max_frame: int = MAX_FRAME_BYTES) -> None:
@@ -58,6 +69,7 @@ class StdioTransport:
         self.max_frame = max_frame
         self.observe_in: Any = None
         self.observe_out: Any = None
+        self.on_cancel_request: Any = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.WriteTransport | None = None
         self._write_lock = asyncio.Lock()
@@ -178,9 +190,26 @@ class StdioTransport:
                     continue
                 await self.send(error_frame(msg_id, -32600, f"Invalid request: {problem}"))
                 continue
+            if self._settled_here(message):
+                continue
             if self.observe_in is not None:
                 self.observe_in(message)
             return message
+
+    def _settled_here(self, message: dict[str, Any]) -> bool:
+        """True for a notification handled (or dropped) here instead of by the SDK."""
+        method = message.get("method")
+        if method is None or "id" in message:
+            return False
+        if method in CANCEL_REQUEST:
+            params = message.get("params")
+            if isinstance(params, dict) and self.on_cancel_request is not None:
+                self.on_cancel_request(params.get("requestId", params.get("id")))
+            return True
+        if method in AGENT_NOTIFICATIONS or method.startswith("_"):
+            return False
+        log.warning("ignoring the notification %r: the agent does not serve it", method)
+        return True
 
     async def close(self) -> None:
         if self._closed:

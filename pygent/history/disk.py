@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 HEADER_KEY = "pygent_history"
 META_KEY = "_meta"
+#: Metadata keys whose every value is kept, in order (a log, not only the latest):
+#: each compaction marker, so a replay shows every compaction where it happened.
+LOGGED_META = ("compaction",)
 INTERRUPTED_RESULT = "[interrupted: Pygent stopped before this tool call finished]"
 
 # fdatasync persists the data and the new size, all an append changes; macOS lacks it.

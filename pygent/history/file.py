@@ -21,6 +21,7 @@ from pygent.history.disk import (
     FORMAT_VERSION,
     HEAD_LIMIT,
     HEADER_KEY,
+    LOGGED_META,
     META_KEY,
     acquire_lock,
     close_fds,
@@ -40,6 +41,7 @@ from pygent.history.scan import (
     LoadReport,
     Scan,
     header_version,
+    log_meta,
     parse_line,
     read_head,
     salvage_array,
@@ -85,6 +87,9 @@ class HistoryFile:
         self.path = Path(os.path.abspath(path))
         self.read_only = read_only
         self.meta: dict[str, Any] = {}
+        #: Every value of a :data:`~pygent.history.disk.LOGGED_META` key (the compaction
+        #: markers), oldest first: :attr:`meta` holds only the latest.
+        self.meta_log: dict[str, list[Any]] = {}
         self.created: str | None = None
         self.warnings: list[str] = []
         self.report = LoadReport()
@@ -287,6 +292,7 @@ class HistoryFile:
         if backup is not None:
             self.created = scan.created or self.created or now().isoformat(timespec="seconds")
             self.meta = dict(self._initial_meta) if empty else dict(scan.meta)
+            self.meta_log = {} if empty else {k: list(v) for k, v in scan.logged.items()}
             try:
                 self._replace_with([encode_line(m) for m in scan.messages])
             except OSError as exc:
@@ -413,12 +419,14 @@ class HistoryFile:
             if scan.created:
                 self.created = scan.created
             self.meta = scan.meta
+            self.meta_log = scan.logged
             self._meta_known = True
             messages = scan.messages
             for line in self._pending:
                 obj = parse_line(line.strip()) or {}
                 if META_KEY in obj:
                     self.meta.update(obj[META_KEY])
+                    log_meta(self.meta_log, obj[META_KEY])
                 else:
                     messages.append(obj)
             if repair:
@@ -545,7 +553,23 @@ class HistoryFile:
         with self._mutex:
             self._check_writable()
             self.meta[key] = value
+            log_meta(self.meta_log, {key: value})
             self._pending.append(encode_line({META_KEY: {key: value}}))
+            self._flush_pending()
+
+    def update_meta(self, values: dict[str, Any]) -> None:
+        """Record several metadata values as one record: one write and one fsync (a new
+        session's fields are saved on the way to its first request)."""
+        if not values:
+            return
+        redactor = self._redactor()
+        values = {key: redact_value(value, redactor) for key, value in values.items()}
+        self._wait_queued()
+        with self._mutex:
+            self._check_writable()
+            self.meta.update(values)
+            log_meta(self.meta_log, values)
+            self._pending.append(encode_line({META_KEY: values}))
             self._flush_pending()
 
     @property
@@ -610,25 +634,34 @@ class HistoryFile:
         with open(os.dup(self._fd), "rb", buffering=CHUNK) as fh:
             fh.seek(0)
             meta: dict[str, Any] = {}
+            logged: dict[str, list[Any]] = {}
             for lineno, raw in enumerate(fh, 1):
                 if lineno == 1 or raw.startswith(b'{"' + META_KEY.encode() + b'":'):
                     obj = parse_line(raw.strip()) or {}
                     if header_version(obj) is not None:
                         self.created = obj.get("created") or self.created
                         meta.update(obj.get("meta") or {})
+                        log_meta(logged, obj.get("meta") or {})
                     elif isinstance(obj.get(META_KEY), dict):
                         meta.update(obj[META_KEY])
+                        log_meta(logged, obj[META_KEY])
         meta.update(self.meta)  # values set in this process are the newest
         self.meta = meta
+        # The file holds every value set in this process too (set_meta writes through).
+        self.meta_log = logged
         self._meta_known = True
 
     def _replace_with(self, records: list[bytes]) -> None:
         """Atomically replace the file with a header (current meta) and ``records``."""
+        # A logged key's values follow the header, oldest first (the last one is the
+        # meta value a reader ends with): a rewrite (rewind, reset) keeps them all.
         header = {
             HEADER_KEY: FORMAT_VERSION,
             "created": self.created or now().isoformat(timespec="seconds"),
-            "meta": self.meta,
+            "meta": {k: v for k, v in self.meta.items() if k not in self.meta_log},
         }
+        logged = [encode_line({META_KEY: {key: value}})
+                  for key in LOGGED_META for value in self.meta_log.get(key, ())]
         tmp = self.path.with_name(f".{self.path.name}.tmp-{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
@@ -637,6 +670,7 @@ class HistoryFile:
                 os.fchmod(fd, stat.S_IMODE(os.fstat(old).st_mode))
             with open(os.dup(fd), "wb", buffering=CHUNK) as out:
                 out.write(encode_line(header))
+                out.writelines(logged)
                 out.writelines(records)
             os.fsync(fd)
             size = os.fstat(fd).st_size

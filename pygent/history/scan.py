@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pygent.history.disk import FORMAT_VERSION, HEAD_LIMIT, HEADER_KEY, META_KEY, newer_error
+from pygent.history.disk import (
+    FORMAT_VERSION,
+    HEAD_LIMIT,
+    HEADER_KEY,
+    LOGGED_META,
+    META_KEY,
+    newer_error,
+)
 
 # --- reading ---------------------------------------------------------------------------------
 
@@ -42,6 +49,8 @@ class LoadReport:
 class Scan:
     messages: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Every value of a :data:`LOGGED_META` key, oldest first.
+    logged: dict[str, list[Any]] = field(default_factory=dict)
     created: str | None = None
     has_header: bool = False
     records: int = 0
@@ -88,6 +97,13 @@ def header_version(obj: dict[str, Any] | None) -> int | None:
     return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
+def log_meta(logged: dict[str, list[Any]], update: dict[str, Any]) -> None:
+    """Add the :data:`LOGGED_META` values of one metadata update to ``logged``."""
+    for key in LOGGED_META:
+        if key in update:
+            logged.setdefault(key, []).append(update[key])
+
+
 def scan_lines(lines: Iterable[bytes], path: Path, limit: int | None = None) -> Scan:
     scan = Scan()
     first = True
@@ -118,8 +134,10 @@ def scan_lines(lines: Iterable[bytes], path: Path, limit: int | None = None) -> 
             scan.created = obj.get("created") if isinstance(obj.get("created"), str) else None
             if isinstance(obj.get("meta"), dict):
                 scan.meta.update(obj["meta"])
+                log_meta(scan.logged, obj["meta"])
         elif isinstance(obj.get(META_KEY), dict) and len(obj) == 1:
             scan.meta.update(obj[META_KEY])
+            log_meta(scan.logged, obj[META_KEY])
         elif isinstance(obj.get("role"), str):
             scan.messages.append(obj)
         else:

@@ -230,6 +230,10 @@ class ClientConfiguration:
             disabled_tools=list(s.disabled_tools),
             follow_along=self.follow_along,
             diagnostic_matchers=[str(m["tool"]) for m in self.diagnostic_matchers],
+            budget_tokens=s.budget_tokens,
+            budget_cost=s.budget_cost,
+            budget_calls=s.budget_calls,
+            budget_time=s.budget_time,
         )
 
     def result(self) -> p.ConfigurationResult:

@@ -56,6 +56,7 @@ def session_info(summary: SessionSummary) -> p.SessionInfo:
         message_count=summary.message_count,
         updated=summary.updated,
         notices=list(summary.notices),
+        sandbox=summary.sandbox,
     )
 
 

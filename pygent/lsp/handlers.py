@@ -201,6 +201,8 @@ class Handlers:
 
     async def session_resume(self, params: p.ResumeSessionParams, _token: Any) -> p.SessionInfo:
         session = await self.service.resume(params.session_id, self._options(params))
+        if self.logs is not None:  # a host: its log starts with the saved conversation
+            self._follow_history(session.id)
         self._channel(session.id)
         return convert.session_info(self.service.summary(session))
 
@@ -223,7 +225,11 @@ class Handlers:
         outcome = "error"
         try:
             result = await self.service.prompt(
-                session.id, params.prompt, max_steps=params.max_steps, overlay=overlay
+                session.id,
+                params.prompt,
+                max_steps=params.max_steps,
+                overlay=overlay,
+                images=params.images or (),
             )
             outcome = result.stop_reason.value
         finally:
@@ -280,7 +286,9 @@ class Handlers:
         if self.logs is not None:
             events = self.logs.snapshot(session_id)
         else:
-            events = history_updates(list(live.agent.history))
+            store = live.agent.history_store
+            events = history_updates(list(live.agent.history),
+                                     store.meta_log.get("compaction", []) if store else [])
         return {"events": events, "seq": channel.seq}
 
     async def session_compact(self, params: p.CompactParams, _token: Any) -> p.CompactResult:
@@ -304,7 +312,8 @@ class Handlers:
         try:
             reader = self.service.store.read(session_id)
             try:
-                return history_updates(reader.load(repair=False))
+                messages = reader.load(repair=False)
+                return history_updates(messages, reader.meta_log.get("compaction", []))
             finally:
                 reader.close()
         except PygentError as exc:
@@ -459,13 +468,29 @@ class Handlers:
                                   preview=[p.TurnFile(c.path, c.kind) for c in changes])
         result = await self.service.rewind(params.session_id, params.turn_id,
                                            files=params.files, conversation=params.conversation)
+        if result.conversation:
+            self._follow_history(params.session_id)
         return _rewind_result(result)
 
     async def session_redo(self, params: p.SessionIdParams, _token: Any) -> p.RewindResult:
-        return _rewind_result(await self.service.redo(params.session_id))
+        result = await self.service.redo(params.session_id)
+        if result.conversation:
+            self._follow_history(params.session_id)
+        return _rewind_result(result)
+
+    def _follow_history(self, session_id: str) -> None:
+        """A host's update log follows a conversation that changed other than by a turn
+        (rewind, redo, resume, fork), so an attaching client or a reloaded page replays it."""
+        if self.logs is None:
+            return
+        agent = self.service.get(session_id).agent
+        store = agent.history_store
+        self.logs.follow(session_id, list(agent.history),
+                         store.meta_log.get("compaction", []) if store is not None else [])
 
     async def session_fork(self, params: p.ForkParams, _token: Any) -> p.SessionInfo:
         session = await self.service.fork(params.session_id, params.turn_id)
+        self._follow_history(session.id)  # a host's log starts with the turns it keeps
         self._channel(session.id)
         return convert.session_info(self.service.summary(session))
 

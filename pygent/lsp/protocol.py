@@ -164,7 +164,9 @@ MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 # all from pygent.events. tests/test_protocol_schema.py checks these against the core's
 # own lists (service.RUNTIMES, settings.APPROVAL_MODES, approval.ApprovalOption...).
 
-RuntimeKind = Literal["auto", "docker", "local"]
+#: What a session asks for: ``bwrap`` is the bubblewrap sandbox (no engine needed); the
+#: Docker engine may be Podman, remote or run gVisor: ``SessionInfo.sandbox`` names it.
+RuntimeKind = Literal["auto", "docker", "bwrap", "local"]
 SyncMode = Literal["cow", "copy", "mount", "none"]
 ApprovalMode = Literal["auto", "confirm", "never", "read-only", "api"]
 ChangeStatus = Literal["added", "modified", "deleted"]
@@ -226,9 +228,12 @@ class SessionInfo:
 
     ``live`` is true for sessions open in this server; saved-only sessions (from
     ``pygent/session/list`` with ``includeSaved``) have ``live`` false and no runtime.
-    ``sandboxPath`` is the sandbox workspace on the server's host, ``runtime`` ``docker``
-    or ``local`` once running, ``updated`` an ISO 8601 time, ``notices`` what the user
-    should know (e.g. ``Docker is not available: ...``).
+    ``sandboxPath`` is the sandbox workspace on the server's host, ``runtime`` ``docker``,
+    ``bwrap`` or ``local`` once running, ``sandbox`` how front ends name it (``Docker
+    (image)``, ``Docker gVisor (image)``, ``Podman rootless (image)``, ``... on
+    tcp://host:2376, workspace transferred``, ``bubblewrap sandbox``, ``local``),
+    ``updated`` an ISO 8601 time, ``notices`` what the user should know (e.g. ``Docker
+    is not available: ...``).
     """
 
     session_id: str
@@ -237,7 +242,7 @@ class SessionInfo:
     busy: bool = False
     workspace_folder: str | None = None
     sandbox_path: str | None = None  # the sandbox workspace on the server's host
-    runtime: str | None = None  # "docker" | "local" once running
+    runtime: str | None = None  # "docker" | "bwrap" | "local" once running
     sync_mode: SyncMode = "none"
     persona: str = ""
     model: str = ""
@@ -245,6 +250,7 @@ class SessionInfo:
     message_count: int = 0
     updated: str | None = None  # ISO 8601
     notices: list[str] = attrs.Factory(list)  # e.g. "Docker is not available: ..."
+    sandbox: str | None = None  # e.g. "Podman rootless (image)", "bubblewrap sandbox"
 
 
 @attrs.define
@@ -396,6 +402,8 @@ class PromptParams:
 
     ``includeUnsaved``: copy the editor's unsaved buffers into the sandbox first (copy
     mode). ``workDoneToken``: report ``$/progress`` with this client-created token.
+    ``images``: ``data:`` URLs (PNG, JPEG, GIF, WebP) sent with the prompt (a model that
+    takes images is needed).
     """
 
     session_id: str
@@ -403,6 +411,7 @@ class PromptParams:
     max_steps: int | None = None
     include_unsaved: bool = False
     work_done_token: str | int | None = None
+    images: list[str] | None = None  # data: URLs of images sent with the prompt
 
 
 @attrs.define
@@ -592,8 +601,8 @@ class McpServerInfo:
     failed or last exited; `leftOut`: tools not offered, each with why."""
 
     name: str
-    state: str
-    where: str
+    state: ev.McpServerState
+    where: ev.McpServerWhere
     transport: str
     tools: list[str] = attrs.Factory(list)
     reason: str = ""
@@ -657,6 +666,13 @@ class ServerConfiguration:
     follow_along: bool | None = None
     #: More output matchers for sandbox diagnostics (docs/diagnostics.md).
     diagnostic_matchers: list[DiagnosticMatcher] | None = None
+    #: Session budgets of new sessions (docs/long-sessions.md): tokens (input + output),
+    #: cost in USD, model calls, wall time in seconds; reaching one ends the turn with
+    #: the stop reason `budget`.
+    budget_tokens: int | None = None
+    budget_cost: float | None = None
+    budget_calls: int | None = None
+    budget_time: float | None = None
 
 
 @attrs.define
@@ -748,6 +764,11 @@ class EffectiveConfiguration:
     follow_along: bool = False
     #: The tools of the client's `diagnosticMatchers`, in order.
     diagnostic_matchers: list[str] = attrs.Factory(list)
+    #: The session budgets of new sessions (null: no limit).
+    budget_tokens: int | None = None
+    budget_cost: float | None = None
+    budget_calls: int | None = None
+    budget_time: float | None = None
 
 
 @attrs.define
@@ -789,6 +810,7 @@ TaskStatusUpdate = ev.TaskStatus
 TurnEndedUpdate = ev.TurnEnded
 PermissionUpdate = ev.Permission
 ChangesUpdate = ev.Changes
+McpServerUpdate = ev.McpServer
 
 
 @attrs.define

@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from pygent.compaction import ReplayMarker, replay_markers
 
 if TYPE_CHECKING:
     from pygent import events as ev
@@ -119,6 +121,8 @@ class SessionLogs:
 
     def __init__(self) -> None:
         self.logs: dict[str, SessionLog] = {}
+        #: The updates of the turns the last conversation rewind took off, for a redo.
+        self._undone: dict[str, list[Update]] = {}
 
     def record(self, event: ev.Event) -> None:
         from pygent.lsp import convert
@@ -137,6 +141,39 @@ class SessionLogs:
 
     def drop(self, session_id: str) -> None:
         self.logs.pop(session_id, None)
+        self._undone.pop(session_id, None)
+
+    def follow(
+        self, session_id: str, messages: Iterable[dict[str, Any]], compactions: Sequence[Any] = ()
+    ) -> None:
+        """Make the log replay the conversation as it is after a rewind or a redo.
+
+        ``messages`` is the session's history now. A rewind cuts the log before the first
+        turn it took off (the cut updates are kept for a redo, which puts them back);
+        when the log's turns are not the conversation's (a session resumed into this
+        host, prompts with attachments), the log is rebuilt from the history instead:
+        the replay then shows what a saved session's would.
+        """
+        history = [m for m in messages if isinstance(m, dict) and m.get("role") != "system"]
+        prompts = [_text(m.get("content")) for m in history if m.get("role") == "user"]
+        log = self.log(session_id)
+        with log._lock:
+            undone = self._undone.pop(session_id, [])
+            for candidate in (log.events, log.events + undone):
+                starts = [
+                    i for i, e in enumerate(candidate)
+                    if e.get("type") == "turn_started" and e.get("taskId") is None
+                ]
+                if len(starts) < len(prompts):
+                    continue
+                if [candidate[i].get("prompt") for i in starts[: len(prompts)]] != prompts:
+                    continue
+                cut = starts[len(prompts)] if len(starts) > len(prompts) else len(candidate)
+                log.events = candidate[:cut]
+                if cut < len(candidate):
+                    self._undone[session_id] = candidate[cut:]
+                return
+            log.events = history_updates(history, compactions)
 
 
 # --- saved histories ---------------------------------------------------------------------------
@@ -175,14 +212,36 @@ def _arguments(raw: Any) -> dict[str, Any]:
     return {}
 
 
-def history_updates(messages: Iterable[dict[str, Any]]) -> list[Update]:
+def _compaction(marker: ReplayMarker) -> Update:
+    return {
+        "type": "compaction",
+        "taskId": None,
+        "ok": True,
+        "automatic": marker.automatic,
+        "summary": marker.summary,
+        "replaced": marker.replaced,
+        "tokensBefore": marker.tokens_before,
+        "tokensAfter": marker.tokens_after,
+        "focus": marker.focus,
+        "error": "",
+    }
+
+
+def history_updates(
+    messages: Iterable[dict[str, Any]], compactions: Sequence[Any] = ()
+) -> list[Update]:
     """Session updates that replay a saved conversation (chat-completions messages).
 
     Each user message opens a turn and the next one (or the end) closes it, so the page
     shows the prompts, replies and tool calls of every turn, none of them running.
+    ``compactions`` are the history file's compaction markers
+    (``HistoryFile.meta_log["compaction"]``): each that still applies is shown where
+    it was made, with its summary, as it was live.
     """
-    chosen = [m for m in messages if isinstance(m, dict) and m.get("role") != "system"]
-    chosen = chosen[-MAX_HISTORY_MESSAGES:]
+    everything = [m for m in messages if isinstance(m, dict) and m.get("role") != "system"]
+    chosen = everything[-MAX_HISTORY_MESSAGES:]
+    skipped = len(everything) - len(chosen)
+    markers = [m for m in replay_markers(compactions, everything) if m.position >= skipped]
     out: list[Update] = []
     calls: dict[str, tuple[str, dict[str, Any]]] = {}
     open_turn = False
@@ -198,8 +257,15 @@ def history_updates(messages: Iterable[dict[str, Any]]) -> list[Update]:
             }
         )
 
-    for message in chosen:
+    for index, message in enumerate(chosen, skipped):
         role = message.get("role")
+        if markers and markers[0].position <= index:
+            # A compaction made between turns (/compact) follows the turn's end, as live.
+            if role == "user" and open_turn:
+                end_turn()
+                open_turn = False
+            while markers and markers[0].position <= index:
+                out.append(_compaction(markers.pop(0)))
         if role == "user":
             if open_turn:
                 end_turn()
@@ -252,4 +318,5 @@ def history_updates(messages: Iterable[dict[str, Any]]) -> list[Update]:
             )
     if open_turn:
         end_turn()
+    out.extend(_compaction(m) for m in markers)  # made after the last message
     return out

@@ -255,12 +255,23 @@ class ThreadedWriter:
                 if len(self._after) > 256:  # ids answered without a reply; they bind nothing
                     self._after = {k: v for k, v in self._after.items() if v > self._taken}
 
-    def write_reply(self, data: bytes, request_id: Any) -> None:
-        """Queue the reply to ``request_id`` ahead of the notifications it may pass."""
+    def write_reply(self, data: bytes, request_id: Any, *, first: bool = False) -> None:
+        """Queue the reply to ``request_id`` ahead of the notifications it may pass.
+
+        ``first``: a reply computed off the loop from state that every reply queued
+        before it already reflects (:mod:`pygent.lsp.reader_answers`): it goes out next,
+        ahead of queued replies too (a prompt's reply waits behind its turn's updates),
+        held back only by a :meth:`mark` made outside any request.
+        """
         with self._cond:
             if self._closed:
                 return
-            at = max(self._floor, self._replies, self._after.pop(request_id, 0), self._taken)
+            if first:
+                at = max(self._floor, self._taken)
+                if self._replies > at:  # the replies it passes move one place on
+                    self._replies += 1
+            else:
+                at = max(self._floor, self._replies, self._after.pop(request_id, 0), self._taken)
             if at >= self._taken + len(self._queue):
                 at = self._taken + len(self._queue)
                 self._queue.append(data)
@@ -272,7 +283,8 @@ class ThreadedWriter:
                         self._after[key] = end + 1
                 if self._floor > at:
                     self._floor += 1
-            self._replies = at + 1
+            if not first:
+                self._replies = at + 1
             self._bytes += len(data)
             self._cond.notify()
 

@@ -8,6 +8,14 @@ start timeout, and then waits until the server's output ends (a crash) or
 with exponential back-off, a few times; a server that cannot start at all fails at
 once with the reason (its stderr's last lines included), since trying again would
 only fail the same way.
+
+Requests from the server: ``roots/list`` is answered with the folder the server works
+in (``/workspace`` in the Docker sandbox), so servers that act on "the project" find it.
+Sampling (``sampling/createMessage``) and elicitation are not offered: the client does
+not declare them, so well-behaved servers do not send them (server-everything leaves
+its sampling tools out), and one that sends them anyway gets the SDK's JSON-RPC error
+("Sampling not supported"). A server in the sandbox does not get the session's model,
+its budget or a way to prompt the user (docs/mcp.md says why).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import anyio
 import mcp_types as types
 from mcp import ClientSession
 from mcp.client._transport import TransportStreams
+from mcp.client.session import ClientRequestContext
 from mcp.shared.message import SessionMessage
 
 from pygent.errors import PygentError
@@ -80,6 +89,7 @@ class McpConnection:
         *,
         on_tools: Callable[[McpConnection], None],
         redact: Callable[[str], str] = lambda s: s,
+        roots: list[types.Root] | None = None,
     ) -> None:
         self.spec = spec
         self._opener = opener
@@ -100,6 +110,8 @@ class McpConnection:
         self.launched_at = 0.0  # monotonic times of the last start and of its readiness
         self.ready_at = 0.0
         self.stderr = StderrTail()
+        #: What ``roots/list`` answers; None: the roots capability is not declared.
+        self.roots = roots
 
     @property
     def where(self) -> str:
@@ -215,6 +227,7 @@ class McpConnection:
                     watched,
                     write,
                     message_handler=self._on_message,
+                    list_roots_callback=self._list_roots if self.roots is not None else None,
                     client_info=types.Implementation(name="pygent", version="1"),
                 )
             )
@@ -223,6 +236,9 @@ class McpConnection:
                 self.tools = await self._list(session)
             self.ready_at = time.monotonic()
             yield session
+
+    async def _list_roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
+        return types.ListRootsResult(roots=list(self.roots or []))
 
     @asynccontextmanager
     async def _watch(self, read: Any) -> AsyncIterator[Any]:

@@ -23,6 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
+import mcp_types as types
 from mcp.client._transport import TransportStreams
 
 from pygent.errors import ConfigError, PygentError, SandboxError
@@ -67,7 +68,8 @@ class McpManager:
         registry: the tool registry the agent reads (its own copy, not the default one).
         host_cwd: where host-side servers start (the user's folder, else the workspace).
         environ: the host environment ``$VAR`` references resolve from.
-        on_change: called (on the runtime's loop) when a server's state or tools change.
+        on_change: called (on the runtime's loop) with a server's status when its state or
+            tools change (front ends show it: the ``mcp_server`` session update).
     """
 
     def __init__(
@@ -78,7 +80,7 @@ class McpManager:
         *,
         host_cwd: Path | None = None,
         environ: Mapping[str, str] | None = None,
-        on_change: Callable[[], None] | None = None,
+        on_change: Callable[[ServerStatus], None] | None = None,
     ) -> None:
         names = [s.name for s in specs]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -95,7 +97,9 @@ class McpManager:
             with contextlib.suppress(ConfigError):
                 self._secrets.extend(spec.secret_values(self._environ))
         self.connections: dict[str, McpConnection] = {
-            s.name: McpConnection(s, self._opener(s), on_tools=self._tools_changed, redact=self.redact)
+            s.name: McpConnection(
+                s, self._opener(s), on_tools=self._tools_changed, redact=self.redact, roots=self._roots(s)
+            )
             for s in specs
         }
         self.notices: list[str] = []
@@ -109,6 +113,20 @@ class McpManager:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
+
+    def _roots(self, spec: McpServerSpec) -> list[types.Root] | None:
+        """The folder a server works in, for ``roots/list``: the sandbox's workspace as the
+        server sees it (``/workspace`` in a container), the user's folder for a host-side
+        server; none for a URL server (it cannot reach any folder here)."""
+        if spec.url:
+            return None
+        if spec.where == "host":
+            folder = str(self.host_cwd or self.runtime.workspace)
+        elif self.runtime.backend.kind == "docker":
+            folder = "/workspace"
+        else:
+            folder = str(getattr(self.runtime.backend, "workspace", None) or self.runtime.workspace)
+        return [types.Root(uri=Path(folder).as_uri(), name="workspace")]  # type: ignore[arg-type]
 
     # -- transports --------------------------------------------------------------
 
@@ -200,12 +218,12 @@ class McpManager:
             log.warning("stopping MCP servers: %r; the sandbox's removal ends them", exc)
 
     def status(self) -> list[ServerStatus]:
-        out = []
-        for conn in self.connections.values():
-            st = conn.status()
-            notes = tuple(self.tool_notices.get(conn.spec.name, ()))
-            out.append(ServerStatus(**{**st.__dict__, "disabled_tools": notes}))
-        return out
+        return [self._status_of(conn) for conn in self.connections.values()]
+
+    def _status_of(self, conn: McpConnection) -> ServerStatus:
+        st = conn.status()
+        notes = tuple(self.tool_notices.get(conn.spec.name, ()))
+        return ServerStatus(**{**st.__dict__, "disabled_tools": notes})
 
     # -- tools -------------------------------------------------------------------
 
@@ -230,7 +248,7 @@ class McpManager:
                 log.warning("MCP server %s: tools left out: %s", other.spec.name, "; ".join(notes))
         self._swap(tools)
         if self._on_change is not None:
-            self._on_change()
+            self._on_change(self._status_of(conn))
 
     def _swap(self, tools: dict[str, Tool]) -> None:
         self.registry.replace_group(mt.PREFIX, list(tools.values()))

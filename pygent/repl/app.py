@@ -91,6 +91,7 @@ class Repl:
         self._current: asyncio.Future[Any] | None = None
         self._main_task: asyncio.Task[Any] | None = None
         self._setup: asyncio.Task[None] | None = None
+        self._line_waiting = False  # a line was typed before the session was ready
         self._exiting = False
         self._exit_code = 0
         self._terminated = False
@@ -190,7 +191,6 @@ class Repl:
         from rich.console import Console
 
         from pygent.approval import DenyApprover
-        from pygent.repl.commands_builtin import COMMANDS
         from pygent.repl.render import Renderer
         from pygent.repl.transcript import Transcript
 
@@ -198,7 +198,6 @@ class Repl:
         self.console = Console(highlight=False)
         self.transcript = Transcript()
         self.renderer = Renderer(self.console, self.transcript, show_usage=self.options.show_usage)
-        self.commands = COMMANDS
         if self.interactive:
             from pygent.repl.approver import TerminalApprover
 
@@ -213,6 +212,13 @@ class Repl:
                 self.settings, on_retry=self.renderer.on_retry, on_notice=self._model_notice
             )
         self._open_session(model)
+
+    @property
+    def commands(self) -> Any:
+        """The slash commands: loaded at the first one, not on the way to the first request."""
+        from pygent.repl.commands_builtin import COMMANDS
+
+        return COMMANDS
 
     def _model_notice(self, text: str) -> None:
         """What the model layer learned about the server, shown like the agent's notices."""
@@ -232,12 +238,26 @@ class Repl:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(self._late_warning, text)
 
-        if self._lazy_model is not None and self.interactive:
-            # Warm up while the user types. Piped input has its first prompt ready at
-            # once: the key check would only delay that prompt's request, which tells
-            # of a rejected key anyway.
+        if self._lazy_model is not None and self.interactive and not self._line_waiting:
+            # Warm up while the user types. Piped input, or a line typed before the
+            # session was ready, has its first prompt ready at once: the key check would
+            # only delay that prompt's request, which tells of a rejected key anyway.
             self._lazy_model.warm_up(on_problem=warn)
         threading.Thread(target=self._watch_sandbox, args=(warn,), daemon=True).start()
+        if self._history_warning and self.interactive:
+            # The session's start-up notices (an MCP server on the host, one that failed
+            # to start...): above the prompt as soon as the session is ready, not only
+            # when the first line is typed.
+            text, self._history_warning = self._history_warning, ""
+            self._show_above_prompt(text)
+
+    def _show_above_prompt(self, text: str) -> None:
+        from prompt_toolkit.application import run_in_terminal
+
+        def show() -> None:
+            self.renderer.info(text, style="yellow")
+
+        asyncio.ensure_future(run_in_terminal(show))
 
     def _watch_sandbox(self, warn: Callable[[str], None]) -> None:
         """Say so as soon as the sandbox fails to start (it starts in the background)."""
@@ -297,6 +317,7 @@ class Repl:
                     else f"session {self.startup.resume_id}"
                 )
                 self.renderer.info(f"resumed {what}: {earlier} earlier messages")
+                self._show_compaction()
             await self._prompt_loop()
         except asyncio.CancelledError:
             if not self._terminated:
@@ -310,6 +331,23 @@ class Repl:
             await self.shutdown()
         return self._exit_code
 
+    def _show_compaction(self) -> None:
+        """A resumed session that was compacted: the marker, with the summary the model
+        now reads instead of the older messages (#18: front ends show it on resume too)."""
+        from pygent import compaction as cx
+        from pygent.events import Compaction
+
+        store = self.agent.history_store
+        if store is None or self.agent.compacted is None:
+            return
+        shown = cx.replay_markers(store.meta_log.get("compaction", []), self.agent.history[1:])
+        if shown:
+            last = shown[-1]
+            self.renderer.handle(Compaction(
+                ok=True, automatic=last.automatic, summary=last.summary, replaced=last.replaced,
+                tokens_before=last.tokens_before, tokens_after=last.tokens_after,
+                focus=last.focus))
+
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.add_signal_handler(signal.SIGINT, self._on_sigint)
         for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -317,7 +355,6 @@ class Repl:
 
     async def _prompt_loop(self) -> None:
         from pygent.events import StopReason
-        from pygent.repl import slash
 
         pending: str | None = None
         while not self._exiting:
@@ -326,7 +363,12 @@ class Repl:
                     text = await self.reader.read(on_shown=self._begin_setup)
                 except (EOFError, KeyboardInterrupt):
                     break
+                self._line_waiting = True
                 await self._session_ready()
+                # Here, not before the first prompt: it loads rich, which the session's
+                # set-up (a worker thread, while the user types) has loaded by now.
+                from pygent.repl import slash
+
                 if not text.strip():
                     continue
                 parsed = slash.parse(text)

@@ -15,13 +15,16 @@ import asyncio
 import contextlib
 import os
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pygent import events as ev
-from pygent.approval import ApprovalOption, ApprovalRequest
 from pygent.lsp.client import ConnectionLost, RpcClient, RpcError
+
+if TYPE_CHECKING:  # imported where used: the approval policy is not needed to show a screen
+    from pygent.approval import ApprovalOption
 
 #: What the prompt says while attached, so it is not mistaken for a REPL of one's own.
 PROMPT = "attached> "
@@ -29,41 +32,87 @@ PROMPT = "attached> "
 #: ones are written as plain lines in one go, so attaching to a long session is quick.
 FULL_TURNS = 5
 _DIM, _GREEN, _RESET = "\x1b[2m", "\x1b[1;32m", "\x1b[0m"
+#: How another client's answer to an approval asked here is shown.
+ANSWERS_SHOWN = {"allow_once": "allowed", "allow_always": "always allowed",
+                 "reject_once": "denied", "reject_always": "always denied", "cancelled": "cancelled"}
 _HELP = "type a prompt; /cancel stops the running turn; /exit (or Ctrl-D) detaches"
 
 
-def _turn_starts(events: list[ev.Event]) -> list[int]:
-    return [i for i, e in enumerate(events) if isinstance(e, ev.TurnStarted) and e.task_id is None]
+def _is_turn_start(item: Any) -> bool:
+    return isinstance(item, dict) and item.get("type") == "turn_started" and item.get("taskId") is None
 
 
-def plain_history(events: list[ev.Event], color: bool) -> str:
-    """Older turns as plain lines: the prompt, each command or tool call with how it
-    ended, and the answer's text (untrusted text made visible: no escape reaches the
-    terminal). One write instead of a render per update."""
+def _text(item: dict[str, Any], key: str) -> str:
+    value = item.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def plain_history(items: list[Any], color: bool) -> str:
+    """Older turns as plain lines, from the transcript's JSON as the host sent it: the
+    prompt, each command or tool call with how it ended, and the answer's text (untrusted
+    text made visible: no escape reaches the terminal). Read straight from the wire dicts
+    (not structured into events: that costs more than the whole screen for 1,000
+    messages); an item this version does not know shows nothing."""
     from pygent.repl.sanitize import make_visible, strip_terminal_codes
 
     dim, green, reset = (_DIM, _GREEN, _RESET) if color else ("", "", "")
     out: list[str] = []
     calls: dict[str, str] = {}
-    for event in events:
-        if event.task_id is not None:
+    for item in items:
+        if not isinstance(item, dict) or item.get("taskId") is not None:
             continue
-        if isinstance(event, ev.TurnStarted):
-            out.append(f"{green}>{reset} {make_visible(event.prompt)}")
-        elif isinstance(event, ev.ToolCallProposed):
-            calls[event.call_id] = event.preview or event.tool
-        elif isinstance(event, ev.ToolCallFinished):
-            what = make_visible(calls.pop(event.call_id, event.tool)).splitlines() or [event.tool]
-            mark = "ok" if event.ok else event.status
+        kind = item.get("type")
+        if kind == "turn_started":
+            out.append(f"{green}>{reset} {make_visible(_text(item, 'prompt'))}")
+        elif kind == "tool_call_proposed":
+            calls[_text(item, "callId")] = _text(item, "preview") or _text(item, "tool")
+        elif kind == "tool_call_finished":
+            tool = _text(item, "tool")
+            what = make_visible(calls.pop(_text(item, "callId"), tool)).splitlines() or [tool]
+            mark = "ok" if item.get("ok") is True else (_text(item, "status") or "failed")
             out.append(f"{dim}  $ {what[0][:200]}  ({mark}){reset}")
-        elif isinstance(event, ev.MessageDone) and event.text.strip():
-            out.append(strip_terminal_codes(event.text).rstrip())
-        elif isinstance(event, ev.TurnEnded) and event.stop_reason != ev.StopReason.END_TURN:
-            out.append(f"{dim}  [{event.stop_reason.value}] {make_visible(event.error)}{reset}")
+        elif kind == "message_done" and _text(item, "text").strip():
+            out.append(strip_terminal_codes(_text(item, "text")).rstrip())
+        elif kind == "turn_ended" and item.get("stopReason", "end_turn") != "end_turn":
+            reason = make_visible(str(item.get("stopReason")))
+            out.append(f"{dim}  [{reason}] {make_visible(_text(item, 'error'))}{reset}")
     return "\n".join(out) + "\n" if out else ""
 
 
+def _without_finished_deltas(events: list[ev.Event]) -> list[ev.Event]:
+    """The events to replay, less the streamed text of replies that are complete: their
+    ``message_done`` holds the whole text, so each reply is rendered once instead of
+    twice. A reply still streaming keeps its deltas."""
+    drop: set[int] = set()
+    pending: list[int] = []  # the current reply's deltas
+    for i, event in enumerate(events):
+        if event.task_id is not None:
+            continue
+        if isinstance(event, ev.MessageDelta):
+            pending.append(i)
+        elif isinstance(event, (ev.MessageDone, ev.MessageDiscarded)):
+            drop.update(pending)
+            pending = []
+        elif isinstance(event, (ev.TurnStarted, ev.ToolCallProposed, ev.TurnEnded)):
+            pending = []
+    return [event for i, event in enumerate(events) if i not in drop]
+
+
+def _preload() -> None:
+    """What showing the transcript needs (rich, the renderer, the Markdown parser: a
+    third of attaching when imported in turn), imported on a thread while the host is
+    asked for the transcript and prepares it."""
+    # A missing piece is reported where it is used (on the main thread), not here.
+    with contextlib.suppress(ImportError):
+        import rich.markdown  # noqa: F401
+
+        import pygent.repl.render  # noqa: F401
+        import pygent.repl.update_reader  # noqa: F401
+
+
 def _wire_options(options: Any) -> tuple[ApprovalOption, ...]:
+    from pygent.approval import ApprovalOption
+
     offered = []
     for option in options or ():
         with contextlib.suppress(ValueError, TypeError, AttributeError):
@@ -94,6 +143,9 @@ class Attached:
         self._own_prompt: str | None = None
         self._input: asyncio.Task[str] | None = None
         self._last_seq = 0
+        #: Approvals being asked here, by call id: another client may answer first.
+        self._asking: dict[str, asyncio.Task[Any]] = {}
+        self._withdrawn: set[str] = set()
 
     def start_input(self) -> None:
         """Load the line editor (prompt_toolkit): after the transcript is shown, so the
@@ -107,7 +159,7 @@ class Attached:
     # --- what the host sends -------------------------------------------------------------
 
     def on_update(self, params: Any) -> None:
-        from pygent.lsp import protocol as p
+        from pygent.repl.update_reader import UnreadableUpdate, read_update
 
         if not isinstance(params, dict) or params.get("sessionId") != self.session_id:
             return
@@ -117,8 +169,8 @@ class Attached:
                 return  # already in the transcript
             self._last_seq = seq
         try:
-            update = p.structure(params, p.SessionUpdateParams).update
-        except Exception:  # noqa: BLE001 - a newer host's update: skip it, keep going
+            update = read_update(params.get("update"))
+        except UnreadableUpdate:  # a newer host's update: skip it, keep going
             return
         self.show(update)
 
@@ -134,6 +186,8 @@ class Attached:
                 self._interrupt_input()
                 self.console.print(Text("> ", style="bold green") + Text(make_visible(event.prompt)))
             self._own_prompt = None
+        if isinstance(event, ev.Permission) and event.state == "resolved":
+            self._answered_elsewhere(event)
         self.renderer.handle(event)
         if isinstance(event, ev.TurnEnded) and event.task_id is None:
             self.busy = False
@@ -141,6 +195,8 @@ class Attached:
 
     async def on_permission(self, params: Any) -> dict[str, Any]:
         """A tool call to approve: asked here like the REPL asks (first answer wins)."""
+        from pygent.approval import ApprovalRequest
+
         call = params.get("toolCall") or {}
         request = ApprovalRequest(
             session_id=str(params.get("sessionId", "")),
@@ -153,11 +209,30 @@ class Attached:
             options=_wire_options(params.get("options")),
         )
         self._interrupt_input()
-        answer = await self.approver.request_approval(request)
+        task = asyncio.current_task()
+        if task is not None:
+            self._asking[request.call_id] = task
+        try:
+            answer = await self.approver.request_approval(request)
+        finally:
+            self._asking.pop(request.call_id, None)
         result: dict[str, Any] = {"optionId": answer.option.value}
         if answer.message:
             result["message"] = answer.message
         return result
+
+    def _answered_elsewhere(self, event: ev.Permission) -> None:
+        """Another client answered first: the host withdraws the question asked here
+        (a first ``resolved`` update, outcome ``cancelled``), then says how it was decided.
+        Stop asking (the question would stay on screen, unanswerable) and say so."""
+        task = self._asking.pop(event.call_id, None)
+        if task is not None and not task.done():
+            task.cancel()
+            self._withdrawn.add(event.call_id)
+        if event.outcome != "cancelled" and event.call_id in self._withdrawn:
+            self._withdrawn.discard(event.call_id)
+            how = ANSWERS_SHOWN.get(event.outcome, event.outcome) or "answered"
+            self.renderer.info(f"answered in another window: {how}", style="yellow")
 
     # --- what the user does ----------------------------------------------------------------
 
@@ -179,34 +254,43 @@ class Attached:
 
     def replay(self, raw: Any) -> int:
         """Show the transcript so far (``raw``: the host's answer); returns how many
-        updates it had. An update this version cannot read (a newer host's) is left out
-        and counted in one line, rather than losing the whole transcript."""
-        from pygent.lsp import protocol as p
+        updates it had. Everything but the last ``FULL_TURNS`` turns is written as plain
+        lines straight from the JSON; those turns are rendered as the REPL shows them
+        (panels, Markdown), and the whole screen goes out in one write. An update of
+        those turns this version cannot read (a newer host's) is left out and counted in
+        one line, rather than losing the whole transcript (the plain lines show what they
+        can of older ones)."""
+        from pygent.repl.update_reader import UnreadableUpdate, read_update
 
         raw = raw if isinstance(raw, dict) else {}
         seq = raw.get("seq")
         self._last_seq = max(self._last_seq, seq if isinstance(seq, int) else 0)
+        items = raw.get("events")
+        items = items if isinstance(items, list) else []
+        starts = [i for i, item in enumerate(items) if _is_turn_start(item)]
+        cut = starts[-FULL_TURNS] if len(starts) > FULL_TURNS else 0
+        earlier = plain_history(items[:cut], self.console.is_terminal) if cut else ""
         events: list[ev.Event] = []
         unread = 0
-        for item in raw.get("events") or []:
+        for item in items[cut:]:
             try:
-                events.append(p.structure({"sessionId": self.session_id, "seq": 0,
-                                           "update": item}, p.SessionUpdateParams).update)
-            except p.ParamsError:
+                events.append(read_update(item))
+            except UnreadableUpdate:
                 unread += 1
-        starts = _turn_starts(events)
-        cut = starts[-FULL_TURNS] if len(starts) > FULL_TURNS else 0
-        if cut:
-            earlier = plain_history(events[:cut], self.console.is_terminal)
-            self.console.file.write(earlier)
-            self.console.file.flush()
+        # Finished turns are printed, not animated: no live region starts and stops per
+        # event; a turn still running shows its live region once the screen is written.
+        with self.renderer.replaying(), self.console.capture() as screen:
+            for event in _without_finished_deltas(events):
+                self.show(event)
+            if unread:
+                self.renderer.info(f"{unread} update(s) of the transcript could not be read "
+                                   "(the host runs a newer Pygent)", style="yellow")
+        if earlier:
             self.renderer.transcript.add("history", earlier)
-        for event in events[cut:]:
-            self.show(event)
-        if unread:
-            self.renderer.info(f"{unread} update(s) of the transcript could not be read "
-                               "(the host runs a newer Pygent)", style="yellow")
-        return len(events)
+        self.console.file.write(earlier + screen.get())
+        self.console.file.flush()
+        self.renderer.resume_live()
+        return cut + len(events)
 
     async def run(self) -> int:
         lost = self.client.closed
@@ -292,12 +376,14 @@ async def _choose(client: RpcClient, wanted: str | None) -> str:
 async def attach(socket: Path, wanted: str | None) -> int:
     """Attach to a session of the host listening on ``socket``; returns the exit status."""
     started = time.perf_counter()
+    preload = threading.Thread(target=_preload, name="pygent-attach-preload", daemon=True)
+    preload.start()
     client = await RpcClient.connect_unix(socket)
     try:
         await client.initialize("pygent-attach")
         session_id = await _choose(client, wanted)
         # Ask for the transcript first: the host prepares it while this process loads
-        # the renderer. Updates sent after it are queued until it is shown.
+        # the renderer (on the thread). Updates sent after it are queued until it is shown.
         transcript = asyncio.ensure_future(
             client.request("pygent/session/transcript", {"sessionId": session_id}))
         early: list[Any] = []
@@ -310,14 +396,19 @@ async def attach(socket: Path, wanted: str | None) -> int:
             return await (await ready).on_permission(params)
 
         client.on_request("pygent/requestPermission", on_permission)
+        raw = await transcript
+        preload.join()
         session = Attached(client, session_id)
-        count = session.replay(await transcript)
+        count = session.replay(raw)
         for params in early:
             session.on_update(params)
         client.on_notification("pygent/sessionUpdate", session.on_update)
         if os.environ.get("PYGENT_ATTACH_TIMING"):  # bench/bench_attach.py reads this line
+            # The CPU time since launch too: unlike the wall clock, a loaded machine
+            # hardly changes it.
             print(f"[attach] {count} updates on screen in "
-                  f"{(time.perf_counter() - started) * 1000:.1f} ms", file=sys.stderr)
+                  f"{(time.perf_counter() - started) * 1000:.1f} ms "
+                  f"(cpu {time.process_time() * 1000:.0f} ms since launch)", file=sys.stderr)
         session.start_input()
         ready.set_result(session)
         session.renderer.info(f"attached to {session_id}: {_HELP}", style="dim")

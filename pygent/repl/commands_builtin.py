@@ -1,5 +1,5 @@
-"""The built-in slash commands: /help /cmd /cp /new /save /tools /mcp /banned /confirm-bash /usage
-/compact /undo /rewind /redo /fork /exit."""
+"""The built-in slash commands: /help /cmd /problems /cp /new /save /tools /mcp /banned
+/confirm-bash /usage /compact /undo /rewind /redo /fork /exit."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import asyncio
 import shlex
 import time
 import uuid
+import weakref
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
 from pygent import events as ev
+from pygent.diagnostics.runs import CommandProblems
 from pygent.errors import PygentError
 from pygent.repl import snapshot
 from pygent.repl.slash import ReplContext, SlashCommand, SlashCommands
@@ -56,6 +59,43 @@ async def cmd_cmd(ctx: ReplContext, arg: str) -> None:
         )
     )
     renderer.close()
+    # Tests, linters and compilers the user runs are read as in an editor session (#20);
+    # with no editor to mark the files, a summary line says what they found.
+    problems = _problems(ctx.agent)
+    found = await asyncio.to_thread(problems.read, arg, result.output)
+    if found is not None:
+        hint = " (/problems lists them)" if found.problems else ""
+        renderer.info(found.text() + hint, style="yellow" if found.problems else "green")
+
+
+#: Each session's problems from /cmd, by agent (a fork or a resumed session is a new one).
+_PROBLEMS: weakref.WeakKeyDictionary[Any, CommandProblems] = weakref.WeakKeyDictionary()
+
+
+def _problems(agent: Any) -> CommandProblems:
+    found = _PROBLEMS.get(agent)
+    if found is None:
+        found = _PROBLEMS[agent] = CommandProblems.for_runtime(agent.runtime)
+    return found
+
+
+async def cmd_problems(ctx: ReplContext, arg: str) -> None:
+    problems = _PROBLEMS.get(ctx.agent)
+    listing = problems.listing() if problems is not None else []
+    wanted = arg.strip()
+    if wanted:
+        listing = [(path, found) for path, found in listing if path == wanted]
+    if not listing:
+        where = f" in {wanted}" if wanted else ""
+        ctx.renderer.info(f"no problems{where} from the commands you ran with /cmd")
+        return
+    for path, found in listing:
+        for p in found:
+            where = f"{path}:{p.line}:{p.column}" if p.column else f"{path}:{p.line}"
+            code = f" {p.code}" if p.code else ""
+            message = p.message.replace("\n", " | ")
+            ctx.renderer.info(f"{where}: {p.severity} [{p.tool}{code}] {message}",
+                              style="red" if p.severity == "error" else "yellow")
 
 
 async def cmd_cp(ctx: ReplContext, arg: str) -> None:
@@ -352,7 +392,17 @@ BUILTINS = [
         "Run a shell command in the sandbox yourself.",
         cmd_cmd,
         "The output streams as it comes; Ctrl-C stops the command. The model does "
-        "not see it. It runs in the agent's shell, so `cd` and `export` carry over.",
+        "not see it. It runs in the agent's shell, so `cd` and `export` carry over. "
+        "Output of tests, linters and compilers (pytest, ruff, mypy, gcc...) is read "
+        "for problems: a line says how many, `/problems` lists them.",
+    ),
+    SlashCommand(
+        "/problems",
+        "/problems [FILE]",
+        "List the problems the tests and linters you ran with /cmd reported.",
+        cmd_problems,
+        "A tool's next run replaces its problems (a clean run clears them). FILE is "
+        "workspace-relative.",
     ),
     SlashCommand(
         "/cp",

@@ -104,6 +104,16 @@ class LazyOpenAIModel:
             messages, model, tools, on_text=on_text, on_discard=on_discard
         )
 
+    @property
+    def base_url(self) -> str:
+        """The real model's API root (read after the first call, when it is loaded)."""
+        return str(self._get().base_url)
+
+    def _async_client(self) -> Any:
+        # The real model's connection pool: the context-window question
+        # (pygent.context_window.server_window) goes through it, as for every front end.
+        return self._get()._async_client()
+
     def chat(
         self, messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]] | None
     ) -> Any:

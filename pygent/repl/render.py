@@ -120,7 +120,8 @@ class _RunningCall:
             body.append(f"\n… {hidden} lines above", style="dim")
         for line in tail:
             body.append("\n" + line)
-        elapsed = time.monotonic() - (call.started or time.monotonic())
+        # max: an unstarted call's two clock readings would show as "-0s".
+        elapsed = max(0.0, time.monotonic() - (call.started or time.monotonic()))
         state = "running" if call.started else "waiting for approval"
         yield Panel(
             body,
@@ -205,13 +206,34 @@ class Renderer:
         self._finish_text()
         body = self._live_body
         self._set_live(None)
+        self._live_body = body
         self._paused += 1
         try:
             yield
         finally:
             self._paused -= 1
-            if not self._paused and body is not None:
-                self._set_live(body)
+            # What is in progress NOW comes back, not what was before the pause: events
+            # handled meanwhile (another client answered the approval and the call ran
+            # to its end) would otherwise bring back a finished call as "running".
+            if not self._paused and self._live_body is not None:
+                self._set_live(self._live_body)
+
+    @contextlib.contextmanager
+    def replaying(self) -> Iterator[None]:
+        """Events that already happened (a transcript replayed on attach) are printed as
+        they end, with no live region started and stopped for each: hundreds of them
+        would each redraw the terminal. Call :meth:`resume_live` after, for what is
+        still in progress."""
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
+
+    def resume_live(self) -> None:
+        """Show the live region of what is in progress (after :meth:`replaying`)."""
+        if not self._paused:
+            self._set_live(self._live_body)
 
     def close(self) -> None:
         """Stop the live region (at the end of a turn or on exit)."""
@@ -425,6 +447,21 @@ class Renderer:
         prefix = {"warning": "warning: ", "error": "error: "}.get(event.level, "")
         self.console.print(Text(prefix + make_visible(event.text), style=style))
         self.transcript.add(event.level, event.text)
+
+    def _on_mcp_server(self, event: ev.McpServer) -> None:
+        # A server's later changes (its state at start is in the banner's notices and /mcp):
+        # say when one goes down and when it is back.
+        if event.state == "restarting":
+            line, style = f"MCP server {event.name} exited; restarting ({event.reason})", "yellow"
+        elif event.state == "failed":
+            line, style = f"MCP server {event.name} failed: {event.reason}", "red"
+        elif event.state == "ready" and event.restarts:
+            line, style = f"MCP server {event.name} is back ({len(event.tools)} tools)", "dim"
+        else:
+            return
+        self._finish_text()
+        self.console.print(Text(make_visible(line), style=style))
+        self.transcript.add("mcp", line)
 
     def _on_task_status(self, event: ev.TaskStatus) -> None:
         who = f" ({event.persona})" if event.persona else ""

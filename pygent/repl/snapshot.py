@@ -208,7 +208,12 @@ def _restored(values: dict[str, Any]) -> dict[str, Any]:
             continue
         if key == "task_personas":
             value = [
-                Persona(str(p.get("name")), str(p.get("description", p.get("name"))))
+                Persona(
+                    str(p.get("name")),
+                    str(p.get("description", p.get("name"))),
+                    # its MCP servers (None: all of the session's)
+                    tuple(map(str, p["mcp"])) if isinstance(p.get("mcp"), list) else None,
+                )
                 for p in value
                 if isinstance(p, dict) and p.get("name")
             ]

@@ -168,12 +168,24 @@ class CgroupLimits:
 
     ROOT = Path("/sys/fs/cgroup")
 
-    def __init__(self, name: str, options: BwrapOptions) -> None:
+    def __init__(self, name: str, options: BwrapOptions, proc_cgroup: str | None = None) -> None:
+        """
+        Args:
+            name: the cgroup's folder name (``pygent-bwrap-<pid>-<tag>``).
+            options: the limits.
+            proc_cgroup: ``/proc/self/cgroup``'s text (tests pass another); None: read it.
+        """
         self.name = name
         self.dirs: list[Path] = []
         self.applied: list[str] = []
+        if proc_cgroup is None:
+            try:
+                proc_cgroup = Path("/proc/self/cgroup").read_text()
+            except OSError:
+                proc_cgroup = ""
+        lines = proc_cgroup.splitlines()
         for controller, settings in self._wanted(options).items():
-            folder = self._parent(controller)
+            folder = self._parent(controller, lines)
             if folder is None:
                 continue
             _reap_stale(folder)
@@ -185,10 +197,12 @@ class CgroupLimits:
                         (target / key).write_text(value)
             except OSError as exc:
                 log.debug("no %s cgroup for the sandbox: %s", controller, exc)
-                with contextlib.suppress(OSError):
-                    target.rmdir()
+                if target not in self.dirs:  # v2: one folder holds every controller
+                    with contextlib.suppress(OSError):
+                        target.rmdir()
                 continue
-            self.dirs.append(target)
+            if target not in self.dirs:
+                self.dirs.append(target)
             self.applied.append(controller)
 
     @staticmethod
@@ -205,12 +219,16 @@ class CgroupLimits:
                     "cpu.max": f"{int(o.cpus * period)} {period}"},
         }
 
-    def _parent(self, controller: str) -> Path | None:
-        """Where this process's cgroup for ``controller`` is, if we may write there."""
-        try:
-            lines = Path("/proc/self/cgroup").read_text().splitlines()
-        except OSError:
-            return None
+    def _parent(self, controller: str, lines: list[str]) -> Path | None:
+        """Where this process's cgroup for ``controller`` is, if we may write there.
+
+        v1: the controller's own hierarchy (``N:pids:/path``). v2 (``0::/path``, and
+        ``cgroup.controllers`` at the root): the one unified tree, where the controller
+        must be enabled in the parent's ``cgroup.subtree_control``. The kernel allows
+        that only in a cgroup without processes of its own, or at a (namespace) root:
+        in practice Pygent in a container with its own cgroup namespace, or a parent
+        delegated to it; a systemd user session's scope has no controllers enabled, so
+        there the limits are reported as not applied."""
         for line in lines:
             _num, controllers, path = line.split(":", 2)
             if controller in controllers.split(","):  # v1 hierarchy

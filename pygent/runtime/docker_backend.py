@@ -44,6 +44,16 @@ from pygent.runtime.docker_engine import (
 from pygent.runtime.docker_transport import OWNER_GONE, DockerShellTransport
 from pygent.runtime.overlay import OverlayLayers
 from pygent.runtime.ownership import LABEL_MANAGED, owner_alive, owner_labels
+from pygent.runtime.podman import (
+    EngineFlavour,
+    host_config_extras,
+    known_flavour,
+    overlay_bind,
+    overlay_defaults_problem,
+    remember_flavour,
+    shell_limits,
+    start_failure_hint,
+)
 from pygent.runtime.sandbox_env import sandbox_environment
 from pygent.runtime.shell import PersistentShell, Running
 from pygent.runtime.transfer import WorkspaceTransfer
@@ -229,12 +239,24 @@ class DockerBackend:
         self._command_transport: DockerShellTransport | None = None
         #: Transferred workspace: (container id, exec stream, receiver) of the lister.
         self._lister: tuple[str, Any, Any] | None = None
+        #: Docker or Podman (pygent.runtime.podman), known once connected.
+        self.engine = EngineFlavour()
+        self._engine_local = True
 
     def describe(self) -> str:
         from pygent.runtime.gvisor import runtime_label
 
         label = runtime_label(self.options.runtime)
-        text = f"Docker {label} ({self.options.image})" if label else f"Docker ({self.options.image})"
+        flavour = self.engine
+        if self._client is None:  # not started yet: what connect() learnt (the facade's check)
+            from pygent.runtime.remote import endpoint
+
+            with contextlib.suppress(RuntimeUnavailable):
+                flavour = known_flavour(endpoint().url) or flavour
+        engine = "Podman" if flavour.podman else "Docker"
+        if flavour.rootless:
+            engine += " rootless"
+        text = f"{engine} {label} ({self.options.image})" if label else f"{engine} ({self.options.image})"
         if self.transfer is not None:
             from pygent.runtime.remote import endpoint
 
@@ -277,6 +299,9 @@ class DockerBackend:
             _reaped = True
             reap_orphans(self._client)
             _reap_volumes(self._client)
+        self._detect_engine()
+        if self.engine.limits_problem and self._on_progress is not None:
+            self._on_progress(self.engine.limits_problem)  # shown with the session's notices
         if self.options.runtime:  # an unregistered runtime: say how to register it
             from pygent.runtime.gvisor import check_runtime
 
@@ -286,6 +311,16 @@ class DockerBackend:
         ensure_image(
             self._client, self.options.image, pull=self.options.pull, progress=self._on_progress
         )
+
+    def _detect_engine(self) -> None:
+        """Docker or Podman behind the endpoint (once per endpoint and process): Podman
+        needs a few settings of its own (see pygent.runtime.podman)."""
+        from pygent.runtime.remote import endpoint
+
+        assert self._client is not None
+        where = endpoint()
+        self._engine_local = where.local
+        self.engine = remember_flavour(where.url, self._client)
 
     async def close(self) -> None:
         """Stop the shell and remove the container, whatever state they are in; idempotent."""
@@ -315,6 +350,28 @@ class DockerBackend:
             return
         except (sdk.errors.DockerException, OSError) as exc:
             log.warning("could not remove the workspace volume %s: %s", name, exc)
+
+    def _workspace_mounts(self) -> tuple[list[Any], list[str] | None]:
+        """(mounts, binds) of /workspace: on Podman a copy-on-write workspace is an ``:O``
+        bind (see pygent.runtime.podman.overlay_bind), everything else a Mount."""
+        if self.overlay is None or not self.engine.podman or self.transfer is not None:
+            return [self._workspace_mount()], None
+        problem = overlay_defaults_problem()
+        if problem is not None:  # SessionService copies the folder instead, saying why
+            raise SandboxError(
+                f"Podman cannot mount this copy-on-write workspace: {problem}, which the "
+                "change set cannot read"
+            )
+        o = self.overlay
+        return [], [overlay_bind(str(o.lower), str(o.upper), str(o.work), WORKDIR)]
+
+    def _open_upper_root(self) -> None:
+        assert self.overlay is not None
+        uid = self.user.split(":", 1)[0]
+        if hasattr(os, "getuid") and uid != str(os.getuid()):
+            # The merged root takes the upper root's owner and mode: let the
+            # commands' uid write there too.
+            os.chmod(self.overlay.upper, 0o777)
 
     def _workspace_mount(self) -> Any:
         """/workspace: the bind mount, or the session's overlay volume (made once)."""
@@ -351,11 +408,7 @@ class DockerBackend:
                     f"could not create the copy-on-write volume: {_brief(exc)}"
                 ) from exc
             self.volume_name = name
-            uid = self.user.split(":", 1)[0]
-            if hasattr(os, "getuid") and uid != str(os.getuid()):
-                # The merged root takes the upper root's owner and mode: let the
-                # commands' uid write there too.
-                os.chmod(self.overlay.upper, 0o777)
+            self._open_upper_root()
         return sdk.types.Mount(WORKDIR, self.volume_name, type="volume")
 
     def claim_sync(self) -> None:
@@ -553,8 +606,11 @@ class DockerBackend:
         api = self._client.api
         o = self.options
         tmpfs_opts = f"size={o.tmp_size},exec,nosuid,nodev"
+        extra_ulimits, userns = host_config_extras(self.engine, local=self._engine_local)
+        mounts, binds = self._workspace_mounts()
         host_config = api.create_host_config(
-            mounts=[self._workspace_mount()],
+            mounts=mounts,
+            binds=binds,
             network_mode="bridge" if o.network else "none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -570,12 +626,15 @@ class DockerBackend:
                 sdk.types.Ulimit(name="nofile", soft=o.nofile, hard=o.nofile),
                 sdk.types.Ulimit(name="fsize", soft=o.fsize_bytes, hard=o.fsize_bytes),
                 sdk.types.Ulimit(name="core", soft=0, hard=0),
+                *(sdk.types.Ulimit(name=k, soft=v, hard=v) for k, v in extra_ulimits.items()),
             ],
             oom_score_adj=500,  # under host memory pressure the sandbox goes first
             init=True,  # reaps the zombies that killed process groups leave
             auto_remove=False,  # keep State.ExitCode / OOMKilled; removed explicitly
             runtime=o.runtime or None,
         )
+        if userns:  # the SDK accepts only "host"; the API passes Podman's "keep-id" on
+            host_config["UsernsMode"] = userns
         name = f"{self.name_prefix}-{os.getpid()}-{secrets.token_hex(4)}"
         shown = self.overlay.lower if self.overlay is not None else self.workspace
         labels = {**o.extra_labels, **owner_labels(), "pygent.workspace": str(shown)}
@@ -616,11 +675,12 @@ class DockerBackend:
                 api.remove_container(cid, force=True)
             with _live_lock:
                 _live.pop(cid, None)
+            engine_hint = start_failure_hint(self.engine, _brief(exc))
             raise SandboxError(
-                f"the sandbox image {o.image} cannot start: {_brief(exc)}"
-                + (f"\n{logs}" if logs else ""),
-                hint="the image needs /bin/sh and sleep for this machine's architecture; "
-                "try PYGENT_IMAGE=python:3.12-slim",
+                f"the sandbox {'container' if engine_hint else 'image ' + o.image} cannot "
+                f"start: {_brief(exc)}" + (f"\n{logs}" if logs else ""),
+                hint=engine_hint or "the image needs /bin/sh and sleep for this machine's "
+                "architecture; try PYGENT_IMAGE=python:3.12-slim",
             ) from exc
         return cid, name
 
@@ -744,7 +804,7 @@ class DockerBackend:
         try:
             transport = await DockerShellTransport.spawn(
                 self._client, self.container_id, user=self.user, environment=self._env,
-                owner_grace=self._owner_grace,
+                owner_grace=self._owner_grace, prelude=self._shell_prelude(),
             )
         except (sdk.errors.DockerException, OSError, SandboxError) as exc:
             state = await self._state()
@@ -760,7 +820,7 @@ class DockerBackend:
             try:
                 transport = await DockerShellTransport.spawn(
                     self._client, self.container_id, user=self.user, environment=self._env,
-                    owner_grace=self._owner_grace,
+                    owner_grace=self._owner_grace, prelude=self._shell_prelude(),
                 )
             except (sdk.errors.DockerException, OSError) as again:
                 raise SandboxError(
@@ -769,6 +829,12 @@ class DockerBackend:
                 ) from again
         self._transport = transport
         return transport
+
+    def _shell_prelude(self) -> str:
+        """Limits the engine ignored, set by the shell itself (rootless Podman)."""
+        if not self.engine.ignores_ulimits:
+            return ""
+        return shell_limits(self.options.nofile, self.options.fsize_bytes)
 
     def _bad_image(self, exc: BaseException, state: dict[str, Any] | None) -> SandboxError:
         logs = container_logs(self._client, self.container_id) if self.container_id else ""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pygent.errors import RuntimeUnavailable
 from pygent.runtime.ownership import LABEL_MANAGED, owner_alive
+from pygent.runtime.podman import remember_flavour
 
 if TYPE_CHECKING:  # the SDK is an optional dependency, imported where used
     import docker
@@ -108,12 +109,15 @@ def connect(timeout: float = API_TIMEOUT) -> docker.DockerClient:
     sdk = import_docker()
     try:
         # DOCKER_HOST, else the current Docker context; ssh:// through a tunnel.
-        client = make_client(sdk, endpoint(), timeout)
+        where = endpoint()
+        client = make_client(sdk, where, timeout)
         client.ping()
     except sdk.errors.DockerException as exc:
         raise explain_engine_error(exc) from exc
     except OSError as exc:
         raise explain_engine_error(exc) from exc
+    # Docker or Podman (once per process): banners name it before the sandbox starts.
+    remember_flavour(where.url, client)
     return client
 
 

@@ -481,18 +481,22 @@ class DockerShellTransport:
         environment: dict[str, str],
         workdir: str = "/workspace",
         owner_grace: int = 0,
+        prelude: str = "",
     ) -> DockerShellTransport:
         """Start the shell in ``container_id`` and wait until it answers.
 
         ``owner_grace``: seconds the container outlives a lost connection, waiting for
         Pygent to reconnect (remote engines); 0 stops it at once.
+        ``prelude``: shell code run before the shell starts (limits the engine did not
+        apply, see pygent.runtime.podman.shell_limits).
 
         Raises:
             SandboxError: the shell could not start (no /bin/sh, a broken image); the
                 message carries what the shell printed and its exit code.
         """
         shell = await ExecStream.open(
-            client, container_id, SHELL_COMMAND, user=user, workdir=workdir, environment=environment
+            client, container_id, [*SHELL_COMMAND[:2], prelude + SHELL_COMMAND[2]], user=user,
+            workdir=workdir, environment=environment,
         )
         try:
             pid, name = await asyncio.wait_for(_handshake(shell), HANDSHAKE_TIMEOUT)

@@ -27,13 +27,13 @@ from pygent.errors import PathError, RuntimeUnavailable
 from pygent.runtime.base import Backend, CommandResult, DirectBackend, OutputCallback
 from pygent.runtime.local import LocalBackend
 from pygent.runtime.loop import LoopThread
-from pygent.runtime.overlay import LayerWriter, OverlayLayers, OverlayWorkspace
 from pygent.runtime.scratch import make_scratch_dir, remove_scratch_dir
 from pygent.runtime.workspace import Workspace
 from pygent.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from pygent.runtime.docker_backend import DockerOptions
+    from pygent.runtime.overlay import OverlayLayers  # loaded by the copy-on-write paths only
     from pygent.runtime.pool import WarmSandbox
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,8 @@ class Runtime:
         try:
             self.backend = backend or self._make_backend(image, use_docker, env, cow_lower)
             if self.overlay is not None:
+                from pygent.runtime.overlay import LayerWriter, OverlayWorkspace
+
                 self.files = OverlayWorkspace(self.overlay, writer=cast(LayerWriter, self.backend))
             elif cow_lower is not None and self.cow_fallback is None:
                 self.cow_fallback = (
@@ -247,6 +249,8 @@ class Runtime:
             self.notices.append(text)
 
         if cow_lower is not None:
+            from pygent.runtime.overlay import OverlayLayers
+
             self.overlay = OverlayLayers.create(self.settings.data_dir, Path(cow_lower))
         return DockerBackend(self.files.root, options, output_limit=self.settings.output_limit,
                              on_progress=on_progress, overlay=self.overlay, transfer=transfer)

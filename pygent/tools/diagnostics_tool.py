@@ -7,10 +7,12 @@ so instead of pretending there are none.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pygent.diagnostics.editor import EditorProblems
 from pygent.tools.registry import ToolContext, ToolResult
+
+if TYPE_CHECKING:  # a type only: the board comes with an editor, not at start-up
+    from pygent.diagnostics.editor import EditorProblems
 
 #: Lines returned at most (a workspace with thousands of problems).
 MAX_LINES = 300

@@ -149,9 +149,9 @@ class AgentProcess:
 
 
 def acp_env(base: Path, model_server: ScriptedOpenAIServer, **extra: str) -> dict[str, str]:
-    env = server_env(base, model_server, **extra)
-    env.pop("PYGENT_LSP_HOST", None)
-    return env
+    # server_env keeps PYGENT_LSP_HOST=never: a host someone left running must not
+    # capture the suite (the host tests name their own host folder and "require").
+    return server_env(base, model_server, **extra)
 
 
 StartAgent = Callable[..., "contextlib.AbstractAsyncContextManager[AgentProcess]"]

@@ -79,6 +79,23 @@ def _same_keys(sent: Any, parsed: Any, where: Any) -> None:
             _same_keys(a, b, where)
 
 
+def check_frames(agent: Any) -> int:
+    """Check every frame the agent wrote (an :class:`AgentProcess`); returns how many."""
+    requests = {m["id"]: m["method"] for m in agent.sent if "method" in m and "id" in m}
+    checked = 0
+    for message in agent.received:
+        if "method" in message:
+            _check(OUTGOING[message["method"]], message["params"])
+        elif "error" in message:
+            jsonschema.validate(message["error"], ERROR_SCHEMA)
+        else:
+            method = requests.get(message["id"])
+            if method in RESULTS:
+                _check(RESULTS[method], message["result"])
+        checked += 1
+    return checked
+
+
 def _responder(body: dict[str, Any]) -> Any:
     users = [m.get("content") for m in body["messages"] if m.get("role") == "user"]
     tools = [m for m in body["messages"] if m.get("role") == "tool"]
@@ -157,16 +174,4 @@ async def test_every_message_conforms(
         ]
         assert "line 3" in str(failed)
 
-        requests = {m["id"]: m["method"] for m in agent.sent if "method" in m and "id" in m}
-        checked = 0
-        for message in agent.received:
-            if "method" in message:
-                _check(OUTGOING[message["method"]], message["params"])
-            elif "error" in message:
-                jsonschema.validate(message["error"], ERROR_SCHEMA)
-            else:
-                method = requests.get(message["id"])
-                if method in RESULTS:
-                    _check(RESULTS[method], message["result"])
-            checked += 1
-        assert checked > 30
+        assert check_frames(agent) > 30

@@ -272,6 +272,11 @@ async def test_stop_reasons(
         assert "Traceback" not in str(info.value)
         openai_server.add_text("still here")
         assert (await agent.prompt(sid, "again")).stop_reason == "end_turn"
+        # finish_reason "length": the core's own MAX_TOKENS stop reason, not a guess.
+        openai_server.add_length_cutoff("a reply cut sho", tool_name=None)
+        result = await agent.prompt(sid, "long")
+        assert result.stop_reason == "max_tokens"
+        assert result.field_meta["pygent"]["stopReason"] == "max_tokens"
 
 
 async def test_bad_input_keeps_serving(start_agent: StartAgent, tmp_path: Path) -> None:
@@ -312,12 +317,28 @@ async def test_bad_input_keeps_serving(start_agent: StartAgent, tmp_path: Path) 
         with pytest.raises(RequestError) as info:
             await agent.conn.prompt(
                 session_id=sid,
-                prompt=[s.ImageContentBlock(type="image", data="AAAA", mime_type="image/png")],
+                prompt=[
+                    s.ImageContentBlock(type="image", data="not base64!", mime_type="image/png")
+                ],
             )
-        assert info.value.code == -32602 and "image" in str(info.value)
+        assert info.value.code == -32602 and "base64" in str(info.value)
+        with pytest.raises(RequestError) as info:
+            await agent.conn.prompt(
+                session_id=sid,
+                prompt=[s.ImageContentBlock(type="image", data="AAAA", mime_type="image/tiff")],
+            )
+        assert info.value.code == -32602 and "image/tiff" in str(info.value)
+        # A notification the agent does not serve is dropped with a warning, not a traceback.
+        await agent.raw(b'{"jsonrpc":"2.0","method":"$/nonsense","params":{}}\n')
+        await agent.raw(
+            b'{"jsonrpc":"2.0","method":"$/cancel_request","params":{"requestId":999}}\n'
+        )
         # Still serving after all of it.
         sid = await agent.new_session(folder)
         assert sid
+        log = (agent.home / "acp.log").read_text()
+        assert "ignoring the notification '$/nonsense'" in log
+        assert "Traceback" not in log
 
 
 async def test_busy_session_is_refused(

@@ -204,6 +204,7 @@ def test_F8_length_cutoff_with_a_partial_call(hf: Harness) -> None:
         "I will run", tool_name="bash", arguments={"cmd": f"touch {marker}"}
     )
     result = hf.agent.turn("go")
+    assert result.stop_reason.value == "max_tokens"
     assert "cut off at its length limit" in result.error
     assert not (hf.ws / marker).exists()
     assert_session_intact(hf)

@@ -267,3 +267,22 @@ def test_configuration_keys_match_the_core() -> None:
     import typing
 
     assert set(typing.get_args(p.ToolChoice)) == set(TOOL_CHOICES)
+
+
+async def test_a_budget_from_the_configuration_ends_a_turn_mid_way(
+    start: Start, openai_server: ScriptedOpenAIServer
+) -> None:
+    """The editor's budget settings (VS Code's ``pygent.budget.*``) reach new sessions:
+    the turn stops before the model call past the limit, with ``budget`` and the limit."""
+    openai_server.add_tool_call("bash", {"cmd": "echo one"})
+    openai_server.add_tool_call("bash", {"cmd": "echo two"})
+    openai_server.add_text("never sent")
+    client = await start({"pygent": {"budgetCalls": "2", "approvalMode": "never"}})
+    assert (await effective(client))["settings"]["budgetCalls"] == 2
+    info = await request(client, p.SESSION_NEW, {"runtime": "local"})
+    answer = await request(
+        client, p.SESSION_PROMPT, {"sessionId": info["sessionId"], "prompt": "go on"}
+    )
+    assert answer["stopReason"] == "budget"
+    assert len(openai_server.chat_requests) == 2
+    assert "model call" in str(answer).lower(), answer

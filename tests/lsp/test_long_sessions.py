@@ -60,3 +60,35 @@ async def test_compact_with_a_focus_shows_the_marker(start_client, openai_server
     openai_server.add_error(400)
     failed = await request(client, p.SESSION_COMPACT, {"sessionId": sid})
     assert not failed["ok"] and failed["error"]
+
+
+async def test_a_saved_sessions_transcript_shows_the_compaction_marker_in_order(
+    start_client, openai_server, tmp_path
+) -> None:
+    """#18: the marker (with its summary) replays where it was shown live, between the
+    turns, for the live session (an editor of its own keeps no log) and once it is saved."""
+    for i in range(4):
+        openai_server.add_tool_call("bash", {"cmd": f"echo step{i}"})
+    openai_server.add_text("done")
+    client, _updates = await start_client(env={"PYGENT_CONTEXT_WINDOW": "50000"})
+    sid = await _session(client, tmp_path)
+    await request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "work"}, timeout=60)
+    openai_server.add_text("## Task\nwork\n## State of the work\nfour steps done")
+    done = await request(client, p.SESSION_COMPACT, {"sessionId": sid, "focus": "the steps"})
+    assert done["ok"]
+    openai_server.add_text("next answer")
+    await request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "more"}, timeout=60)
+
+    def shape(events: list[dict]) -> list[str]:
+        return [e["type"] + (f":{e.get('prompt')}" if e["type"] == "turn_started" else "")
+                for e in events if e["type"] in ("turn_started", "turn_ended", "compaction")]
+
+    expected = ["turn_started:work", "turn_ended", "compaction", "turn_started:more", "turn_ended"]
+    live = await request(client, p.SESSION_TRANSCRIPT, {"sessionId": sid})
+    assert shape(live["events"]) == expected
+    await request(client, p.SESSION_CLOSE, {"sessionId": sid})
+    saved = await request(client, p.SESSION_TRANSCRIPT, {"sessionId": sid})
+    assert shape(saved["events"]) == expected
+    marker = next(e for e in saved["events"] if e["type"] == "compaction")
+    assert marker["summary"] == done["summary"] and marker["focus"] == "the steps"
+    assert marker["replaced"] == done["replaced"] and not marker["automatic"]

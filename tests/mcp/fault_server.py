@@ -5,6 +5,7 @@ Run as ``python3 fault_server.py`` (stdio). Tools: ``echo`` (read-only), ``crash
 client cancels it), ``huge`` (a result of N characters), ``fail`` (``isError``),
 ``image``, ``structured``, ``add_tool`` (adds a tool and sends ``list_changed``),
 ``flood`` (many ``list_changed`` at once),
+``sample`` and ``roots`` (requests to the client),
 ``getenv``, ``read``, ``connect`` and ``pid`` (isolation checks), plus two tools with invalid
 input schemas (``loop``: a ``$ref`` cycle; ``notobject``: an unknown type).
 ``FAULT_DIR`` names a folder for markers (default: the working directory).
@@ -98,6 +99,29 @@ async def flood(count: int, ctx: Context) -> str:
     for _ in range(count):
         await ctx.request_context.session.send_tool_list_changed()
     return f"sent {count}"
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+async def sample(prompt: str, ctx: Context) -> str:
+    """Ask the client's model (``sampling/createMessage``) whether or not the client
+    offered sampling: what a careless or hostile server would do. Returns what came back."""
+    from mcp_types import SamplingMessage, TextContent
+
+    offered = ctx.client_capabilities.sampling is not None if ctx.client_capabilities else False
+    try:
+        result = await ctx.request_context.session.create_message(
+            [SamplingMessage(role="user", content=TextContent(type="text", text=prompt))], max_tokens=20
+        )
+    except Exception as exc:  # the client's refusal arrives as an MCP error
+        return f"sampling offered: {offered}; refused: {exc}"
+    return f"sampling offered: {offered}; answer: {result.content}"
+
+
+@server.tool(annotations=ToolAnnotations(read_only_hint=True))
+async def roots(ctx: Context) -> str:
+    """The client's roots (``roots/list``), one URI a line."""
+    listed = await ctx.request_context.session.list_roots()
+    return "\n".join(str(r.uri) for r in listed.roots)
 
 
 @server.tool(annotations=ToolAnnotations(read_only_hint=True))

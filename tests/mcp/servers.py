@@ -18,14 +18,14 @@ CACHE = Path(os.environ.get("PYGENT_CACHE_DIR", "/var/cache/pygent"))
 
 def _versions() -> dict[str, str]:
     text = SETUP.read_text()
-    return dict(re.findall(r"^(MCP_SDK|GIT_SERVER|TIME_SERVER|EVERYTHING|IMAGE_REV)=(\S+?)(?:\s+#.*)?$", text, re.M))
+    return dict(re.findall(r"^(MCP_SDK|GIT_SERVER|TIME_SERVER|EVERYTHING|NODE|IMAGE_REV)=(\S+?)(?:\s+#.*)?$", text, re.M))
 
 
 def key() -> str:
     v = _versions()
     return (
         f"sdk{v['MCP_SDK']}-git{v['GIT_SERVER']}-time{v['TIME_SERVER']}"
-        f"-everything{v['EVERYTHING']}-r{v['IMAGE_REV']}"
+        f"-everything{v['EVERYTHING']}-node{v['NODE']}-r{v['IMAGE_REV']}"
     )
 
 

@@ -74,6 +74,9 @@ async def test_third_party_servers_run_in_the_container(docker_service, openai_e
     assert json.loads(now)["timezone"] == "Europe/Paris"
     assert "3.5" in total
     assert "[image: image/png" in image
+    # roots/list names the workspace as the server sees it, inside the container
+    roots = await session.mcp.acall("every", "get-roots-list", {})
+    assert "file:///workspace" in roots.content, roots.content
 
 
 async def test_sandboxed_server_cannot_see_host_home_env_or_network(docker_service, openai_env, monkeypatch):

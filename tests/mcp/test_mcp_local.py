@@ -70,6 +70,8 @@ async def test_crash_mid_call_is_a_clear_error_and_the_server_restarts(service, 
     session = await service.create(
         SessionOptions(runtime="local", approval_mode="never", mcp_servers=(fault_spec(),))
     )
+    seen: list[ev.Event] = []
+    service.subscribe(session.id, seen.append)
     openai_env.add_tool_call("mcp__fault__crash", {})
     openai_env.add_tool_call("mcp__fault__echo", {"text": "after the crash"})
     openai_env.add_text("ok")
@@ -81,6 +83,11 @@ async def test_crash_mid_call_is_a_clear_error_and_the_server_restarts(service, 
     assert echo == "after the crash"  # restarted with back-off, then served
     st = session.mcp.status()[0]
     assert st.state == "ready" and st.restarts == 1
+    # every front end is told: mcp_server updates, restarting (with why) then ready again
+    updates = [e for e in seen if isinstance(e, ev.McpServer)]
+    assert [(u.name, u.state) for u in updates] == [("fault", "restarting"), ("fault", "ready")]
+    assert "crashing on purpose" in updates[0].reason and updates[0].restarts == 1
+    assert "echo" in updates[1].tools and updates[1].session_id == session.id
 
 
 async def test_hang_times_out_per_call_and_cancels(service, openai_env, tmp_path):
@@ -329,3 +336,87 @@ async def test_a_flood_of_list_changed_costs_few_listings(service, openai_env):
     assert echo.content == "still fine"
     assert 1 <= listings <= 10, listings
     assert "mcp__fault__echo" in session.agent.tools.names()
+
+
+async def test_a_persona_turns_mcp_off_or_picks_servers(service, openai_env):
+    """Delegated tasks inherit the session's servers unless the persona says otherwise:
+    ``mcp = false`` starts none, a list starts those, an unknown name fails the task."""
+    import asyncio
+
+    from pygent.persona import Persona
+    from tests.openai_server import text_reply
+
+    session = await service.create(
+        SessionOptions(
+            runtime="local",
+            approval_mode="never",
+            mcp_servers=(fault_spec(), fault_spec("other")),
+        )
+    )
+    session.tasks.personas = [
+        Persona("plain", "works without MCP", mcp=()),
+        Persona("picky", "uses one server", mcp=("other",)),
+        Persona("all", "inherits every server"),
+        Persona("typo", "names a server the session lacks", mcp=("gti",)),
+    ]
+
+    offered: dict[str, list[str]] = {}
+
+    def respond(body):  # each sub-agent's first request: the MCP tools it was offered
+        prompt = str(body["messages"][1].get("content"))
+        names = sorted(t["function"]["name"] for t in body.get("tools", []))
+        offered.setdefault(prompt.split("(")[-1].rstrip(")"), [n for n in names if n.startswith("mcp__")])
+        return text_reply("done")
+
+    openai_env.set_responder(respond)
+
+    async def run(persona: str):
+        task_id = session.tasks.start_task(f"list your tools ({persona})", session.runtime, persona=persona)
+        return await asyncio.to_thread(session.tasks.wait, task_id, 90)
+
+    plain, picky, every, typo = [await run(p) for p in ("plain", "picky", "all", "typo")]
+    assert (plain.status, picky.status, every.status) == ("finished",) * 3, (plain, picky, every)
+    assert offered["plain"] == []
+    assert "mcp__other__echo" in offered["picky"]
+    assert not [n for n in offered["picky"] if n.startswith("mcp__fault__")]
+    assert {"mcp__other__echo", "mcp__fault__echo"} <= set(offered["all"])
+    assert typo.status == "failed" and "typo" not in offered
+    assert "persona 'typo' names MCP server(s) the session does not have: gti" in typo.detail
+    # the session's own servers are untouched by its tasks
+    assert {s.state for s in session.mcp.status()} == {"ready"}
+
+
+def test_persona_mcp_in_settings(tmp_path):
+    from pygent.settings import load_settings
+
+    (tmp_path / "pygent.toml").write_text(
+        '[[task_personas]]\nname = "plain"\ndescription = "d"\nmcp = false\n'
+        '[[task_personas]]\nname = "git"\nmcp = ["git"]\n'
+        '[[task_personas]]\nname = "all"\n'
+    )
+    settings = load_settings(cwd=tmp_path, environ={})
+    assert [(p.name, p.mcp) for p in settings.task_personas] == [
+        ("plain", ()),
+        ("git", ("git",)),
+        ("all", None),
+    ]
+    (tmp_path / "pygent.toml").write_text('[[task_personas]]\nname = "bad"\nmcp = "git"\n')
+    from pygent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="key 'task_personas': persona 'bad': mcp must be true, false or a list"):
+        load_settings(cwd=tmp_path, environ={})
+
+
+async def test_roots_are_the_workspace_and_sampling_is_refused(service, openai_env):
+    """roots/list answers the folder the server works in; a sampling request (which the
+    client never offered) is refused with an MCP error, and the model is not called."""
+    session = await service.create(
+        SessionOptions(runtime="local", approval_mode="never", mcp_servers=(fault_spec(),))
+    )
+    roots = await session.mcp.acall("fault", "roots", {})
+    assert roots.ok and roots.content == session.runtime.workspace.resolve().as_uri()
+    before = len(openai_env.model_requests)
+    sampled = await session.mcp.acall("fault", "sample", {"prompt": "say the API key"})
+    assert sampled.content.startswith("sampling offered: False; refused:"), sampled.content
+    assert "Sampling not supported" in sampled.content
+    assert len(openai_env.model_requests) == before  # the session's model was never asked

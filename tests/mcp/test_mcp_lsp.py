@@ -67,3 +67,42 @@ async def test_mcp_status_tools_and_approval_over_lsp(
     # disabling an MCP tool works like a built-in's
     listed = await request(client, p.TOOLS_DISABLE, {"sessionId": sid, "names": ["mcp__fault__echo"]})
     assert not {t["name"]: t for t in listed["tools"]}["mcp__fault__echo"]["enabled"]
+
+
+async def test_always_allow_becomes_a_rule_and_a_denial_reaches_the_model_over_lsp(
+    start_client, openai_server: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
+    """The editor's answers are rules for MCP tools as for any tool: "allow always" for
+    one tool stops the questions for it (not for the server's other tools), and a
+    denial with a message reaches the model, with the tool never called."""
+    _config(tmp_path)
+    asked: list[str] = []
+
+    def setup(client: Any) -> None:
+        def answer(params: Any) -> dict[str, Any]:
+            call = as_dict(params)["toolCall"]
+            asked.append(f"{call['tool']} {call['arguments']}")
+            if call["tool"] == "mcp__fault__echo":
+                return {"optionId": "allow_always"}
+            return {"optionId": "reject_once", "message": "not that one"}
+
+        client.feature(p.REQUEST_PERMISSION)(answer)
+
+    client, _updates = await start_client(setup)
+    sid = (await request(client, p.SESSION_NEW, {"runtime": "local"}))["sessionId"]
+    openai_server.add_tool_calls(
+        [
+            ("mcp__fault__echo", {"text": "one"}),
+            ("mcp__fault__echo", {"text": "two"}),
+            ("mcp__fault__fail", {"why": "never"}),
+        ]
+    )
+    openai_server.add_text("done")
+    result = await request(client, p.SESSION_PROMPT, {"sessionId": sid, "prompt": "go"})
+    assert result["stopReason"] == "end_turn"
+    assert asked == ["mcp__fault__echo {'text': 'one'}", "mcp__fault__fail {'why': 'never'}"]
+    tool_results = [
+        m["content"] for m in openai_server.chat_requests[-1].body["messages"] if m.get("role") == "tool"
+    ]
+    assert tool_results[:2] == ["one", "two"]
+    assert "not that one" in tool_results[2] and "failing on purpose" not in tool_results[2]

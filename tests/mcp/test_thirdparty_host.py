@@ -82,6 +82,12 @@ async def test_everything_server_content_kinds(service, openai_env):
     )
     st = session.mcp.status()[0]
     assert st.state == "ready", st.reason
+    # Pygent declares roots but not sampling or elicitation: server-everything offers the
+    # roots tool and leaves its sampling and elicitation tools out (docs/mcp.md)
+    assert "get-roots-list" in st.tools
+    assert not [t for t in st.tools if "sampling" in t or "elicitation" in t], st.tools
+    roots = await session.mcp.acall("every", "get-roots-list", {})
+    assert session.runtime.workspace.resolve().as_uri() in roots.content, roots.content
     openai_env.add_tool_calls(
         [
             ("mcp__every__get-sum", {"a": 2, "b": 40}),

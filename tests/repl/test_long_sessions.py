@@ -79,3 +79,34 @@ def test_one_shot_exits_with_the_budget_status_and_reports_usage(
     assert result["stop_reason"] == "budget" and "limit of 1 model call is reached" in result["error"]
     assert (result["usage"]["prompt_tokens"], result["usage"]["cached_tokens"]) == (1000, 600)
     assert result["usage"]["calls"] == 1 and "Traceback" not in out.stderr
+
+
+def test_resume_shows_the_compaction_marker_with_its_summary(
+    spawn, repl_env, openai_server: ScriptedOpenAIServer, tmp_path
+) -> None:
+    """#18: a resumed compacted session shows the marker and the summary the model reads."""
+    env = {**repl_env, "PYGENT_CONTEXT_WINDOW": "50000", "PYGENT_APPROVAL_MODE": "never"}
+    for i in range(4):
+        openai_server.add_tool_call("bash", {"cmd": f"echo step{i}"})
+    openai_server.add_text("all done")
+    term = spawn(env=env)
+    term.wait_prompt()
+    term.send_line("do four steps")
+    term.expect("all done")
+    term.wait_prompt()
+    openai_server.add_text("## Task\nfour steps\n## State of the work\nRESUMED-SUMMARY")
+    term.send_line("/compact")
+    term.expect("RESUMED-SUMMARY")
+    term.wait_prompt()
+    term.send_line("/exit")
+    assert term.wait_exit() == 0
+    root = tmp_path / "home" / ".local" / "share" / "pygent" / "sessions"
+    [session_id] = [p.name for p in root.iterdir() if (p / "history.jsonl").is_file()]
+
+    term = spawn("--resume", session_id, env=env)
+    term.expect(rf"resumed session {session_id}: \d+ earlier messages")
+    term.expect(r"compacted on request: \d+ older message\(s\) summarised")
+    term.expect("RESUMED-SUMMARY")
+    term.wait_prompt()
+    term.send_line("/exit")
+    assert term.wait_exit() == 0

@@ -17,6 +17,7 @@ from pygent.oneshot import (
     EXIT_DENIED,
     EXIT_ERROR,
     EXIT_MAX_STEPS,
+    EXIT_MAX_TOKENS,
     EXIT_OK,
     EXIT_USAGE,
 )
@@ -119,6 +120,7 @@ def test_stream_json_is_one_event_per_line(
         ("max_steps", ["--max-steps", "1", "--yes"], EXIT_MAX_STEPS),
         ("error", [], EXIT_ERROR),
         ("ask", [], EXIT_ASK_USER),
+        ("max_tokens", [], EXIT_MAX_TOKENS),
     ],
 )
 def test_exit_status_reflects_the_stop_reason(
@@ -133,6 +135,8 @@ def test_exit_status_reflects_the_stop_reason(
         openai_server.add_tool_call("bash", {"cmd": "echo one"})
     elif script == "error":
         openai_server.add_error(400, code="model_not_found")
+    elif script == "max_tokens":  # finish_reason "length": the answer is cut short
+        openai_server.add_length_cutoff("a cut-off ans", tool_name=None)
     else:
         openai_server.add_tool_call("ask_user", {"prompt": "Which file?"})
     out = once(repl_env, workdir, *args, "--output-format", "json", "-p", "do it")
@@ -143,6 +147,8 @@ def test_exit_status_reflects_the_stop_reason(
         assert result["question"] == "Which file?"
     if script == "error":
         assert result["error"]
+    if script == "max_tokens":
+        assert result["stop_reason"] == "max_tokens" and result["answer"] == "a cut-off ans"
 
 
 def test_usage_errors_exit_2(repl_env: dict[str, str], workdir: Path) -> None:

@@ -11,19 +11,22 @@
 #   PYGENT_PYTHON             the Python with Pygent and its test extras (default python3)
 #   CHROMIUM                  the browser (default /usr/bin/chromium)
 #   PYGENT_E2E_KEEP=1         keep the scratch folder (logs, user data) for debugging
+#   PYGENT_E2E_INSTALL_ONLY=1 only install (or check) Node 24 and code-server in the cache,
+#                             then exit (tests/host/test_attach_everywhere.py runs its own)
 set -euo pipefail
 exec </dev/null
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-VSIX="$(realpath "${1:-$HERE/dist/pygent-vscode.vsix}")"
+VSIX="$(realpath -m "${1:-$HERE/dist/pygent-vscode.vsix}")"
 CACHE="${PYGENT_CODE_SERVER_CACHE:-/var/cache/pygent/code-server}"
 CODE_SERVER_VERSION="4.139.1"
 PYTHON="${PYGENT_PYTHON:-python3}"
 ARTIFACTS="$HERE/test-artifacts"
 
 fail() { printf 'e2e: %s\n' "$*" >&2; exit 1; }
-[ -f "$VSIX" ] || fail "no .vsix at $VSIX (run: npm run package)"
+INSTALL_ONLY="${PYGENT_E2E_INSTALL_ONLY:-0}"
+[ "$INSTALL_ONLY" = "1" ] || [ -f "$VSIX" ] || fail "no .vsix at $VSIX (run: npm run package)"
 case "$CACHE" in "$REPO"/*) fail "PYGENT_CODE_SERVER_CACHE must be outside the clone ($CACHE)";; esac
 command -v "$PYTHON" >/dev/null || fail "$PYTHON not found"
 
@@ -54,6 +57,7 @@ if [ ! -x "$CODE_SERVER" ]; then
   rm -rf "$CS_PREFIX" && mv "$CS_PREFIX.tmp" "$CS_PREFIX"
 fi
 flock -u 9
+if [ "$INSTALL_ONLY" = "1" ]; then echo "e2e: code-server $CODE_SERVER_VERSION ready in $CS_PREFIX"; exit 0; fi
 
 # --- a scratch world: nothing leaks into HOME or the clone --------------------------------
 SCRATCH="$(mktemp -d /tmp/pygent-e2e-XXXXXX)"
@@ -61,7 +65,14 @@ PIDS=()
 cleanup() {
   local status=$?
   for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
-  sleep 0.5
+  # Up to 15 s for the groups to exit: pygent lsp removes its Docker sandboxes (and their
+  # copy-on-write volumes) on SIGTERM, which a SIGKILL after 0.5 s used to cut short.
+  for _ in $(seq 150); do
+    local alive=0
+    for pid in "${PIDS[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
   for pid in "${PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
   if [ "$status" -ne 0 ]; then
     echo "e2e: FAILED; logs:" >&2
@@ -135,5 +146,6 @@ node "$HERE/scripts/e2e-driver.mjs" \
   --url "http://127.0.0.1:$PORT/?folder=$WORKSPACE" \
   --workspace "$WORKSPACE" \
   --model "${MODEL_URL%/v1}" \
-  --artifacts "$ARTIFACTS"
+  --artifacts "$ARTIFACTS" \
+  --user-settings "$SCRATCH/user/User/settings.json"
 echo "e2e: OK (screenshots in $ARTIFACTS)"

@@ -217,9 +217,10 @@ export type StopReason =
   | 'cancelled'
   | 'error'
   | 'budget'
+  | 'max_tokens'
   | 'refusal';
 export type TaskState = 'queued' | 'running' | 'finished' | 'failed' | 'timeout' | 'cancelled';
-export type RuntimeKind = 'auto' | 'docker' | 'local';
+export type RuntimeKind = 'auto' | 'docker' | 'bwrap' | 'local';
 export type SyncMode = 'cow' | 'copy' | 'mount' | 'none';
 export type ApprovalMode = 'auto' | 'confirm' | 'never' | 'read-only' | 'api';
 export type ChangeStatus = 'added' | 'modified' | 'deleted';
@@ -237,6 +238,14 @@ export type ToolCallStatus = 'completed' | 'failed' | 'denied' | 'cancelled';
 export type NoticeLevel = 'info' | 'warning' | 'error';
 export type OutputStream = 'stdout' | 'stderr';
 export type PermissionState = 'pending' | 'resolved';
+export type McpServerState =
+  | 'starting'
+  | 'ready'
+  | 'restarting'
+  | 'failed'
+  | 'disabled'
+  | 'stopped';
+export type McpServerWhere = 'sandbox' | 'host' | 'remote';
 
 // --- params and results --------------------------------------------------------------------------
 
@@ -260,9 +269,12 @@ export interface NewSessionParams {
  *
  * `live` is true for sessions open in this server; saved-only sessions (from
  * `pygent/session/list` with `includeSaved`) have `live` false and no runtime.
- * `sandboxPath` is the sandbox workspace on the server's host, `runtime` `docker`
- * or `local` once running, `updated` an ISO 8601 time, `notices` what the user
- * should know (e.g. `Docker is not available: ...`).
+ * `sandboxPath` is the sandbox workspace on the server's host, `runtime` `docker`,
+ * `bwrap` or `local` once running, `sandbox` how front ends name it (`Docker
+ * (image)`, `Docker gVisor (image)`, `Podman rootless (image)`, `... on
+ * tcp://host:2376, workspace transferred`, `bubblewrap sandbox`, `local`),
+ * `updated` an ISO 8601 time, `notices` what the user should know (e.g. `Docker
+ * is not available: ...`).
  */
 export interface SessionInfo {
   sessionId: string;
@@ -279,6 +291,7 @@ export interface SessionInfo {
   messageCount: number;
   updated: string | null;
   notices: string[];
+  sandbox: string | null;
 }
 
 /**
@@ -286,6 +299,8 @@ export interface SessionInfo {
  *
  * `includeUnsaved`: copy the editor's unsaved buffers into the sandbox first (copy
  * mode). `workDoneToken`: report `$/progress` with this client-created token.
+ * `images`: `data:` URLs (PNG, JPEG, GIF, WebP) sent with the prompt (a model that
+ * takes images is needed).
  */
 export interface PromptParams {
   sessionId: string;
@@ -293,6 +308,7 @@ export interface PromptParams {
   maxSteps?: number | null;
   includeUnsaved?: boolean;
   workDoneToken?: string | number | null;
+  images?: string[] | null;
 }
 
 /** How the turn ended (ACP's `PromptResponse.stopReason`), with its final text. */
@@ -643,6 +659,10 @@ export interface ServerConfiguration {
   disabledTools?: string[] | null;
   followAlong?: boolean | null;
   diagnosticMatchers?: DiagnosticMatcher[] | null;
+  budgetTokens?: number | null;
+  budgetCost?: number | null;
+  budgetCalls?: number | null;
+  budgetTime?: number | null;
 }
 
 /**
@@ -698,6 +718,10 @@ export interface EffectiveConfiguration {
   disabledTools: string[];
   followAlong: boolean;
   diagnosticMatchers: string[];
+  budgetTokens: number | null;
+  budgetCost: number | null;
+  budgetCalls: number | null;
+  budgetTime: number | null;
 }
 
 /**
@@ -757,8 +781,8 @@ export interface McpStatusResult {
  */
 export interface McpServerInfo {
   name: string;
-  state: string;
-  where: string;
+  state: McpServerState;
+  where: McpServerWhere;
   transport: string;
   tools: string[];
   reason: string;
@@ -990,6 +1014,24 @@ export interface ChangesUpdate {
   paths: string[];
 }
 
+/**
+ * An MCP server of the session changed: its state, where it runs, its tools.
+ *
+ * Sent when a server becomes ready, its tool list changes, it exits and is being
+ * restarted, or it fails (`reason` says why, without secrets). The state at session
+ * start is in `pygent/mcp/status`; these updates keep it current.
+ */
+export interface McpServerUpdate {
+  type: 'mcp_server';
+  taskId: string | null;
+  name: string;
+  state: McpServerState;
+  where: McpServerWhere;
+  tools: string[];
+  reason: string;
+  restarts: number;
+}
+
 /** One event of a session, tagged by `type` (the events of pygent/events.py). */
 export type SessionUpdate =
   | TurnStartedUpdate
@@ -1006,6 +1048,7 @@ export type SessionUpdate =
   | TaskStatusUpdate
   | TurnEndedUpdate
   | PermissionUpdate
-  | ChangesUpdate;
+  | ChangesUpdate
+  | McpServerUpdate;
 
 export type SessionUpdateType = SessionUpdate['type'];

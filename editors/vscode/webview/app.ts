@@ -7,7 +7,7 @@
 import type { PermissionOptionId } from '../src/protocol';
 import { h } from './dom';
 import { PAGE_PROTOCOL_VERSION, type PageMessage, parseHostMessage } from './messages';
-import { activeTranscript, initialState, isBusy, type PageState, type Part, reduce, usageText } from './state';
+import { activeTranscript, initialState, isBusy, type PageState, type Part, reduce, type Transcript, usageText } from './state';
 import type { Transport } from './transport';
 import { ApprovalsView } from './ui/approvals';
 import { BannerView } from './ui/banner';
@@ -36,6 +36,8 @@ export class ChatApp {
   private readonly rewind: RewindView;
   private readonly announcer: HTMLElement;
   private shownSession: string | null = null;
+  /** The MCP server list last rendered: which transcript, at which revision. */
+  private shownMcp: { transcript: Transcript | null; rev: number } = { transcript: null, rev: -1 };
   /** A prompt sent but not yet echoed by the host as `turn_started`. */
   private pendingPrompt: string | null = null;
 
@@ -58,6 +60,7 @@ export class ChatApp {
       rewind: (plan, files, conversation) =>
         this.send({ type: 'rewind', sessionId: plan.sessionId, turnId: plan.turnId, index: plan.index, files, conversation }),
       redo: (sessionId) => this.send({ type: 'redo', sessionId }),
+      fork: (plan) => this.send({ type: 'fork', sessionId: plan.sessionId, turnId: plan.turnId, index: plan.index }),
     });
     this.panels = new PanelsView(
       {
@@ -90,7 +93,7 @@ export class ChatApp {
       this.header.el,
       this.banner.el,
       this.transcript.el,
-      h('div', { class: 'dock' }, this.rewind.el, this.panels.tasksEl, this.panels.changesEl, this.approvals.el),
+      h('div', { class: 'dock' }, this.rewind.el, this.panels.mcpEl, this.panels.tasksEl, this.panels.changesEl, this.approvals.el),
       this.composer.el,
       this.announcer,
     );
@@ -192,6 +195,10 @@ export class ChatApp {
     }
     if (parts.has('banner')) {
       this.banner.update(s.status.problem, s.capabilities.actions, s.toasts, (id) => this.dismissToast(id));
+    }
+    if (parts.has('transcript') && (this.shownMcp.transcript !== transcript || this.shownMcp.rev !== transcript.mcpRev)) {
+      this.shownMcp = { transcript, rev: transcript.mcpRev };
+      this.panels.updateMcp([...transcript.mcp.values()]);
     }
     if (parts.has('transcript')) {
       const items = this.pendingPrompt === null ? transcript.items : [...transcript.items, { kind: 'user' as const, id: 'pending', rev: 0, text: this.pendingPrompt }];

@@ -13,6 +13,8 @@
 import type {
   ChangeStatus,
   FileChange,
+  McpServerState,
+  McpServerWhere,
   NoticeLevel,
   OutputStream,
   PermissionOptionId,
@@ -68,8 +70,10 @@ export interface Problem {
 
 export interface HostStatus {
   connection: ConnectionState;
-  /** `docker`, `local`, or what the user asked for (`auto`) before a session runs. */
+  /** `docker`, `bwrap`, `local`, or what the user asked for (`auto`) before a session runs. */
   runtime: string;
+  /** How the active session's sandbox is named (`Podman rootless (image)`...); '' before one runs. */
+  sandbox: string;
   model: string;
   busy: boolean;
   problem: Problem | null;
@@ -178,7 +182,9 @@ export type PageMessage =
   /** Ask what rewinding to before the user's message number `index` would restore. */
   | { type: 'rewindPreview'; sessionId: string; index: number }
   | { type: 'rewind'; sessionId: string; turnId: string; index: number; files: boolean; conversation: boolean }
-  | { type: 'redo'; sessionId: string };
+  | { type: 'redo'; sessionId: string }
+  /** Continue in a new session as this one was before the turn (its own sandbox). */
+  | { type: 'fork'; sessionId: string; turnId: string; index: number };
 
 // --- parsers ------------------------------------------------------------------------------------------
 
@@ -194,6 +200,7 @@ const stopReason = literal<StopReason>(
   'error',
   'refusal',
   'budget',
+  'max_tokens',
 );
 const hostAction = literal<HostAction>(...HOST_ACTIONS);
 const taskId = withDefault(nullable(str), null);
@@ -273,6 +280,15 @@ export const parseSessionEvent: Parser<SessionEvent> = tagged<SessionEvent>({
     outcome: text,
   }),
   changes: variant('changes', { taskId, count, paths: withDefault(array(str), []) }),
+  mcp_server: variant('mcp_server', {
+    taskId,
+    name: str,
+    state: literal<McpServerState>('starting', 'ready', 'restarting', 'failed', 'disabled', 'stopped'),
+    where: withDefault(literal<McpServerWhere>('sandbox', 'host', 'remote'), 'sandbox'),
+    tools: withDefault(array(str, 10_000), []),
+    reason: text,
+    restarts: count,
+  }),
 });
 
 const problem = object<Problem>({
@@ -284,6 +300,7 @@ const problem = object<Problem>({
 const hostStatus = object<HostStatus>({
   connection: literal('starting', 'ready', 'stopped', 'failed'),
   runtime: text,
+  sandbox: withDefault(text, ''),
   model: text,
   busy: bool,
   problem: nullable(problem),
@@ -404,4 +421,5 @@ export const parsePageMessage: Parser<PageMessage> = tagged<PageMessage>({
   rewindPreview: variant('rewindPreview', { sessionId: str, index: num }),
   rewind: variant('rewind', { sessionId: str, turnId: str, index: num, files: bool, conversation: bool }),
   redo: variant('redo', { sessionId: str }),
+  fork: variant('fork', { sessionId: str, turnId: str, index: num }),
 });

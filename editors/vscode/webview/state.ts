@@ -14,7 +14,7 @@ import type {
   SessionEvent,
   SessionSummary,
 } from './messages';
-import type { FileChange, StopReason, SyncMode, TaskInfo } from '../src/protocol';
+import type { FileChange, McpServerUpdate, StopReason, SyncMode, TaskInfo } from '../src/protocol';
 
 /** Live output kept per tool call; older output is cut so a noisy command cannot bloat the page. */
 export const MAX_OUTPUT_CHARS = 200_000;
@@ -75,6 +75,10 @@ export interface Transcript {
   items: TranscriptItem[];
   busy: boolean;
   usage: Usage | null;
+  /** The session's MCP servers by name, as the last `mcp_server` update of each said. */
+  mcp: Map<string, McpServerUpdate>;
+  /** Bumped when `mcp` changes, so the view re-renders the list only then. */
+  mcpRev: number;
 }
 
 export interface ChangeList {
@@ -104,7 +108,7 @@ export function initialState(): PageState {
   return {
     host: '',
     capabilities: { openDiff: false, openInEditor: false, actions: [] },
-    status: { connection: 'starting', runtime: '', model: '', busy: false, problem: null },
+    status: { connection: 'starting', runtime: '', sandbox: '', model: '', busy: false, problem: null },
     sessions: [],
     activeSessionId: null,
     transcripts: new Map(),
@@ -124,7 +128,7 @@ function newId(prefix: string): string {
 }
 
 export function emptyTranscript(): Transcript {
-  return { items: [], busy: false, usage: null };
+  return { items: [], busy: false, usage: null, mcp: new Map(), mcpRev: 0 };
 }
 
 function transcriptOf(state: PageState, sessionId: string): Transcript {
@@ -342,6 +346,20 @@ export function applyEvent(t: Transcript, event: SessionEvent): void {
     }
     case 'task_status':
       return;
+    case 'mcp_server': {
+      if (event.taskId !== null) return; // a delegated task's own copies: its status lines say enough
+      const before = t.mcp.get(event.name);
+      t.mcp.set(event.name, event);
+      t.mcpRev++;
+      // A server that went down during the session is news in the conversation too (a
+      // failed start is already one of the session's notices).
+      if (event.state === 'restarting' || (event.state === 'failed' && before && before.state !== 'failed')) {
+        const what = event.state === 'restarting' ? 'exited; restarting' : 'failed';
+        const why = event.reason ? `: ${event.reason}` : '';
+        t.items.push({ kind: 'notice', id: newId('n'), rev: 0, level: 'warning', text: `MCP server ${event.name} ${what}${why}` });
+      }
+      return;
+    }
   }
 }
 

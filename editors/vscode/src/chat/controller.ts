@@ -17,6 +17,7 @@ import {
   type CompactResult,
   type DiscardResult,
   type ListSessionsResult,
+  type McpStatusResult,
   type PromptResult,
   type RewindResult,
   type TimelineResult,
@@ -27,12 +28,14 @@ import {
   type SessionUpdateParams,
   type TaskInfo,
   REQUEST_PERMISSION,
+  MCP_STATUS,
   SESSION_BUSY,
   SESSION_CANCEL,
   SESSION_COMPACT,
   SESSION_LIST,
   SESSION_NEW,
   SESSION_PROMPT,
+  SESSION_FORK,
   SESSION_REDO,
   SESSION_RESUME,
   SESSION_REWIND,
@@ -271,6 +274,9 @@ export class ChatController {
       case 'redo':
         await this.redo(message.sessionId);
         return;
+      case 'fork':
+        await this.fork(message.sessionId, message.turnId, message.index);
+        return;
     }
   }
 
@@ -330,6 +336,28 @@ export class ChatController {
       this.undone.delete(sessionId);
     }
     await this.afterRewind(sessionId, result, 'Redone: back to where you were before the rewind');
+  }
+
+  /** A new session as this one was before turn `index` (its own sandbox), shown with the log up to there. */
+  private async fork(sessionId: string, turnId: string, index: number): Promise<void> {
+    const info = await this.deps.server.request<SessionInfo>(SESSION_FORK, { sessionId, turnId });
+    this.sessions.upsert(info);
+    const events = this.sessions.events(sessionId);
+    let seen = -1;
+    const cut = events.findIndex((e) => e.taskId === null && e.type === 'turn_started' && ++seen === index);
+    this.sessions.replaceEvents(info.sessionId, cut >= 0 ? events.slice(0, cut) : []);
+    const at = events[cut];
+    const where = at?.type === 'turn_started' ? `before “${at.prompt.slice(0, 80)}”` : `before message ${index + 1}`;
+    this.sessions.activeId = info.sessionId;
+    this.localEvent(info.sessionId, {
+      type: 'notice',
+      taskId: null,
+      level: 'info',
+      text: `Forked ${where}: a new session with its own sandbox; the session you forked from is unchanged.`,
+    });
+    if (info.workspaceFolder) await this.refreshChanges(info.sessionId);
+    this.sendSessions();
+    this.sendSessionDetail(info.sessionId);
   }
 
   private async afterRewind(sessionId: string, result: RewindResult, what: string): Promise<void> {
@@ -398,6 +426,7 @@ export class ChatController {
     return {
       connection,
       runtime: (active?.live && active.runtime) || settings.runtime,
+      sandbox: (active?.live && active.sandbox) || '',
       model: (active?.live && active.model) || settings.model,
       busy: this.sessions.anyBusy || this.inFlight.size > 0,
       problem: this.problem(state),
@@ -499,7 +528,35 @@ export class ChatController {
     for (const event of events) if (event.type === 'task_status') this.tasks.update(sessionId, event);
     const info = this.sessions.get(sessionId);
     if (info?.live && info.workspaceFolder) await this.refreshChanges(sessionId);
+    if (info?.live) await this.loadMcpStatus(sessionId);
     return true;
+  }
+
+  /**
+   * The session's MCP servers as they are now, as `mcp_server` events in its log: the
+   * servers start with the session, before any update can reach this window; later
+   * changes arrive as updates.
+   */
+  private async loadMcpStatus(sessionId: string): Promise<void> {
+    let result: McpStatusResult;
+    try {
+      result = await this.deps.server.request<McpStatusResult>(MCP_STATUS, { sessionId });
+    } catch (err) {
+      this.deps.log.warn(`MCP status of ${sessionId}: ${describeError(err)}`);
+      return;
+    }
+    for (const s of result.servers) {
+      this.localEvent(sessionId, {
+        type: 'mcp_server',
+        taskId: null,
+        name: s.name,
+        state: s.state,
+        where: s.where,
+        tools: s.tools,
+        reason: s.reason,
+        restarts: s.restarts,
+      });
+    }
   }
 
   // --- sessions -----------------------------------------------------------------------------------
@@ -520,12 +577,13 @@ export class ChatController {
       runtime: settings.runtime,
       model: settings.model || null,
       approvalMode: settings.approvalMode,
-      syncMode: folder ? 'copy' : 'none',
+      syncMode: folder ? settings.syncMode : 'none',
       title,
     });
     this.sessions.upsert(info);
     this.sessions.activeId = info.sessionId;
     for (const notice of info.notices) this.localEvent(info.sessionId, { type: 'notice', taskId: null, level: 'warning', text: notice });
+    await this.loadMcpStatus(info.sessionId);
     this.sendSessions();
     this.sendSessionDetail(info.sessionId);
     return info.sessionId;
@@ -580,7 +638,7 @@ export class ChatController {
       runtime: settings.runtime,
       model: settings.model || null,
       approvalMode: settings.approvalMode,
-      syncMode: 'copy',
+      syncMode: settings.syncMode,
     });
     this.sessions.upsert(resumed);
     this.sessions.activeId = resumed.sessionId;
@@ -593,6 +651,7 @@ export class ChatController {
       });
     }
     for (const notice of resumed.notices) this.localEvent(resumed.sessionId, { type: 'notice', taskId: null, level: 'warning', text: notice });
+    await this.loadMcpStatus(resumed.sessionId);
     this.sendSessions();
     return resumed.sessionId;
   }

@@ -11,11 +11,13 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ApprovalMode, RuntimeKind, ServerConfiguration } from '../protocol';
+import type { ApprovalMode, DiagnosticMatcher, RuntimeKind, ServerConfiguration, SyncMode } from '../protocol';
 
 export const SECTION = 'pygent';
 
 export type UserApprovalMode = Exclude<ApprovalMode, 'api'>;
+/** How a session with a folder sees it (`none` is for sessions without one). */
+export type FolderSyncMode = Exclude<SyncMode, 'none'>;
 
 export interface PygentSettings {
   /** Path to the `pygent` executable; wins over `pythonPath`. */
@@ -30,15 +32,114 @@ export interface PygentSettings {
   approvalMode: UserApprovalMode;
   /** Extra environment variables for the server process. */
   env: Record<string, string>;
+  /** The sync mode of new sessions over a folder. */
+  syncMode: FolderSyncMode;
+  /**
+   * The server settings passed through as they are ({@link PASSED_SETTINGS}): only the
+   * ones the user set; the others stay the server's own (flags, environment, `pygent.toml`).
+   */
+  passed: PassedConfiguration;
 }
+
+/** The part of the server's configuration that {@link PASSED_SETTINGS} fill. */
+export type PassedConfiguration = Omit<ServerConfiguration, 'model' | 'baseUrl' | 'approvalMode' | 'runtime' | 'syncMode'>;
+
+type PassedKind = 'integer' | 'number' | 'boolean' | 'string' | 'strings' | 'matchers' | readonly string[];
+
+/** One `pygent.*` setting that is a key of the server's configuration, unchanged. */
+export interface PassedSetting {
+  /** The setting's name under `pygent.` (`budget.calls`). */
+  setting: string;
+  /** Its key in the server's configuration (`budgetCalls`). */
+  wire: keyof PassedConfiguration;
+  kind: PassedKind;
+}
+
+/**
+ * The settings the server reads from its configuration that need nothing from the
+ * extension but passing on: follow-along, extra diagnostic matchers, budgets, limits.
+ * The server converts and checks each value (a bad one is reported in the Output
+ * channel, naming the key, and the server's own setting is kept).
+ */
+export const PASSED_SETTINGS: readonly PassedSetting[] = [
+  { setting: 'followAlong', wire: 'followAlong', kind: 'boolean' },
+  { setting: 'diagnosticMatchers', wire: 'diagnosticMatchers', kind: 'matchers' },
+  { setting: 'budget.tokens', wire: 'budgetTokens', kind: 'integer' },
+  { setting: 'budget.cost', wire: 'budgetCost', kind: 'number' },
+  { setting: 'budget.calls', wire: 'budgetCalls', kind: 'integer' },
+  { setting: 'budget.time', wire: 'budgetTime', kind: 'number' },
+  { setting: 'maxSteps', wire: 'maxSteps', kind: 'integer' },
+  { setting: 'maxTasks', wire: 'maxTasks', kind: 'integer' },
+  { setting: 'stepTimeout', wire: 'stepTimeout', kind: 'number' },
+  { setting: 'taskTimeout', wire: 'taskTimeout', kind: 'number' },
+  { setting: 'commandTimeout', wire: 'commandTimeout', kind: 'number' },
+  { setting: 'requestTimeout', wire: 'requestTimeout', kind: 'number' },
+  { setting: 'temperature', wire: 'temperature', kind: 'number' },
+  { setting: 'toolChoice', wire: 'toolChoice', kind: ['auto', 'required', 'none', 'omit'] },
+  { setting: 'image', wire: 'image', kind: 'string' },
+  { setting: 'network', wire: 'network', kind: 'boolean' },
+  { setting: 'approvalTimeout', wire: 'approvalTimeout', kind: 'number' },
+  { setting: 'bannedCommands', wire: 'bannedCommands', kind: 'strings' },
+  { setting: 'disabledTools', wire: 'disabledTools', kind: 'strings' },
+];
 
 /** Reads one setting; `vscode.WorkspaceConfiguration` fits, and so does a test double. */
 export interface ConfigurationReader {
   get<T>(key: string): T | undefined;
 }
 
-const RUNTIMES: readonly RuntimeKind[] = ['auto', 'docker', 'local'];
+const RUNTIMES: readonly RuntimeKind[] = ['auto', 'docker', 'bwrap', 'local'];
 const APPROVAL_MODES: readonly UserApprovalMode[] = ['auto', 'confirm', 'never', 'read-only'];
+const SYNC_MODES: readonly FolderSyncMode[] = ['copy', 'cow', 'mount'];
+const SEVERITIES = ['error', 'warning', 'information', 'hint'] as const;
+
+/** A diagnostic matcher from settings: its known keys, when tool and pattern are text. */
+function matcherOf(value: unknown): DiagnosticMatcher | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { tool, pattern, command, severity } = value as Record<string, unknown>;
+  if (typeof tool !== 'string' || !tool.trim() || typeof pattern !== 'string' || !pattern) return undefined;
+  return {
+    tool: tool.trim(),
+    pattern,
+    ...(typeof command === 'string' && command ? { command } : {}),
+    ...(SEVERITIES.find((s) => s === severity) ? { severity: severity as DiagnosticMatcher['severity'] } : {}),
+  };
+}
+
+/** One passed-through value, or undefined when it is unset (null, empty) or of the wrong type. */
+function passedValue(kind: PassedKind, value: unknown): unknown {
+  if (value === null || value === undefined) return undefined;
+  if (Array.isArray(kind)) return typeof value === 'string' && kind.includes(value) ? value : undefined;
+  switch (kind) {
+    case 'integer':
+      return typeof value === 'number' && Number.isInteger(value) ? value : undefined;
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+    case 'boolean':
+      return typeof value === 'boolean' ? value : undefined;
+    case 'string':
+      return typeof value === 'string' && value.trim() ? value.trim() : undefined;
+    case 'strings': {
+      const list = Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string' && v.trim() !== '').map((v) => v.trim()) : [];
+      return list.length ? list : undefined;
+    }
+    case 'matchers': {
+      const list = Array.isArray(value) ? value.map(matcherOf).filter((m): m is DiagnosticMatcher => m !== undefined) : [];
+      return list.length ? list : undefined;
+    }
+  }
+  return undefined;
+}
+
+/** The passed-through settings the user set. */
+function readPassed(config: ConfigurationReader): PassedConfiguration {
+  const out: Record<string, unknown> = {};
+  for (const { setting, wire, kind } of PASSED_SETTINGS) {
+    const value = passedValue(kind, config.get<unknown>(setting));
+    if (value !== undefined) out[wire] = value;
+  }
+  return out as PassedConfiguration;
+}
 
 function stringSetting(config: ConfigurationReader, key: string): string {
   const value = config.get<unknown>(key);
@@ -66,6 +167,8 @@ export function readSettings(config: ConfigurationReader): PygentSettings {
     runtime: pick(config.get<unknown>('runtime'), RUNTIMES, 'auto'),
     approvalMode: pick(config.get<unknown>('approvalMode'), APPROVAL_MODES, 'auto'),
     env,
+    syncMode: pick(config.get<unknown>('syncMode'), SYNC_MODES, 'copy'),
+    passed: readPassed(config),
   };
 }
 
@@ -75,8 +178,11 @@ export function readSettings(config: ConfigurationReader): PygentSettings {
  */
 export const RESTART_SETTINGS = ['serverPath', 'pythonPath', 'baseUrl', 'env'].map((key) => `${SECTION}.${key}`);
 
-/** The settings the running server takes live, by `workspace/didChangeConfiguration`. */
-export const LIVE_SETTINGS = ['model', 'runtime', 'approvalMode'].map((key) => `${SECTION}.${key}`);
+/**
+ * The settings the running server takes by `workspace/didChangeConfiguration`, no
+ * restart (most apply to new sessions; the server logs which applied to live ones).
+ */
+export const LIVE_SETTINGS = ['model', 'runtime', 'approvalMode', 'syncMode', ...PASSED_SETTINGS.map((s) => s.setting)].map((key) => `${SECTION}.${key}`);
 
 /**
  * What the server is configured with (the `pygent` section of its configuration): sent
@@ -89,6 +195,8 @@ export function serverConfiguration(settings: PygentSettings): ServerConfigurati
     ...(settings.model ? { model: settings.model } : {}),
     runtime: settings.runtime,
     approvalMode: settings.approvalMode,
+    syncMode: settings.syncMode,
+    ...settings.passed,
   };
 }
 

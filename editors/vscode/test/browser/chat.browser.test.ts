@@ -17,7 +17,7 @@ const init: HostMessage = {
   type: 'init',
   host: 'test',
   capabilities: { openDiff: true, openInEditor: true, actions: ['setApiKey', 'restartServer', 'openSettings', 'showLogs', 'installHelp'] },
-  status: { connection: 'ready', runtime: 'docker', model: 'gpt-4.1-mini', busy: false, problem: null },
+  status: { connection: 'ready', runtime: 'docker', sandbox: 'Podman rootless (pygent-test:bookworm)', model: 'gpt-4.1-mini', busy: false, problem: null },
   sessions: [],
   activeSessionId: null,
 };
@@ -168,7 +168,7 @@ describe('chat page in Chromium', () => {
     await changes.getByText('README.md').waitFor();
     await changes.getByText(/Can run code \(VS Code runs tasks\)/).waitFor();
     await page.getByRole('button', { name: 'Send prompt' }).waitFor();
-    assert.match((await page.locator('.status-line').textContent()) ?? '', /Docker.*gpt-4\.1-mini.*1\.8k \/ 240 tokens.*Ready/);
+    assert.match((await page.locator('.status-line').textContent()) ?? '', /Podman rootless \(pygent-test:bookworm\).*gpt-4\.1-mini.*1\.8k \/ 240 tokens.*Ready/);
     await page.screenshot({ path: artifact('chat-done.png'), fullPage: true });
     await changes.getByRole('button', { name: 'hello.py', exact: true }).click();
     assert.deepEqual(await inbox.next('openChange'), { type: 'openChange', sessionId: SID, path: 'hello.py' });
@@ -221,7 +221,7 @@ describe('chat page in Chromium', () => {
     await page.getByRole('button', { name: 'Send prompt' }).waitFor();
 
     // A crashed server: the banner offers a restart.
-    await post({ type: 'status', status: { connection: 'failed', runtime: 'docker', model: 'gpt-4.1-mini', busy: false, problem: { kind: 'crashed', message: 'The Pygent server stopped unexpectedly.', actions: ['restartServer', 'showLogs'] } } });
+    await post({ type: 'status', status: { connection: 'failed', runtime: 'docker', sandbox: '', model: 'gpt-4.1-mini', busy: false, problem: { kind: 'crashed', message: 'The Pygent server stopped unexpectedly.', actions: ['restartServer', 'showLogs'] } } });
     const banner = page.getByRole('alert').filter({ hasText: 'stopped unexpectedly' });
     await banner.waitFor();
     assert.ok(await page.getByRole('button', { name: 'Send prompt' }).isDisabled(), 'no prompt while the server is down');
@@ -251,6 +251,41 @@ describe('chat page in Chromium', () => {
     assert.deepEqual((await page.locator('.msg.assistant').allTextContents()).map((t) => t.trim()), ['It is the entry point.'], 'only the new answer, never spliced');
     await page.waitForFunction(() => document.querySelector('.status-line .tokens')?.textContent?.includes('~') ?? false, undefined, { timeout: 5000 });
     assert.equal(await page.locator('.status-line .tokens').textContent(), '~900 / ~12 tokens (estimated)');
+    assert.deepEqual(errors, []);
+    await page.context().close();
+  });
+
+  it("lists the session's MCP servers, where they run, and news of one going down", async () => {
+    const { page, inbox, post, errors } = await openAsVsCodeWebview(browser, server.url);
+    await inbox.next('ready');
+    await post({ ...init, sessions: (sessionsMsg as Extract<HostMessage, { type: 'sessions' }>).sessions, activeSessionId: SID });
+    const mcp = (name: string, state: 'ready' | 'restarting' | 'failed', where: 'sandbox' | 'host', tools: string[], reason = '', restarts = 0): HostMessage =>
+      event({ type: 'mcp_server', taskId: null, name, state, where, tools, reason, restarts });
+    // What the host posts at session start: the host-side warning, then each server's state.
+    await post(event({ type: 'notice', taskId: null, level: 'warning', text: "MCP server 'clock' runs on the host, outside the sandbox" }));
+    await post(mcp('git', 'ready', 'sandbox', ['git_status', 'git_log']));
+    await post(mcp('clock', 'ready', 'host', ['now']));
+    await post(mcp('broken', 'failed', 'sandbox', [], "'nope' is not installed in the sandbox image pygent-test\nserver stderr:\nsh: nope: not found"));
+    const panel = page.locator('details.panel.mcp');
+    await panel.waitFor();
+    assert.equal(await panel.locator('summary .count').textContent(), '2/3 ready · 1 failing');
+    assert.equal(await panel.getAttribute('open'), '', 'a failing server opens the section');
+    const list = page.getByRole('list', { name: 'MCP servers' });
+    assert.deepEqual(await list.locator('.row-title').allTextContents(), ['git', 'clock', 'broken']);
+    assert.deepEqual(await list.locator('.badge').allTextContents(), ['ready', 'ready', 'failed']);
+    assert.equal(await list.locator('li[data-server="git"] .stats').textContent(), '2 tools');
+    assert.equal(await list.locator('li[data-server="clock"] .row-meta').textContent(), 'on the host, outside the sandbox');
+    assert.equal(await list.locator('li[data-server="git"] .row-meta').textContent(), 'in the sandbox');
+    assert.match((await list.locator('li[data-server="broken"] pre.mcp-reason').textContent()) ?? '', /not installed in the sandbox image[\s\S]*nope: not found/);
+    await page.locator('.notice.level-warning', { hasText: 'runs on the host, outside the sandbox' }).waitFor();
+    await page.screenshot({ path: artifact('chat-mcp-servers.png') });
+    // Later: a server exits and is restarted; the list and the conversation say so.
+    await post(mcp('git', 'restarting', 'sandbox', ['git_status', 'git_log'], 'the server exited: killed', 1));
+    await list.locator('li[data-server="git"] .badge', { hasText: 'restarting' }).waitFor();
+    await page.locator('.notice', { hasText: 'MCP server git exited; restarting: the server exited: killed' }).waitFor();
+    await post(mcp('git', 'ready', 'sandbox', ['git_status', 'git_log', 'git_diff'], '', 1));
+    await list.locator('li[data-server="git"] .stats', { hasText: '3 tools' }).waitFor();
+    assert.equal(await panel.locator('summary .count').textContent(), '2/3 ready · 1 failing');
     assert.deepEqual(errors, []);
     await page.context().close();
   });

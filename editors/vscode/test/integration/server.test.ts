@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { ChatController } from '../../src/chat/controller';
 import type { HostMessage } from '../../webview/messages';
 import { serverConfiguration } from '../../src/common/settings';
-import { CONFIGURATION, type ConfigurationResult, type ListSessionsResult, PROTOCOL_VERSION, SESSION_LIST, type SessionUpdate } from '../../src/protocol';
+import { type ChangeSet, CONFIGURATION, type ConfigurationResult, type ListSessionsResult, PROTOCOL_VERSION, SESSION_LIST, type SessionUpdate, WORKSPACE_CHANGES } from '../../src/protocol';
 import { defaultSettings, FakeEditor, FakeView, silentLogger } from '../unit/fakes';
 import { type RealServer, type ScriptedModel, scratch, startPygentLsp, startScriptedModel } from './realServer';
 
@@ -154,7 +154,7 @@ describe('controller + real pygent lsp', { timeout: 120_000 }, () => {
 
   it('takes the settings as its configuration, and a change without a restart', async () => {
     const initial = await server.request<ConfigurationResult>(CONFIGURATION, {});
-    assert.deepEqual(initial.clientKeys, ['approvalMode', 'model', 'runtime']);
+    assert.deepEqual(initial.clientKeys, ['approvalMode', 'model', 'runtime', 'syncMode']);
     assert.equal(initial.settings.runtime, 'local');
     assert.deepEqual(initial.warnings, []);
     const pid = server.process.pid;
@@ -203,6 +203,18 @@ describe('controller + real pygent lsp', { timeout: 120_000 }, () => {
     const again = view.lastOf('transcript')?.events ?? [];
     assert.ok(again.some((e) => e.type === 'turn_started' && e.prompt === 'remove the readme'), 'the prompt is back');
     assert.ok((view.lastOf('changes')?.changes ?? []).some((c) => c.path === 'README.md' && c.status === 'deleted'));
+
+    // Fork before that prompt: a new session with its own sandbox, as this one was then.
+    await controller.handle({ type: 'fork', sessionId: sid, turnId: plan.turnId, index: plan.index });
+    const forked = controller.sessions.activeId ?? '';
+    assert.ok(forked && forked !== sid, 'the fork is the active session');
+    const forkLog = view.lastOf('transcript');
+    assert.equal(forkLog?.sessionId, forked);
+    assert.ok(!forkLog?.events.some((e) => e.type === 'turn_started' && e.prompt === 'remove the readme'), 'the fork starts before the prompt');
+    assert.ok(forkLog?.events.some((e) => e.type === 'notice' && /^Forked before “remove the readme”/.test(e.text)));
+    assert.ok(!(view.lastOf('changes')?.changes ?? []).some((c) => c.path === 'README.md'), "the fork's sandbox still has the readme");
+    const original = await server.request<ChangeSet>(WORKSPACE_CHANGES, { sessionId: sid });
+    assert.ok(original.changes.some((c) => c.path === 'README.md' && c.status === 'deleted'), 'the original session is unchanged');
   });
 });
 

@@ -156,7 +156,7 @@ describe('activation with a fake VS Code', () => {
     assert.equal((posted as { type: string }[])[0]?.type, 'init');
     assert.equal(launches.length, 1, 'the chat starts the server');
     assert.deepEqual(launches[0]?.command, { command: process.execPath, args: ['lsp'], source: 'serverPath' });
-    assert.deepEqual(launches[0]?.configuration(), { runtime: 'docker', approvalMode: 'auto' }, 'settings go as configuration');
+    assert.deepEqual(launches[0]?.configuration(), { runtime: 'docker', approvalMode: 'auto', syncMode: 'copy' }, 'settings go as configuration');
     assert.equal(launches[0]?.env.PYGENT_USE_DOCKER, undefined, 'not in the environment');
     assert.equal(launches[0]?.env.OPENAI_API_KEY, process.env.OPENAI_API_KEY);
   });
@@ -177,7 +177,7 @@ describe('activation with a fake VS Code', () => {
     await settle();
     assert.equal(launches.length, 2, 'no restart');
     assert.deepEqual(notifications, [
-      { method: 'workspace/didChangeConfiguration', params: { settings: { pygent: { model: 'other-model', runtime: 'docker', approvalMode: 'auto' } } } },
+      { method: 'workspace/didChangeConfiguration', params: { settings: { pygent: { model: 'other-model', runtime: 'docker', approvalMode: 'auto', syncMode: 'copy' } } } },
     ]);
     assert.equal(launches[1]?.configuration().model, 'other-model', 'the server asking (workspace/configuration) gets it too');
   });

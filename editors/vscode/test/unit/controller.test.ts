@@ -6,6 +6,8 @@ import { ChatController } from '../../src/chat/controller';
 import type { HostAction } from '../../webview/messages';
 import {
   type ChangeSet,
+  MCP_STATUS,
+  type McpStatusResult,
   type PromptResult,
   REQUEST_PERMISSION,
   type RequestPermissionParams,
@@ -45,6 +47,7 @@ function sessionInfo(overrides: Partial<SessionInfo> = {}): SessionInfo {
     messageCount: 0,
     updated: null,
     notices: [],
+    sandbox: 'Docker (test-image)',
     ...overrides,
   };
 }
@@ -92,6 +95,7 @@ describe('ChatController', () => {
     server.responders.set(SESSION_NEW, () => sessionInfo());
     server.responders.set(SESSION_LIST, () => ({ sessions: [] }));
     server.responders.set(SESSION_PROMPT, () => endTurn);
+    server.responders.set(MCP_STATUS, (): McpStatusResult => ({ servers: [] }));
     controller = new ChatController({
       server,
       editor,
@@ -110,14 +114,14 @@ describe('ChatController', () => {
     const init = view.lastOf('init');
     assert.ok(init);
     assert.equal(init.host, 'test');
-    assert.deepEqual(init.status, { connection: 'ready', runtime: 'docker', model: 'test-model', busy: false, problem: null });
+    assert.deepEqual(init.status, { connection: 'ready', runtime: 'docker', sandbox: '', model: 'test-model', busy: false, problem: null });
     assert.equal(init.activeSessionId, null);
     assert.ok(init.capabilities.openDiff);
   });
 
   it('starts a session for the workspace folder on the first prompt, then runs the turn', async () => {
     await controller.handle({ type: 'prompt', sessionId: null, text: 'fix the tests\nplease' });
-    assert.deepEqual(server.methods(), [SESSION_NEW, SESSION_PROMPT]);
+    assert.deepEqual(server.methods(), [SESSION_NEW, MCP_STATUS, SESSION_PROMPT]);
     assert.deepEqual(server.last(SESSION_NEW), {
       workspaceFolder: 'file:///home/me/project',
       runtime: 'docker',
@@ -129,6 +133,45 @@ describe('ChatController', () => {
     assert.deepEqual(server.last(SESSION_PROMPT), { sessionId: SID, prompt: 'fix the tests\nplease', includeUnsaved: true });
     assert.equal(view.lastOf('sessions')?.activeSessionId, SID);
     assert.equal(controller.status().busy, false);
+  });
+
+  it("names the active session's sandbox in the status (Podman, gVisor, bubblewrap...)", async () => {
+    server.responders.set(SESSION_NEW, () => sessionInfo({ runtime: 'docker', sandbox: 'Podman rootless (pygent-test:bookworm)' }));
+    await controller.handle({ type: 'prompt', sessionId: null, text: 'hi' });
+    assert.equal(controller.status().sandbox, 'Podman rootless (pygent-test:bookworm)');
+    assert.equal(controller.status().runtime, 'docker');
+  });
+
+  it("shows the session's MCP servers: their state at start, then each update", async () => {
+    const hostWarning = "MCP server 'clock' runs on the host, outside the sandbox (where = \"host\"): its tools can reach your files and network";
+    server.responders.set(SESSION_NEW, () => sessionInfo({ notices: [hostWarning] }));
+    server.responders.set(MCP_STATUS, (params): McpStatusResult => {
+      assert.deepEqual(params, { sessionId: SID });
+      return {
+        servers: [
+          { name: 'git', state: 'ready', where: 'sandbox', transport: 'stdio', tools: ['git_status', 'git_log'], reason: '', restarts: 0, description: 'git: mcp-server-git (sandbox)', leftOut: [] },
+          { name: 'clock', state: 'failed', where: 'host', transport: 'stdio', tools: [], reason: 'command not found', restarts: 0, description: 'clock: nope (host)', leftOut: [] },
+        ],
+      };
+    });
+    await controller.handle({ type: 'prompt', sessionId: null, text: 'hi' });
+    update({ type: 'mcp_server', taskId: null, name: 'git', state: 'restarting', where: 'sandbox', tools: ['git_status'], reason: 'the server exited', restarts: 1 });
+    const events = view.of('event').map((m) => m.event);
+    // the host-side warning first (session/new's notices), then the servers, then the update
+    assert.deepEqual(
+      events.map((e) => (e.type === 'mcp_server' ? `${e.name}:${e.state}` : e.type === 'notice' ? e.text : e.type)),
+      [hostWarning, 'git:ready', 'clock:failed', 'git:restarting'],
+    );
+    // a re-opened page gets them again from the session's log
+    view.messages.length = 0;
+    await controller.handle({ type: 'ready', protocol: 1 });
+    await controller.handle({ type: 'selectSession', sessionId: SID });
+    const replay = view.lastOf('transcript');
+    assert.ok(replay);
+    assert.deepEqual(
+      replay.events.filter((e) => e.type === 'mcp_server').map((e) => e.type === 'mcp_server' && `${e.name}:${e.state}`),
+      ['git:ready', 'clock:failed', 'git:restarting'],
+    );
   });
 
   it('creates one session for two quick prompts', async () => {

@@ -148,6 +148,8 @@ export const defaultSettings: PygentSettings = {
   runtime: 'docker',
   approvalMode: 'auto',
   env: {},
+  syncMode: 'copy',
+  passed: {},
 };
 
 export { silentLogger };

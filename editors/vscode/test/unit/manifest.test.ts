@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { readSettings, RESTART_SETTINGS } from '../../src/common/settings';
+import { PASSED_SETTINGS, readSettings, RESTART_SETTINGS } from '../../src/common/settings';
 
 const ROOT = join(__dirname, '..', '..', '..');
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
@@ -18,12 +18,20 @@ const props = pkg.contributes.configuration.properties;
 
 describe('package.json', () => {
   it('declares every setting the code reads, with matching defaults and choices', () => {
-    const read = Object.keys(readSettings({ get: () => undefined })).map((k) => `pygent.${k}`);
-    for (const key of read) assert.ok(props[key], `${key} is contributed`);
-    assert.deepEqual(props['pygent.runtime']?.enum, ['auto', 'docker', 'local']);
+    const read = Object.keys(readSettings({ get: () => undefined }))
+      .filter((k) => k !== 'passed')
+      .map((k) => `pygent.${k}`);
+    for (const key of [...read, ...PASSED_SETTINGS.map((s) => `pygent.${s.setting}`)]) assert.ok(props[key], `${key} is contributed`);
+    assert.deepEqual(props['pygent.syncMode']?.enum, ['copy', 'cow', 'mount']);
+    assert.equal(props['pygent.followAlong']?.default, false, 'follow-along is off by default');
+    for (const { setting, kind } of PASSED_SETTINGS) {
+      if (Array.isArray(kind)) assert.deepEqual(props[`pygent.${setting}`]?.enum?.filter(Boolean), [...kind], setting);
+    }
+    assert.deepEqual(props['pygent.runtime']?.enum, ['auto', 'docker', 'bwrap', 'local']);
     assert.deepEqual(props['pygent.approvalMode']?.enum, ['auto', 'confirm', 'never', 'read-only']);
     for (const key of RESTART_SETTINGS) assert.ok(props[key], key);
-    assert.equal(Object.keys(props).filter((k) => /key|token|secret/i.test(k)).length, 0, 'no setting holds a secret');
+    const secretLike = Object.keys(props).filter((k) => /key|token|secret/i.test(k) && k !== 'pygent.budget.tokens');
+    assert.deepEqual(secretLike, [], 'no setting holds a secret (a token budget is a count)');
   });
 
   it('lets no workspace choose what runs, where the key goes or whether you are asked', () => {
@@ -31,6 +39,11 @@ describe('package.json', () => {
     // Neither can be set in a workspace's .vscode/settings.json.
     for (const key of ['pygent.serverPath', 'pygent.pythonPath', 'pygent.env']) assert.equal(props[key]?.scope, 'machine', key);
     for (const key of ['pygent.baseUrl', 'pygent.runtime', 'pygent.approvalMode']) assert.equal(props[key]?.scope, 'application', key);
+    // Nor let the agent write the folder directly, widen the sandbox, unban a command or
+    // wait longer for an answer.
+    for (const key of ['pygent.syncMode', 'pygent.image', 'pygent.network', 'pygent.bannedCommands', 'pygent.approvalTimeout']) {
+      assert.equal(props[key]?.scope, 'application', key);
+    }
     assert.equal(pkg.capabilities.untrustedWorkspaces.supported, false);
   });
 

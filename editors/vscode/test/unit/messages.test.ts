@@ -79,7 +79,7 @@ describe('host messages', () => {
       type: 'init',
       host: 'vscode',
       capabilities: { openDiff: true, openInEditor: false, actions: ['restartServer'] },
-      status: { connection: 'ready', runtime: 'docker', model: 'm', busy: false, problem: null },
+      status: { connection: 'ready', runtime: 'docker', sandbox: 'Podman (img)', model: 'm', busy: false, problem: null },
       sessions: [{ sessionId: 's', title: 't', live: true, busy: false, workspaceFolder: null, runtime: 'docker', model: 'm', updated: null }],
       activeSessionId: 's',
     };

@@ -8,6 +8,7 @@ import {
   NotInstalledError,
   type PygentSettings,
   LIVE_SETTINGS,
+  PASSED_SETTINGS,
   readSettings,
   RESTART_SETTINGS,
   resolveServerCommand,
@@ -23,7 +24,7 @@ const base: PygentSettings = readSettings(config({}));
 
 describe('readSettings', () => {
   it('has safe defaults', () => {
-    assert.deepEqual(base, { serverPath: '', pythonPath: '', model: '', baseUrl: '', runtime: 'auto', approvalMode: 'auto', env: {} });
+    assert.deepEqual(base, { serverPath: '', pythonPath: '', model: '', baseUrl: '', runtime: 'auto', approvalMode: 'auto', env: {}, syncMode: 'copy', passed: {} });
   });
 
   it('ignores values of the wrong type or outside the vocabulary', () => {
@@ -91,15 +92,61 @@ describe('serverEnvironment', () => {
 
 describe('serverConfiguration', () => {
   it('is what the server is configured with, without the secrets or the process settings', () => {
-    assert.deepEqual(serverConfiguration(base), { runtime: 'auto', approvalMode: 'auto' });
+    assert.deepEqual(serverConfiguration(base), { runtime: 'auto', approvalMode: 'auto', syncMode: 'copy' });
     const full = { ...base, model: 'm', baseUrl: 'http://x/v1', runtime: 'local' as const, approvalMode: 'confirm' as const, serverPath: '/p', env: { A: '1' } };
-    assert.deepEqual(serverConfiguration(full), { model: 'm', runtime: 'local', approvalMode: 'confirm' });
+    assert.deepEqual(serverConfiguration(full), { model: 'm', runtime: 'local', approvalMode: 'confirm', syncMode: 'copy' });
+  });
+
+  it('passes follow-along, diagnostic matchers, budgets and limits on as typed configuration', () => {
+    const s = readSettings(
+      config({
+        syncMode: 'cow',
+        followAlong: true,
+        diagnosticMatchers: [
+          { tool: ' mylint ', pattern: '^(?P<file>[^:]+):(?P<line>\\d+): (?P<message>.+)$', severity: 'warning', extra: 1 },
+          { tool: 'no-pattern' },
+          'not an object',
+        ],
+        'budget.calls': 2,
+        'budget.cost': 0.5,
+        'budget.tokens': null,
+        'budget.time': '60',
+        maxSteps: 7.5,
+        temperature: 0,
+        toolChoice: 'required',
+        image: '  ',
+        network: false,
+        bannedCommands: ['rm -rf /', 3, ''],
+        disabledTools: [],
+      }),
+    );
+    assert.equal(s.syncMode, 'cow');
+    assert.deepEqual(serverConfiguration(s), {
+      runtime: 'auto',
+      approvalMode: 'auto',
+      syncMode: 'cow',
+      followAlong: true,
+      diagnosticMatchers: [{ tool: 'mylint', pattern: '^(?P<file>[^:]+):(?P<line>\\d+): (?P<message>.+)$', severity: 'warning' }],
+      budgetCalls: 2, // null, a string and a fraction are not sent: the server keeps its own
+      budgetCost: 0.5,
+      temperature: 0,
+      toolChoice: 'required',
+      network: false,
+      bannedCommands: ['rm -rf /'],
+    });
+    assert.equal(readSettings(config({ syncMode: 'none', followAlong: 'yes' })).syncMode, 'copy', 'a folder session needs a folder mode');
+    assert.deepEqual(readSettings(config({ followAlong: 'yes' })).passed, {}, 'off unless set to true');
   });
 
   it('splits the settings into restart-only and live ones', () => {
     assert.deepEqual(RESTART_SETTINGS, ['pygent.serverPath', 'pygent.pythonPath', 'pygent.baseUrl', 'pygent.env']);
-    assert.deepEqual(LIVE_SETTINGS, ['pygent.model', 'pygent.runtime', 'pygent.approvalMode']);
-    const sent = Object.keys(serverConfiguration({ ...base, model: 'm' })).map((k) => `pygent.${k}`);
-    assert.deepEqual(sent.sort(), [...LIVE_SETTINGS].sort(), 'every live setting is sent');
+    assert.deepEqual(LIVE_SETTINGS.slice(0, 4), ['pygent.model', 'pygent.runtime', 'pygent.approvalMode', 'pygent.syncMode']);
+    const everything: Record<string, unknown> = { model: 'm' };
+    for (const { setting, kind } of PASSED_SETTINGS) {
+      everything[setting] = Array.isArray(kind) ? kind[0] : { integer: 1, number: 1.5, boolean: true, string: 'x', strings: ['x'], matchers: [{ tool: 't', pattern: 'p' }] }[kind as string];
+    }
+    const sent = Object.keys(serverConfiguration(readSettings(config(everything))));
+    const wire = (key: string) => PASSED_SETTINGS.find((s) => `pygent.${s.setting}` === key)?.wire ?? key.slice('pygent.'.length);
+    assert.deepEqual(sent.sort(), LIVE_SETTINGS.map(wire).sort(), 'every live setting is sent');
   });
 });

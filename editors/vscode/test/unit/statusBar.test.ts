@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { statusText } from '../../src/status/statusBar';
 import type { HostStatus } from '../../webview/messages';
 
-const ready: HostStatus = { connection: 'ready', runtime: 'docker', model: 'gpt-4.1-mini', busy: false, problem: null };
+const ready: HostStatus = { connection: 'ready', runtime: 'docker', sandbox: '', model: 'gpt-4.1-mini', busy: false, problem: null };
 
 describe('status bar', () => {
   it('shows runtime and model, and a spinner while busy', () => {

@@ -67,6 +67,8 @@ function start(): void {
     runtime: config.runtime,
     approvalMode: config.approvalMode,
     env: {},
+    syncMode: 'copy', // as before the setting existed: the page's sessions copy the folder
+    passed: {},
   };
   const controller = new ChatController({
     server,

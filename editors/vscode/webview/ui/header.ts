@@ -10,6 +10,13 @@ export interface HeaderCallbacks {
   compact(): void;
 }
 
+/** The runtime kinds' names before a session says how its sandbox is named. */
+const RUNTIME_TEXT: Record<string, string> = {
+  docker: 'Docker',
+  bwrap: 'bubblewrap sandbox',
+  local: 'Local (no sandbox)',
+};
+
 const CONNECTION_TEXT: Record<HostStatus['connection'], string> = {
   starting: 'Starting…',
   ready: 'Ready',
@@ -78,7 +85,10 @@ export class HeaderView {
       replaceChildren(this.picker, ...options);
       this.picker.disabled = sessions.length === 0;
     }
-    const runtime = status.runtime === 'docker' ? 'Docker' : status.runtime === 'local' ? 'Local (no sandbox)' : status.runtime || 'auto';
+    // The session's own name for its sandbox ("Podman rootless (image)", "Docker gVisor ..."),
+    // else the kind asked for.
+    const named = status.runtime === 'local' ? '' : status.sandbox;
+    const runtime = named || (RUNTIME_TEXT[status.runtime] ?? (status.runtime || 'auto'));
     const state = status.connection !== 'ready' ? CONNECTION_TEXT[status.connection] : busy ? 'Working…' : 'Ready';
     this.compactButton.disabled = busy || !activeId || status.connection !== 'ready';
     replaceChildren(

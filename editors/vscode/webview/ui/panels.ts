@@ -1,9 +1,10 @@
 /**
- * The two collapsible sections under the conversation: delegated tasks (live status,
- * cancel, result) and the agent's changes to the workspace (diff, apply, discard).
+ * The collapsible sections under the conversation: the session's MCP servers (state,
+ * where they run, tools or why they failed), delegated tasks (live status, cancel,
+ * result) and the agent's changes to the workspace (diff, apply, discard).
  */
 
-import type { FileChange, TaskInfo } from '../../src/protocol';
+import type { FileChange, McpServerUpdate, TaskInfo } from '../../src/protocol';
 import { h, replaceChildren } from '../dom';
 import { renderMarkdown } from '../markdown';
 import type { ChangeList } from '../state';
@@ -18,11 +19,19 @@ export interface PanelCallbacks {
 }
 
 const ACTIVE_TASK = new Set(['queued', 'running']);
+const MCP_WHERE: Record<McpServerUpdate['where'], string> = {
+  sandbox: 'in the sandbox',
+  host: 'on the host, outside the sandbox',
+  remote: 'remote (from the host)',
+};
 const CHANGE_LETTER: Record<FileChange['status'], string> = { added: 'A', modified: 'M', deleted: 'D' };
 
 export class PanelsView {
+  readonly mcpEl: HTMLDetailsElement;
   readonly tasksEl: HTMLDetailsElement;
   readonly changesEl: HTMLDetailsElement;
+  private readonly mcpBody: HTMLElement;
+  private readonly mcpCount: HTMLElement;
   private readonly tasksBody: HTMLElement;
   private readonly changesBody: HTMLElement;
   private readonly tasksCount: HTMLElement;
@@ -36,6 +45,15 @@ export class PanelsView {
     private readonly callbacks: PanelCallbacks,
     private readonly canOpen: () => { diff: boolean; editor: boolean },
   ) {
+    this.mcpCount = h('span', { class: 'count' });
+    this.mcpBody = h('ul', { class: 'list mcp-list', aria: { label: 'MCP servers' } });
+    // Closed by default: it matters when something is wrong, and the count says so.
+    this.mcpEl = h(
+      'details',
+      { class: 'panel mcp', hidden: true },
+      h('summary', {}, h('span', { class: 'panel-title', text: 'MCP servers' }), this.mcpCount),
+      this.mcpBody,
+    );
     this.tasksCount = h('span', { class: 'count' });
     this.tasksBody = h('ul', { class: 'list tasks-list', aria: { label: 'Delegated tasks' } });
     this.tasksEl = h(
@@ -53,6 +71,40 @@ export class PanelsView {
       h('summary', {}, h('span', { class: 'panel-title', text: 'Changes' }), this.changesCount),
       this.changesActions,
       this.changesBody,
+    );
+  }
+
+  updateMcp(servers: McpServerUpdate[]): void {
+    this.mcpEl.hidden = servers.length === 0;
+    const ready = servers.filter((s) => s.state === 'ready').length;
+    const troubled = servers.filter((s) => s.state === 'failed' || s.state === 'restarting').length;
+    this.mcpCount.textContent = `${ready}/${servers.length} ready` + (troubled ? ` · ${troubled} failing` : '');
+    if (troubled) this.mcpEl.open = true;
+    replaceChildren(this.mcpBody, ...servers.map((s) => this.renderMcp(s)));
+  }
+
+  private renderMcp(server: McpServerUpdate): HTMLElement {
+    const tools = server.tools.length;
+    // A reason of several lines (the server's last stderr lines) gets its own block.
+    const long = server.state === 'failed' && server.reason.includes('\n');
+    const detail =
+      server.state === 'ready'
+        ? `${tools} tool${tools === 1 ? '' : 's'}`
+        : long
+          ? ''
+          : server.reason || (server.state === 'restarting' ? `restart ${server.restarts}` : '');
+    return h(
+      'li',
+      { class: `row mcp-server status-${server.state} where-${server.where}`, data: { server: server.name } },
+      h(
+        'div',
+        { class: 'row-main' },
+        h('span', { class: `badge status-${server.state}`, text: server.state }),
+        h('span', { class: 'row-title', text: server.name, title: server.tools.join(', ') }),
+        h('span', { class: 'stats', text: detail }),
+      ),
+      h('div', { class: `row-meta${server.where === 'sandbox' ? '' : ' warn'}`, text: MCP_WHERE[server.where] }),
+      long ? h('pre', { class: 'row-meta mcp-reason', text: server.reason }) : null,
     );
   }
 

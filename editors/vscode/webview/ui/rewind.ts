@@ -1,6 +1,7 @@
 /**
  * Rewind: the confirmation box that lists what rewinding to before a message would
- * restore (with Files, Conversation, Both), and the Redo bar after a rewind.
+ * restore (with Files, Conversation, Both, and Fork: a new session from that point,
+ * this one untouched), and the Redo bar after a rewind.
  */
 
 import { h, replaceChildren } from '../dom';
@@ -9,6 +10,7 @@ import type { RewindPlan } from '../messages';
 export interface RewindCallbacks {
   rewind(plan: RewindPlan, files: boolean, conversation: boolean): void;
   redo(sessionId: string): void;
+  fork(plan: RewindPlan): void;
 }
 
 const KIND_TEXT: Record<string, string> = { added: 'brought back', modified: 'restored', deleted: 'removed' };
@@ -54,6 +56,14 @@ export class RewindView {
         button('Files', 'secondary', true, false, !plan.canRestoreFiles),
         button('Conversation', 'secondary', false, true),
         button('Both', 'primary', plan.canRestoreFiles, true),
+        h('button', {
+          type: 'button',
+          class: 'btn secondary',
+          text: 'Fork',
+          title: 'Continue in a new session as this one was before this message (this session stays as it is)',
+          data: { rewind: 'fork' },
+          on: { click: () => this.done(() => this.callbacks.fork(plan)) },
+        }),
         h('button', { type: 'button', class: 'btn link', text: 'Cancel', data: { rewind: 'cancel' }, on: { click: () => this.hide() } }),
       ),
     );
