@@ -343,6 +343,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if lock_fd is None:
         print("pygent serve: another session host is starting; not starting a second one")
         return 0
+    # The host serves many clients while turns run: the same interpreter tuning as
+    # `pygent lsp` (see favour_latency), so requests wait less for the turns' work.
+    from pygent.lsp.server import favour_latency
+
+    favour_latency()
     try:
         return asyncio.run(run_host(settings, args, lock_fd))
     except KeyboardInterrupt:  # a second Ctrl-C while closing
