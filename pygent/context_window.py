@@ -143,7 +143,8 @@ async def server_window(model_obj: Any, model: str) -> int | None:
     """Ask the model's server (once per base URL and model, process-wide) for the window.
 
     Only models with a ``base_url`` and an HTTP client (:class:`~pygent.openai_model.OpenAIModel`)
-    are asked; a failure or an answer without a figure is remembered as "unknown".
+    are asked; an answer without a figure is remembered as "unknown", a failed request
+    (timeout, refused connection) is not.
     """
     base_url = getattr(model_obj, "base_url", None)
     client_of = getattr(model_obj, "_async_client", None)  # the model's own connection pool
@@ -171,7 +172,11 @@ async def server_window(model_obj: Any, model: str) -> int | None:
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # metadata is optional: any failure means "not reported"
+        # Not remembered: a server that was down or busy for a moment (restarting,
+        # single-stream) is asked again by the next session instead of being taken for
+        # one that reports no window for the rest of the process.
         log.debug("context window discovery at %s failed: %s", base_url, exc)
+        return None
     with _lock:
         _reported[key] = found
     return found

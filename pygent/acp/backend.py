@@ -109,6 +109,29 @@ class SessionBackend(Protocol):
 
     async def discard(self, session_id: str, paths: list[str] | None) -> list[str]: ...
 
+    # The timeline and tasks: answers in the host's wire form (pygent.lsp.protocol,
+    # camelCase), so ``_pygent/...`` answers the same whichever backend serves it.
+
+    async def timeline(self, session_id: str) -> dict[str, Any]:
+        """``{turns, canRedo}`` as ``pygent/session/timeline``."""
+        ...
+
+    async def rewind(
+        self, session_id: str, turn_id: str, *, files: bool, conversation: bool
+    ) -> dict[str, Any]: ...
+
+    async def redo(self, session_id: str) -> dict[str, Any]: ...
+
+    async def fork(self, session_id: str, turn_id: str) -> SessionView: ...
+
+    async def tasks(self, session_id: str) -> list[dict[str, Any]]: ...
+
+    async def task(self, session_id: str, task_id: str) -> dict[str, Any]:
+        """The task's ``TaskInfo`` with its ``result`` once it ended."""
+        ...
+
+    async def cancel_task(self, session_id: str, task_id: str) -> bool: ...
+
 
 def camel(obj: Any) -> dict[str, Any]:
     """A dataclass as a JSON object with camelCase keys (the extensions' answers)."""
@@ -188,8 +211,10 @@ class LocalBackend:
         return self.service.subscribe(session_id, listener)
 
     async def replay(self, session_id: str, updates: SessionUpdates) -> list[Update]:
-        history = self.service.get(session_id).agent.history[1:]
-        return list(history_updates(history, updates))
+        agent = self.service.get(session_id).agent
+        store = agent.history_store
+        compactions = store.meta_log.get("compaction", []) if store is not None else []
+        return list(history_updates(agent.history[1:], updates, compactions))
 
     async def pending_changes(self, session_id: str) -> list[str]:
         return await self.service.pending_changes(session_id)
@@ -204,6 +229,63 @@ class LocalBackend:
 
     async def discard(self, session_id: str, paths: list[str] | None) -> list[str]:
         return await self.service.discard(session_id, paths)
+
+    async def timeline(self, session_id: str) -> dict[str, Any]:
+        from pygent.lsp import protocol as p
+
+        session = self.service.get(session_id)
+        turns = await asyncio.to_thread(self.service.timeline, session_id)
+        return dict(p.unstructure(p.TimelineResult(
+            [p.TimelineTurn(t.id, t.turn, t.prompt, t.started,
+                            [p.TurnFile(f.path, f.kind) for f in t.files],
+                            t.can_restore_files, t.note) for t in turns],
+            session.agent.turn_log.can_redo,
+        )))
+
+    async def rewind(
+        self, session_id: str, turn_id: str, *, files: bool, conversation: bool
+    ) -> dict[str, Any]:
+        result = await self.service.rewind(
+            session_id, turn_id, files=files, conversation=conversation
+        )
+        return _rewind_answer(result)
+
+    async def redo(self, session_id: str) -> dict[str, Any]:
+        return _rewind_answer(await self.service.redo(session_id))
+
+    async def fork(self, session_id: str, turn_id: str) -> SessionView:
+        return self._view(await self.service.fork(session_id, turn_id))
+
+    async def tasks(self, session_id: str) -> list[dict[str, Any]]:
+        return [_task_answer(t) for t in self.service.list_tasks(session_id)]
+
+    async def task(self, session_id: str, task_id: str) -> dict[str, Any]:
+        info = self.service.task_info(session_id, task_id)
+        return _task_answer(info, self.service.task_result(session_id, task_id))
+
+    async def cancel_task(self, session_id: str, task_id: str) -> bool:
+        return await asyncio.to_thread(self.service.cancel_task, session_id, task_id)
+
+
+def _rewind_answer(result: Any) -> dict[str, Any]:
+    """A :class:`pygent.timeline.RewindResult` in the wire form of ``RewindResult``."""
+    from pygent.lsp import protocol as p
+
+    return dict(p.unstructure(p.RewindResult(
+        result.turn, result.files, result.conversation, list(result.restored),
+        list(result.removed), list(result.kept), list(result.failed),
+        result.messages_removed, result.can_redo,
+    )))
+
+
+def _task_answer(info: Any, result: str = "") -> dict[str, Any]:
+    """A :class:`pygent.tasks.TaskInfo` in the wire form of ``TaskInfo``."""
+    from pygent.lsp import protocol as p
+
+    return dict(p.unstructure(p.TaskInfo(
+        task_id=info.id, status=info.status, persona=info.persona, prompt=info.prompt,
+        steps=info.steps, detail=info.detail, result=result,
+    )))
 
 
 # --- through a session host ------------------------------------------------------------------
@@ -532,3 +614,38 @@ class HostBackend:
             params["paths"] = paths
         answer = await self._call(self._p.WORKSPACE_DISCARD, params)
         return [str(p) for p in (answer or {}).get("discarded") or []]
+
+    async def timeline(self, session_id: str) -> dict[str, Any]:
+        return _object(await self._call(self._p.SESSION_TIMELINE, {"sessionId": session_id}))
+
+    async def rewind(
+        self, session_id: str, turn_id: str, *, files: bool, conversation: bool
+    ) -> dict[str, Any]:
+        params = {"sessionId": session_id, "turnId": turn_id, "files": files,
+                  "conversation": conversation}
+        return _object(await self._call(self._p.SESSION_REWIND, params))
+
+    async def redo(self, session_id: str) -> dict[str, Any]:
+        return _object(await self._call(self._p.SESSION_REDO, {"sessionId": session_id}))
+
+    async def fork(self, session_id: str, turn_id: str) -> SessionView:
+        params = {"sessionId": session_id, "turnId": turn_id}
+        return _view_of(_object(await self._call(self._p.SESSION_FORK, params)))
+
+    async def tasks(self, session_id: str) -> list[dict[str, Any]]:
+        answer = _object(await self._call(self._p.TASK_LIST, {"sessionId": session_id}))
+        return [dict(t) for t in answer.get("tasks") or [] if isinstance(t, dict)]
+
+    async def task(self, session_id: str, task_id: str) -> dict[str, Any]:
+        params = {"sessionId": session_id, "taskId": task_id}
+        return _object(await self._call(self._p.TASK_STATUS, params))
+
+    async def cancel_task(self, session_id: str, task_id: str) -> bool:
+        params = {"sessionId": session_id, "taskId": task_id}
+        answer = _object(await self._call(self._p.TASK_CANCEL, params))
+        return bool(answer.get("cancelled"))
+
+
+def _object(answer: Any) -> dict[str, Any]:
+    """A host's answer as a JSON object ({} for anything else)."""
+    return dict(answer) if isinstance(answer, dict) else {}

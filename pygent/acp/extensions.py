@@ -1,45 +1,32 @@
 """Pygent-only features as ACP extension methods (``_pygent/...``).
 
 ACP reserves method names that start with ``_`` for extensions. Each method here calls
-the session service (or the session's own checkpoints) and answers a plain JSON object:
+the session backend (:mod:`pygent.acp.backend`, in this process or a host) and answers a plain JSON object:
 
 - ``_pygent/changes`` ``{sessionId, diffs?}``: the change set not yet in the folder.
 - ``_pygent/apply`` ``{sessionId, paths?}`` / ``_pygent/discard``: write it to the folder,
   or drop it (all of it, or the given workspace-relative paths).
-- ``_pygent/timeline`` ``{sessionId}``: the per-turn workspace checkpoints.
-- ``_pygent/rewind`` ``{sessionId, checkpointId, deleteNew?}``: restore the sandbox's files
-  to a checkpoint (not while a turn runs).
+- ``_pygent/timeline`` ``{sessionId}``: the session's turns (``pygent/session/timeline``).
+- ``_pygent/rewind`` ``{sessionId, turnId, files?, conversation?}``: go back to before a turn
+  (not while a turn runs); ``_pygent/redo`` ``{sessionId}`` undoes it; ``_pygent/fork``
+  ``{sessionId, turnId}``: a new session as it was before that turn.
 - ``_pygent/tasks``, ``_pygent/task/result`` ``{sessionId, taskId}``, ``_pygent/task/cancel``:
   delegated tasks.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from acp import RequestError
 
-from pygent.acp.backend import camel
-from pygent.errors import PygentError, SessionBusyError
+from pygent.errors import SessionBusyError
 
 if TYPE_CHECKING:
     from pygent.acp.agent import PygentAcpAgent
-    from pygent.service import SessionService
 
 Handler = Callable[["PygentAcpAgent", dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-def _service(agent: PygentAcpAgent) -> SessionService:
-    """The in-process service; these extensions are not served for a host's sessions."""
-    if agent.service is None:
-        raise PygentError(
-            "the timeline and task extensions (_pygent/timeline, rewind, tasks, task/...) "
-            "are not available for the sessions of a session host (pygent serve) yet",
-            hint="use them from the editor or pygent attach, or run pygent acp --in-process",
-        )
-    return agent.service
 
 
 def _str(params: dict[str, Any], key: str) -> str:
@@ -63,8 +50,7 @@ async def _idle(agent: PygentAcpAgent, session_id: str, then: str) -> None:
         raise SessionBusyError(f"session {session_id} is running a turn", hint=then)
 
 
-# The change set is served by either backend (a host's too); the rest needs the
-# in-process service.
+# Every extension is served by either backend (a host's sessions too).
 
 
 async def _changes(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
@@ -87,50 +73,53 @@ async def _discard(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, A
     return {"discarded": await agent.backend.discard(session_id, _paths(params))}
 
 
-def _checkpoints(agent: PygentAcpAgent, session_id: str) -> Any:
-    checkpoints = _service(agent).get(session_id).agent.checkpoints
-    if checkpoints is None:
-        raise PygentError(
-            f"session {session_id} keeps no checkpoints",
-            hint="checkpoints are kept for saved sessions",
-        )
-    return checkpoints
+def _flag(params: dict[str, Any], key: str, default: bool) -> bool:
+    value = params.get(key, default)
+    if not isinstance(value, bool):
+        raise RequestError(-32602, f"Invalid params: {key} must be true or false")
+    return value
 
 
 async def _timeline(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
-    checkpoints = _checkpoints(agent, _str(params, "sessionId"))
-    listed = await asyncio.to_thread(checkpoints.list)
-    return {"checkpoints": [camel(c) for c in listed]}
+    return await agent.backend.timeline(_str(params, "sessionId"))
 
 
 async def _rewind(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
     session_id = _str(params, "sessionId")
-    ident = _str(params, "checkpointId")
-    if _service(agent).get(session_id).busy:
-        raise SessionBusyError(
-            f"session {session_id} is running a turn",
-            hint="cancel it (session/cancel) before rewinding",
-        )
-    checkpoints = _checkpoints(agent, session_id)
-    report = await asyncio.to_thread(
-        checkpoints.restore, ident, delete_new=bool(params.get("deleteNew", False))
+    await _idle(agent, session_id, "cancel it (session/cancel) before rewinding")
+    return await agent.backend.rewind(
+        session_id,
+        _str(params, "turnId"),
+        files=_flag(params, "files", True),
+        conversation=_flag(params, "conversation", True),
     )
-    return camel(report)
+
+
+async def _redo(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
+    session_id = _str(params, "sessionId")
+    await _idle(agent, session_id, "cancel it (session/cancel) before redoing")
+    return await agent.backend.redo(session_id)
+
+
+async def _fork(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
+    session_id = _str(params, "sessionId")
+    await _idle(agent, session_id, "fork it once the turn has ended")
+    view = await agent.backend.fork(session_id, _str(params, "turnId"))
+    return {"sessionId": view.id}
 
 
 async def _tasks(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
-    return {"tasks": [camel(t) for t in _service(agent).list_tasks(_str(params, "sessionId"))]}
+    return {"tasks": await agent.backend.tasks(_str(params, "sessionId"))}
 
 
 async def _task_result(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
-    session_id, task_id = _str(params, "sessionId"), _str(params, "taskId")
-    info = _service(agent).task_info(session_id, task_id)
-    return {"task": camel(info), "result": _service(agent).task_result(session_id, task_id)}
+    info = await agent.backend.task(_str(params, "sessionId"), _str(params, "taskId"))
+    return {"task": info, "result": str(info.get("result") or "")}
 
 
 async def _task_cancel(agent: PygentAcpAgent, params: dict[str, Any]) -> dict[str, Any]:
     session_id, task_id = _str(params, "sessionId"), _str(params, "taskId")
-    return {"cancelled": await asyncio.to_thread(_service(agent).cancel_task, session_id, task_id)}
+    return {"cancelled": await agent.backend.cancel_task(session_id, task_id)}
 
 
 METHODS: dict[str, Handler] = {
@@ -139,6 +128,8 @@ METHODS: dict[str, Handler] = {
     "pygent/discard": _discard,
     "pygent/timeline": _timeline,
     "pygent/rewind": _rewind,
+    "pygent/redo": _redo,
+    "pygent/fork": _fork,
     "pygent/tasks": _tasks,
     "pygent/task/result": _task_result,
     "pygent/task/cancel": _task_cancel,

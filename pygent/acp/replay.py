@@ -8,12 +8,14 @@ as a ``tool_call`` followed by a ``tool_call_update`` with its result.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from acp import schema as s
 
+from pygent import events as ev
 from pygent.acp.updates import CALL_STATUS, SessionUpdates, Update, call_title, text_block
+from pygent.compaction import ReplayMarker, replay_markers
 
 #: A replayed tool result is cut to its tail, as a live one is.
 RESULT_TAIL_CHARS = 4000
@@ -38,9 +40,24 @@ def _images(content: Any) -> Iterator[tuple[str, str]]:
             yield head[len("data:") :], data
 
 
-def history_updates(history: list[dict[str, Any]], updates: SessionUpdates) -> Iterator[Update]:
-    """The updates that show ``history`` (without its system message) to a client."""
-    for message in history:
+def _compaction(marker: ReplayMarker) -> ev.Compaction:
+    """A recorded compaction as the event a live one sends."""
+    return ev.Compaction(
+        automatic=marker.automatic, summary=marker.summary, replaced=marker.replaced,
+        tokens_before=marker.tokens_before, tokens_after=marker.tokens_after, focus=marker.focus,
+    )
+
+
+def history_updates(
+    history: list[dict[str, Any]], updates: SessionUpdates, compactions: Sequence[Any] = ()
+) -> Iterator[Update]:
+    """The updates that show ``history`` (without its system message) to a client, with
+    the history file's ``compactions`` (its markers) where they were made, shown as a
+    live compaction is."""
+    markers = replay_markers(compactions, history)
+    for index, message in enumerate(history):
+        while markers and markers[0].position <= index:
+            yield from updates.updates(_compaction(markers.pop(0)))
         role = message.get("role")
         if role == "user":
             text = _text(message.get("content"))
@@ -93,3 +110,5 @@ def history_updates(history: list[dict[str, Any]], updates: SessionUpdates) -> I
                 if output
                 else None,
             )
+    for marker in markers:  # a compaction after the last message (/compact at the end)
+        yield from updates.updates(_compaction(marker))

@@ -391,6 +391,27 @@ class SessionUpdates:
             )
         ]
 
+    def _on_compaction(self, event: ev.Compaction) -> list[Update]:
+        # ACP has no compaction update: a thought, as the other front ends show a marker.
+        # A failed one is not repeated: its notice (a warning or error thought) says why.
+        if event.task_id or not event.ok:
+            return []
+        how = "automatically " if event.automatic else ""
+        focus = f" (focus: {event.focus})" if event.focus else ""
+        text = (
+            f"Conversation {how}compacted: {event.replaced} older message(s) summarised"
+            f"{focus}.\nSummary: {event.summary}\n"
+        )
+        meta = {"automatic": event.automatic, "replaced": event.replaced,
+                "tokensBefore": event.tokens_before, "tokensAfter": event.tokens_after}
+        return [
+            s.AgentThoughtChunk(
+                session_update="agent_thought_chunk",
+                content=text_block(text),
+                field_meta={"pygent": {"compaction": meta}},
+            )
+        ]
+
     def _on_task_status(self, event: ev.TaskStatus) -> list[Update]:
         if not event.task_id:
             return []

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 NO_CLIENT_GRACE = 5.0
 #: How often attachments are looked at while an approval waits (a client may attach).
 ATTACH_POLL = 0.5
+#: How often the live sessions are compared for ``pygent/sessionsChanged`` (cheap: a list of ids).
+SESSIONS_POLL = 0.5
 
 
 def _denied(why: str) -> ApprovalResponse:
@@ -87,6 +89,7 @@ class SharedSessions:
         self._changed: asyncio.Future[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Bind to the running loop, log every session's updates, reap idle sessions."""
@@ -95,6 +98,7 @@ class SharedSessions:
         self._start_pool()
         if self.idle_timeout is not None:
             self._reaper = asyncio.ensure_future(self._reap())
+        self._watcher = asyncio.ensure_future(self._watch_sessions())
 
     def _start_pool(self) -> None:
         """The warm pool (``pool_size`` > 0, an explicit choice): Docker sandboxes for
@@ -113,6 +117,8 @@ class SharedSessions:
         """Cancel every turn and remove every sandbox (the process is stopping)."""
         if self._reaper is not None:
             self._reaper.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
         await self.service.aclose()
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -188,6 +194,25 @@ class SharedSessions:
                 except PygentError as exc:
                     log.warning("closing idle session %s: %s", session_id, exc.user_message())
                 self._idle_since.pop(session_id, None)
+
+    async def _watch_sessions(self) -> None:
+        """Tell every connection when the live sessions change (``pygent/sessionsChanged``):
+        a page open before an editor opened a session lists it without a reload. Sessions
+        open from any connection, a fork, a reaper or a delegated task, so the host watches
+        the list itself rather than every place that changes it."""
+        known = [s.id for s in self.service.sessions]
+        while True:
+            await asyncio.sleep(SESSIONS_POLL)
+            now = [s.id for s in self.service.sessions]
+            if now == known:
+                continue
+            known = now
+            params = p.unstructure(p.SessionsChangedParams(session_ids=now))
+            for server in list(self.servers):
+                try:
+                    server.protocol.notify(p.SESSIONS_CHANGED, params)
+                except Exception as exc:  # a connection going away must not stop the others
+                    log.debug("sessionsChanged to a closing connection: %s", exc)
 
     # --- connections ----------------------------------------------------------------------
 

@@ -106,6 +106,9 @@ SESSION_UPDATE = "pygent/sessionUpdate"
 #: Request: ask the user to approve a tool call (``RequestPermissionParams`` ->
 #: ``RequestPermissionResult``).
 REQUEST_PERMISSION = "pygent/requestPermission"
+#: Notification: the live sessions changed (one opened, forked or closed), sent by a
+#: session host to every connection so a page lists a session an editor opened later.
+SESSIONS_CHANGED = "pygent/sessionsChanged"
 
 #: Served only by a session host (``pygent serve``) for ``pygent sessions`` and
 #: ``pygent serve --status``: its live sessions and attached clients (see docs/host.md).
@@ -822,6 +825,13 @@ class SessionUpdateParams:
     update: ev.Event  # one of ev.SESSION_EVENTS
 
 
+@attrs.define
+class SessionsChangedParams:
+    """``pygent/sessionsChanged``: the ids of the live sessions now (list them for more)."""
+
+    session_ids: list[str]
+
+
 # --- server -> client: permission requests -------------------------------------------------------
 
 
@@ -915,7 +925,10 @@ SIGNATURES: dict[str, tuple[type, type]] = {
     REQUEST_PERMISSION: (RequestPermissionParams, RequestPermissionResult),
 }
 #: Notification -> params type.
-NOTIFICATIONS: dict[str, type] = {SESSION_UPDATE: SessionUpdateParams}
+NOTIFICATIONS: dict[str, type] = {
+    SESSION_UPDATE: SessionUpdateParams,
+    SESSIONS_CHANGED: SessionsChangedParams,
+}
 
 
 # --- the converter --------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ async def test_docker_cow_review_and_sigterm_cleanup(
         changes = await agent.conn.ext_method("pygent/changes", {"sessionId": sid})
         assert [c["path"] for c in changes["changes"]] == ["made.txt"]
         timeline = await agent.conn.ext_method("pygent/timeline", {"sessionId": sid})
-        assert timeline["checkpoints"]
+        assert [t["prompt"] for t in timeline["turns"]] == ["make a file"]
         applied = await agent.conn.ext_method("pygent/apply", {"sessionId": sid})
         assert applied["applied"] == ["made.txt"]
         assert (folder / "made.txt").read_text() == "in-docker\n"

@@ -189,12 +189,30 @@ async def test_editor_session_loaded_in_acp(
             await _wait(lambda: editor.text(sid).endswith("second answer"))
             sent = openai_server.chat_requests[-1].body["messages"]
             assert [m["content"] for m in sent if m["role"] == "user"] == ["hi", "again"]
-            # The timeline extensions are refused with a clear error for a host's session.
+            # The timeline extensions go through the host: the turns, and a rewind that
+            # the editor (an LSP client of the host) sees too.
+            timeline = await agent.conn.ext_method("pygent/timeline", {"sessionId": sid})
+            assert [t["prompt"] for t in timeline["turns"]] == ["hi", "again"]
+            second = timeline["turns"][1]["turnId"]
+            rewound = await agent.conn.ext_method(
+                "pygent/rewind", {"sessionId": sid, "turnId": second, "files": False}
+            )
+            assert rewound["conversation"] and rewound["messagesRemoved"] >= 2
+            assert rewound["canRedo"]
+            seen = await editor.client.request("pygent/session/timeline", {"sessionId": sid})
+            assert [t["prompt"] for t in seen["turns"]] == ["hi"] and seen["canRedo"]
+            openai_server.add_text("after the rewind")
+            await agent.prompt(sid, "instead")
+            sent = openai_server.chat_requests[-1].body["messages"]
+            assert [m["content"] for m in sent if m["role"] == "user"] == ["hi", "instead"]
+            # Bad params: a clear error, not a traceback.
             from acp import RequestError
 
             with pytest.raises(RequestError) as error:
-                await agent.conn.ext_method("pygent/timeline", {"sessionId": sid})
-            assert "session host" in str(error.value)
+                await agent.conn.ext_method("pygent/rewind", {"sessionId": sid})
+            assert "turnId" in str(error.value)
+            tasks = await agent.conn.ext_method("pygent/tasks", {"sessionId": sid})
+            assert tasks == {"tasks": []}
             assert check_frames(agent) > 5
     finally:
         await editor.client.aclose()

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from pygent.lsp import host_socket as hs
 from pygent.lsp import protocol as p
 from tests.host.conftest import SERVE
 from tests.openai_server import ScriptedOpenAIServer
-from tests.web.conftest import rpc_page
+from tests.web.conftest import browser, rpc_page  # noqa: F401 (browser: a fixture)
+from tests.web.test_ui_browser import open_ui
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -133,3 +135,36 @@ def test_a_bad_port_is_refused(value: str, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "pygent", "serve", "--websocket", value],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "not a port" in done.stderr
+
+
+def test_the_page_lists_sessions_opened_and_closed_after_it_loaded(
+    start_host: Any,
+    editors: list,
+    openai_server: ScriptedOpenAIServer,
+    browser: Any,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """The page is open first; an editor then opens a session and closes it: the page's
+    session picker follows both without a reload (``pygent/sessionsChanged``)."""
+    host = start_host("--websocket", "0")
+    page = _page(host)
+    open_ui(browser, page.url)
+    assert browser.count("select.session-picker option[value^='2']") == 0
+
+    editor = host.editor("editor", openai_server)
+    editors.append(editor)
+    sid = editor.new_session(runtime="local")
+    option = f'select.session-picker option[value="{sid}"]'
+    browser.wait(option, state="attached", timeout=30)  # no reload: the host told the page
+    assert "(saved)" not in browser.call(
+        "evaluate", expression=f"document.querySelector('{option}').textContent"
+    )
+
+    closing = editor.start(p.SESSION_CLOSE, {"sessionId": sid})
+    assert "error" not in editor.reply(closing, 60)
+    # Closed: the page shows it as a saved session (or no longer lists it), never as live.
+    shown = f"(() => {{ const o = document.querySelector('{option}'); return o ? o.textContent : null; }})()"
+    deadline = time.monotonic() + 30
+    while (label := browser.call("evaluate", expression=shown)) is not None and "(saved)" not in label:
+        assert time.monotonic() < deadline, f"the page still lists {sid} as live: {label!r}"
+        time.sleep(0.2)
+    assert host.stop() == 0

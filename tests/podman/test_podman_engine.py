@@ -174,7 +174,10 @@ async def test_limits_apply_or_their_absence_is_said(make: Make, podman: PodmanE
                                  "grep -c 'fork'; read n </sys/fs/cgroup/pids/pids.current; echo $n",
                                  timeout=60)
         refused, current = (int(x) for x in bomb.stdout.split())
-        assert refused > 0 and current <= 64, bomb
+        # pids.max holds back forks, not migrations: each `podman exec` process is moved
+        # into the container's cgroup and may take it a few past the limit (cgroup v1's
+        # pids controller), so the check allows those few.
+        assert refused > 0 and current <= 64 + 8, bomb
     elif v1:
         problem = backend.engine.limits_problem
         assert problem is not None and "cgroup v1" in problem and "memory" in problem

@@ -28,11 +28,9 @@ def tree_sum(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def test_rewind_control_undoes_rm_rf_and_redoes_it(
-    start_ui: StartUi, browser: Browser, openai_server: ScriptedOpenAIServer, project: Path
-) -> None:
-    openai_server.add_tool_call("bash", {"cmd": "cd /workspace && rm -rf * && ls -A | wc -l"})
-    openai_server.add_text("Everything is gone.")
+def remove_every_file(start_ui: StartUi, browser: Browser, project: Path) -> str:
+    """A Docker copy-on-write `pygent ui` over ``project`` whose first turn (the model's
+    scripted `rm -rf *`) has run; returns the folder's checksum from before it."""
     before = tree_sum(project)
     ui = start_ui(["--folder", str(project), "--docker", "--no-confirm-bash"],
                   env={"PYGENT_IMAGE": TEST_IMAGE, "PYGENT_USE_DOCKER": "1"})
@@ -40,6 +38,15 @@ def test_rewind_control_undoes_rm_rf_and_redoes_it(
     send_prompt(browser, "Remove every file")
     browser.wait_text(".msg.assistant", "Everything is gone.", timeout=120)
     browser.wait("article.card.tool.status-completed")
+    return before
+
+
+def test_rewind_control_undoes_rm_rf_and_redoes_it(
+    start_ui: StartUi, browser: Browser, openai_server: ScriptedOpenAIServer, project: Path
+) -> None:
+    openai_server.add_tool_call("bash", {"cmd": "cd /workspace && rm -rf * && ls -A | wc -l"})
+    openai_server.add_text("Everything is gone.")
+    before = remove_every_file(start_ui, browser, project)
 
     # The control on the prompt shows what a rewind would restore, before doing anything.
     browser.call("click", selector=REWIND)
@@ -62,3 +69,40 @@ def test_rewind_control_undoes_rm_rf_and_redoes_it(
     # The change set is the rm -rf again, ready to review.
     browser.wait_text("details.changes", "README.md", timeout=30)
     assert tree_sum(project) == before
+
+
+def test_fork_from_a_prompt_starts_a_session_as_before_it(
+    start_ui: StartUi, browser: Browser, openai_server: ScriptedOpenAIServer, project: Path
+) -> None:
+    """Fork on the prompt of a turn that removed every file: a new session whose sandbox
+    still has the files (the model lists them there), while the original keeps its change."""
+    openai_server.add_tool_call("bash", {"cmd": "cd /workspace && rm -rf * && ls -A | wc -l"})
+    openai_server.add_text("Everything is gone.")
+    openai_server.add_tool_call("bash", {"cmd": "cd /workspace && ls"})
+    openai_server.add_text("Listed them.")
+    before = remove_every_file(start_ui, browser, project)
+    active = "document.querySelector('select.session-picker').value"
+    original = browser.call("evaluate", expression=active)
+
+    browser.call("click", selector=REWIND)
+    browser.wait(f'{PANEL} button[data-rewind="fork"]')
+    browser.call("click", selector=f'{PANEL} button[data-rewind="fork"]')
+    browser.wait_text(".notice", "Forked before “Remove every file”", timeout=120)
+    forked = browser.call("evaluate", expression=active)
+    assert forked and forked != original
+    assert browser.count(".msg.user") == 0  # the fork's log stops before that prompt
+    browser.screenshot("fork-1-new-session")
+
+    # In the fork the files are there again: its sandbox is as it was before the turn.
+    send_prompt(browser, "List the files")
+    browser.wait_text(".msg.assistant", "Listed them.", timeout=120)
+    browser.wait_text("article.card.tool.status-completed", "app.py", timeout=30)
+    assert "README.md" in browser.texts("article.card.tool.status-completed")[0]
+    browser.screenshot("fork-2-files-back")
+
+    # The original is unchanged: its prompt, and the removal still in its change set.
+    browser.call("select", selector="select.session-picker", value=original)
+    browser.wait_text(".msg.user .bubble", "Remove every file", timeout=30)
+    browser.wait_text("details.changes", "README.md", timeout=30)
+    assert browser.count(".msg.user") == 1
+    assert tree_sum(project) == before  # copy-on-write: the real folder was never written

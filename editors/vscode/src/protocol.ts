@@ -73,6 +73,8 @@ export const WORKSPACE_DIAGNOSTICS = 'pygent/workspace/diagnostics';
 export const MCP_STATUS = 'pygent/mcp/status';
 /** Notification (server -> client): {@link SessionUpdateParams}. */
 export const SESSION_UPDATE = 'pygent/sessionUpdate';
+/** Notification (server -> client): {@link SessionsChangedParams}. */
+export const SESSIONS_CHANGED = 'pygent/sessionsChanged';
 /**
  * Request (server -> client): {@link RequestPermissionParams} -> {@link RequestPermissionResult}.
  */
@@ -796,6 +798,11 @@ export interface SessionUpdateParams {
   sessionId: string;
   seq: number;
   update: SessionUpdate;
+}
+
+/** `pygent/sessionsChanged`: the ids of the live sessions now (list them for more). */
+export interface SessionsChangedParams {
+  sessionIds: string[];
 }
 
 /**

@@ -41,6 +41,7 @@ import {
   SESSION_REWIND,
   SESSION_TIMELINE,
   SESSION_UPDATE,
+  SESSIONS_CHANGED,
   TASK_CANCEL,
   TASK_STATUS,
   WORKSPACE_APPLY,
@@ -181,6 +182,9 @@ export class ChatController {
       closed: (id, outcome) => this.post({ type: 'approvalClosed', id, outcome }),
     });
     deps.server.onNotification(SESSION_UPDATE, (params) => this.onSessionUpdate(params));
+    // A session host tells every client when its sessions change (an editor opened one
+    // after this page loaded, one was closed): list them again rather than wait for a reload.
+    deps.server.onNotification(SESSIONS_CHANGED, () => void this.refreshSessions());
     deps.server.onRequest(REQUEST_PERMISSION, (params, token) => this.onPermissionRequest(params, token));
     deps.server.onDidChangeState((state) => this.onServerState(state));
   }
