@@ -625,8 +625,9 @@ class Agent:
         if stop is not None:
             return stop
         reply = await self._call_model(state)
-        if self.context_window is None:  # deferred by _before_call: its stream is over now
-            await self._window()
+        deferred = self.context_window is None
+        if deferred:  # deferred by _before_call: its stream is over now
+            await self._window(announce=False)
         state.steps += 1
         msg = reply.message
         dropped = self._screen_calls(msg)
@@ -636,6 +637,8 @@ class Agent:
         self._append(msg.to_dict())
         if text:
             self._emit(ev.MessageDone, text=text)
+        if deferred:  # after the reply: a notice inside it would split the streamed text
+            self._announce_window()
         calls = msg.tool_calls or []
         if not calls:
             if reply.finish_reason == "length":
@@ -754,17 +757,24 @@ class Agent:
             self.compacted = None  # the history was rewound or replaced since
         return cx.request_view(self.history, self.compacted)
 
-    async def _window(self) -> ContextWindow:
+    async def _window(self, announce: bool = True) -> ContextWindow:
         if self.context_window is None:
             window = await resolve_window(self.settings.context_window, self.model, self.model_name)
             self.context_window = window
             self.usage.context_window = window.tokens
-            if window.guessed and first_guess(self.model_name, str(getattr(self.model, "base_url", ""))):
-                self._emit(ev.Notice, level="info",
-                           text=f"the context window of {self.model_name} is not known; assuming "
-                                f"{window.tokens:,} tokens (set PYGENT_CONTEXT_WINDOW or "
-                                "context_window in pygent.toml)")
+            if announce:
+                self._announce_window()
         return self.context_window
+
+    def _announce_window(self) -> None:
+        """Say once per model and server that its window is a guess."""
+        window = self.context_window
+        if window is not None and window.guessed and first_guess(
+                self.model_name, str(getattr(self.model, "base_url", ""))):
+            self._emit(ev.Notice, level="info",
+                       text=f"the context window of {self.model_name} is not known; assuming "
+                            f"{window.tokens:,} tokens (set PYGENT_CONTEXT_WINDOW or "
+                            "context_window in pygent.toml)")
 
     def _tools_tokens(self) -> int:
         return cx.tools_tokens([t.schema() for t in self._active_tools()])
