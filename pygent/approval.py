@@ -83,6 +83,29 @@ class ApprovalRequest:
     always: tuple[str, ...] = ()  # what "always allow" would allow: ("git status",)
 
 
+def request_from_wire(params: Any) -> ApprovalRequest:
+    """The request a host's ``pygent/approval/request`` carries (its camelCase params);
+    options that are not ours are dropped, and none left means allow/reject once."""
+    params = params if isinstance(params, dict) else {}
+    call = params.get("toolCall") if isinstance(params.get("toolCall"), dict) else {}
+    offered = []
+    for option in params.get("options") or ():
+        try:
+            offered.append(ApprovalOption(option.get("optionId")))
+        except (ValueError, TypeError, AttributeError):
+            continue  # an option of a newer host: not offered here
+    return ApprovalRequest(
+        session_id=str(params.get("sessionId", "")),
+        call_id=str(call.get("callId", "")),
+        tool=str(call.get("tool", "")),
+        arguments=dict(call.get("arguments") or {}),
+        preview=str(call.get("preview", "")),
+        reason=str(params.get("reason", "")),
+        task_id=params.get("taskId"),
+        options=tuple(offered) or (ApprovalOption.ALLOW_ONCE, ApprovalOption.REJECT_ONCE),
+    )
+
+
 @dataclass(frozen=True)
 class ApprovalResponse:
     """An answer. ``message`` goes to the model; ``automatic`` is True when no person

@@ -28,7 +28,7 @@ from pygent import events as ev
 from pygent.acp.replay import history_updates
 from pygent.acp.updates import SessionUpdates, Update
 from pygent.agent import TurnResult
-from pygent.approval import ApprovalOption, ApprovalRequest, Approver
+from pygent.approval import Approver, request_from_wire
 from pygent.errors import (
     ParamsError,
     PygentError,
@@ -426,22 +426,7 @@ class HostBackend:
             listener(event)
 
     async def _on_permission(self, params: Any) -> dict[str, Any]:
-        params = params if isinstance(params, dict) else {}
-        call = params.get("toolCall") if isinstance(params.get("toolCall"), dict) else {}
-        offered = []
-        for option in params.get("options") or ():
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                offered.append(ApprovalOption(option.get("optionId")))
-        request = ApprovalRequest(
-            session_id=str(params.get("sessionId", "")),
-            call_id=str(call.get("callId", "")),
-            tool=str(call.get("tool", "")),
-            arguments=dict(call.get("arguments") or {}),
-            preview=str(call.get("preview", "")),
-            reason=str(params.get("reason", "")),
-            task_id=params.get("taskId"),
-            options=tuple(offered) or (ApprovalOption.ALLOW_ONCE, ApprovalOption.REJECT_ONCE),
-        )
+        request = request_from_wire(params)
         answer = await self.approver_factory(request.session_id).request_approval(request)
         result: dict[str, Any] = {"optionId": answer.option.value}
         if answer.message:

@@ -24,7 +24,7 @@ from pygent import events as ev
 from pygent.lsp.client import ConnectionLost, RpcClient, RpcError
 
 if TYPE_CHECKING:  # imported where used: the approval policy is not needed to show a screen
-    from pygent.approval import ApprovalOption
+    pass
 
 #: What the prompt says while attached, so it is not mistaken for a REPL of one's own.
 PROMPT = "attached> "
@@ -110,16 +110,6 @@ def _preload() -> None:
         import pygent.repl.update_reader  # noqa: F401
 
 
-def _wire_options(options: Any) -> tuple[ApprovalOption, ...]:
-    from pygent.approval import ApprovalOption
-
-    offered = []
-    for option in options or ():
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            offered.append(ApprovalOption(option.get("optionId")))
-    return tuple(offered) or (ApprovalOption.ALLOW_ONCE, ApprovalOption.REJECT_ONCE)
-
-
 class Attached:
     """One terminal attached to one live session of the host."""
 
@@ -195,19 +185,9 @@ class Attached:
 
     async def on_permission(self, params: Any) -> dict[str, Any]:
         """A tool call to approve: asked here like the REPL asks (first answer wins)."""
-        from pygent.approval import ApprovalRequest
+        from pygent.approval import request_from_wire
 
-        call = params.get("toolCall") or {}
-        request = ApprovalRequest(
-            session_id=str(params.get("sessionId", "")),
-            call_id=str(call.get("callId", "")),
-            tool=str(call.get("tool", "")),
-            arguments=dict(call.get("arguments") or {}),
-            preview=str(call.get("preview", "")),
-            reason=str(params.get("reason", "")),
-            task_id=params.get("taskId"),
-            options=_wire_options(params.get("options")),
-        )
+        request = request_from_wire(params)
         self._interrupt_input()
         task = asyncio.current_task()
         if task is not None:
