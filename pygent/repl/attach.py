@@ -188,7 +188,10 @@ class Attached:
         from pygent.approval import request_from_wire
 
         request = request_from_wire(params)
-        self._interrupt_input()
+        # The prompt's line editor must be gone before the question's starts: two
+        # prompt_toolkit applications on one terminal race for stdin, and the first one's
+        # teardown can unhook the second's reader (the answer typed is then never read).
+        await self._input_stopped()
         task = asyncio.current_task()
         if task is not None:
             self._asking[request.call_id] = task
@@ -222,6 +225,11 @@ class Attached:
     def _interrupt_input(self) -> None:
         if self._input is not None and not self._input.done():
             self._input.cancel()
+
+    async def _input_stopped(self) -> None:
+        self._interrupt_input()
+        if self._input is not None:
+            await asyncio.wait({self._input})
 
     async def _request(self, method: str, params: Any) -> Any:
         try:
