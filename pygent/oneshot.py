@@ -174,7 +174,7 @@ class OneShot:
             )
             self.session = self.service.open_blocking(
                 SessionOptions(
-                    approval_mode=self.settings.effective_approval_mode(), sync_mode="none"
+                    approval_mode=self.settings.chosen_approval_mode(), sync_mode="none"
                 ),
                 resume_id=self.startup.resume_id if self.settings.history_file is None else None,
                 runtime=runtime,

@@ -849,15 +849,7 @@ class SessionService:
 
     @staticmethod
     def _save_mode(session: Session) -> None:
-        """Keep the approval mode with the saved session, whichever front end changed it:
-        reopening the session (any front end, after a restart) restores it."""
-        store = session.agent.history_store
-        if store is None:
-            return
-        try:
-            store.set_meta(SAVED_MODE_KEY, session.agent.policy.mode)
-        except (PygentError, OSError) as exc:  # the mode still applies; only saving failed
-            log.warning("the approval mode of session %s is not saved: %s", session.id, exc)
+        save_approval_mode(session.agent)
 
     def tools(self, session_id: str) -> list[ToolState]:
         agent = self.get(session_id).agent
@@ -1068,3 +1060,16 @@ __all__ = [
     "build_agent",
     "folder_path",
 ]
+
+
+def save_approval_mode(agent: Agent) -> None:
+    """Keep the approval mode with the saved session, whichever front end changed it
+    (``update_settings``, the REPL's ``/confirm-bash``): reopening the session (any
+    front end, after a restart) restores it unless the user chooses a mode then."""
+    store = agent.history_store
+    if store is None:
+        return
+    try:
+        store.set_meta(SAVED_MODE_KEY, agent.policy.mode)
+    except (PygentError, OSError) as exc:  # the mode still applies; only saving failed
+        log.warning("the approval mode of %s is not saved: %s", store.path, exc)

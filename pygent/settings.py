@@ -99,6 +99,9 @@ class Settings:
     mcp_servers: list[Any] = field(default_factory=list, repr=False)
     config_files: list[Path] = field(default_factory=list)  # the TOML files that were read
     warnings: list[str] = field(default_factory=list)
+    #: The fields a source set (a config file, a variable, a flag): the rest are defaults.
+    #: A resumed session keeps its own approval mode unless the user chose one now.
+    chosen: set[str] = field(default_factory=set)
 
     @property
     def request_options(self) -> RequestOptions:
@@ -127,11 +130,18 @@ class Settings:
             return "never"
         return self.approval_mode
 
+    def chosen_approval_mode(self) -> str | None:
+        """The approval mode if the user chose one (flag, variable, config file), else
+        ``None``: a resumed session then keeps the mode it was left in."""
+        if self.chosen & {"approval_mode", "confirm_bash"}:
+            return self.effective_approval_mode()
+        return None
+
     def public_dict(self) -> dict[str, Any]:
         """Settings without secrets, JSON-ready (for /save and the editors)."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name in ("api_key", "warnings", "config_files"):
+            if f.name in ("api_key", "warnings", "config_files", "chosen"):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, Path):
@@ -652,5 +662,6 @@ def load_settings(
     values.update(_override_layer(overrides or {}))
     for key, value in values.items():
         setattr(settings, key, value)
+    settings.chosen = set(values)
     settings.warnings = warnings
     return settings

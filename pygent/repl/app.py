@@ -160,9 +160,8 @@ class Repl:
         self.service = SessionService(
             self.settings, approver_factory=lambda _session_id: self.approver, model=model
         )
-        options = SessionOptions(
-            approval_mode=self.settings.effective_approval_mode(), sync_mode="none"
-        )
+        # A resumed session keeps the approval mode it was left in unless one is chosen now.
+        options = SessionOptions(approval_mode=self.settings.chosen_approval_mode(), sync_mode="none")
         resume_id = self.startup.resume_id
         history_file = self.settings.history_file
         meta = {
@@ -183,6 +182,17 @@ class Repl:
         shown = set(self.runtime.notices)  # the banner said these already
         late = [n for n in self.session.notices if n not in shown]
         self._history_warning = "\n".join(f"warning: {n}" for n in late)
+        from pygent.policy import normalize_mode
+
+        if self.agent.policy.mode != normalize_mode(self.settings.effective_approval_mode()):
+            from pygent.repl.banner import describe_approvals
+
+            # The banner said the configured mode; the resumed session kept its own.
+            ask = describe_approvals(self.agent.policy.mode, self.runtime.isolated)
+            self._history_warning = "\n".join(filter(None, [
+                self._history_warning,
+                f"approvals: {ask} (the mode this session was left in; --approval-mode to change)",
+            ]))
         if history_file is None and resume_id is None and self.agent.history_store is not None:
             self._session_dir = self.service.store.path(self.session.id).parent
 

@@ -223,8 +223,11 @@ async def cmd_confirm_bash(ctx: ReplContext, arg: str) -> None:
         ctx.renderer.error("usage: /confirm-bash [on|off]")
         return
     if choice:
+        from pygent.service import save_approval_mode
+
         policy.mode = "confirm" if choice == "on" else "never"
         ctx.agent.settings.confirm_bash = choice == "on"
+        save_approval_mode(ctx.agent)
     state = "on" if policy.mode == "confirm" else "off"
     ctx.renderer.info(
         f"confirm-bash {state}: approval mode {policy.mode} "

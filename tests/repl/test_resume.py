@@ -109,3 +109,55 @@ def test_the_repl_delegates_a_task(
     term.wait_prompt()
     term.send_line("/exit")
     assert term.wait_exit() == 0
+
+
+def test_a_resumed_session_keeps_the_approval_mode_it_was_left_in(
+    spawn: Any, openai_server: ScriptedOpenAIServer, tmp_path: Path, repl_env: dict[str, str]
+) -> None:
+    """``/confirm-bash on`` is saved with the session: the REPL and ``pygent -p`` resume in
+    it (and say so), while a mode chosen on the command line wins."""
+    import subprocess
+
+    from tests.repl.conftest import pygent_command
+
+    workspace = tmp_path / "ws"
+    openai_server.add_text("hello")
+    term = spawn("-w", str(workspace))
+    term.wait_prompt()
+    term.send_line("hi")
+    term.expect(r"hello")
+    term.wait_prompt()
+    term.send_line("/confirm-bash on")
+    term.expect(r"confirm-bash on: approval mode confirm")
+    term.wait_prompt()
+    term.send_line("/exit")
+    assert term.wait_exit() == 0
+    [session_id] = _sessions(tmp_path / "home")
+
+    term = spawn("--resume", session_id)
+    term.expect(r"every command asks first \(the mode this session was left in")
+    term.wait_prompt()
+    term.send_line("/confirm-bash")
+    term.expect(r"confirm-bash on: approval mode confirm")
+    term.wait_prompt()
+    term.send_line("/exit")
+    assert term.wait_exit() == 0
+
+    def once(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*pygent_command(), "--no-docker", "--continue", *args], env=repl_env,
+            cwd=tmp_path / "cwd", stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=60,
+        )
+
+    # Resumed in "confirm" with no terminal to ask: even `true` is denied.
+    openai_server.add_tool_call("bash", {"cmd": "true"})
+    openai_server.add_text("not allowed")
+    denied = once("-p", "run true")
+    assert "bash denied" in denied.stderr, denied.stderr
+    # A mode chosen now wins over the saved one.
+    openai_server.add_tool_call("bash", {"cmd": "echo ran > proof.txt"})
+    openai_server.add_text("done")
+    ran = once("--approval-mode", "never", "-p", "write the proof")
+    assert ran.returncode == 0, ran.stderr
+    assert (workspace / "proof.txt").read_text() == "ran\n"
