@@ -11,12 +11,21 @@ tried against the whole table. Users add matchers with :func:`matcher_from_confi
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pygent.diagnostics.problem import Problem, Severity, severity_of
+
+log = logging.getLogger(__name__)
+
+#: How long a user's pattern may search one command's output. Users' patterns are
+#: compiled with the ``regex`` module, whose searches take a timeout and release the
+#: GIL: a pattern that backtracks catastrophically (``(a+)+$``) costs this, once, and is
+#: skipped for that output, instead of freezing the language server.
+USER_PATTERN_TIMEOUT = 1.0
 
 #: A parser for a format a single regular expression cannot read: output -> problems
 #: (``command`` and ``tool`` are filled in by :func:`recognise`).
@@ -30,7 +39,8 @@ class Matcher:
     tool: str
     #: Searched in the command line: does this command run the tool?
     commands: re.Pattern[str]
-    pattern: re.Pattern[str] | None = None
+    #: An ``re`` pattern, or for users' matchers a ``regex`` one (same interface).
+    pattern: re.Pattern[str] | Any = None
     parser: Parser | None = None
     #: The severity when the output does not say.
     severity: Severity = "error"
@@ -38,6 +48,8 @@ class Matcher:
     code_severity: Mapping[str, Severity] = field(default_factory=dict)
     #: Where the message ends with the code (pyright's " (reportX)" after its last line).
     code_suffix: re.Pattern[str] | None = None
+    #: Seconds a search of ``pattern`` may take (users' patterns: see USER_PATTERN_TIMEOUT).
+    timeout: float | None = None
 
     def parse(self, output: str, command: str = "") -> Iterator[Problem]:
         """The problems this matcher reads in ``output`` (of ``command``)."""
@@ -47,7 +59,17 @@ class Matcher:
             return
         assert self.pattern is not None
         default = self.severity
-        for m in self.pattern.finditer(output):
+        if self.timeout is None:
+            matches: Iterable[Any] = self.pattern.finditer(output)
+        else:
+            try:  # all at once: a timeout mid-way would leave half a run's problems
+                users: Any = self.pattern  # a ``regex`` pattern: takes a timeout
+                matches = list(users.finditer(output, concurrent=True, timeout=self.timeout))
+            except TimeoutError:
+                log.warning("the %s matcher's pattern took over %ss on the output of %r: "
+                            "skipped (simplify the pattern)", self.tool, self.timeout, command)
+                return
+        for m in matches:
             g = m.groupdict()
             code = g.get("code") or ""
             message = g["message"]
@@ -294,10 +316,13 @@ def matcher_from_config(entry: Mapping[str, Any]) -> Matcher:
     tool = str(entry.get("tool") or "").strip()
     if not re.fullmatch(r"[\w.+-]{1,40}", tool):
         raise ValueError(f"matcher tool {tool!r}: expected a short name (letters, digits, _.+-)")
+    import regex  # only for users' patterns: see USER_PATTERN_TIMEOUT
+
     try:
-        pattern = _re(str(entry.get("pattern") or ""))
+        # ``regex`` reads Python's syntax (V0), so a pattern means what it means in ``re``.
+        pattern = regex.compile(str(entry.get("pattern") or ""), regex.MULTILINE)
         commands = _cmd(str(entry.get("command") or re.escape(tool)))
-    except re.error as exc:
+    except (re.error, regex.error) as exc:
         raise ValueError(f"matcher {tool!r}: bad regular expression: {exc}") from None
     missing = {"file", "line", "message"} - set(pattern.groupindex)
     if missing:
@@ -307,7 +332,7 @@ def matcher_from_config(entry: Mapping[str, Any]) -> Matcher:
         raise ValueError(
             f"matcher {tool!r}: severity {severity!r} is not error/warning/information/hint"
         )
-    return Matcher(tool, commands, pattern, severity=severity)
+    return Matcher(tool, commands, pattern, severity=severity, timeout=USER_PATTERN_TIMEOUT)
 
 
 @dataclass(frozen=True)

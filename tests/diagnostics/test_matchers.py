@@ -90,6 +90,26 @@ def test_user_matcher_from_config() -> None:
         matcher_from_config({"tool": "x", "pattern": r"(?P<file"})
 
 
+def test_a_user_pattern_that_backtracks_forever_is_skipped_not_hung(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # (a|aa)+b against a long run of "a" with no "b": ~1.6^n steps when backtracking.
+    slow = matcher_from_config({
+        "tool": "slowlint",
+        "pattern": r"^(?P<file>(a|aa)+)b:(?P<line>\d+): (?P<message>.+)$",
+    })
+    fine = matcher_from_config({
+        "tool": "finelint",
+        "pattern": r"^(?P<file>\S+\.py):(?P<line>\d+): (?P<message>.+)$",
+    })
+    output = "a" * 60 + "\nsrc/a.py:3: too clever\n"
+    with caplog.at_level("WARNING"):
+        found = recognise(output, "make lint", (slow, fine))
+    # The other matchers still read the output; the slow one is named in the log.
+    assert [(p.tool, p.path, p.line) for p in found.problems] == [("finelint", "src/a.py", 3)]
+    assert "slowlint" in caplog.text and "simplify the pattern" in caplog.text
+
+
 def test_paths_map_into_the_workspace_only() -> None:
     mapper = PathMapper(["/workspace", "/tmp/sandbox-1"], exists=lambda rel: rel != "gone.py")
     assert mapper.relative("/workspace/src/a.py") == "src/a.py"
