@@ -17,6 +17,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pygent.context_window import CHARS_PER_TOKEN, message_tokens
@@ -59,6 +60,12 @@ class Compacted:
     def applies_to(self, history: Sequence[Any]) -> bool:
         return self.cut <= len(history) and (self.last is None or history[self.cut - 1] is self.last)
 
+    @cached_property
+    def message(self) -> dict[str, Any]:
+        """The summary's message, the same object in every request: its bytes are encoded
+        once (pygent/request_body.py), not at every step."""
+        return summary_message(self.summary)
+
 
 class CompactionError(PygentError):
     """Why a compaction could not be made; the conversation stays as it was."""
@@ -72,12 +79,12 @@ def summary_message(summary: str) -> dict[str, Any]:
 def request_view(history: list[dict[str, Any]], compacted: Compacted | None) -> list[dict[str, Any]]:
     """The messages the next request carries: everything, or system + summary + recent.
 
-    The summary message is built once per compaction by the caller (kept in
-    ``compacted``'s owner) so the request's bytes stay the same between steps.
+    The summary message is built once per compaction (:attr:`Compacted.message`), so
+    the request's bytes stay the same between steps and are encoded once.
     """
     if compacted is None or not compacted.applies_to(history):
         return history
-    return [history[0], summary_message(compacted.summary), *history[compacted.cut:]]
+    return [history[0], compacted.message, *history[compacted.cut:]]
 
 
 def choose_cut(history: Sequence[Mapping[str, Any]], start: int, keep_tokens: int) -> int | None:
