@@ -16,8 +16,13 @@ which asks each session to run one ``bash`` command and then answers "done".
 3. The model server's count of chat requests and of the TCP connections they came on
    (streams read to their end let the model client reuse its connections).
 
+``--trace`` also times each ``session/list`` inside the server
+(``bench/channel_trace/sitecustomize.py``): the client's write to the stdin thread's read,
+the answer, the reply's queueing to the client's read, and how much of each was waiting
+for a CPU or for the GIL, one table per row.
+
 Writes ``bench/results/channel.json`` and the "## Editor channel" section of
-``docs/performance.md``. Usage: ``python bench/bench_channel.py [--quick] [--no-docker]``.
+``docs/performance.md``. Usage: ``python bench/bench_channel.py [--quick] [--no-docker] [--trace]``.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ LINE_AT_A_TIME = f"for i in $(seq {LINES}); do echo $i; done"
 BLOCK = f"seq 1 {LINES}"
 EXPECTED = "".join(f"{i}\n" for i in range(1, LINES + 1))
 SESSIONS = 20
+TRACE_SITE = ROOT / "bench" / "channel_trace"
 
 
 # --- the model: run the command named in the prompt, then answer -------------------------
@@ -90,6 +96,9 @@ class Client:
         self.pending: dict[int, asyncio.Future[Any]] = {}
         #: session id -> [(update, bytes on the wire incl. header), ...]
         self.updates: dict[str, list[tuple[dict[str, Any], int]]] = {}
+        #: ``session/list`` id -> (row, sent, reply read), CLOCK_MONOTONIC ns (--trace)
+        self.list_times: dict[int, tuple[str, int, int]] = {}
+        self.row = ""
         self.reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
@@ -132,10 +141,10 @@ class Client:
         return "".join(u["text"] for u, _ in got), len(got), sum(n for _, n in got)
 
 
-async def start_server(base_url: str, base: Path) -> Client:
+async def start_server(base_url: str, base: Path, trace: Path | None = None) -> Client:
     env = {
         "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(ROOT) if trace is None else f"{TRACE_SITE}{os.pathsep}{ROOT}",
         "HOME": str(base),
         "XDG_DATA_HOME": str(base / "data"),
         "XDG_CONFIG_HOME": str(base / "config"),
@@ -149,6 +158,8 @@ async def start_server(base_url: str, base: Path) -> Client:
     for name in ("DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"):
         if name in os.environ:
             env[name] = os.environ[name]
+    if trace is not None:
+        env["PYGENT_BENCH_TRACE"] = str(trace)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pygent", "lsp", "--stdio", "--log-level", "WARNING",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -234,9 +245,12 @@ def summary(values: list[float], load_before: float) -> dict[str, Any]:
 
 
 async def list_once(client: Client) -> float:
+    msg_id = client.next_id + 1
+    sent = time.monotonic_ns()
     began = time.perf_counter()
     result = await client.request("pygent/session/list", {})
     elapsed = (time.perf_counter() - began) * 1000
+    client.list_times[msg_id] = (client.row, sent, time.monotonic_ns())
     if len(result["sessions"]) != SESSIONS:
         raise RuntimeError(f"expected {SESSIONS} sessions, got {len(result['sessions'])}")
     return elapsed
@@ -283,6 +297,7 @@ async def measure_list(client: Client, quick: bool) -> dict[str, Any]:
     for sid in sids:  # warm: every container has run a command
         await run_command(client, sid, "true")
     phase("idle", client)
+    client.row = "idle"
     load_before = load()
     idle = []
     for _ in range(200 if quick else 1000):
@@ -291,8 +306,10 @@ async def measure_list(client: Client, quick: bool) -> dict[str, Any]:
     idle_figures = summary(idle, load_before)
     # The same turns with a command that prints nothing: what the turns cost by themselves.
     phase("turns running `true`", client)
+    client.row = "turns_true"
     quiet = await rounds_of(client, sids, "true", quick)
     phase("turns streaming", client)
+    client.row = "streaming"
     streaming = await rounds_of(client, sids, BLOCK, quick)
     phase("done", client)
     for sid in sids:
@@ -305,7 +322,52 @@ async def measure_list(client: Client, quick: bool) -> dict[str, Any]:
     }
 
 
-async def run(quick: bool, docker: bool) -> dict[str, Any]:
+#: The parts of a traced ``session/list`` round trip (``--trace``), in the order they happen.
+SEGMENTS = {
+    "to_read": "client's write -> stdin thread has read it",
+    "answer": "stdin thread has read it -> answer queued",
+    "server": "client's write -> answer queued",
+    "server_cpu": "  of which the thread waited for a CPU",
+    "server_run": "  of which it ran the answer",
+    "server_gil": "  the rest: waiting for the GIL",
+    "to_client": "answer queued -> client has read it",
+    "total": "round trip",
+}
+
+
+def breakdown(client: Client, trace: Path) -> dict[str, Any]:
+    """p50/p99 (ms) of each part of the traced round trips, per row."""
+    server: dict[int, list[int]] = {}
+    if trace.exists():
+        for line in trace.read_text().splitlines():
+            fields = [int(x) for x in line.split()]
+            server[fields[0]] = fields[1:]
+    rows: dict[str, dict[str, list[float]]] = {}
+    for msg_id, (row, sent, got) in client.list_times.items():
+        if msg_id not in server:
+            continue
+        read_at, began, ended, cpu_wait, run = server[msg_id]
+        parts = {
+            "to_read": read_at - sent,
+            "answer": ended - read_at,
+            "server": ended - sent,
+            "server_cpu": cpu_wait,
+            "server_run": run,
+            "server_gil": max(0, ended - sent - cpu_wait - run),
+            "to_client": got - ended,
+            "total": got - sent,
+        }
+        for key, ns in parts.items():
+            rows.setdefault(row, {}).setdefault(key, []).append(ns / 1e6)
+    return {
+        row: {"n": len(parts["total"]), **{
+            key: {"p50_ms": round(pct(v, 50), 2), "p99_ms": round(pct(v, 99), 2)}
+            for key, v in parts.items()}}
+        for row, parts in rows.items()
+    }  # fmt: skip
+
+
+async def run(quick: bool, docker: bool, trace: bool = False) -> dict[str, Any]:
     context = multiprocessing.get_context("fork")
     urls = context.Queue()
     stop = context.Event()
@@ -314,7 +376,8 @@ async def run(quick: bool, docker: bool) -> dict[str, Any]:
     try:
         base_url = urls.get(timeout=30)
         with tempfile.TemporaryDirectory(prefix="pygent-bench-channel-") as tmp:
-            client = await start_server(base_url, Path(tmp))
+            trace_file = Path(tmp) / "trace.txt" if trace else None
+            client = await start_server(base_url, Path(tmp), trace_file)
             try:
                 rows = await measure_bytes(client, "local")
                 listing = None
@@ -323,6 +386,8 @@ async def run(quick: bool, docker: bool) -> dict[str, Any]:
                     listing = await measure_list(client, quick)
             finally:
                 await stop_server(client)
+            if listing is not None and trace_file is not None:
+                listing["trace"] = breakdown(client, trace_file)
     finally:
         stop.set()
         try:
@@ -357,6 +422,34 @@ BEFORE = {
     "idle (load average 6.9 at its end)",
 }
 
+#: The 16 KiB pipe and the kept session JSON, in alternating runs of this bench (``--trace``)
+#: on the code of 2026-12-06 17:00 UTC without them and with them, same machine, same hour.
+PIPE_AB = (
+    "The figures before them: 23.54 ms streaming against 2.04 ms idle (load average 4.4). "
+    "In three alternating runs without them and with them (load average 10-17: a shared "
+    "machine), the streaming p99 went from 51.0, 48.1 and 65.7 ms to 28.6, 33.5 and "
+    "46.4 ms, its part from the reply's queueing to the client's read from 27.1, 28.8 and "
+    "35.9 ms to 10.1, 14.3 and 28.1 ms, and the idle p99 from 10.5, 11.9 and 8.8 ms to 6.1, "
+    "6.2 and 6.5 ms. A GIL switch interval of 0.5 ms instead of 1 ms was worse (streaming "
+    "p99 47.9, 45.3 and 29.7 ms against 27.4, 24.3 and 27.9 ms, alternating, load 6-13)."
+)
+
+
+ROWS = (("idle", "idle"), ("turns_true", "`true` turns"), ("streaming", "streaming"))
+
+
+def trace_table(trace: dict[str, Any]) -> str:
+    """The ``--trace`` breakdown as a Markdown table: p50 / p99 (ms) of each part, per row."""
+    present = [(key, label) for key, label in ROWS if key in trace]
+    head = " | ".join(f"{label} p50 / p99 (ms)" for _, label in present)
+    lines = [f"| part | {head} |", "|---|" + "---:|" * len(present)]
+    for key, label in SEGMENTS.items():
+        cells = " | ".join(
+            f"{trace[row][key]['p50_ms']} / {trace[row][key]['p99_ms']}" for row, _ in present
+        )
+        lines.append(f"| {label.replace('  ', '&nbsp;&nbsp;')} | {cells} |")
+    return "\n".join(lines)
+
 
 def verdict(p99: float) -> str:
     return "met" if p99 < 20 else f"missed by {p99 - 20:.1f} ms"
@@ -385,6 +478,16 @@ def write_doc(results: dict[str, Any]) -> None:
         else ""
     )
     if listing is not None:
+        trace = ""
+        if listing.get("trace"):
+            trace = f"""
+Where the time of a round trip went in this run (`--trace`: client and server timestamps
+on one clock; the stdin thread's wait for a CPU is the kernel's count, from its read to
+its answer; the rest of that time, beyond running the answer, it waited for the GIL),
+p50 / p99 in ms (the p99 of the parts do not add up to the p99 of the whole):
+
+{trace_table(listing["trace"])}
+"""
         idle, quiet, busy = listing["idle"], listing["turns_true"], listing["streaming"]
         n = listing["sessions"]
         latency = f"""
@@ -425,15 +528,23 @@ that stays: history files are written and `fdatasync`ed by threads of their own;
 session updates are JSON-encoded on the thread that writes stdout; replies pass
 queued command output; the Docker frames of one read go on as one chunk.
 
-What is left: the thread still needs the GIL and a CPU. The tail of the streaming row
-is the time the reply waits for them while the turns hold the GIL (the JSON bodies of
-model requests, cleaning and redacting 1.3 MB of output per command, encoding 64 KiB
-frames) and 20 containers, `dockerd`, the client and the model server share the 2
-cores. In a run instrumented for it here (client and server timestamps on one clock,
-load average 6), the streaming row's p99 was 14 ms from the client's write to the
-thread's read, 18 ms for the answer and 10 ms from the reply's queueing to the client's
-read; with no turns running, under 2 ms each.
-Compare rows of one run only. Only `session/list` of live sessions over stdio is
+Two changes since the figures before: the pipe to the client holds 16 KiB instead
+of Linux's 64 KiB (`PIPE_BYTES` in `pygent/lsp/transport.py`): a reply queued first still
+waits behind what the client has not read yet, and the client reads and parses all of it
+first; and the stdin thread keeps each session's JSON with the summary it was made from
+and makes it again only when the summary differs, so an answer runs on a CPU for about
+0.5 ms instead of 0.6 ms in these runs (an answer longer than the 1 ms switch interval
+is made to give the GIL back in the middle; what is left is mostly the 20 summaries).
+{PIPE_AB}
+{trace}
+What is left is waiting, not work: for a CPU (the kernel's run queue: the thread was
+ready and no core was free) and for the GIL, whose holder, a thread running the turns,
+is itself often waiting for a CPU while it holds it; 20 containers, `dockerd`, the
+client, the model server and the turns' threads share the 2 cores. Lowering the sandboxes' CPU weight would not change that: on this machine
+(cgroup v1, the `cgroupfs` driver) every container sits under one `/docker` group whose
+weight is that of a single thread of the server, and under systemd (cgroup v2) they sit
+in `system.slice`, away from the user's session; a container's `--cpu-shares` only
+divides its group's share among the containers. Compare rows of one run only. Only `session/list` of live sessions over stdio is
 answered this way: the other requests (and `includeSaved`, which reads the disk) go
 through the loop as before, as does everything over TCP, the session host's socket and
 the WebSocket of `pygent ui`.
@@ -481,6 +592,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     parser.add_argument("--no-docker", action="store_true", help="local runtime only")
     parser.add_argument("--no-doc", action="store_true", help="do not update docs/performance.md")
+    parser.add_argument(
+        "--trace", action="store_true", help="time each session/list inside the server too"
+    )
     args = parser.parse_args()
     docker = not args.no_docker
     if docker and (reason := docker_reason()) is not None:
@@ -488,7 +602,7 @@ def main() -> int:
             f"bench_channel: Docker is not usable ({reason}): local runtime only", file=sys.stderr
         )
         docker = False
-    results = asyncio.run(run(args.quick, docker))
+    results = asyncio.run(run(args.quick, docker, args.trace))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     if not args.no_doc:
@@ -524,6 +638,14 @@ def report(results: dict[str, Any]) -> str:
             f"streaming p99 {busy['p99_ms']} ms against {idle['p99_ms']} ms idle:"
             f" target < 20 ms {verdict(busy['p99_ms'])}"
         )
+        if listing.get("trace"):
+            lines += ["", "where the time went (--trace, p50 / p99 ms):"]
+            for key, label in SEGMENTS.items():
+                cells = "  ".join(
+                    f"{row}: {t[key]['p50_ms']:.2f} / {t[key]['p99_ms']:.2f}"
+                    for row, t in listing["trace"].items()
+                )
+                lines.append(f"  {label:40s} {cells}")
     traffic = results.get("model_traffic")
     if traffic:
         lines.append(

@@ -199,16 +199,97 @@ def start_figures(rounds: int, compare_image: str | None = None) -> dict[str, An
     return out
 
 
+async def _open_once(service: Any, specs: tuple[McpServerSpec, ...]) -> tuple[float, float]:
+    """(seconds until ``create`` returned, seconds until every server was ready)."""
+    from pygent.service import SessionOptions
+
+    t0 = time.perf_counter()
+    session = await service.create(SessionOptions(runtime="docker", approval_mode="never", mcp_servers=specs))
+    opened = time.perf_counter() - t0
+    try:
+        if session.mcp is not None:
+            await session.mcp.await_started()
+            bad = [st for st in session.mcp.status() if st.state != "ready"]
+            assert not bad, bad
+        return opened, time.perf_counter() - t0
+    finally:
+        await service.close(session.id)
+
+
+def open_figures(rounds: int) -> dict[str, Any]:
+    """Session open (``SessionService.create``, as ``session/new``) with the three servers
+    against a session with none, the same run: the servers start in the background, so
+    open should cost about the same; then the time until they are all ready."""
+    from pygent.service import SessionService
+
+    settings = dataclasses.replace(load_settings(), image=servers.image(), sessions_dir=Path(
+        os.environ.get("TMPDIR", "/tmp")) / f"pygent-bench-mcp-{os.getpid()}")
+
+    async def measure() -> dict[str, Any]:
+        service = SessionService(settings)
+        try:
+            await _open_once(service, ())  # warm: imports, first container
+            await _open_once(service, THREE)
+            none, three, ready = [], [], []
+            for _ in range(rounds):
+                none.append((await _open_once(service, ()))[0])
+                opened, all_ready = await _open_once(service, THREE)
+                three.append(opened)
+                ready.append(all_ready)
+        finally:
+            await service.aclose()
+        return {"none_s": statistics.median(none), "three_s": statistics.median(three),
+                "three_ready_s": statistics.median(ready), "rounds": rounds}
+
+    return asyncio.run(measure())
+
+
+#: Where a Python server's start CPU goes, in the image: an interpreter that does
+#: nothing, one that imports the MCP SDK, one that imports the server (its modules, no
+#: I/O), and how many modules came from .pyc files and how many were compiled.
+_IMPORT_PROBE = r"""
+import resource, subprocess, sys
+def cpu(code):
+    out = subprocess.run([sys.executable, "-c", "import resource; " + code +
+        "; r = resource.getrusage(resource.RUSAGE_SELF); print(r.ru_utime + r.ru_stime)"],
+        capture_output=True, text=True, check=True).stdout
+    return float(out.split()[-1])
+import statistics
+for name, code in [("python", "pass"), ("sdk", "import mcp.server, mcp_types"),
+                   ("time", "import mcp_server_time.server"), ("git", "import mcp_server_git.server")]:
+    print(name, statistics.median(cpu(code) for _ in range(5)))
+v = subprocess.run([sys.executable, "-v", "-c", "import mcp_server_git.server"], capture_output=True, text=True).stderr
+print("pyc", v.count("code object from"))
+print("compiled", sum(1 for line in v.splitlines() if line.startswith("# wrote") or "could not create" in line
+                      or "bytecode is stale" in line))
+"""
+
+
+def import_cpu() -> dict[str, float]:
+    """CPU of a Python server's imports in the image (see _IMPORT_PROBE), medians of 5."""
+    import subprocess
+
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--read-only", "-e", "PYTHONPATH=/opt/pygent-mcp/site",
+         servers.image(), "python3", "-c", _IMPORT_PROBE],
+        capture_output=True, text=True, check=True, timeout=300,
+    )
+    return {k: float(v) for k, v in (line.split() for line in done.stdout.splitlines())}
+
+
 def run(quick: bool, compare_image: str | None = None) -> dict[str, Any]:
     n = 100 if quick else 400
+    load = os.getloadavg()[0]  # at the start (load_end: at the end)
+    imports = import_cpu()  # (quick, and a broken image fails here, before the long parts)
     base = asyncio.run(baseline_calls(n))
     docker = asyncio.run(pygent_calls(True, n))
     local = asyncio.run(pygent_calls(False, n))
     b, d, loc = (statistics.median(x) * 1000 for x in (base, docker, local))
     starts = start_figures(2 if quick else 5, compare_image)
+    opens = open_figures(2 if quick else 5)
     return {
         "cpus": os.cpu_count() or 0,
-        "load": os.getloadavg()[0],
+        "load": load,
         "calls": n,
         "baseline_host_sdk_ms": b,
         "pygent_docker_ms": d,
@@ -218,6 +299,9 @@ def run(quick: bool, compare_image: str | None = None) -> dict[str, Any]:
         "docker_within_target": d <= 1.5 * b + 1.0,
         "start": starts,
         "start_within_target": starts["together_s"] <= starts["slowest_alone_s"] + 0.1,
+        "open": opens,
+        "imports_cpu_s": imports,
+        "load_end": os.getloadavg()[0],
     }
 
 
@@ -261,6 +345,26 @@ def section(r: dict[str, Any]) -> str:
             f"| {s['together_cpu_s'] * 1000:.0f} ms in the container | "
             f"{s['together_ours_s'] / s['together_cpu_s']:.2f}x | |",
         ]
+    o = r.get("open")
+    if o:
+        rows += [
+            f"| session open (`session/new`) with the 3 servers, Docker (median of {o['rounds']}) "
+            f"| {o['three_s'] * 1000:.0f} ms | {o['none_s'] * 1000:.0f} ms (a session with no MCP server) "
+            f"| {o['three_s'] / o['none_s']:.2f}x | the servers start in the background |",
+            f"| same, until all 3 are ready (tools listed; a turn's first request waits for this) "
+            f"| {o['three_ready_s'] * 1000:.0f} ms | | | |",
+        ]
+    imp = r.get("imports_cpu_s")
+    if imp:
+        sdk = imp["sdk"] - imp["python"]
+        rows += [
+            f"| CPU of importing the MCP SDK in the image (`mcp.server`, `mcp_types`) "
+            f"| {sdk * 1000:.0f} ms | {imp['python'] * 1000:.0f} ms (an interpreter that imports nothing) "
+            f"| | |",
+            f"| CPU of importing the time / git server (SDK included) | {imp['time'] * 1000:.0f} / "
+            f"{imp['git'] * 1000:.0f} ms | SDK share {sdk / imp['time']:.0%} / {sdk / imp['git']:.0%} "
+            f"| | {imp['pyc']:.0f} modules from .pyc, {imp['compiled']:.0f} compiled |",
+        ]
     compare = s.get("compare")
     if compare:
         for name, old in compare["alone"].items():
@@ -272,7 +376,8 @@ def section(r: dict[str, Any]) -> str:
             )
     rows += [
         "",
-        f"Machine: {r['cpus']} cores, load average {r['load']:.1f} during the run (shared with",
+        f"Machine: {r['cpus']} cores, load average {r['load']:.1f} at the start of the run and "
+        f"{r.get('load_end', r['load']):.1f} at its end (shared with",
         "other jobs). The three servers are launched together (the launch row) and nothing",
         "in Pygent serialises them after that; our own work is the small CPU row above. A",
         "server's start is mostly CPU in the container (the Python servers spend most of it",

@@ -179,6 +179,9 @@ class Agent:
         #: set by an editor front end; the ``diagnostics`` tool reads it.
         self.editor_problems: Any = None
         self.events = ev.EventHub()
+        #: The session's MCP servers (pygent.mcp.manager.McpManager), set by
+        #: pygent.mcp.session.open_mcp; a turn's first request waits for those starting.
+        self.mcp: Any = None
         mode = approval_mode or "api"
         self.policy = policy or Policy.for_mode(mode, self.runtime.kind)
         if self.policy.workspace_root is None:  # lets it see absolute host paths as ours
@@ -389,7 +392,7 @@ class Agent:
                     max_time: float | None, images: tuple[str, ...] = ()) -> TurnResult:
         state = _TurnState()
         self.budget_clock.start()
-        self._emit(ev.TurnStarted, prompt=prompt or "")
+        self._emit(ev.TurnStarted, prompt=prompt or "", images=list(images))
         # The workspace checkpoint is taken before the turn's first tool call that may
         # change something: a turn that only talks (or reads) costs no walk of the folder.
         self.last_checkpoint = None
@@ -621,6 +624,8 @@ class Agent:
 
     async def _one_step(self, state: _TurnState) -> TurnResult | None:
         """One model call and its tool calls; a TurnResult when the turn is over."""
+        if state.steps == 0 and self.mcp is not None and self.mcp.starting:
+            await self._await_mcp()
         stop = await self._before_call(state)
         if stop is not None:
             return stop
@@ -674,6 +679,22 @@ class Agent:
             return self._end(ev.StopReason.ERROR, state,
                              error=f"stopped: {MAX_MALFORMED} malformed tool calls in a row")
         return None
+
+    async def _await_mcp(self) -> None:
+        """Wait for the MCP servers still starting (each within its start timeout), so
+        their tools are in the turn's first request; say which are not."""
+        waiting = ", ".join(st.name for st in self.mcp.status() if st.state == "starting")
+        if waiting:  # (the last one may have become ready just now)
+            self._emit(ev.Notice, level="info", text=f"waiting for MCP server(s) to start: {waiting}")
+        for st in await self.mcp.await_started():
+            if st.state == "starting":
+                text = (f"MCP server {st.name!r} is still starting: its tools are not in "
+                        "this request (they are offered once it is ready)")
+            else:
+                why = st.reason.splitlines()[0] if st.reason else ""
+                text = f"MCP server {st.name!r} {st.state}" + (f": {why}" if why else "") + \
+                    "; its tools are not available"
+            self._emit(ev.Notice, level="warning", text=text)
 
     def _screen_calls(self, msg: Message) -> str:
         """Make a reply's tool calls safe to record and run (C13, F9), in place.
@@ -916,13 +937,17 @@ class Agent:
         # Imported at the first tool call (difflib and the edit helpers): not on the way
         # to the first model request.
         from pygent.tools.preview import locations as call_locations
+        from pygent.tools.preview import old_text as text_before
         from pygent.tools.preview import preview as make_preview
 
         shown = make_preview(name, args, self.runtime.files) if isinstance(args, dict) else str(raw)[:800]
         where = call_locations(name, args, self.runtime.files) if isinstance(args, dict) else []
+        # The replaced text goes with the event: a client of a session host cannot read
+        # the sandbox to show the change whole (ACP's diff).
+        before = text_before(name, args, self.runtime.files) if isinstance(args, dict) else None
         self._emit(ev.ToolCallProposed, call_id=call.id, tool=name,
                    arguments=args if isinstance(args, dict) else {"_raw": str(raw)[:800]}, preview=shown,
-                   locations=where)
+                   locations=where, old_text=before)
         tool = self.tools.get(name)
         result: ToolResult | None = None
         if isinstance(args, dict) and tool is not None and name not in self.disabled_tools:

@@ -67,6 +67,9 @@ class TurnStarted(Event):
 
     type: ClassVar[str] = "turn_started"
     prompt: str = ""
+    #: The ``data:`` URLs of the images sent with the prompt (:mod:`pygent.prompt_images`):
+    #: a client that joins later (an ACP ``session/load`` through a host) shows them too.
+    images: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,11 @@ class ToolCallProposed(Event):
     #: The files the call reads or writes, relative to the session's folder ("." for
     #: the folder itself), for clients to link to; empty for commands.
     locations: list[str] = field(default_factory=list)
+    #: The text of the file a ``write_file``/``edit_file`` call replaces, read when the
+    #: call was proposed (None: a new file, another tool, not UTF-8 text, or over
+    #: :data:`pygent.tools.preview.OLD_TEXT_LIMIT`): clients that show a change whole
+    #: (ACP's ``diff``) need it and may not be able to read the sandbox (a session host's).
+    old_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -250,9 +258,10 @@ class Changes(Event):
 class McpServer(Event):
     """An MCP server of the session changed: its state, where it runs, its tools.
 
-    Sent when a server becomes ready, its tool list changes, it exits and is being
-    restarted, or it fails (``reason`` says why, without secrets). The state at session
-    start is in ``pygent/mcp/status``; these updates keep it current.
+    Sent when a server starts (servers start in the background: the session does not
+    wait for them), becomes ready, its tool list changes, it exits and is being
+    restarted, or it fails (``reason`` says why, without secrets). The state now is in
+    ``pygent/mcp/status``; these updates keep it current.
     """
 
     type: ClassVar[str] = "mcp_server"

@@ -52,6 +52,7 @@ from pygent.errors import (
 from pygent.http_stack import httpx2
 from pygent.models import DiscardCallback, ModelReply, TextCallback, cached_tokens, reply_from_raw
 from pygent.openai_compat import Message, ToolCall, ToolCallFunction
+from pygent.request_body import RequestEncoder
 from pygent.server_profile import (
     OPTIONAL_FIELDS,
     RequestOptions,
@@ -312,6 +313,18 @@ def tls_context() -> ssl.SSLContext:
         return _tls
 
 
+def _untrusted_certificate(exc: BaseException) -> bool:
+    """Whether a connection failed because the server's certificate was not verified."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def estimate_tokens(chars: int) -> int:
     """Tokens in ``chars`` characters of text, by the usual rule of thumb (at least 1)."""
     return max(1, (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN)
@@ -364,11 +377,16 @@ class OpenAIModel:
         self.retry_base_delay = float(retry_base_delay)
         self.options = options or RequestOptions()
         self.on_notice = on_notice
+        #: Called once, when a model request's body is first on the wire (or sending it
+        #: failed): the REPL loads its display behind its first request. None: untraced.
+        self.on_request_sent: Callable[[], None] | None = None
         # A client's connection pool belongs to the loop that opened it, and the
         # synchronous wrappers may run each turn in a fresh loop: one client per loop.
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx2.AsyncClient]
         self._aclients = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        # Each message is JSON-encoded once, not at every step (pygent/request_body.py).
+        self._encoder = RequestEncoder()
 
     def __repr__(self) -> str:
         return f"OpenAIModel(base_url={self.base_url!r})"  # never the key
@@ -615,7 +633,7 @@ class OpenAIModel:
         out = len(message.content) if isinstance(message.content, str) else 0
         for call in message.tool_calls or ():
             out += len(call.function.name) + len(str(call.function.arguments))
-        sent = len(json.dumps(body["messages"], ensure_ascii=False))
+        sent = len(self._encoder.encode({"messages": body["messages"]}))  # cached: no re-encoding
         sent += len(json.dumps(body["tools"])) if "tools" in body else 0
         return replace(
             reply,
@@ -641,7 +659,9 @@ class OpenAIModel:
     ) -> ModelReply:
         url = f"{self.base_url}/chat/completions"
         async with client.stream(
-            "POST", url, json=body, headers={"Accept": "text/event-stream"}
+            "POST", url, content=self._encoder.encode(body),
+            headers={"Accept": "text/event-stream", "Content-Type": "application/json"},
+            extensions=self._trace(),
         ) as response:
             if response.status_code >= 300:
                 raise await self._status_error(response)
@@ -681,10 +701,23 @@ class OpenAIModel:
             return acc.reply()
 
     async def _complete_once(self, client: httpx2.AsyncClient, body: dict[str, Any]) -> ModelReply:
-        response = await client.post(f"{self.base_url}/chat/completions", json=body)
+        response = await client.post(f"{self.base_url}/chat/completions",
+                                     content=self._encoder.encode(body),
+                                     headers={"Content-Type": "application/json"},
+                                     extensions=self._trace())
         if response.status_code >= 300:
             raise self._parse_status(response.status_code, response.content, response.headers)
         return self._whole_reply(response.content, response.headers.get("content-type", "").lower())
+
+    def _trace(self) -> dict[str, Any] | None:
+        return None if self.on_request_sent is None else {"trace": self._sent}
+
+    async def _sent(self, event: str, info: dict[str, Any]) -> None:
+        # httpcore2's trace of one request: its body is on the wire, or it failed first.
+        if event.endswith(("send_request_body.complete", ".failed")):
+            callback, self.on_request_sent = self.on_request_sent, None
+            if callback is not None:
+                callback()
 
     async def _read(self, response: httpx2.Response, limit: int | None = None) -> bytes:
         if limit is None:
@@ -802,6 +835,17 @@ class OpenAIModel:
                 ),
                 True,
                 f"timed out after {secs:g}s",
+            )
+        if isinstance(exc, httpx2.HTTPError) and _untrusted_certificate(exc):
+            # Not transient: asking again only repeats the refusal (5 attempts, ~5 s).
+            return _Failure(
+                ModelConnectionError(
+                    f"the model server at {where} has a certificate this machine does not "
+                    f"trust: {self._short(str(exc))}",
+                    hint="for a private CA, point SSL_CERT_FILE at its certificate (PEM)",
+                ),
+                False,
+                "",
             )
         if isinstance(exc, httpx2.HTTPError):
             detail = self._short(str(exc) or type(exc).__name__)

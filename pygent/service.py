@@ -246,6 +246,8 @@ class SessionService:
         self._sessions: dict[str, Session] = {}
         self._listeners: list[ev.EventListener] = []
         self._removers: dict[ev.EventListener, list[Callable[[], None]]] = {}
+        #: Called after a session is added to or removed from :attr:`sessions`.
+        self._watchers: list[Callable[[], None]] = []
         self._closed = False
         #: Started sandboxes new sessions take (a long-running host sets it; see
         #: pygent.runtime.pool); closed with the service.
@@ -267,6 +269,28 @@ class SessionService:
     @property
     def sessions(self) -> list[Session]:
         return list(self._sessions.values())
+
+    def watch_sessions(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` after a session is opened, forked, closed or expired (the
+        list of :attr:`sessions` changed); returns the function that stops it.
+
+        It is called on the thread that made the change (sessions are built on worker
+        threads): hand it over to your own loop, and keep it quick.
+        """
+        self._watchers.append(listener)
+
+        def unwatch() -> None:
+            if listener in self._watchers:
+                self._watchers.remove(listener)
+
+        return unwatch
+
+    def _sessions_changed(self) -> None:
+        for listener in list(self._watchers):
+            try:
+                listener()
+            except Exception:  # a watcher's bug must not undo the session's change
+                log.exception("a sessions watcher failed")
 
     async def create(self, options: SessionOptions) -> Session:
         """Start a session: sandbox, agent, task manager, history file, folder sync."""
@@ -488,7 +512,7 @@ class SessionService:
                         f"were skipped: {', '.join(report.skipped[:5])}"
                     )
             mcp_specs = [*settings.mcp_servers, *options.mcp_servers]
-            if mcp_specs:  # started in parallel, in the sandbox; failures become notices
+            if mcp_specs:  # started in parallel, in the sandbox, once the session is wired
                 from pygent.mcp.session import open_mcp  # the SDK is imported on first use
 
                 session.mcp = open_mcp(
@@ -496,17 +520,23 @@ class SessionService:
                     agent,
                     runtime,
                     folder,
-                    # a server's later changes (ready, restarting, failed, new tools) as
-                    # mcp_server updates; the state at start is in pygent/mcp/status
+                    # each server's changes (starting, ready, restarting, failed, new
+                    # tools) as mcp_server updates; pygent/mcp/status has the state now
                     on_event=session.events.emit,
                     session_id=session.id,
+                    start=False,
                 )
-                session.notices.extend(session.mcp.notices)
         except BaseException:
             self._dispose(session)
             raise
         self._wire(session)
         self._sessions[session_id] = session
+        if session.mcp is not None:
+            # Not waited for: session/new returns now, the servers start in the
+            # background and the turn's first model request waits for them (docs/mcp.md).
+            session.mcp.start_soon()
+            session.notices.extend(session.mcp.notices)  # where = "host" warnings
+        self._sessions_changed()
         log.info(
             "session %s started (%s, %s, sync %s)",
             session_id,
@@ -687,6 +717,7 @@ class SessionService:
         session = self._sessions.pop(session_id, None)
         if session is None:
             return False
+        self._sessions_changed()
         await self._shutdown_session(session)
         return True
 
@@ -696,6 +727,7 @@ class SessionService:
         session = self._sessions.pop(session_id, None)
         if session is None:
             return False
+        self._sessions_changed()
         session.closed = True
         self._dispose(session)
         return True
@@ -741,6 +773,8 @@ class SessionService:
         self._closed = True
         sessions = list(self._sessions.values())
         self._sessions.clear()
+        if sessions:
+            self._sessions_changed()
         pool, self.pool = self.pool, None
         if sessions:
             await asyncio.gather(

@@ -85,7 +85,7 @@ class AcpApprover:
 
     def tool_call(self, request: ApprovalRequest) -> s.ToolCallUpdate:
         call_id = f"{request.task_id}:{request.call_id}" if request.task_id else request.call_id
-        call = self.updates.describe_call(call_id, request.tool, request.arguments)
+        call = self.updates.call_for(call_id, request.tool, request.arguments)
         return s.ToolCallUpdate(
             tool_call_id=call_id,
             title=call_title(request.tool, request.arguments),

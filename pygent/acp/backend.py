@@ -54,7 +54,7 @@ class SessionView:
     sync_mode: str = "none"
     sandbox_path: str | None = None
     notices: list[str] = field(default_factory=list)
-    #: The sandbox's workspace (``runtime.files``: diffs read the text a write replaces);
+    #: The sandbox's workspace (``runtime.files``: model paths -> the client's paths);
     #: None through a host, whose sandbox this process cannot read.
     files: Any = None
     #: Tool name -> registry kind, for tools :mod:`pygent.acp.updates` does not name.
@@ -417,11 +417,13 @@ class HostBackend:
             if seq <= self._seq.get(session_id, 0):
                 return  # already in the transcript this process replayed
             self._seq[session_id] = seq
-        try:
-            event = self._p.structure(params, self._p.SessionUpdateParams).update
-        except PygentError:  # a newer host's update: skip it, keep going
-            log.debug("skipping an update this version cannot read: %s", params.get("update"))
-            return
+        event = _streamed(params.get("update"))
+        if event is None:
+            try:
+                event = self._p.structure(params, self._p.SessionUpdateParams).update
+            except PygentError:  # a newer host's update: skip it, keep going
+                log.debug("skipping an update this version cannot read: %s", params.get("update"))
+                return
         for listener in list(listeners):
             listener(event)
 
@@ -541,9 +543,7 @@ class HostBackend:
         return unsubscribe
 
     async def replay(self, session_id: str, updates: SessionUpdates) -> list[Update]:
-        from acp import schema as s
-
-        from pygent.acp.updates import text_block
+        from pygent.acp.updates import prompt_updates
 
         out: list[Update] = []
         for item in await self._attach(session_id):
@@ -553,12 +553,8 @@ class HostBackend:
                 ).update
             except PygentError:
                 continue
-            if isinstance(event, ev.TurnStarted) and event.task_id is None and event.prompt:
-                out.append(
-                    s.UserMessageChunk(
-                        session_update="user_message_chunk", content=text_block(event.prompt)
-                    )
-                )
+            if isinstance(event, ev.TurnStarted) and event.task_id is None:
+                out += prompt_updates(event.prompt, event.images)
                 continue
             out += updates.updates(event)
         out += updates.pending_output()
@@ -629,6 +625,36 @@ class HostBackend:
         params = {"sessionId": session_id, "taskId": task_id}
         answer = _object(await self._call(self._p.TASK_CANCEL, params))
         return bool(answer.get("cancelled"))
+
+
+#: The keys of the updates that stream (a reply's chunks, a command's output): read by
+#: :func:`_streamed` without the protocol's converter.
+_DELTA_KEYS = frozenset({"type", "taskId", "text"})
+_OUTPUT_KEYS = frozenset({"type", "taskId", "callId", "text", "stream"})
+
+
+def _streamed(update: Any) -> ev.Event | None:
+    """A reply chunk or a command's output, read directly (None: anything else, or one
+    that is not exactly of that shape, which the converter then reads or refuses).
+
+    These are most of a turn's updates and sit on the token's way to the ACP client:
+    the converter's generic structuring cost more than the rest of the way through
+    this process (bench/bench_acp.py, the joined pair).
+    """
+    if not isinstance(update, dict):
+        return None
+    kind = update.get("type")
+    task_id = update.get("taskId")
+    text = update.get("text")
+    if not isinstance(text, str) or not (task_id is None or isinstance(task_id, str)):
+        return None
+    if kind == "message_delta" and update.keys() <= _DELTA_KEYS:
+        return ev.MessageDelta(task_id=task_id, text=text)
+    if kind == "tool_output" and update.keys() <= _OUTPUT_KEYS:
+        call_id, stream = update.get("callId", ""), update.get("stream", "stdout")
+        if isinstance(call_id, str) and stream in ("stdout", "stderr"):
+            return ev.ToolOutput(task_id=task_id, call_id=call_id, text=text, stream=stream)
+    return None
 
 
 def _object(answer: Any) -> dict[str, Any]:

@@ -14,10 +14,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from acp import schema as s
-
 from pygent import events as ev
-from pygent.acp.updates import SessionUpdates, Update, text_block
+from pygent.acp.updates import SessionUpdates, Update, prompt_updates
 from pygent.handoff import LoopHandoff
 
 log = logging.getLogger(__name__)
@@ -104,13 +102,9 @@ class Channel:
             return
         self._send_output()
         if isinstance(event, ev.TurnStarted) and not event.task_id:
-            if not self.own_turn and event.prompt:
-                self.outbox.put(
-                    self.session_id,
-                    s.UserMessageChunk(
-                        session_update="user_message_chunk", content=text_block(event.prompt)
-                    ),
-                )
+            if not self.own_turn:
+                for update in prompt_updates(event.prompt, event.images):
+                    self.outbox.put(self.session_id, update)
             return
         if isinstance(event, ev.Usage) and not event.task_id:
             self.used = (self.used[0] + event.prompt_tokens, self.used[1] + event.completion_tokens)

@@ -94,10 +94,10 @@ async def serve(
     """Serve one client on ``in_fd``/``out_fd`` until it leaves or a signal arrives; with
     ``host``, the sessions are those of the session host listening on that socket."""
     from acp import AgentSideConnection
-    from acp.schema import SessionNotification
 
     from pygent.acp.agent import PygentAcpAgent
     from pygent.acp.transport import StdioTransport
+    from pygent.acp.updates import notification
 
     transport = StdioTransport(in_fd, out_fd)
     await transport.start()
@@ -132,14 +132,8 @@ async def serve(
     transport.on_cancel_request = agent.cancel_request
 
     def send_now(session_id: str, update: Any) -> bool:
-        params = SessionNotification(session_id=session_id, update=update)
-        message = {
-            "jsonrpc": "2.0",
-            "method": "session/update",
-            "params": params.model_dump(
-                mode="json", by_alias=True, exclude_none=True, exclude_unset=True
-            ),
-        }
+        params = notification(session_id, update)
+        message = {"jsonrpc": "2.0", "method": "session/update", "params": params}
         return transport.send_now(message)
 
     agent.outbox.send_now = send_now

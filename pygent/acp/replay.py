@@ -14,7 +14,14 @@ from typing import Any
 from acp import schema as s
 
 from pygent import events as ev
-from pygent.acp.updates import CALL_STATUS, SessionUpdates, Update, call_title, text_block
+from pygent.acp.updates import (
+    CALL_STATUS,
+    SessionUpdates,
+    Update,
+    call_title,
+    prompt_updates,
+    text_block,
+)
 from pygent.compaction import ReplayMarker, replay_markers
 
 #: A replayed tool result is cut to its tail, as a live one is.
@@ -29,15 +36,12 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _images(content: Any) -> Iterator[tuple[str, str]]:
-    """The (MIME type, base64 data) of a message's ``data:`` image parts."""
+def _images(content: Any) -> list[str]:
+    """The ``data:`` URLs of a message's image parts."""
     if not isinstance(content, list):
-        return
-    for part in content:
-        url = (part.get("image_url") or {}).get("url") if isinstance(part, dict) else None
-        if isinstance(url, str) and url.startswith("data:") and ";base64," in url:
-            head, _, data = url.partition(";base64,")
-            yield head[len("data:") :], data
+        return []
+    urls = [(p.get("image_url") or {}).get("url") if isinstance(p, dict) else None for p in content]
+    return [u for u in urls if isinstance(u, str)]
 
 
 def _compaction(marker: ReplayMarker) -> ev.Compaction:
@@ -60,16 +64,8 @@ def history_updates(
             yield from updates.updates(_compaction(markers.pop(0)))
         role = message.get("role")
         if role == "user":
-            text = _text(message.get("content"))
-            if text:
-                yield s.UserMessageChunk(
-                    session_update="user_message_chunk", content=text_block(text)
-                )
-            for mime, data in _images(message.get("content")):
-                yield s.UserMessageChunk(
-                    session_update="user_message_chunk",
-                    content=s.ImageContentBlock(type="image", mime_type=mime, data=data),
-                )
+            content = message.get("content")
+            yield from prompt_updates(_text(content), _images(content))
         elif role == "assistant":
             text = _text(message.get("content"))
             if text:

@@ -21,15 +21,14 @@ from typing import Any, Literal
 from acp import schema as s
 
 from pygent import events as ev
-from pygent.errors import PygentError
+from pygent.errors import PygentError, ToolError
+from pygent.tools.file_tools import apply_edit
 from pygent.tools.preview import PATH_ARGUMENTS
 
 log = logging.getLogger(__name__)
 
 #: The most output a ``tool_call_update`` carries (its tail); the full output is the tool's.
 OUTPUT_TAIL_CHARS = 16 * 1024
-#: Files larger than this get no ``oldText`` read for a diff (the diff says "new text" only).
-DIFF_READ_LIMIT = 512 * 1024
 
 ToolKind = Literal[
     "read", "edit", "delete", "move", "search", "execute", "think", "fetch", "switch_mode", "other"
@@ -86,6 +85,26 @@ def text_block(text: str) -> s.TextContentBlock:
     return s.TextContentBlock(type="text", text=text)
 
 
+def image_block(url: str) -> s.ImageContentBlock | None:
+    """A prompt image's ``data:`` URL as an ACP image block (None: not a base64 data URL)."""
+    if not url.startswith("data:") or ";base64," not in url:
+        return None
+    head, _, data = url.partition(";base64,")
+    return s.ImageContentBlock(type="image", mime_type=head[len("data:") :], data=data)
+
+
+def prompt_updates(text: str, images: list[str] | tuple[str, ...] = ()) -> list[Update]:
+    """A user's prompt as ``user_message_chunk`` updates: its text, then each image."""
+    out: list[Update] = []
+    if text:
+        out.append(s.UserMessageChunk(session_update="user_message_chunk", content=text_block(text)))
+    for url in images:
+        block = image_block(url)
+        if block is not None:
+            out.append(s.UserMessageChunk(session_update="user_message_chunk", content=block))
+    return out
+
+
 def tool_kind(tool: str, registry_kind: str | None = None) -> ToolKind:
     """The ACP kind of a Pygent tool (by name, else by its registry kind)."""
     if tool in TOOL_KINDS:
@@ -123,6 +142,24 @@ def _path_argument(arguments: dict[str, Any]) -> str | None:
     return None
 
 
+def _edit_diff(
+    host: str, arguments: dict[str, Any], before: str | None
+) -> s.FileEditToolCallContent:
+    """An ``edit_file`` call's diff: the whole file before and after when its text is
+    known (ACP's ``oldText``/``newText`` are the file's), else the snippets it swaps."""
+    old, new = arguments.get("old_text"), str(arguments["new_text"])
+    if before is not None and isinstance(old, str):
+        try:
+            after = apply_edit(before, old, new, host)
+        except ToolError:  # the edit will fail: show what it asked for
+            pass
+        else:
+            return s.FileEditToolCallContent(type="diff", path=host, old_text=before, new_text=after)
+    return s.FileEditToolCallContent(
+        type="diff", path=host, old_text=old if isinstance(old, str) else None, new_text=new
+    )
+
+
 @dataclass
 class _Call:
     tool: str
@@ -139,7 +176,7 @@ class SessionUpdates:
 
     Args:
         folder: the client's folder of the session (None: the sandbox's own folder).
-        files: the session's workspace (``runtime.files``): reads the text a write replaces.
+        files: the session's workspace (``runtime.files``): maps model paths to the client's.
         kinds: tool name -> registry kind, for tools this module does not name.
     """
 
@@ -167,17 +204,6 @@ class SessionUpdates:
         base = self.folder if self.folder is not None else Path(self.files.root)
         return str(base / rel) if rel else str(base)
 
-    def _old_text(self, path: str) -> str | None:
-        if self.files is None:
-            return None
-        try:
-            st = self.files.lstat(path)
-            if st is None or st.st_size > DIFF_READ_LIMIT:
-                return None
-            return bytes(self.files.read(path).data).decode("utf-8")
-        except (PygentError, OSError, UnicodeDecodeError):
-            return None
-
     # --- tool calls -----------------------------------------------------------------------
 
     def _call_id(self, event: ev.Event, call_id: str) -> str:
@@ -185,11 +211,17 @@ class SessionUpdates:
         return f"{event.task_id}:{call_id}" if event.task_id else call_id
 
     def describe_call(
-        self, call_id: str, tool: str, arguments: dict[str, Any], located: list[str] | None = None
+        self,
+        call_id: str,
+        tool: str,
+        arguments: dict[str, Any],
+        located: list[str] | None = None,
+        before: str | None = None,
     ) -> _Call:
         """Remember a call and work out its kind, locations and diff. ``located``: the
         folder-relative paths the core found (the event's ``locations``), used when the
-        sandbox is not readable here (a session host's)."""
+        sandbox is not readable here (a session host's). ``before``: the text the call
+        replaces, as the core read it (the event's ``old_text``; the same from a host)."""
         kind = tool_kind(tool, self.kinds.get(tool))
         path = _path_argument(arguments)
         host = self.host_path(path) if path else None
@@ -203,20 +235,24 @@ class SessionUpdates:
         locations = [s.ToolCallLocation(path=host)] if host else []
         diff = None
         if host and path and tool == "write_file" and isinstance(arguments.get("content"), str):
+            # The core's event says what the file held (None: nothing, too big, or a
+            # replayed call: the file now is not the file then, so it is not read here).
             diff = s.FileEditToolCallContent(
-                type="diff", path=host, old_text=self._old_text(path), new_text=arguments["content"]
+                type="diff", path=host, old_text=before, new_text=arguments["content"]
             )
         elif host and tool == "edit_file" and isinstance(arguments.get("new_text"), str):
-            old = arguments.get("old_text")
-            diff = s.FileEditToolCallContent(
-                type="diff",
-                path=host,
-                old_text=old if isinstance(old, str) else None,
-                new_text=arguments["new_text"],
-            )
+            diff = _edit_diff(host, arguments, before)
         call = _Call(tool, dict(arguments), kind, locations, diff)
         self._calls[call_id] = call
         return call
+
+    def call_for(self, call_id: str, tool: str, arguments: dict[str, Any]) -> _Call:
+        """The call as its proposal described it (an approval asks after the proposal,
+        whose event carried the replaced text), else described now."""
+        known = self._calls.get(call_id)
+        if known is not None and known.tool == tool:
+            return known
+        return self.describe_call(call_id, tool, arguments)
 
     def call_content(self, call: _Call, preview: str = "") -> list[Any]:
         """A call's content: its diff, or the command (and what it printed so far)."""
@@ -280,7 +316,9 @@ class SessionUpdates:
 
     def _on_tool_call_proposed(self, event: ev.ToolCallProposed) -> list[Update]:
         call_id = self._call_id(event, event.call_id)
-        call = self.describe_call(call_id, event.tool, event.arguments, event.locations)
+        call = self.describe_call(
+            call_id, event.tool, event.arguments, event.locations, event.old_text
+        )
         meta = (
             {"pygent": {"tool": event.tool, "taskId": event.task_id}}
             if event.task_id
@@ -450,6 +488,31 @@ class SessionUpdates:
                 field_meta={"pygent": {"changes": {"count": event.count, "paths": event.paths}}},
             )
         ]
+
+
+def notification(session_id: str, update: Update) -> dict[str, Any]:
+    """The params of a ``session/update`` notification, as the SDK writes them.
+
+    A plain reply chunk (most of a turn's updates) is written directly: the SDK's
+    model dump cost as much as the rest of a token's way through ``pygent acp``
+    (bench/bench_acp.py); tests/acp/test_notification.py checks both give the same.
+    """
+    if (
+        type(update) is s.AgentMessageChunk
+        and type(update.content) is s.TextContentBlock
+        and update.model_fields_set == {"session_update", "content"}
+        and update.content.model_fields_set == {"type", "text"}
+    ):
+        return {
+            "sessionId": session_id,
+            "update": {
+                "sessionUpdate": "agent_message_chunk",
+                "content": {"type": "text", "text": update.content.text},
+            },
+        }
+    return s.SessionNotification(session_id=session_id, update=update).model_dump(
+        mode="json", by_alias=True, exclude_none=True, exclude_unset=True
+    )
 
 
 def dump(update: Update) -> dict[str, Any]:

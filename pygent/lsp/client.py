@@ -28,6 +28,59 @@ NotificationHandler = Callable[[Any], None]
 RequestHandler = Callable[[Any], Awaitable[Any]]
 
 
+#: The most bytes a frame's header may take (``Content-Length`` and maybe a type).
+MAX_HEADER = 4096
+
+
+def _content_length(header: bytes) -> int | None:
+    """The ``Content-Length`` of a frame's header (None: missing or not a number)."""
+    for line in header.split(b"\r\n"):
+        name, _, value = line.decode("ascii", "replace").partition(":")
+        if name.strip().lower() == "content-length":
+            try:
+                return int(value.strip())
+            except ValueError:
+                return None
+    return None
+
+
+class _Frames:
+    """``Content-Length`` frames out of the bytes as they arrive."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> tuple[list[bytes], str]:
+        """The bodies of the frames ``data`` completes, and what is wrong with the next
+        one ("" while nothing is)."""
+        self.buffer += data
+        out: list[bytes] = []
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            length = _content_length(bytes(self.buffer[:end]))
+            if length is None or length > MAX_FRAME:
+                return out, "no readable Content-Length"
+            if len(self.buffer) < end + 4 + length:
+                break
+            out.append(bytes(self.buffer[end + 4 : end + 4 + length]))
+            del self.buffer[: end + 4 + length]
+        if len(self.buffer) > MAX_HEADER and self.buffer.find(b"\r\n\r\n") < 0:
+            return out, "a frame header without its end"
+        return out, ""
+
+
+class _PushReader(asyncio.StreamReader):
+    """A stream reader that passes what arrives to ``on_data`` at once (in the
+    transport's callback) instead of keeping it for a task to read."""
+
+    on_data: Callable[[bytes], None] | None = None
+
+    def feed_data(self, data: Any) -> None:
+        if self.on_data is None:
+            super().feed_data(data)
+        else:
+            self.on_data(bytes(data))
+
+
 class RpcError(Exception):
     """An error answer: ``code`` and ``message`` as the server sent them."""
 
@@ -55,10 +108,17 @@ class RpcClient:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Set when the connection ends; the reason (``None`` while open).
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._frames = _Frames()
+        self._broken = ""  # why the connection is being ended by this side
 
     @classmethod
     async def connect_unix(cls, path: str | os.PathLike[str]) -> RpcClient:
-        reader, writer = await asyncio.open_unix_connection(os.fspath(path), limit=MAX_FRAME)
+        # asyncio.open_unix_connection, with a reader that hands frames on as they arrive.
+        loop = asyncio.get_running_loop()
+        reader = _PushReader(limit=MAX_FRAME, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport, _ = await loop.create_unix_connection(lambda: protocol, os.fspath(path))
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         client = cls(reader, writer)
         client.start()
         return client
@@ -70,6 +130,9 @@ class RpcClient:
         self._requests[method] = handler
 
     def start(self) -> None:
+        if isinstance(self._reader, _PushReader):
+            # Set before the loop runs again: nothing that arrives is kept unread.
+            self._reader.on_data = self._take
         self._task = asyncio.ensure_future(self._read_loop())
 
     async def initialize(self, client_name: str) -> dict[str, Any]:
@@ -144,27 +207,39 @@ class RpcClient:
             self._end(f"the connection broke ({exc})")
 
     async def _read_loop(self) -> None:
-        reason = "the host closed the connection"
         try:
-            while True:
-                length = None
-                while True:
-                    line = await self._reader.readline()
-                    if not line:
-                        return
-                    if line in (b"\r\n", b"\n"):
-                        break
-                    name, _, value = line.decode("ascii", "replace").partition(":")
-                    if name.strip().lower() == "content-length":
-                        length = int(value.strip())
-                if length is None or length > MAX_FRAME:
-                    reason = "the host sent a frame Pygent cannot read"
+            if isinstance(self._reader, _PushReader):
+                # Frames are taken in the transport's callback as bytes arrive (a streamed
+                # reply is a frame a token: no task wake-up for each; bench/bench_acp.py,
+                # ``pygent acp`` joined to a host, reads here); this waits for the end.
+                await self._reader.read()
+                return
+            while not self._broken:
+                chunk = await self._reader.read(1 << 16)
+                if not chunk:
                     return
-                self._dispatch(json.loads(await self._reader.readexactly(length)))
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
-            reason = f"the connection broke ({exc})"
+                self._take(chunk)
+        except ConnectionError as exc:
+            self._broken = self._broken or f"the connection broke ({exc})"
         finally:
-            self._end(reason)
+            self._end(self._broken or "the host closed the connection")
+
+    def _take(self, data: bytes) -> None:
+        """Dispatch every whole frame ``data`` completes; a frame that cannot be read ends
+        the connection."""
+        if self._broken:
+            return
+        bodies, wrong = self._frames.feed(data)
+        try:
+            for body in bodies:
+                self._dispatch(json.loads(body))
+        except ValueError as exc:  # not JSON
+            wrong = str(exc)
+        if wrong:
+            self._broken = f"the host sent a frame Pygent cannot read ({wrong})"
+            if isinstance(self._reader, _PushReader):  # its read loop waits for the end
+                self._reader.feed_eof()
+                self._writer.close()
 
     def _end(self, reason: str) -> None:
         if not self.closed.done():

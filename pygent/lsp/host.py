@@ -16,7 +16,9 @@ a WebSocket in :mod:`pygent.web.server`):
   so a client that attaches late reads the transcript so far
   (``pygent/session/transcript``) and then follows the live updates;
 * with ``idle_timeout``, a session that nobody is attached to and that runs no turn is
-  closed (its sandbox removed) after that many seconds.
+  closed (its sandbox removed) after that many seconds;
+* every connection is told when the live sessions change (``pygent/sessionsChanged``),
+  as the service makes the change (:meth:`SessionService.watch_sessions`): nothing polls.
 """
 
 from __future__ import annotations
@@ -44,8 +46,6 @@ log = logging.getLogger(__name__)
 NO_CLIENT_GRACE = 5.0
 #: How often attachments are looked at while an approval waits (a client may attach).
 ATTACH_POLL = 0.5
-#: How often the live sessions are compared for ``pygent/sessionsChanged`` (cheap: a list of ids).
-SESSIONS_POLL = 0.5
 
 
 def _denied(why: str) -> ApprovalResponse:
@@ -89,7 +89,9 @@ class SharedSessions:
         self._changed: asyncio.Future[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._reaper: asyncio.Task[None] | None = None
-        self._watcher: asyncio.Task[None] | None = None
+        self._unwatch: Callable[[], None] | None = None
+        #: The session ids last sent in ``pygent/sessionsChanged``.
+        self._announced: list[str] = []
 
     def start(self) -> None:
         """Bind to the running loop, log every session's updates, reap idle sessions."""
@@ -98,7 +100,8 @@ class SharedSessions:
         self._start_pool()
         if self.idle_timeout is not None:
             self._reaper = asyncio.ensure_future(self._reap())
-        self._watcher = asyncio.ensure_future(self._watch_sessions())
+        self._announced = [s.id for s in self.service.sessions]
+        self._unwatch = self.service.watch_sessions(self._sessions_changed)
 
     def _start_pool(self) -> None:
         """The warm pool (``pool_size`` > 0, an explicit choice): Docker sandboxes for
@@ -117,8 +120,8 @@ class SharedSessions:
         """Cancel every turn and remove every sandbox (the process is stopping)."""
         if self._reaper is not None:
             self._reaper.cancel()
-        if self._watcher is not None:
-            self._watcher.cancel()
+        if self._unwatch is not None:
+            self._unwatch()
         await self.service.aclose()
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -195,24 +198,32 @@ class SharedSessions:
                     log.warning("closing idle session %s: %s", session_id, exc.user_message())
                 self._idle_since.pop(session_id, None)
 
-    async def _watch_sessions(self) -> None:
-        """Tell every connection when the live sessions change (``pygent/sessionsChanged``):
-        a page open before an editor opened a session lists it without a reload. Sessions
-        open from any connection, a fork, a reaper or a delegated task, so the host watches
-        the list itself rather than every place that changes it."""
-        known = [s.id for s in self.service.sessions]
-        while True:
-            await asyncio.sleep(SESSIONS_POLL)
-            now = [s.id for s in self.service.sessions]
-            if now == known:
-                continue
-            known = now
-            params = p.unstructure(p.SessionsChangedParams(session_ids=now))
-            for server in list(self.servers):
-                try:
-                    server.protocol.notify(p.SESSIONS_CHANGED, params)
-                except Exception as exc:  # a connection going away must not stop the others
-                    log.debug("sessionsChanged to a closing connection: %s", exc)
+    def _sessions_changed(self) -> None:
+        """The service opened or closed a session, on whatever thread did it (sessions
+        are built on worker threads): announce it from the loop."""
+        loop = self.loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._announce)
+        except RuntimeError:  # the loop is closed: the host is stopping, nobody to tell
+            log.debug("sessions changed after the host's loop closed")
+
+    def _announce(self) -> None:
+        """Tell every connection the live sessions (``pygent/sessionsChanged``): a page open
+        before an editor opened a session lists it without a reload. Sessions open and close
+        from any connection, a fork, the reaper or a delegated task, so the service says
+        when; changes made together are told once (the same list is not sent twice)."""
+        now = [s.id for s in self.service.sessions]
+        if now == self._announced:
+            return
+        self._announced = now
+        params = p.unstructure(p.SessionsChangedParams(session_ids=now))
+        for server in list(self.servers):
+            try:
+                server.protocol.notify(p.SESSIONS_CHANGED, params)
+            except Exception as exc:  # a connection going away must not stop the others
+                log.debug("sessionsChanged to a closing connection: %s", exc)
 
     # --- connections ----------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from pygent.lsp.transport import MAX_HEADER_LINE, MAX_QUEUED_CHUNKS
 
 if TYPE_CHECKING:
     from pygent.lsp.server import PygentLanguageServer
+    from pygent.service import SessionSummary
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,9 @@ class AnsweringSource:
 # --- the read-only requests answered here -------------------------------------------------
 
 _PROBE = json.dumps(p.SESSION_LIST).encode()
+#: Where the list goes in the reply's JSON: its last occurrence (an id may hold it too).
+_SLOT = "\0"
+_SLOT_JSON = json.dumps(_SLOT)
 
 
 def _valid_id(value: Any) -> bool:
@@ -207,7 +211,22 @@ def session_list_answer(server: PygentLanguageServer) -> Answer:
     Everything else, and every list request that is not the plain case (saved
     sessions, which read the disk; params the loop must reject with ``-32602``; after
     ``shutdown``) goes to the loop, which answers as it always did.
+
+    Each session's JSON is kept with the summary it was made from, and made again only
+    when the summary differs (a pure function of it, so never stale): the conversion to
+    the wire types took most of an answer's time, and an answer that runs past the GIL's
+    switch interval (1 ms, :func:`~pygent.lsp.server.favour_latency`) is made to wait for
+    the turns' threads in the middle.
     """
+    made: dict[str, tuple[SessionSummary, str]] = {}  # session id -> (summary, its JSON)
+
+    def session_json(summary: SessionSummary) -> str:
+        kept = made.get(summary.session_id)
+        if kept is not None and kept[0] == summary:
+            return kept[1]
+        text = json.dumps(p.unstructure(convert.session_info(summary)))
+        made[summary.session_id] = (summary, text)
+        return text
 
     def answer(body: bytes) -> bool:
         if _PROBE not in body:  # most messages: no JSON parsing here at all
@@ -228,8 +247,16 @@ def session_list_answer(server: PygentLanguageServer) -> Answer:
         if write_reply is None or protocol.shutdown_requested or protocol.exit_requested:
             return False
         summaries = server.service.list_sessions()
-        result = p.unstructure(p.ListSessionsResult([convert.session_info(s) for s in summaries]))
-        reply = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result})
+        sessions = ",".join([session_json(s) for s in summaries])
+        if len(made) > len(summaries):  # closed sessions: forget them
+            live = {s.session_id for s in summaries}
+            for gone in [k for k in made if k not in live]:
+                del made[gone]
+        # p.ListSessionsResult's shape, with the sessions' JSON made above in its list.
+        result = {**p.unstructure(p.ListSessionsResult([])), "sessions": _SLOT}
+        envelope = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result})
+        before, _, after = envelope.rpartition(_SLOT_JSON)  # the last: the id comes first
+        reply = f"{before}[{sessions}]{after}"
         # Ahead of queued replies too: this state is at least as new as theirs.
         write_reply(protocol._frame(reply), message["id"], first=True)
         return True

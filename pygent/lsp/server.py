@@ -34,6 +34,7 @@ from pygent.lsp.handlers import Handlers
 from pygent.lsp.reader_answers import AnsweringSource, session_list_answer
 from pygent.lsp.rpc import PygentProtocol, converter_factory
 from pygent.lsp.transport import (
+    PIPE_BYTES,
     ChunkSource,
     StreamSource,
     StreamWriterAdapter,
@@ -226,7 +227,7 @@ class PygentLanguageServer(LanguageServer):
         # Anything else writing to fd 1 (a library, a child process) goes to stderr.
         os.dup2(2, 1)
         sys.stdout = sys.stderr
-        writer = ThreadedWriter(out_fd)
+        writer = ThreadedWriter(out_fd, pipe_bytes=PIPE_BYTES)
         favour_latency()
 
         async def run() -> int:

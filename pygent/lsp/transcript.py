@@ -130,7 +130,13 @@ class SessionLogs:
 
         update = convert.event_update(event)
         if update is not None and event.session_id:
-            self.log(event.session_id).append(p.unstructure(update))
+            data = p.unstructure(update)
+            if data.get("oldText") is not None:
+                # The replaced text is for the clients following live (a whole-file diff);
+                # the log keeps the call without it, as a saved history does: a long
+                # session of edits would otherwise hold each file once per edit.
+                data = {**data, "oldText": None}
+            self.log(event.session_id).append(data)
 
     def log(self, session_id: str) -> SessionLog:
         return self.logs.setdefault(session_id, SessionLog())
@@ -187,6 +193,14 @@ def _text(content: Any) -> str:
         parts = [p.get("text", "") for p in content if isinstance(p, dict)]
         return "".join(p for p in parts if isinstance(p, str))
     return ""
+
+
+def _image_urls(content: Any) -> list[str]:
+    """The URLs of a multi-part message's ``image_url`` parts (a prompt's images)."""
+    if not isinstance(content, list):
+        return []
+    urls = [(p.get("image_url") or {}).get("url") for p in content if isinstance(p, dict)]
+    return [u for u in urls if isinstance(u, str)]
 
 
 def _tool_status(output: str) -> str:
@@ -269,9 +283,10 @@ def history_updates(
         if role == "user":
             if open_turn:
                 end_turn()
-            out.append(
-                {"type": "turn_started", "taskId": None, "prompt": _text(message.get("content"))}
-            )
+            content = message.get("content")
+            # A prompt's images replay too (an ACP session/load shows them).
+            out.append({"type": "turn_started", "taskId": None, "prompt": _text(content),
+                        "images": _image_urls(content)})
             open_turn = True
         elif role == "assistant":
             text = _text(message.get("content"))
@@ -293,6 +308,8 @@ def history_updates(
                         "tool": name,
                         "arguments": arguments,
                         "preview": "",
+                        "locations": [],
+                        "oldText": None,  # the file as it was then is not kept
                     }
                 )
         elif role == "tool":

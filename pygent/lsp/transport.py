@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -38,6 +40,12 @@ MAX_BACKLOG = 2000
 #: Chunks read from stdin that may wait for the loop before the reader thread pauses.
 MAX_QUEUED_CHUNKS = 64
 _CHUNK = 64 * 1024
+#: What the pipe to a stdio client holds (Linux: 64 KiB by default). Its content is what a
+#: reply queued first still waits behind: the client reads and parses it all before the
+#: reply. bench/bench_channel.py --trace, alternating runs at load 10-17: the part of the
+#: streaming ``session/list`` from the reply's queueing to the client's read went from a
+#: p99 of 27-36 ms to 10-28 ms (docs/performance.md, "Editor channel").
+PIPE_BYTES = 16 * 1024
 
 
 class FramingError(Exception):
@@ -212,8 +220,10 @@ class ThreadedWriter:
     keep their order among themselves.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, *, pipe_bytes: int | None = None) -> None:
         self.fd = fd
+        if pipe_bytes is not None:
+            shrink_pipe(fd, pipe_bytes)
         self._queue: collections.deque[bytes | Deferred | None] = collections.deque()
         self._taken = 0  # items ever taken off the queue: the absolute index of _queue[0]
         self._floor = 0  # absolute index no reply may be queued before (mark(None))
@@ -343,6 +353,18 @@ class ThreadedWriter:
             self._queue.append(None)
             self._cond.notify()
         self._thread.join(timeout)
+
+
+def shrink_pipe(fd: int, size: int) -> None:
+    """Make the pipe ``fd`` writes to hold about ``size`` bytes (never more than it holds
+    now); nothing happens when ``fd`` is not a pipe or the platform cannot say."""
+    get_size = getattr(fcntl, "F_GETPIPE_SZ", None)
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if get_size is None or set_size is None:  # not Linux
+        return
+    with contextlib.suppress(OSError):  # a file, a terminal, a socket: left as it is
+        if fcntl.fcntl(fd, get_size) > size:
+            fcntl.fcntl(fd, set_size, size)
 
 
 class StreamWriterAdapter:

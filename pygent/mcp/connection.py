@@ -131,20 +131,43 @@ class McpConnection:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the supervisor and wait until the server is ready or failed."""
-        if not self.spec.enabled:
+    def launch(self) -> None:
+        """Start the supervisor on the running loop without waiting for the server
+        (the session opens at once; :meth:`wait_settled` waits when something needs it)."""
+        if not self.spec.enabled or self._task is not None or self._stopping:
             return
         self._task = asyncio.ensure_future(self._supervise())
-        await self._settled.wait()
+
+    async def start(self) -> None:
+        """Start the supervisor and wait until the server is ready or failed."""
+        self.launch()
+        if self._task is not None:
+            await self._settled.wait()
+
+    @property
+    def settled(self) -> bool:
+        """True once the first start is over (ready, failed, stopped), or for a disabled
+        server (never started). False before :meth:`launch` too: it is about to start."""
+        return self._settled.is_set() or not self.spec.enabled
+
+    async def wait_settled(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the first start to be over; True if it is."""
+        if self.settled:
+            return True
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), max(timeout, 0))
+        return self.settled
 
     async def stop(self) -> None:
-        """Stop the server (its process ends); idempotent."""
+        """Stop the server (its process ends); idempotent. A server still starting is
+        not waited for: its start is cancelled, which ends its process (the transport's
+        clean-up runs on cancellation), so a session closed meanwhile leaves nothing."""
         self._stopping = True
         self._lost.set()
+        starting = self.state == STARTING
         for task in (self._refresh, self._task):
             if task is not None and not task.done():
-                if task is self._refresh:
+                if task is self._refresh or starting:
                     task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(task), 10)
@@ -152,6 +175,7 @@ class McpConnection:
                     task.cancel()
         if self.state != DISABLED:
             self.state = STOPPED
+        self._settled.set()  # a turn waiting for this server's start goes on
 
     async def _supervise(self) -> None:
         delay = BACKOFF_FIRST
@@ -323,6 +347,10 @@ class McpConnection:
         """
         limit = timeout or self.spec.call_timeout
         name = self.spec.name
+        if self.state == STARTING and not self._stopping:
+            # Its first start is not over (the session does not wait for it): wait for
+            # it, within the start timeout.
+            await self.wait_settled(min(limit, self.spec.start_timeout))
         # A crash being repaired (the old session may still be winding down): wait for
         # the new one, within the call's time.
         deadline = time.monotonic() + min(limit, BACKOFF_MAX + self.spec.start_timeout)

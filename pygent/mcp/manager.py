@@ -18,6 +18,8 @@ import contextlib
 import fcntl
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -29,7 +31,14 @@ from mcp.client._transport import TransportStreams
 from pygent.errors import ConfigError, PygentError, SandboxError
 from pygent.mcp import tools as mt
 from pygent.mcp.config import McpServerSpec
-from pygent.mcp.connection import READY, RESTARTING, McpCallError, McpConnection, ServerStatus
+from pygent.mcp.connection import (
+    READY,
+    RESTARTING,
+    STARTING,
+    McpCallError,
+    McpConnection,
+    ServerStatus,
+)
 from pygent.mcp.transport import (
     StderrTail,
     docker_exec_transport,
@@ -105,6 +114,9 @@ class McpManager:
         self.notices: list[str] = []
         self.tool_notices: dict[str, list[str]] = {}
         self._started = False
+        self._launched: concurrent.futures.Future[None] | None = None
+        self._shown: dict[str, ServerStatus] = {}  # what status() answers (see there)
+        self._status_lock = threading.Lock()
 
     # -- secrets -----------------------------------------------------------------
 
@@ -179,24 +191,85 @@ class McpManager:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start every enabled server in parallel; each one's wait is its start timeout."""
-        self._started = True
+    def _host_notices(self) -> None:
         for spec in self.specs:
-            if spec.runs_on_host and spec.url is None:
+            if spec.runs_on_host and spec.url is None and spec.enabled:
                 self.notices.append(
                     f"MCP server {spec.name!r} runs on the host, outside the sandbox "
                     "(where = \"host\"): its tools can reach your files and network"
                 )
+
+    def _launch_all(self) -> None:
+        """Launch every enabled server's supervisor (on the runtime's loop) and tell the
+        front ends each one is starting."""
+        for conn in self.connections.values():
+            conn.launch()
+            if conn.spec.enabled:
+                status = self._publish(conn)
+                if self._on_change is not None:
+                    self._on_change(status)
+
+    def start_soon(self) -> None:
+        """Start every enabled server in the background, in parallel, and return at once.
+
+        The session is usable meanwhile: each server's ``mcp_server`` update goes out as
+        it becomes starting, then ready (its tools registered) or failed (why);
+        :meth:`await_started` lets a turn wait for the ones still starting.
+        """
+        if self._started:
+            return
+        self._started = True
+        self._host_notices()
+
+        async def launch() -> None:
+            self._launch_all()
+
+        self._launched = self.runtime._loop.submit(launch())
+
+    async def start(self) -> None:
+        """Start every enabled server in parallel; each one's wait is its start timeout."""
+        self._started = True
+        self._host_notices()
+        self._launch_all()
         await asyncio.gather(*(c.start() for c in self.connections.values()))
         for conn in self.connections.values():
             if conn.state not in (READY, "disabled"):
                 self.notices.append(f"MCP server {conn.spec.name!r} {conn.state}: {conn.status().reason}")
 
+    async def _wait_started(self) -> list[ServerStatus]:
+        """On the runtime's loop: wait for the servers still starting, each at most its
+        start timeout (counted from its launch, or from now while its sandbox is still
+        being made); the statuses of those that are not ready afterwards."""
+        if self._launched is not None:
+            await asyncio.wrap_future(self._launched)
+        pending = [c for c in self.connections.values() if not c.settled]
+        if pending:
+            now = time.monotonic()
+            deadline = max((c.launched_at or now) + c.spec.start_timeout for c in pending)
+            await asyncio.gather(*(c.wait_settled(deadline - now) for c in pending))
+        return [self._status_of(c) for c in pending if c.state != READY]
+
+    async def await_started(self) -> list[ServerStatus]:
+        """From any event loop: wait until no server is starting (bounded by the start
+        timeouts); returns the statuses of the servers waited for that are not ready
+        (still starting, or failed). Cancelling the caller stops only the wait."""
+        if not self._started:
+            return []
+        return await self.runtime._loop.run(self._wait_started())
+
+    @property
+    def starting(self) -> bool:
+        """True while some server's first start is not over."""
+        return self._started and any(not c.settled for c in self.connections.values())
+
     async def stop(self) -> None:
         """Stop every server; no process is left in the sandbox or on the host."""
+        if self._launched is not None and not self._launched.done():
+            await asyncio.wrap_future(self._launched)
         await asyncio.gather(*(c.stop() for c in self.connections.values()), return_exceptions=True)
         self._swap({})
+        for conn in self.connections.values():
+            self._publish(conn)
 
     async def aclose(self) -> None:
         """:meth:`stop` from any event loop (the servers live on the runtime's)."""
@@ -218,7 +291,23 @@ class McpManager:
             log.warning("stopping MCP servers: %r; the sandbox's removal ends them", exc)
 
     def status(self) -> list[ServerStatus]:
-        return [self._status_of(conn) for conn in self.connections.values()]
+        """Every server's state as last published: a server shows "ready" only once its
+        tools are in the registry (front ends on other threads read this while the
+        runtime's loop changes the connections)."""
+        with self._status_lock:
+            return [self._shown.get(conn.spec.name) or self._unpublished(conn) for conn in self.connections.values()]
+
+    def _unpublished(self, conn: McpConnection) -> ServerStatus:
+        st = self._status_of(conn)
+        if st.state in (READY, RESTARTING):  # between its state change and its tools' swap
+            st = ServerStatus(**{**st.__dict__, "state": STARTING, "tools": ()})
+        return st
+
+    def _publish(self, conn: McpConnection) -> ServerStatus:
+        status = self._status_of(conn)
+        with self._status_lock:
+            self._shown[conn.spec.name] = status
+        return status
 
     def _status_of(self, conn: McpConnection) -> ServerStatus:
         st = conn.status()
@@ -247,8 +336,12 @@ class McpManager:
             if notes:
                 log.warning("MCP server %s: tools left out: %s", other.spec.name, "; ".join(notes))
         self._swap(tools)
+        for other in self.connections.values():
+            if other is not conn and other.spec.name in self._shown:
+                self._publish(other)  # its left-out tools may have changed (collisions)
+        status = self._publish(conn)
         if self._on_change is not None:
-            self._on_change(self._status_of(conn))
+            self._on_change(status)
 
     def _swap(self, tools: dict[str, Tool]) -> None:
         self.registry.replace_group(mt.PREFIX, list(tools.values()))

@@ -40,13 +40,19 @@ def open_mcp(
     folder: Path | None,
     on_event: Callable[[ev.McpServer], None] | None = None,
     session_id: str = "",
+    *,
+    start: bool = True,
 ) -> McpManager:
-    """Start ``specs`` for ``agent`` (in ``runtime``'s sandbox) and register their tools.
+    """The MCP servers ``specs`` of ``agent`` (in ``runtime``'s sandbox), starting.
 
-    Blocks until every server is ready or failed (each within its start timeout);
-    call it from a worker thread. The agent gets its own tool registry first, so the
-    tools never reach other sessions. ``on_event`` gets an ``mcp_server`` update each
-    time a server's state or tools change (from the runtime's thread).
+    Does not wait for the servers: they start in the background, in parallel (with
+    ``start`` False, not yet: call the manager's ``start_soon`` once the session's
+    listeners are wired), and each one's tools join the agent's registry when it is
+    ready; the agent's first model request of a turn waits for the ones still starting
+    (:meth:`~pygent.mcp.manager.McpManager.await_started`). The agent gets its own tool
+    registry first, so the tools never reach other sessions. ``on_event`` gets an
+    ``mcp_server`` update each time a server's state or tools change (starting, ready,
+    failed...; from the runtime's thread).
 
     Raises:
         ConfigError: the ``mcp`` SDK is not installed, or the specs are inconsistent.
@@ -71,7 +77,8 @@ def open_mcp(
 
     manager = Manager(specs, runtime, agent.tools, host_cwd=folder, on_change=on_change)
     agent.mcp = manager  # front ends that hold only the agent (the REPL's /mcp) find it
-    manager.start_blocking()
+    if start:
+        manager.start_soon()
     return manager
 
 

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+#: Seconds the display waits for a typed prompt's request to be on the wire, at most.
+VIEW_HOLD = 3.0
+
+
 def _data_dir(settings: Any) -> Path:
     # The sessions directory sits in Pygent's data dir (XDG_DATA_HOME/pygent/sessions);
     # the REPL keeps its input history and logs next to it.
@@ -99,6 +103,12 @@ class Repl:
         self._unsubscribe: Any = None
         self._session_dir: Path | None = None
         self._lazy_model: Any = None
+        self.view: Any = None  # the renderer's stand-in while it loads (late_view.PendingView)
+        self._approver: Any = None  # the terminal's approver, once the display is built
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._core: asyncio.Future[None]
+        self._sent: asyncio.Event
+        self._hold_view = False  # a typed prompt's request goes before the display loads
         self._closed = False
         self._kept = False  # a crash report named the session directory: keep it
 
@@ -196,32 +206,51 @@ class Repl:
         if history_file is None and resume_id is None and self.agent.history_store is not None:
             self._session_dir = self.service.store.path(self.session.id).parent
 
-    def _prepare_session(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Import and build the session's parts (runs in a worker thread)."""
+    def _prepare_core(self) -> None:
+        """Import and build what a prompt's request needs: the session and its model (runs
+        in a worker thread). The display comes next (:meth:`_prepare_view`)."""
+        from pygent.repl.late_view import LateApprover, PendingView
+
+        self._history_warning = ""
+        self.view = PendingView()  # the renderer's events, kept until it is attached
+        self.approver: Any = LateApprover(self._terminal_approver)
+        model = self.custom_model
+        if model is None:
+            from pygent.repl.lazy_model import LazyOpenAIModel
+
+            model = self._lazy_model = LazyOpenAIModel(
+                self.settings, on_retry=self.view.on_retry, on_notice=self._model_notice,
+                on_request_sent=self._request_sent,
+            )  # fmt: skip
+        self._open_session(model)
+
+    def _prepare_view(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Import and build the display: rich, the renderer, the approver (worker thread)."""
         from rich.console import Console
 
         from pygent.approval import DenyApprover
         from pygent.repl.render import Renderer
         from pygent.repl.transcript import Transcript
 
-        self._history_warning = ""
         self.console = Console(highlight=False)
         self.transcript = Transcript()
         self.renderer = Renderer(self.console, self.transcript, show_usage=self.options.show_usage)
         if self.interactive:
             from pygent.repl.approver import TerminalApprover
 
-            self.approver: Any = TerminalApprover(self.reader, self.renderer, loop, self.interrupt)
+            self._approver = TerminalApprover(self.reader, self.renderer, loop, self.interrupt)
         else:
-            self.approver = DenyApprover("stdin is not a terminal")
-        model = self.custom_model
-        if model is None:
-            from pygent.repl.lazy_model import LazyOpenAIModel
+            self._approver = DenyApprover("stdin is not a terminal")
 
-            model = self._lazy_model = LazyOpenAIModel(
-                self.settings, on_retry=self.renderer.on_retry, on_notice=self._model_notice
-            )
-        self._open_session(model)
+    async def _terminal_approver(self) -> Any:
+        await self._session_ready()
+        return self._approver
+
+    def _request_sent(self) -> None:
+        """The first model request is on the wire (from whichever thread sent it)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._sent.set)
 
     @property
     def commands(self) -> Any:
@@ -234,15 +263,30 @@ class Repl:
         """What the model layer learned about the server, shown like the agent's notices."""
         from pygent import events as ev
 
-        self.renderer.on_event(ev.Notice(level="info", text=text))
+        self.view.on_event(ev.Notice(level="info", text=text))
 
     async def _setup_session(self) -> None:
         loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self._prepare_session, loop)
+        try:
+            await asyncio.to_thread(self._prepare_core)
+            # The session's events: the agent's, and its delegated tasks' (the renderer
+            # shows a task's status and notices, not its whole conversation).
+            self._unsubscribe = self.service.subscribe(self.session.id, self.view.on_event)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                self._core.cancel()
+            elif not self._core.done():
+                self._core.set_exception(exc)
+            raise
+        self._core.set_result(None)
+        if self._hold_view:
+            # A prompt was typed before the session was ready: its request goes out first
+            # and the display loads behind it, while the server works on the answer.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._sent.wait(), VIEW_HOLD)
+        await asyncio.to_thread(self._prepare_view, loop)
         self.renderer.attach(loop)  # events from other threads are handed to this loop
-        # The session's events: the agent's, and its delegated tasks' (the renderer
-        # shows a task's status and notices, not its whole conversation).
-        self._unsubscribe = self.service.subscribe(self.session.id, self.renderer.on_event)
+        self.view.attach(self.renderer)  # what the session said meanwhile, in order
 
         def warn(text: str) -> None:  # from a worker thread
             if not loop.is_closed():
@@ -260,6 +304,12 @@ class Repl:
             # when the first line is typed.
             text, self._history_warning = self._history_warning, ""
             self._show_above_prompt(text)
+        mcp = self.session.mcp
+        if mcp is not None and mcp.starting and self.interactive:
+            # They start in the background: each one's "ready" (or "failed") line follows.
+            names = ", ".join(st.name for st in mcp.status() if st.state == "starting")
+            if names:
+                self._show_above_prompt(f"MCP server(s) starting: {names} (/mcp shows their state)")
 
     def _show_above_prompt(self, text: str) -> None:
         from prompt_toolkit.application import run_in_terminal
@@ -299,6 +349,11 @@ class Repl:
         if self._setup is None:
             self._setup = asyncio.get_running_loop().create_task(self._setup_session())
 
+    async def _core_ready(self) -> None:
+        """Wait for what a prompt's request needs (not the display); errors surface here."""
+        self._begin_setup()
+        await asyncio.shield(self._core)
+
     async def _session_ready(self) -> None:
         """Wait for the session parts; their errors surface here."""
         self._begin_setup()
@@ -313,6 +368,10 @@ class Repl:
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
         self._main_task = asyncio.current_task()
+        self._loop = loop
+        self._core = loop.create_future()  # set once the session's core is built
+        self._core.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen by the setup task
+        self._sent = asyncio.Event()  # the first model request is on the wire
         try:
             self._start()
             self._install_signals(loop)
@@ -374,24 +433,31 @@ class Repl:
                 except (EOFError, KeyboardInterrupt):
                     break
                 self._line_waiting = True
-                await self._session_ready()
-                # Here, not before the first prompt: it loads rich, which the session's
-                # set-up (a worker thread, while the user types) has loaded by now.
-                from pygent.repl import slash
+                if self.custom_model is None and text.strip() and not text.lstrip().startswith("/"):
+                    # A prompt (slash.parse would say None, slash.unescape change nothing):
+                    # its request needs the session's core, not rich or the renderer.
+                    self._hold_view = True
+                    await self._core_ready()
+                    prompt = text
+                else:
+                    await self._session_ready()
+                    # Here, not before the first prompt: it loads rich, which the session's
+                    # set-up (a worker thread, while the user types) has loaded by now.
+                    from pygent.repl import slash
 
-                if not text.strip():
-                    continue
-                parsed = slash.parse(text)
-                if parsed is not None:
-                    self.transcript.add("command", text)
-                    try:
-                        await self.cancellable(self.commands.dispatch(self, *parsed), quiet=False)
-                    except asyncio.CancelledError:
-                        if self._terminated:
-                            raise
-                        self.renderer.info("interrupted", style="yellow")
-                    continue
-                prompt = slash.unescape(text)
+                    if not text.strip():
+                        continue
+                    parsed = slash.parse(text)
+                    if parsed is not None:
+                        self.transcript.add("command", text)
+                        try:
+                            await self.cancellable(self.commands.dispatch(self, *parsed), quiet=False)
+                        except asyncio.CancelledError:
+                            if self._terminated:
+                                raise
+                            self.renderer.info("interrupted", style="yellow")
+                        continue
+                    prompt = slash.unescape(text)
             else:
                 prompt, pending = pending, None
             result = await self._turn(prompt)
@@ -409,7 +475,9 @@ class Repl:
         self._current = task
         try:
             with self.reader.busy():
-                return await task
+                result = await task
+                await self._session_ready()  # the display has shown the whole turn
+                return result
         except asyncio.CancelledError:
             # Task.cancelling() is Python 3.11+; on 3.10 our own exits set _terminated.
             cancelling = getattr(asyncio.current_task(), "cancelling", None)
@@ -418,7 +486,8 @@ class Repl:
             return None  # only the turn was cancelled
         finally:
             self._current = None
-            self.renderer.close()
+            if self.renderer is not None:  # None: cancelled before the display loaded
+                self.renderer.close()
 
     async def _ask_user(self, result: Any) -> str | None:
         """Show the model's question; the answer becomes the next prompt (None: no answer)."""

@@ -27,6 +27,7 @@ class LazyOpenAIModel:
         settings: the session's settings (key, base URL, request timeout, options).
         on_retry: shown while the model layer waits to retry (a countdown).
         on_notice: hears what Pygent learned about the server (said once each).
+        on_request_sent: called once, when the first request (or key check) is on the wire.
     """
 
     def __init__(
@@ -34,10 +35,12 @@ class LazyOpenAIModel:
         settings: Any,
         on_retry: Callable[[int, float, str], None] | None = None,
         on_notice: Callable[[str], None] | None = None,
+        on_request_sent: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._on_retry = on_retry
         self._on_notice = on_notice
+        self._on_request_sent = on_request_sent  # once: the first request is on the wire
         self._model: Any = None
         self._lock = threading.Lock()
         self._warm = threading.Event()
@@ -57,6 +60,7 @@ class LazyOpenAIModel:
                     options=s.request_options,
                     on_notice=self._on_notice,
                 )
+                self._model.on_request_sent = self._request_sent
             return self._model
 
     def warm_up(self, on_problem: Callable[[str], None] | None = None) -> None:
@@ -80,6 +84,11 @@ class LazyOpenAIModel:
 
         threading.Thread(target=run, name="pygent-warm-up", daemon=True).start()
 
+    def _request_sent(self) -> None:
+        callback, self._on_request_sent = self._on_request_sent, None
+        if callback is not None:
+            callback()
+
     @staticmethod
     async def _check(model: Any) -> str | None:
         try:
@@ -99,10 +108,13 @@ class LazyOpenAIModel:
         # Off the loop, so Ctrl-C and the spinner stay live meanwhile.
         if not self._warm.is_set():
             await asyncio.to_thread(self._warm.wait, WARM_UP_WAIT)
-        loaded = self._model if self._model is not None else await asyncio.to_thread(self._get)
-        return await loaded.astream(
-            messages, model, tools, on_text=on_text, on_discard=on_discard
-        )
+        try:
+            loaded = self._model if self._model is not None else await asyncio.to_thread(self._get)
+            return await loaded.astream(
+                messages, model, tools, on_text=on_text, on_discard=on_discard
+            )
+        finally:
+            self._request_sent()  # said once: also when the call failed before sending
 
     @property
     def base_url(self) -> str:

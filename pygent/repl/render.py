@@ -154,6 +154,7 @@ class Renderer:
         self._turn_usage = [0, 0]
         self._turn_estimated = False
         self._in_turn = False
+        self._mcp_ready: set[str] = set()  # MCP servers whose first "ready" was shown
         self.last_turn_usage = (0, 0)
         self.totals = (0, 0)
         self.last_usage: ev.Usage | None = None  # the latest: cached tokens, cost, context fill
@@ -449,14 +450,17 @@ class Renderer:
         self.transcript.add(event.level, event.text)
 
     def _on_mcp_server(self, event: ev.McpServer) -> None:
-        # A server's later changes (its state at start is in the banner's notices and /mcp):
-        # say when one goes down and when it is back.
+        # Servers start in the background (the app says which are starting): say when
+        # each is ready the first time, when one goes down and when it is back.
         if event.state == "restarting":
             line, style = f"MCP server {event.name} exited; restarting ({event.reason})", "yellow"
         elif event.state == "failed":
             line, style = f"MCP server {event.name} failed: {event.reason}", "red"
         elif event.state == "ready" and event.restarts:
             line, style = f"MCP server {event.name} is back ({len(event.tools)} tools)", "dim"
+        elif event.state == "ready" and event.name not in self._mcp_ready:
+            self._mcp_ready.add(event.name)  # (a later tool-list change is not news here)
+            line, style = f"MCP server {event.name} ready ({len(event.tools)} tools)", "dim"
         else:
             return
         self._finish_text()

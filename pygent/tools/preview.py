@@ -10,6 +10,12 @@ from pygent.runtime.workspace import Workspace
 from pygent.tools.file_tools import MAX_WRITE_BYTES, apply_edit
 
 MAX_PREVIEW = 20_000
+#: The largest file whose text a proposed write or edit carries (``ToolCallProposed.old_text``):
+#: every client of the session receives it, so a huge file is left out (its diff then
+#: shows the new text only).
+OLD_TEXT_LIMIT = 256 * 1024
+#: The tools whose calls replace a file's text (their ``path`` argument names it).
+_REPLACING = ("write_file", "edit_file")
 #: The argument names that hold the file a call reads or writes (built-in file tools and
 #: the usual spellings of custom ones).
 PATH_ARGUMENTS = ("path", "file_path", "filepath", "filename", "file")
@@ -32,6 +38,27 @@ def locations(tool: str, args: dict[str, Any], ws: Workspace) -> list[str]:
             if rel not in found:
                 found.append(rel)
     return found
+
+
+def old_text(tool: str, args: dict[str, Any], ws: Workspace) -> str | None:
+    """The text a ``write_file``/``edit_file`` call is about to replace; never raises.
+
+    None for other tools, a file that does not exist yet (or is refused, a link out),
+    one over :data:`OLD_TEXT_LIMIT` and one that is not UTF-8 text.
+    """
+    path = args.get("path")
+    if tool not in _REPLACING or not isinstance(path, str) or not path.strip():
+        return None
+    try:
+        read = ws.read(path.strip(), limit=OLD_TEXT_LIMIT + 1)
+    except (PathError, OSError, ValueError):
+        return None
+    if read.size > OLD_TEXT_LIMIT:
+        return None
+    try:
+        return read.data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def unified_diff(path: str, before: str, after: str) -> str:

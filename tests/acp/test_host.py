@@ -92,7 +92,7 @@ async def test_acp_session_lives_in_the_host(
             assert client.text(sid) == "done in the host"
             assert [p["toolCall"]["kind"] for p in client.permissions] == ["execute", "edit"]
             # Paths are the client's folder (from the core's locations: the host's sandbox
-            # is not readable here, so the diff has no old text).
+            # is not readable here); a new file's diff has no old text.
             where = [{"path": str(folder / "notes.txt")}]
             assert client.permissions[1]["toolCall"]["locations"] == where
             edit = client.of("tool_call", sid)[1]

@@ -91,6 +91,43 @@ def test_two_editors_share_a_session(start_host, editors, openai_server: Scripte
                                                                "changes")
 
 
+def _sessions_changed(lsp: Lsp) -> list[tuple[int, list[str]]]:
+    """Where in what ``lsp`` read each ``pygent/sessionsChanged`` is, and its ids."""
+    return [(i, m["params"]["sessionIds"]) for i, m in enumerate(lsp.seen)
+            if m.get("method") == p.SESSIONS_CHANGED]
+
+
+def test_every_editor_is_told_when_sessions_open_and_close(
+        start_host, editors, openai_server: ScriptedOpenAIServer) -> None:
+    """``pygent/sessionsChanged`` is pushed as the service opens or closes a session, not
+    found by a poll: the editor that opens one reads it before its own ``session/new``
+    reply (the host sends both on one ordered stream; a poll would come after), and the
+    other editor is told too, of the close as well."""
+    host = start_host()
+    a = host.editor("a", openai_server)
+    editors.append(a)
+    b = host.editor("b", openai_server)
+    editors.append(b)
+
+    opening = a.start(p.SESSION_NEW, {"runtime": "local"})
+    sid = a.reply(opening, 60)["result"]["sessionId"]
+    reply_at = next(i for i, m in enumerate(a.seen) if m.get("id") == opening)
+    told = [i for i, ids in _sessions_changed(a) if ids == [sid]]
+    assert told and told[0] < reply_at, a.seen[-5:]
+    b.wait_for(lambda m: m.get("method") == p.SESSIONS_CHANGED
+               and m["params"]["sessionIds"] == [sid], 30)
+
+    closing = b.start(p.SESSION_CLOSE, {"sessionId": sid})
+    assert "error" not in b.reply(closing, 60)
+    reply_at = next(i for i, m in enumerate(b.seen) if m.get("id") == closing)
+    told = [i for i, ids in _sessions_changed(b) if ids == []]
+    assert told and told[0] < reply_at, b.seen[-5:]
+    a.wait_for(lambda m: m.get("method") == p.SESSIONS_CHANGED
+               and m["params"]["sessionIds"] == [], 30)
+    # Told once per change: one list with the session, one without.
+    assert [ids for _, ids in _sessions_changed(a)] == [[sid], []]
+
+
 def test_a_turn_outlives_the_editor_that_started_it(start_host, editors, tmp_path: Path,
                                                     openai_server: ScriptedOpenAIServer) -> None:
     host = start_host()

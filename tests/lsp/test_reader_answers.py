@@ -282,3 +282,88 @@ def test_the_message_count_follows_appends_replacements_and_rewinds(tmp_path: Pa
         assert count() == 1
     finally:
         server.service.close_blocking(session.id)
+
+
+def test_the_stdio_pipe_holds_little_unread_output(tmp_path: Path, openai_server: Any) -> None:
+    """What the client has not read yet is what a ``session/list`` reply queued first
+    waits behind: the real ``pygent lsp --stdio`` shrinks its stdout pipe to
+    ``PIPE_BYTES`` (Linux), and big output still arrives whole through it."""
+    import fcntl
+
+    from pygent.lsp.transport import PIPE_BYTES
+    from tests.adversarial.lsp_raw import start_lsp
+
+    get_size = getattr(fcntl, "F_GETPIPE_SZ", None)
+    if get_size is None:
+        pytest.skip("pipe sizes are Linux only")
+    lsp = start_lsp(tmp_path / "client", openai_server)
+    try:
+        assert lsp.proc.stdout is not None
+        assert fcntl.fcntl(lsp.proc.stdout.fileno(), get_size) == PIPE_BYTES
+        sid = lsp.new_session(runtime="local", approvalMode="never")
+        openai_server.add_tool_call("bash", {"cmd": "seq 1 30000"})
+        openai_server.add_text("done")
+        msg = lsp.call(p.SESSION_PROMPT, {"sessionId": sid, "prompt": "count"}, timeout=60)
+        assert msg["result"]["stopReason"] == "end_turn", msg
+        text = "".join(
+            m["params"]["update"]["text"] for m in lsp.seen
+            if m.get("method") == p.SESSION_UPDATE and m["params"]["update"]["type"] == "tool_output"
+        )
+        assert text == "".join(f"{i}\n" for i in range(1, 30001))
+    finally:
+        lsp.proc.kill()
+        lsp.proc.wait()
+
+
+class _Replies:
+    """A writer that keeps the replies the reader thread writes."""
+
+    def __init__(self) -> None:
+        self.replies: list[dict[str, Any]] = []
+
+    def write(self, data: bytes) -> None:  # pragma: no cover - nothing else is written
+        raise AssertionError("only replies are expected")
+
+    def write_reply(self, data: bytes, request_id: Any, *, first: bool = False) -> None:
+        self.replies.append(json.loads(data.split(b"\r\n\r\n", 1)[1]))
+
+
+def test_the_threads_answer_is_the_loops_and_follows_every_change(tmp_path: Path) -> None:
+    """The reader thread keeps each session's JSON while its summary is the same: its
+    answer is the loop's, field for field, before and after sessions change."""
+    settings = dataclasses.replace(
+        load_settings({"use_docker": False}), sessions_dir=tmp_path / "sessions"
+    )
+    server = create_server(settings)
+    writer = _Replies()
+    server.protocol.set_writer(writer)
+    answer = session_list_answer(server)
+    first = server.service.open_blocking(SessionOptions(runtime="local", title="first"))
+    second = server.service.open_blocking(SessionOptions(runtime="local"))
+
+    def loop_answer() -> Any:
+        result = asyncio.run(server.handlers.session_list(p.ListSessionsParams(), None))
+        return p.unstructure(result)
+
+    def thread_answer(msg_id: Any) -> Any:
+        assert answer(json.dumps(list_request(msg_id)).encode())
+        reply = writer.replies[-1]
+        assert reply["id"] == msg_id and reply["jsonrpc"] == "2.0"
+        return reply["result"]
+
+    try:
+        assert thread_answer(1) == loop_answer()
+        assert thread_answer(2) == loop_answer()  # kept JSON: the same answer
+        first.title = "renamed"
+        second.notices.append("a notice")
+        second.agent.history.append({"role": "user", "content": "hello there"})
+        changed = thread_answer("\u0000")  # an id that looks like the list's slot
+        assert changed == loop_answer()
+        titles = [s["title"] for s in changed["sessions"]]
+        assert titles == ["renamed", "hello there"]
+        assert changed["sessions"][1]["notices"][-1] == "a notice"
+        server.service.close_blocking(first.id)
+        assert [s["sessionId"] for s in thread_answer(3)["sessions"]] == [second.id]
+    finally:
+        server.service.close_blocking(first.id)
+        server.service.close_blocking(second.id)

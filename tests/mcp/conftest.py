@@ -35,6 +35,13 @@ async def service(openai_env: Any, tmp_path: Path) -> AsyncIterator[SessionServi
     await svc.aclose()
 
 
+async def started(session: Any) -> None:
+    """Wait until the session's MCP servers are past their first start (they start in
+    the background: ``create`` returns before them)."""
+    if session.mcp is not None:
+        await session.mcp.await_started()
+
+
 def tool_messages(openai_server: Any) -> list[dict[str, Any]]:
     """The tool results the model was sent, in order (from the last request)."""
     body = openai_server.model_requests[-1].body

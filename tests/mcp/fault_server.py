@@ -8,7 +8,8 @@ client cancels it), ``huge`` (a result of N characters), ``fail`` (``isError``),
 ``sample`` and ``roots`` (requests to the client),
 ``getenv``, ``read``, ``connect`` and ``pid`` (isolation checks), plus two tools with invalid
 input schemas (``loop``: a ``$ref`` cycle; ``notobject``: an unknown type).
-``FAULT_DIR`` names a folder for markers (default: the working directory).
+``FAULT_DIR`` names a folder for markers (default: the working directory);
+``FAULT_START_GATE`` (a file's path) and ``FAULT_START_DELAY`` (seconds) make its start slow.
 """
 
 from __future__ import annotations
@@ -19,13 +20,25 @@ import os
 import sys
 from pathlib import Path
 
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.mcpserver.utilities.types import Image
-from mcp_types import ToolAnnotations
+MARKS = Path(os.environ.get("FAULT_DIR") or ".")
+if __name__ == "__main__" and (os.environ.get("FAULT_START_GATE") or os.environ.get("FAULT_START_DELAY")):
+    # A slow start, as a server that installs or indexes at start-up: it answers nothing
+    # until FAULT_START_GATE names a file that exists (a test opens the gate when it has
+    # seen what it wants to see), or for FAULT_START_DELAY seconds. Its pid is written
+    # first (FAULT_DIR/start-pid), before the SDK's slow import.
+    import time
+
+    (MARKS / "start-pid").write_text(str(os.getpid()))
+    time.sleep(float(os.environ.get("FAULT_START_DELAY") or 0))
+    while os.environ.get("FAULT_START_GATE") and not Path(os.environ["FAULT_START_GATE"]).exists():
+        time.sleep(0.05)
+
+from mcp.server.mcpserver import Context, MCPServer  # noqa: E402  (after the slow-start gate)
+from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
+from mcp.server.mcpserver.utilities.types import Image  # noqa: E402
+from mcp_types import ToolAnnotations  # noqa: E402
 
 server = MCPServer("fault")
-MARKS = Path(os.environ.get("FAULT_DIR") or ".")
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )

@@ -4,9 +4,11 @@ isolation from the host, and no process or container left after the session."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from pygent.mcp.config import McpServerSpec
 from pygent.service import SessionOptions, SessionService
 from pygent.settings import load_settings
 from tests.mcp import servers
-from tests.mcp.conftest import FAULT_SERVER, tool_messages
+from tests.mcp.conftest import FAULT_SERVER, started, tool_messages
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(240)]
 
@@ -47,7 +49,9 @@ def fault() -> McpServerSpec:
 
 
 async def _session(svc: SessionService, *specs: McpServerSpec, mode: str = "never") -> Any:
-    return await svc.create(SessionOptions(runtime="docker", approval_mode=mode, mcp_servers=specs))
+    session = await svc.create(SessionOptions(runtime="docker", approval_mode=mode, mcp_servers=specs))
+    await started(session)  # the servers start in the background
+    return session
 
 
 async def test_third_party_servers_run_in_the_container(docker_service, openai_env):
@@ -164,3 +168,35 @@ async def test_a_server_that_never_answers_times_out_and_is_killed(docker_servic
     ps = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done"
     listing = await session.runtime.arun(ps)
     assert "sleep 987654" not in listing.output  # it ignored stdin's end: it was killed
+
+
+async def test_stopped_while_starting_leaves_no_process_in_the_container(docker_service, openai_env):
+    """The session does not wait for its servers: one still starting when the session
+    closes is killed in the container (not left to its start timeout), and the
+    container goes."""
+    slow = McpServerSpec(
+        name="slow", command="python3-mcp", args=("/workspace/fault_server.py",),
+        env={"FAULT_START_GATE": "/tmp/never-opened", "FAULT_DIR": "/tmp"},
+    )
+    session = await docker_service.create(SessionOptions(runtime="docker", approval_mode="never", mcp_servers=(slow,)))
+    assert session.mcp.status()[0].state == "starting"  # session/new did not wait
+    ps = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done"
+    for _ in range(300):  # its process is up in the container, held at the gate
+        if "fault_server.py" in (await session.runtime.arun(ps)).output:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the slow server never started in the container")
+    assert session.mcp.status()[0].state == "starting"
+    began = time.monotonic()
+    await session.mcp.aclose()  # what closing the session does first
+    assert time.monotonic() - began < 15  # not its 30 s start timeout
+    assert "fault_server.py" not in (await session.runtime.arun(ps)).output
+    container = session.runtime.backend.container_id
+    await docker_service.close(session.id)
+    client = docker.from_env()
+    try:
+        with pytest.raises(docker.errors.NotFound):
+            client.containers.get(container)
+    finally:
+        client.close()

@@ -20,10 +20,12 @@ pytestmark = pytest.mark.timeout(120)
 def test_mcp_command_and_always_allow(spawn, openai_server: ScriptedOpenAIServer, tmp_path: Path) -> None:
     cwd = tmp_path / "cwd"  # where the spawn fixture starts pygent: pygent.toml is read there
     cwd.mkdir(exist_ok=True)
+    gate = tmp_path / "go"  # the fault server answers nothing until this file exists
     (cwd / "pygent.toml").write_text(
         "[mcp.servers.fault]\n"
         f"command = {json.dumps(sys.executable)}\n"
         f"args = [{json.dumps(str(FAULT_SERVER))}]\n"
+        f"env = {{ FAULT_START_GATE = {json.dumps(str(gate))}, FAULT_DIR = {json.dumps(str(tmp_path))} }}\n"
         "[mcp.servers.clock]\n"  # a host-side server: warned about at start
         f"command = {json.dumps(sys.executable)}\n"
         f"args = [{json.dumps(str(FAULT_SERVER))}]\n"
@@ -34,7 +36,15 @@ def test_mcp_command_and_always_allow(spawn, openai_server: ScriptedOpenAIServer
     openai_server.add_text("Both calls came back.")
     term = spawn()  # local mode: MCP calls ask
     term.expect(r"MCP server 'clock' runs on the host, outside the sandbox")  # at start
+    # The servers start in the background: the prompt is there at once, fault is starting.
+    term.expect(r"MCP server\(s\) starting: [a-z, ]*fault")
     term.wait_prompt()
+    term.expect(r"MCP server clock ready \(\d+ tools\)", timeout=60)
+    term.send_line("/mcp")
+    term.expect(r"fault\s+starting\s+sandbox")
+    term.wait_prompt()
+    gate.write_text("")
+    term.expect(r"MCP server fault ready \(\d+ tools\)", timeout=60)
     term.send_line("/mcp")
     term.expect(r"fault\s+ready\s+sandbox\s+\d+ tools")
     term.expect(r"clock\s+ready\s+host\s+\d+ tools")

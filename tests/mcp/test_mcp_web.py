@@ -54,7 +54,9 @@ def test_server_states_host_warning_and_always_allow_in_the_page(
     # Session start: the host-side server's warning, and every server's state. (The
     # session starts its three servers first: slow on a loaded machine.)
     browser.wait_text(".notice.level-warning", "MCP server 'clock' runs on the host, outside the sandbox", timeout=90)
-    browser.wait(f"{PANEL} li[data-server='broken'] .badge", timeout=30)
+    # They start in the background: the panel shows each as starting, then its outcome.
+    browser.wait_text(f"{PANEL} li[data-server='broken'] .badge", "failed", timeout=90)
+    browser.wait_text(f"{PANEL} summary .count", "2/3 ready", timeout=90)
     rows = f"{PANEL} li.mcp-server"
     assert browser.texts(f"{rows} .row-title") == ["fault", "clock", "broken"]
     assert browser.texts(f"{rows} .badge") == ["ready", "ready", "failed"]
@@ -77,3 +79,33 @@ def test_server_states_host_warning_and_always_allow_in_the_page(
     browser.screenshot("mcp-2-done", fullPage=True)
     console = [line for line in browser.call("console") if "error" in line.lower()]
     assert console == [], console
+
+
+def test_a_slow_server_shows_starting_then_ready_and_the_turn_gets_its_tools(
+    start_ui: StartUi, browser: Browser, openai_server: ScriptedOpenAIServer, tmp_path: Path  # noqa: F811
+) -> None:
+    gate = tmp_path / "go"  # the server answers nothing until this file exists
+    (tmp_path / "pygent.toml").write_text(
+        _server("slow")
+        + f"env = {{ FAULT_START_GATE = {json.dumps(str(gate))}, FAULT_DIR = {json.dumps(str(tmp_path))} }}\n"
+    )
+    openai_server.add_text("Its tools were there.")
+    ui = start_ui()
+    opened = browser.call("open", url=ui.url)
+    assert opened["status"] == 200, opened
+    browser.wait(READY)
+    browser.call("fill", selector=PROMPT, text="hello")
+    browser.call("press", selector=PROMPT, key="Enter")
+    badge = f"{PANEL} li[data-server='slow'] .badge"
+    # The session opened without waiting: the panel says starting, the turn waits for it.
+    browser.wait_text(badge, "starting", timeout=90)
+    browser.wait_text(f"{PANEL} summary .count", "0/1 ready")
+    browser.wait_text(".notice", "waiting for MCP server(s) to start: slow", timeout=30)
+    browser.screenshot("mcp-3-starting")
+    assert openai_server.chat_requests == []
+    gate.write_text("")
+    browser.wait_text(badge, "ready", timeout=60)
+    browser.wait_text(".msg.assistant", "Its tools were there.", timeout=90)
+    tools = [t["function"]["name"] for t in openai_server.chat_requests[0].body["tools"]]
+    assert "mcp__slow__echo" in tools
+    browser.screenshot("mcp-4-ready")

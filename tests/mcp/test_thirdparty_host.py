@@ -15,7 +15,7 @@ from pygent import events as ev
 from pygent.mcp.config import McpServerSpec
 from pygent.service import SessionOptions
 from tests.mcp import servers
-from tests.mcp.conftest import tool_messages
+from tests.mcp.conftest import started, tool_messages
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -36,6 +36,7 @@ async def test_git_server_in_the_local_sandbox_reads_the_workspace_repo(service,
     session = await service.create(
         SessionOptions(runtime="local", approval_mode="never", mcp_servers=(spec,))
     )
+    await started(session)  # servers start in the background
     ws = session.runtime.workspace
     subprocess.run(["git", "init", "-q", str(ws)], check=True)
     (ws / "hello.txt").write_text("hi\n")
@@ -54,6 +55,7 @@ async def test_time_server_on_the_host_asks_and_is_reported_as_host(service, ope
     session = await service.create(
         SessionOptions(runtime="local", approval_mode="auto", mcp_servers=(spec,))
     )
+    await started(session)  # servers start in the background
     assert session.mcp.status()[0].where == "host"
     assert any("runs on the host, outside the sandbox" in n for n in session.notices)
     # nobody can answer the approval here: a host-side server's call is denied, not run
@@ -80,6 +82,7 @@ async def test_everything_server_content_kinds(service, openai_env):
     session = await service.create(
         SessionOptions(runtime="local", approval_mode="never", mcp_servers=(spec,))
     )
+    await started(session)  # servers start in the background
     st = session.mcp.status()[0]
     assert st.state == "ready", st.reason
     # Pygent declares roots but not sampling or elicitation: server-everything offers the
@@ -146,6 +149,7 @@ async def test_streamable_http_server_from_the_host_with_secret_header(service, 
         session = await service.create(
             SessionOptions(runtime="local", approval_mode="never", mcp_servers=(spec,))
         )
+        await started(session)  # servers start in the background
         st = session.mcp.status()[0]
         assert st.state == "ready" and st.where == "remote" and st.transport == "http", st.reason
         openai_env.add_tool_call("mcp__web__get-sum", {"a": 20, "b": 22})

@@ -855,6 +855,7 @@ export interface TurnStartedUpdate {
   type: 'turn_started';
   taskId: string | null;
   prompt: string;
+  images: string[];
 }
 
 /** A chunk of the assistant's reply text, as it streams. */
@@ -894,6 +895,7 @@ export interface ToolCallProposedUpdate {
   arguments: Record<string, unknown>;
   preview: string;
   locations: string[];
+  oldText: string | null;
 }
 
 /** An approved tool call began running. */
@@ -1024,9 +1026,10 @@ export interface ChangesUpdate {
 /**
  * An MCP server of the session changed: its state, where it runs, its tools.
  *
- * Sent when a server becomes ready, its tool list changes, it exits and is being
- * restarted, or it fails (`reason` says why, without secrets). The state at session
- * start is in `pygent/mcp/status`; these updates keep it current.
+ * Sent when a server starts (servers start in the background: the session does not
+ * wait for them), becomes ready, its tool list changes, it exits and is being
+ * restarted, or it fails (`reason` says why, without secrets). The state now is in
+ * `pygent/mcp/status`; these updates keep it current.
  */
 export interface McpServerUpdate {
   type: 'mcp_server';

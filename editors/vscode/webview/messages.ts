@@ -210,7 +210,7 @@ const count = withDefault(num, 0);
 
 /** Parses one session update (the LSP `update` object); missing optional keys get defaults. */
 export const parseSessionEvent: Parser<SessionEvent> = tagged<SessionEvent>({
-  turn_started: variant('turn_started', { taskId, prompt: text }),
+  turn_started: variant('turn_started', { taskId, prompt: text, images: withDefault(array(str, 100), []) }),
   message_delta: variant('message_delta', { taskId, text }),
   message_discarded: variant('message_discarded', { taskId, reason: text }),
   message_done: variant('message_done', { taskId, text }),
@@ -221,6 +221,7 @@ export const parseSessionEvent: Parser<SessionEvent> = tagged<SessionEvent>({
     arguments: withDefault(jsonObject, {}),
     preview: text,
     locations: withDefault(array(str, 100), []),
+    oldText: withDefault(nullable(str), null),
   }),
   tool_call_started: variant('tool_call_started', { taskId, callId: str, tool: text }),
   tool_output: variant('tool_output', { taskId, callId: str, text, stream: withDefault(literal<OutputStream>('stdout', 'stderr'), 'stdout') }),

@@ -166,6 +166,8 @@ export class ChatController {
   private readonly inFlight = new Set<string>();
   /** The log a conversation rewind took off, per session, for its redo. */
   private readonly undone = new Map<string, SessionUpdate[]>();
+  /** Sessions this window opened, forked or resumed (it keeps their logs itself). */
+  private readonly opened = new Set<string>();
   private creating: Promise<string | undefined> | undefined;
   /** A focus request made before the page was ready; sent after `init`. */
   private pendingFocus: { text: string | null } | undefined;
@@ -184,7 +186,7 @@ export class ChatController {
     deps.server.onNotification(SESSION_UPDATE, (params) => this.onSessionUpdate(params));
     // A session host tells every client when its sessions change (an editor opened one
     // after this page loaded, one was closed): list them again rather than wait for a reload.
-    deps.server.onNotification(SESSIONS_CHANGED, () => void this.refreshSessions());
+    deps.server.onNotification(SESSIONS_CHANGED, () => void this.refreshSessions(true));
     deps.server.onRequest(REQUEST_PERMISSION, (params, token) => this.onPermissionRequest(params, token));
     deps.server.onDidChangeState((state) => this.onServerState(state));
   }
@@ -345,6 +347,7 @@ export class ChatController {
   /** A new session as this one was before turn `index` (its own sandbox), shown with the log up to there. */
   private async fork(sessionId: string, turnId: string, index: number): Promise<void> {
     const info = await this.deps.server.request<SessionInfo>(SESSION_FORK, { sessionId, turnId });
+    this.opened.add(info.sessionId);
     this.sessions.upsert(info);
     const events = this.sessions.events(sessionId);
     let seen = -1;
@@ -484,7 +487,14 @@ export class ChatController {
   }
 
   /** Reads the server's sessions: live ones, and saved ones that belong to our folders. */
-  async refreshSessions(): Promise<void> {
+  /**
+   * `announced`: the host said its sessions changed. Only the sessions new to this window
+   * are loaded from the host's logs then: the host announces a session before the reply
+   * of the request that opened it (here or elsewhere), and the logs this window keeps
+   * (a fork's, with its notice) must not be replaced by a load that was already on its way.
+   */
+  async refreshSessions(announced = false): Promise<void> {
+    const known = announced ? this.sessions.liveIds() : new Set<string>();
     let result: ListSessionsResult;
     try {
       result = await this.deps.server.request<ListSessionsResult>(SESSION_LIST, { includeSaved: true });
@@ -502,7 +512,8 @@ export class ChatController {
       this.sessions.upsert(info);
     }
     this.sessions.prune(listed);
-    if (this.deps.transcript) await this.attachLive(result.sessions.filter((s) => s.live));
+    const live = result.sessions.filter((s) => s.live && !known.has(s.sessionId));
+    if (this.deps.transcript) await this.attachLive(live, announced);
     this.sendSessions();
   }
 
@@ -510,10 +521,10 @@ export class ChatController {
    * A page (re)attached to a server that outlives it: follow its live sessions from the
    * server's logs (they replace ours, which may have missed updates), show the newest.
    */
-  private async attachLive(live: SessionInfo[]): Promise<void> {
+  private async attachLive(live: SessionInfo[], announced = false): Promise<void> {
     for (const info of live) {
       try {
-        await this.loadTranscript(info.sessionId);
+        await this.loadTranscript(info.sessionId, announced);
       } catch (err) {
         this.deps.log.warn(`Transcript of ${info.sessionId}: ${describeError(err)}`);
       }
@@ -525,9 +536,12 @@ export class ChatController {
   }
 
   /** Replaces a session's log with the server's; false when the host keeps none. */
-  private async loadTranscript(sessionId: string): Promise<boolean> {
+  private async loadTranscript(sessionId: string, announced = false): Promise<boolean> {
     if (!this.deps.transcript) return false;
     const { events, seq } = await this.deps.transcript(sessionId);
+    // Opened by this window meanwhile (its reply came while the log was on its way):
+    // the window's own log of it is newer, notices included.
+    if (announced && this.opened.has(sessionId)) return false;
     this.sessions.load(sessionId, events, seq);
     for (const event of events) if (event.type === 'task_status') this.tasks.update(sessionId, event);
     const info = this.sessions.get(sessionId);
@@ -584,6 +598,7 @@ export class ChatController {
       syncMode: folder ? settings.syncMode : 'none',
       title,
     });
+    this.opened.add(info.sessionId);
     this.sessions.upsert(info);
     this.sessions.activeId = info.sessionId;
     for (const notice of info.notices) this.localEvent(info.sessionId, { type: 'notice', taskId: null, level: 'warning', text: notice });
@@ -644,6 +659,7 @@ export class ChatController {
       approvalMode: settings.approvalMode,
       syncMode: settings.syncMode,
     });
+    this.opened.add(resumed.sessionId);
     this.sessions.upsert(resumed);
     this.sessions.activeId = resumed.sessionId;
     if (this.sessions.events(resumed.sessionId).length === 0 && resumed.messageCount > 0) {

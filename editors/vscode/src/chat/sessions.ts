@@ -63,6 +63,11 @@ export class SessionStore {
     else this.records.set(info.sessionId, { info, events: [], lastSeq: 0 });
   }
 
+  /** The ids of the sessions known to be live (this window follows their updates). */
+  liveIds(): Set<string> {
+    return new Set([...this.records.values()].filter((r) => r.info.live).map((r) => r.info.sessionId));
+  }
+
   /** After a server restart nothing is live any more; conversations stay readable. */
   markAllEnded(): void {
     for (const record of this.records.values()) record.info = { ...record.info, live: false, busy: false };

@@ -75,7 +75,7 @@ describe('chat page in Chromium', () => {
     await page.getByRole('button', { name: 'Stop the running turn' }).waitFor();
 
     await post(busySessions(true));
-    await post(event({ type: 'turn_started', taskId: null, prompt: 'Add a greeting script\nand run it' }));
+    await post(event({ type: 'turn_started', images: [], taskId: null, prompt: 'Add a greeting script\nand run it' }));
     const reply = 'I will write **hello.py** and run it:\n\n```python\nprint("hello")\n```\n';
     for (const chunk of reply.match(/.{1,7}/gs) ?? []) await post(event({ type: 'message_delta', taskId: null, text: chunk }));
     await page.locator('.msg.assistant strong', { hasText: 'hello.py' }).waitFor();
@@ -88,7 +88,7 @@ describe('chat page in Chromium', () => {
     await post(event({ type: 'message_done', taskId: null, text: reply }));
 
     // A command that needs approval.
-    await post(event({ type: 'tool_call_proposed', locations: [], taskId: null, callId: 'c1', tool: 'bash', arguments: { cmd: 'python hello.py' }, preview: 'python hello.py' }));
+    await post(event({ type: 'tool_call_proposed', locations: [], oldText: null, taskId: null, callId: 'c1', tool: 'bash', arguments: { cmd: 'python hello.py' }, preview: 'python hello.py' }));
     await post(event({ type: 'permission', taskId: null, callId: 'c1', state: 'pending', outcome: '' }));
     await post({
       type: 'approval',
@@ -136,7 +136,7 @@ describe('chat page in Chromium', () => {
     // A delegated task: queued, running, finished with a result; its own events stay out of the chat.
     const task = { taskId: 't1', persona: 'tester', prompt: 'write tests for hello.py', steps: 0, detail: '', result: '' };
     await post({ type: 'tasks', sessionId: SID, tasks: [{ ...task, status: 'running', steps: 1 }] });
-    await post(event({ type: 'tool_call_proposed', locations: [], taskId: 't1', callId: 'c9', tool: 'bash', arguments: { cmd: 'pytest' }, preview: 'pytest' }));
+    await post(event({ type: 'tool_call_proposed', locations: [], oldText: null, taskId: 't1', callId: 'c9', tool: 'bash', arguments: { cmd: 'pytest' }, preview: 'pytest' }));
     const tasks = page.getByRole('list', { name: 'Delegated tasks' });
     await tasks.getByText('write tests for hello.py').waitFor();
     assert.equal(await tasks.locator('.badge').textContent(), 'running');
@@ -188,9 +188,9 @@ describe('chat page in Chromium', () => {
     await inbox.next('ready');
     await post({ ...init, sessions: (sessionsMsg as Extract<HostMessage, { type: 'sessions' }>).sessions, activeSessionId: SID });
     await post(busySessions(true));
-    await post(event({ type: 'turn_started', taskId: null, prompt: 'write the file' }));
+    await post(event({ type: 'turn_started', images: [], taskId: null, prompt: 'write the file' }));
     const diff = '--- a/hello.py\n+++ b/hello.py\n@@ -1 +1,2 @@\n-print("hi")\n+print("hello")\n+print("bye")\n';
-    await post(event({ type: 'tool_call_proposed', locations: [], taskId: null, callId: 'w1', tool: 'write_file', arguments: { path: 'hello.py', content: 'print("hello")\nprint("bye")\n' }, preview: diff }));
+    await post(event({ type: 'tool_call_proposed', locations: [], oldText: null, taskId: null, callId: 'w1', tool: 'write_file', arguments: { path: 'hello.py', content: 'print("hello")\nprint("bye")\n' }, preview: diff }));
     await post({
       type: 'approval',
       approval: { id: 'a2', sessionId: SID, taskId: null, callId: 'w1', tool: 'write_file', preview: diff, previewKind: 'diff', path: 'hello.py', reason: '', options: [{ optionId: 'allow_once', name: 'Allow once' }, { optionId: 'allow_always', name: 'Always' }, { optionId: 'reject_once', name: 'Deny' }] },
@@ -236,7 +236,7 @@ describe('chat page in Chromium', () => {
     await inbox.next('ready');
     await post({ ...init, sessions: (sessionsMsg as Extract<HostMessage, { type: 'sessions' }>).sessions, activeSessionId: SID });
     await post(busySessions(true));
-    await post(event({ type: 'turn_started', taskId: null, prompt: 'what is a.py?' }));
+    await post(event({ type: 'turn_started', images: [], taskId: null, prompt: 'what is a.py?' }));
     await post(event({ type: 'message_delta', taskId: null, text: 'The file **a.py** is the ent' }));
     await page.locator('.msg.assistant strong', { hasText: 'a.py' }).waitFor();
     await post(event({ type: 'message_discarded', taskId: null, reason: 'the stream was cut' }));
@@ -296,9 +296,9 @@ describe('chat page in Chromium', () => {
     await post({ ...init, sessions: (sessionsMsg as Extract<HostMessage, { type: 'sessions' }>).sessions, activeSessionId: SID });
     const junk: Record<string, unknown>[] = [{ type: 'nonsense' }, { type: 'event', sessionId: 7, event: {} }, { type: 'approval', approval: { id: 'x' } }, { type: 'toast', level: 'fatal', text: 1 }];
     for (const message of junk) await post(message);
-    await post(event({ type: 'turn_started', taskId: null, prompt: '<img src=x onerror="window.pwned=1">' }));
+    await post(event({ type: 'turn_started', images: [], taskId: null, prompt: '<img src=x onerror="window.pwned=1">' }));
     await post(event({ type: 'message_delta', taskId: null, text: 'Look: <script>window.pwned=2</script> <img src="http://example.com/x.png"> ![i](http://example.com/i.png) [js](javascript:alert(1)) [ok](https://example.com)' }));
-    await post(event({ type: 'tool_call_proposed', locations: [], taskId: null, callId: 'h1', tool: 'bash', arguments: { cmd: '<b>bold</b>' }, preview: '<b>bold</b>' }));
+    await post(event({ type: 'tool_call_proposed', locations: [], oldText: null, taskId: null, callId: 'h1', tool: 'bash', arguments: { cmd: '<b>bold</b>' }, preview: '<b>bold</b>' }));
     await post(event({ type: 'tool_output', taskId: null, callId: 'h1', text: '<iframe src="https://example.com"></iframe>', stream: 'stdout' }));
     await page.locator('.msg.assistant').waitFor();
     await page.locator('.output-text', { hasText: '<iframe' }).waitFor();

@@ -187,7 +187,7 @@ describe('ChatController', () => {
 
   it('forwards session updates in order, once, and tracks busy', async () => {
     await controller.handle({ type: 'prompt', sessionId: null, text: 'hi' });
-    update({ type: 'turn_started', taskId: null, prompt: 'hi' });
+    update({ type: 'turn_started', images: [], taskId: null, prompt: 'hi' });
     assert.equal(controller.status().busy, true);
     update({ type: 'message_delta', taskId: null, text: 'Hel' });
     server.notify(SESSION_UPDATE, { sessionId: SID, seq, update: { type: 'message_delta', taskId: null, text: 'Hel' } }); // a repeat
@@ -210,11 +210,11 @@ describe('ChatController', () => {
 
   it('forwards a discard and drops the withdrawn reply from the log, keeping the earlier steps', async () => {
     await controller.handle({ type: 'prompt', sessionId: null, text: 'hi' });
-    update({ type: 'turn_started', taskId: null, prompt: 'hi' });
+    update({ type: 'turn_started', images: [], taskId: null, prompt: 'hi' });
     update({ type: 'message_delta', taskId: null, text: 'Let me ' });
     update({ type: 'message_delta', taskId: null, text: 'look.' });
     update({ type: 'message_done', taskId: null, text: 'Let me look.' });
-    update({ type: 'tool_call_proposed', locations: [], taskId: null, callId: 'c', tool: 'bash', arguments: { cmd: 'ls' }, preview: 'ls' });
+    update({ type: 'tool_call_proposed', locations: [], oldText: null, taskId: null, callId: 'c', tool: 'bash', arguments: { cmd: 'ls' }, preview: 'ls' });
     update({ type: 'tool_call_finished', taskId: null, callId: 'c', tool: 'bash', ok: true, output: 'a.py\n', status: 'completed' });
     update({ type: 'message_delta', taskId: null, text: 'It is the ' });
     update({ type: 'task_status', taskId: 't1', status: 'running', persona: 'p', prompt: 'x', steps: 1, detail: '' });
@@ -314,7 +314,7 @@ describe('ChatController', () => {
     assert.match(view.lastOf('toast')?.text ?? '', /already running/);
     // A prompt that fails mid-turn ends the turn in the transcript instead.
     server.responders.set(SESSION_PROMPT, () => {
-      update({ type: 'turn_started', taskId: null, prompt: 'three' });
+      update({ type: 'turn_started', images: [], taskId: null, prompt: 'three' });
       throw new Error('connection lost');
     });
     await controller.handle({ type: 'prompt', sessionId: SID, text: 'three' });
@@ -412,7 +412,7 @@ describe('ChatController', () => {
 
   it('ends open turns, withdraws approvals and marks sessions ended when the server dies', async () => {
     await controller.handle({ type: 'prompt', sessionId: null, text: 'go' });
-    update({ type: 'turn_started', taskId: null, prompt: 'go' });
+    update({ type: 'turn_started', images: [], taskId: null, prompt: 'go' });
     const asked = server.ask(REQUEST_PERMISSION, permission());
     server.setState({ kind: 'failed', reason: 'crashed', message: 'The Pygent server stopped unexpectedly.' });
     assert.deepEqual(await asked.result, { optionId: 'cancelled' });

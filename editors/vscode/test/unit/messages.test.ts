@@ -56,7 +56,7 @@ describe('page messages', () => {
 describe('host messages', () => {
   it('fills defaults in session events and keeps tool arguments', () => {
     const event = parseSessionEvent({ type: 'tool_call_proposed', callId: 'c', tool: 'bash', arguments: { cmd: 'ls' } }, 'e');
-    assert.deepEqual(event, { type: 'tool_call_proposed', locations: [], taskId: null, callId: 'c', tool: 'bash', arguments: { cmd: 'ls' }, preview: '' });
+    assert.deepEqual(event, { type: 'tool_call_proposed', locations: [], oldText: null, taskId: null, callId: 'c', tool: 'bash', arguments: { cmd: 'ls' }, preview: '' });
     assert.deepEqual(parseSessionEvent({ type: 'turn_ended', taskId: null }, 'e'), { type: 'turn_ended', taskId: null, stopReason: 'end_turn', text: '', error: '' });
   });
 

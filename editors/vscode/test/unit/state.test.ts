@@ -11,7 +11,7 @@ function run(events: SessionUpdate[]): Transcript {
   return t;
 }
 
-const started: SessionUpdate = { type: 'turn_started', taskId: null, prompt: 'hi' };
+const started: SessionUpdate = { type: 'turn_started', images: [], taskId: null, prompt: 'hi' };
 
 describe('transcript', () => {
   it('streams deltas into one reply and lets message_done correct it', () => {
@@ -36,7 +36,7 @@ describe('transcript', () => {
   it('follows a tool call from proposal to result', () => {
     const t = run([
       started,
-      { type: 'tool_call_proposed', locations: [], taskId: null, callId: 'c', tool: 'bash', arguments: { cmd: 'ls' }, preview: 'ls' },
+      { type: 'tool_call_proposed', locations: [], oldText: null, taskId: null, callId: 'c', tool: 'bash', arguments: { cmd: 'ls' }, preview: 'ls' },
       { type: 'permission', taskId: null, callId: 'c', state: 'pending', outcome: '' },
     ]);
     const tool = t.items[1];
@@ -52,7 +52,7 @@ describe('transcript', () => {
   });
 
   it('keeps the tail of huge output', () => {
-    const t = run([started, { type: 'tool_call_proposed', locations: [], taskId: null, callId: 'c', tool: 'bash', arguments: {}, preview: '' }]);
+    const t = run([started, { type: 'tool_call_proposed', locations: [], oldText: null, taskId: null, callId: 'c', tool: 'bash', arguments: {}, preview: '' }]);
     applyEvent(t, { type: 'tool_output', taskId: null, callId: 'c', text: 'x'.repeat(MAX_OUTPUT_CHARS), stream: 'stdout' });
     applyEvent(t, { type: 'tool_output', taskId: null, callId: 'c', text: 'END', stream: 'stdout' });
     const tool = t.items[1];
@@ -63,14 +63,14 @@ describe('transcript', () => {
   });
 
   it('leaves delegated tasks out of the conversation', () => {
-    const t = run([started, { type: 'message_delta', taskId: 't1', text: 'sub-agent chatter' }, { type: 'tool_call_proposed', locations: [], taskId: 't1', callId: 'x', tool: 'bash', arguments: {}, preview: '' }]);
+    const t = run([started, { type: 'message_delta', taskId: 't1', text: 'sub-agent chatter' }, { type: 'tool_call_proposed', locations: [], oldText: null, taskId: 't1', callId: 'x', tool: 'bash', arguments: {}, preview: '' }]);
     assert.deepEqual(t.items.map((i) => i.kind), ['user']);
   });
 
   it('marks unfinished calls cancelled and notes why a turn stopped', () => {
     const t = run([
       started,
-      { type: 'tool_call_proposed', locations: [], taskId: null, callId: 'c', tool: 'bash', arguments: {}, preview: '' },
+      { type: 'tool_call_proposed', locations: [], oldText: null, taskId: null, callId: 'c', tool: 'bash', arguments: {}, preview: '' },
       { type: 'tool_call_started', taskId: null, callId: 'c', tool: 'bash' },
       { type: 'turn_ended', taskId: null, stopReason: 'cancelled', text: '', error: '' },
     ]);
@@ -99,7 +99,7 @@ describe('transcript', () => {
       started,
       { type: 'message_delta', taskId: null, text: 'Let me look.' },
       { type: 'message_done', taskId: null, text: 'Let me look.' },
-      { type: 'tool_call_proposed', locations: [], taskId: null, callId: 'c', tool: 'bash', arguments: { cmd: 'ls' }, preview: 'ls' },
+      { type: 'tool_call_proposed', locations: [], oldText: null, taskId: null, callId: 'c', tool: 'bash', arguments: { cmd: 'ls' }, preview: 'ls' },
       { type: 'tool_call_finished', taskId: null, callId: 'c', tool: 'bash', ok: true, output: 'a.py\n', status: 'completed' },
       { type: 'message_delta', taskId: null, text: 'The file a.py is the ent' },
       { type: 'notice', taskId: null, level: 'warning', text: 'the stream was cut; asking again' },
