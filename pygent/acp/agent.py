@@ -1,5 +1,6 @@
 """The ACP agent: ACP requests -> session calls of a :class:`~pygent.acp.backend.SessionBackend`
-(a :class:`~pygent.service.SessionService` in this process, or a running session host).
+(a :class:`~pygent.service.SessionService` in this process, or the shared one of a running
+session host, which runs this agent for each ACP connection: :mod:`pygent.acp.hosted`).
 
 No agent logic lives here. Each method checks its input, calls the service, and
 translates the answer; each session's core events go out as ``session/update``
@@ -23,10 +24,10 @@ from acp import schema as s
 from pygent import __version__
 from pygent import events as ev
 from pygent.acp.approver import DEFAULT_TIMEOUT, AcpApprover
-from pygent.acp.backend import HostBackend, LocalBackend, SessionBackend, SessionView
+from pygent.acp.backend import LocalBackend, SessionBackend, SessionView
 from pygent.acp.channel import Channel, Outbox
+from pygent.acp.launch import models_from_env
 from pygent.acp.updates import Update, text_block
-from pygent.approval import Approver
 from pygent.changes import COW, MOUNT
 from pygent.errors import TASK_NOT_FOUND, PygentError, SessionBusyError, UnknownSessionError
 from pygent.mcp import specs_from_acp
@@ -96,8 +97,10 @@ class PygentAcpAgent:
             may ask for ``mount``).
         approval_timeout: seconds a permission request waits before the call is denied.
         model: a model object for every agent (tests); default: the configured one.
-        in_process: serve sessions of a :class:`SessionService` in this process; False:
-            :meth:`join_host` gives the sessions of a running session host instead.
+        backend: the sessions to serve; default: a :class:`SessionService` of this
+            agent's own (a session host passes its shared one, :mod:`pygent.acp.hosted`).
+        extra_models: the models offered besides the configured one; default:
+            ``PYGENT_ACP_MODELS`` of this process's environment.
     """
 
     def __init__(
@@ -108,7 +111,8 @@ class PygentAcpAgent:
         sync_mode: str = COW,
         approval_timeout: float = DEFAULT_TIMEOUT,
         model: Any = None,
-        in_process: bool = True,
+        backend: SessionBackend | None = None,
+        extra_models: list[str] | None = None,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
@@ -116,10 +120,13 @@ class PygentAcpAgent:
         self.approval_timeout = approval_timeout
         self.conn: Any = None
         self.loop = asyncio.get_event_loop()
-        #: The in-process service (None when the sessions are a host's).
+        self.extra_models = extra_models
+        #: The agent's own service (None when the sessions are a host's).
         self.service: SessionService | None = None
         self.backend: SessionBackend
-        if in_process:
+        if backend is not None:
+            self.backend = backend
+        else:
             self.service = SessionService(settings, approver_factory=self._approver, model=model)
             self.backend = LocalBackend(self.service)
         self.outbox = Outbox(self._send_update)
@@ -127,10 +134,6 @@ class PygentAcpAgent:
         #: JSON-RPC id of a running ``session/prompt`` -> its session (``$/cancel_request``).
         self.prompt_ids: dict[Any, str] = {}
         self.client_capabilities: s.ClientCapabilities | None = None
-
-    async def join_host(self, socket: Path) -> None:
-        """Serve the sessions of the session host listening on ``socket``."""
-        self.backend = await HostBackend.connect(socket, self._approver)
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -146,8 +149,9 @@ class PygentAcpAgent:
             channel = self.channels[session_id] = Channel(self.loop, self.outbox, session_id)
         return channel
 
-    def _approver(self, session_id: str) -> Approver:
-        # Called in the service's worker thread while the session is assembled.
+    def _approver(self, session_id: str, timeout: float | None = None) -> AcpApprover:
+        # Called in the service's worker thread while the session is assembled (or by a
+        # session host's approval broker, on the loop, for a session this client follows).
         channel = self._channel(session_id)
         return AcpApprover(
             self.conn.request_permission,
@@ -155,8 +159,14 @@ class PygentAcpAgent:
             session_id,
             channel.updates,
             channel.flush,
-            timeout=self.approval_timeout,
+            timeout=self.approval_timeout if timeout is None else timeout,
         )
+
+    def follows(self, session_id: str) -> bool:
+        """Whether this client follows the session (it made, loaded, resumed or prompted
+        it, and has not closed it): a session host asks it the session's approvals."""
+        channel = self.channels.get(session_id)
+        return channel is not None and channel.unsubscribe is not None
 
     async def _session(self, session_id: str) -> SessionView:
         if not isinstance(session_id, str) or not session_id:
@@ -253,8 +263,9 @@ class PygentAcpAgent:
 
     def settings_models(self) -> list[str]:
         """Models offered in the model selector: the configured one and ``PYGENT_ACP_MODELS``."""
-        extra = os.environ.get("PYGENT_ACP_MODELS", "")
-        return [self.settings.model] + [m.strip() for m in extra.split(",") if m.strip()]
+        if self.extra_models is not None:
+            return [self.settings.model, *self.extra_models]
+        return [self.settings.model, *models_from_env()]
 
     def _session_meta(self, session: SessionView) -> dict[str, Any]:
         return {
@@ -263,7 +274,7 @@ class PygentAcpAgent:
                 "syncMode": session.sync_mode,
                 "sandboxPath": session.sandbox_path,
                 "notices": list(session.notices),
-                "host": not isinstance(self.backend, LocalBackend),
+                "host": bool(getattr(self.backend, "hosted", False)),
             }
         }
 
@@ -454,8 +465,8 @@ class PygentAcpAgent:
         return s.CloseSessionResponse()
 
     async def close(self) -> None:
-        """Close every session of this process (turns cancelled, sandboxes removed); a
-        host's sessions go on in the host."""
+        """Close every session of this agent's own service (turns cancelled, sandboxes
+        removed); a host's sessions go on in the host."""
         if hasattr(self, "backend"):
             await self.backend.aclose()
         for channel in self.channels.values():

@@ -6,11 +6,14 @@ stdin or on SIGTERM/SIGINT, after every session's turn is cancelled (its command
 process group killed) and its sandbox removed.
 
 When a session host runs (``pygent serve``) and unless ``--in-process`` or
-``PYGENT_LSP_HOST=never`` (the setting ``pygent lsp --stdio`` follows too), the sessions
-are the host's (:class:`pygent.acp.backend.HostBackend`): an ACP client then sees the
-same live sessions as VS Code, the REPL's ``pygent attach`` and the web page, and they
+``PYGENT_LSP_HOST=never`` (the setting ``pygent lsp --stdio`` follows too), ``pygent acp``
+loads no agent at all: it asks the host to serve ACP on its connection
+(:func:`pygent.lsp.host_socket.join_acp`) and becomes a byte pipe between stdin/stdout
+and the host's socket, exactly as ``pygent lsp --stdio`` does. The host runs this
+module's agent on its shared sessions (:mod:`pygent.acp.hosted`): an ACP client then sees
+the same live sessions as VS Code, the REPL's ``pygent attach`` and the web page, and they
 go on in the host when the client leaves. ``PYGENT_LSP_HOST=require`` fails when no
-host answers.
+host answers (or it cannot serve ACP).
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 # The flags every process that serves sessions takes (standard library only, like this).
@@ -58,13 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def host_socket(settings: Any, args: argparse.Namespace) -> Path | None | int:
-    """The socket of the session host to serve from, None to serve in process, or an exit
-    status (``PYGENT_LSP_HOST=require`` and no host answers). As ``pygent lsp --stdio``."""
+def models_from_env() -> list[str]:
+    """The models of ``PYGENT_ACP_MODELS`` (comma-separated), offered besides the configured one."""
+    extra = os.environ.get("PYGENT_ACP_MODELS", "")
+    return [m.strip() for m in extra.split(",") if m.strip()]
+
+
+def host_socket(settings: Any, args: argparse.Namespace) -> socket.socket | None | int:
+    """A connection to the session host to pipe to, None to serve in process, or an exit
+    status (``PYGENT_LSP_HOST=require`` and no host answers, or it cannot serve ACP). As
+    ``pygent lsp --stdio``; the host is asked to run the ACP agent for this connection
+    (:func:`pygent.lsp.host_socket.join_acp`), with this command's options."""
     if args.in_process or settings.lsp_host == "never":
         return None
     from pygent.errors import PygentError
-    from pygent.lsp.host_socket import connect, socket_path
+    from pygent.lsp.host_socket import connect, join_acp
 
     try:
         sock = connect(settings.host_dir)
@@ -83,40 +95,29 @@ def host_socket(settings: Any, args: argparse.Namespace) -> Path | None | int:
             )
             return 2
         return None
-    sock.close()  # it answers; the agent's own connection is made on its loop
-    log.info("serving the sessions of the session host in %s", settings.host_dir)
-    return socket_path(settings.host_dir)
+    options = {
+        "syncMode": args.sync,
+        "approvalTimeout": args.approval_timeout,
+        "models": models_from_env(),
+    }
+    refused = join_acp(sock, options)
+    if refused is None:
+        log.info("piping to the session host in %s (it runs the ACP agent)", settings.host_dir)
+        return sock
+    sock.close()
+    if settings.lsp_host == "require":
+        print(f"pygent acp: the session host cannot serve ACP: {refused}", file=sys.stderr)
+        return 2
+    log.warning("not joining the session host (%s): serving in process", refused)
+    return None
 
 
-async def serve(
-    settings: Any, args: argparse.Namespace, in_fd: int, out_fd: int, host: Path | None = None
-) -> int:
-    """Serve one client on ``in_fd``/``out_fd`` until it leaves or a signal arrives; with
-    ``host``, the sessions are those of the session host listening on that socket."""
+def attach_agent(agent: Any, transport: Any) -> Any:
+    """Wire ``agent`` to ``transport`` (``$/cancel_request``, reply chunks written at once)
+    and return its SDK connection, not yet listening."""
     from acp import AgentSideConnection
 
-    from pygent.acp.agent import PygentAcpAgent
-    from pygent.acp.transport import StdioTransport
     from pygent.acp.updates import notification
-
-    transport = StdioTransport(in_fd, out_fd)
-    await transport.start()
-    agent = PygentAcpAgent(
-        settings,
-        sync_mode=args.sync,
-        approval_timeout=args.approval_timeout,
-        in_process=host is None,
-    )
-    if host is not None:
-        from pygent.errors import PygentError
-        from pygent.lsp.client import ConnectionLost
-
-        try:
-            await agent.join_host(host)
-        except (OSError, ConnectionLost, PygentError) as exc:
-            print(f"pygent acp: cannot join the session host at {host}: {exc}", file=sys.stderr)
-            await transport.close()
-            return 2
 
     def seen(message: dict[str, Any]) -> None:
         if message.get("method") == "session/prompt" and "id" in message:
@@ -137,21 +138,47 @@ async def serve(
         return transport.send_now(message)
 
     agent.outbox.send_now = send_now
-    conn = AgentSideConnection(agent, transport, listening=False, use_unstable_protocol=True)
-    loop = asyncio.get_running_loop()
+    return AgentSideConnection(agent, transport, listening=False, use_unstable_protocol=True)
+
+
+async def run_agent(agent: Any, transport: Any, on_listen: Any = None) -> None:
+    """Serve one client with ``agent`` over ``transport`` until it leaves (or the listening
+    task given to ``on_listen`` is cancelled); then the agent, connection and transport close."""
+    conn = attach_agent(agent, transport)
     listen = asyncio.ensure_future(conn.listen())
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, listen.cancel)
+    if on_listen is not None:
+        on_listen(listen)
     try:
         await listen
     except asyncio.CancelledError:
-        log.info("stopping on a signal")
+        log.info("the ACP connection was stopped")
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
         await agent.close()
         await conn.close()
         await transport.close()
+
+
+async def serve(settings: Any, args: argparse.Namespace, in_fd: int, out_fd: int) -> int:
+    """Serve one client on ``in_fd``/``out_fd`` until it leaves or a signal arrives."""
+    from pygent.acp.agent import PygentAcpAgent
+    from pygent.acp.transport import StdioTransport
+
+    transport = StdioTransport(in_fd, out_fd)
+    await transport.start()
+    agent = PygentAcpAgent(
+        settings, sync_mode=args.sync, approval_timeout=args.approval_timeout
+    )
+    loop = asyncio.get_running_loop()
+
+    def on_listen(listen: asyncio.Future[Any]) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, listen.cancel)
+
+    try:
+        await run_agent(agent, transport, on_listen)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
     return 0
 
 
@@ -175,6 +202,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for warning in settings.warnings:
         log.warning("%s", warning)
+    # A running session host serves this client: it runs the agent, this process only
+    # copies bytes (as `pygent lsp --stdio` joined to it), and loads no SDK at all.
+    host = host_socket(settings, args)
+    if isinstance(host, int):
+        return host
+    if host is not None:
+        from pygent.lsp.launch import proxy
+
+        return proxy(host)
     try:
         import acp  # noqa: F401
     except ImportError as exc:
@@ -184,10 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    host = host_socket(settings, args)
-    if isinstance(host, int):
-        return host
     from pygent.acp.transport import claim_stdout
 
     out_fd = claim_stdout()
-    return asyncio.run(serve(settings, args, 0, out_fd, host))
+    return asyncio.run(serve(settings, args, 0, out_fd))

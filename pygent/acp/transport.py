@@ -156,7 +156,11 @@ class StdioTransport:
                     self._buffer.clear()
                     return line
                 return None
-            chunk = await self._reader.read(_READ_CHUNK)
+            try:
+                chunk = await self._reader.read(_READ_CHUNK)
+            except (ConnectionError, OSError) as exc:  # a socket reset: the client is gone
+                log.debug("the client's connection failed: %s", exc)
+                chunk = b""
             if not chunk:
                 self._eof = True
             self._buffer += chunk
@@ -217,6 +221,28 @@ class StdioTransport:
         self._closed = True
         if self._writer is not None:
             self._writer.close()
+
+
+
+class StreamTransport(StdioTransport):
+    """The same framing over an asyncio stream pair: a connection to the session host
+    (:mod:`pygent.acp.hosted`), whose first bytes (``preread``) were read already."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        preread: bytes = b"",
+        *,
+        max_frame: int = MAX_FRAME_BYTES,
+    ) -> None:
+        super().__init__(-1, -1, max_frame=max_frame)
+        self._reader = reader
+        self._writer = writer.transport  # type: ignore[assignment]
+        self._buffer += preread
+
+    async def _open(self) -> None:  # already open
+        return None
 
 
 def _invalid(message: Any) -> str | None:

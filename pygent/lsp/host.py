@@ -19,6 +19,10 @@ a WebSocket in :mod:`pygent.web.server`):
   closed (its sandbox removed) after that many seconds;
 * every connection is told when the live sessions change (``pygent/sessionsChanged``),
   as the service makes the change (:meth:`SessionService.watch_sessions`): nothing polls.
+
+A connection that speaks ACP (``pygent acp`` joined to the host) runs the ACP agent on
+this service instead (:mod:`pygent.acp.hosted`); it is one of :attr:`SharedSessions.peers`,
+attached to the sessions it follows, and asked their approvals like the LSP clients.
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ class SharedSessions:
         self.idle_timeout = idle_timeout
         self.service = SessionService(settings, approver_factory=self._approver, model=model)
         self.servers: list[PygentLanguageServer] = []
+        #: Connections of other protocols (ACP: :class:`pygent.acp.hosted.AcpConnection`).
+        self.peers: list[Any] = []
         self.logs = SessionLogs()
         self.loop: asyncio.AbstractEventLoop | None = None
         #: Extra fields of the ``pygentHost/status`` answer (the socket path...).
@@ -131,9 +137,38 @@ class SharedSessions:
 
     # --- attachments and idle sessions -------------------------------------------------------
 
-    def attached(self, session_id: str) -> list[PygentLanguageServer]:
-        """The connections attached to a session (see the module docstring)."""
-        return [s for s in self.servers if s.handlers.attached(session_id)]
+    def attached(self, session_id: str) -> list[Any]:
+        """The connections attached to a session (see the module docstring): LSP
+        servers, then peers."""
+        return [s for s in self.servers if s.handlers.attached(session_id)] + [
+            c for c in self.peers if c.attached(session_id)
+        ]
+
+    def connected(self, connection: Any) -> bool:
+        """Whether a connection (a server or a peer) is still there."""
+        return connection in self.servers or connection in self.peers
+
+    @property
+    def clients(self) -> int:
+        """How many connections there are, of either protocol."""
+        return len(self.servers) + len(self.peers)
+
+    def add_peer(self, connection: Any) -> None:
+        self.peers.append(connection)
+        self._notify()
+
+    def remove_peer(self, connection: Any) -> None:
+        if connection in self.peers:
+            self.peers.remove(connection)
+        self._notify()
+
+    def follow_history(self, session_id: str) -> None:
+        """Make the session's update log replay its conversation as it is now (after a
+        resume, a fork, a rewind or a redo), for the clients that attach later."""
+        agent = self.service.get(session_id).agent
+        store = agent.history_store
+        self.logs.follow(session_id, list(agent.history),
+                         store.meta_log.get("compaction", []) if store is not None else [])
 
     def status(self) -> dict[str, Any]:
         """``pygentHost/status``: the live sessions and who is attached to them."""
@@ -155,7 +190,7 @@ class SharedSessions:
             )
         return {
             "pid": os.getpid(),
-            "clients": len(self.servers),
+            "clients": self.clients,
             "idleTimeout": self.idle_timeout,
             "sessions": sessions,
             **({"pool": self.service.pool.status()} if self.service.pool is not None else {}),
@@ -278,11 +313,11 @@ class SharedSessions:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.approval_timeout
         alone_since: float | None = None
-        asks: dict[PygentLanguageServer, asyncio.Task[ApprovalResponse]] = {}
+        asks: dict[Any, asyncio.Task[ApprovalResponse]] = {}
         answer: ApprovalResponse | None = None
         #: Clients that could not answer (no approval UI, an error, a timeout of their
         #: own): not asked again; their denial decides only when no one else can answer.
-        unable: dict[PygentLanguageServer, ApprovalResponse] = {}
+        unable: dict[Any, ApprovalResponse] = {}
 
         def policy_of() -> Any:
             try:
@@ -295,11 +330,13 @@ class SharedSessions:
                 attached = self.attached(session_id)
                 for server in attached:
                     if server not in asks and server not in unable and server.loop is not None:
-                        approver = LspApprover(
-                            server, session_id, timeout=remaining, policy_of=policy_of
+                        approver: Any = (
+                            LspApprover(server, session_id, timeout=remaining, policy_of=policy_of)
+                            if isinstance(server, PygentLanguageServer)
+                            else server.approver(session_id, remaining)
                         )
                         asks[server] = asyncio.ensure_future(approver._ask(request))
-                for server in [s for s in asks if s not in self.servers and not asks[s].done()]:
+                for server in [s for s in asks if not self.connected(s) and not asks[s].done()]:
                     asks.pop(server).cancel()  # its client left: the next one is asked
                 if not asks and attached and all(server in unable for server in attached):
                     answer = unable[attached[-1]]
@@ -331,7 +368,7 @@ class SharedSessions:
                     if not result.automatic:
                         answer = result
                         return answer
-                    if server in self.servers:
+                    if self.connected(server):
                         unable[server] = result
             return _denied(
                 f"nobody answered the approval request within {self.approval_timeout:g}s"
@@ -346,6 +383,8 @@ class SharedSessions:
                 # how the first answer decided it.
                 outcome = answer.message if answer.automatic else answer.option.value
                 for server in asks:
+                    if not isinstance(server, PygentLanguageServer):
+                        continue  # an ACP client's request was withdrawn: nothing to show
                     channel = server.channels.get(session_id)
                     if channel is not None and not channel.closed:
                         channel.push(

@@ -9,12 +9,18 @@ enter, is refused with :class:`HostDirError`: whoever controls it could stand in
 the host and see every prompt. ``host.lock`` beside it is held (``flock``) by the
 running host and holds its pid, so two hosts never serve one socket and a socket file
 left by a killed host is known to be stale.
+
+A connection speaks LSP unless its first line is :data:`ACP_HELLO` (``pygent acp``
+joining the host, :func:`join_acp`): the host then answers :data:`ACP_READY` and runs
+the ACP agent for that connection itself, and ``pygent acp`` only copies bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import json
 import os
 import socket
 import stat
@@ -156,3 +162,46 @@ def wait_until_answers(host_dir: Path, timeout: float, alive: Any = None) -> boo
             return False
         time.sleep(0.1)
     return False
+
+
+# --- ACP connections --------------------------------------------------------------------------
+
+#: The first bytes of an ACP connection (an LSP client's are ``Content-Length:``), followed
+#: by the options of ``pygent acp`` as one JSON object and a newline.
+ACP_HELLO = b"pygent-acp/1 "
+#: The host's answer: it runs the ACP agent for this connection from the next byte on.
+ACP_READY = b"pygent-acp/1 ready"
+#: The host's answer when it cannot (the SDK missing in the host...): the reason follows.
+ACP_REFUSED = b"pygent-acp/1 error "
+#: The longest hello or answer line.
+MAX_HELLO = 1 << 16
+
+
+def join_acp(sock: socket.socket, options: dict[str, Any], timeout: float = 30.0) -> str | None:
+    """Ask the host on ``sock`` to serve ACP on it with ``options``; None when it will
+    (the next bytes are ACP frames both ways), else why not."""
+    sock.settimeout(timeout)
+    try:
+        sock.sendall(ACP_HELLO + json.dumps(options).encode() + b"\n")
+        line = b""
+        while not line.endswith(b"\n"):  # a byte at a time: nothing after it is read here
+            byte = sock.recv(1)
+            if not byte:
+                return "the session host closed the connection (a host too old to serve ACP?)"
+            line += byte
+            if len(line) > MAX_HELLO:
+                return "the session host's answer is not an ACP answer"
+    except TimeoutError:
+        return f"the session host did not answer within {timeout:g}s (too old to serve ACP?)"
+    except OSError as exc:
+        return f"the session host's connection failed: {exc.strerror or exc}"
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(None)
+    line = line.rstrip(b"\r\n")
+    if line == ACP_READY:
+        return None
+    if line.startswith(ACP_REFUSED):
+        return line[len(ACP_REFUSED) :].decode("utf-8", "replace")
+    return "the session host's answer is not an ACP answer (a host too old to serve ACP?)"
+

@@ -3,7 +3,8 @@
 The host listens on a private Unix socket (:mod:`pygent.lsp.host_socket`) and serves
 every connection as one LSP client of one shared service (:class:`SharedSessions`), so
 editors (``pygent lsp --stdio`` pipes to it), and later the REPL, open the same live
-sessions at once. A session lives on when its clients leave, until it is closed or idle
+sessions at once. A connection that starts with the ACP hello (``pygent acp`` pipes to
+it) is served by the ACP agent on the same service (:mod:`pygent.acp.hosted`). A session lives on when its clients leave, until it is closed or idle
 for ``PYGENT_HOST_IDLE_TIMEOUT`` seconds; the host exits when it has had no session and
 no client for ``--exit-grace`` seconds (before its first client: the idle timeout).
 SIGTERM, SIGINT and SIGHUP close every session (containers and sandbox folders
@@ -83,7 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
 async def run_host(settings: Settings, args: argparse.Namespace, lock_fd: int) -> int:
     """Serve on the socket until stopped by a signal or left empty; returns the status."""
     from pygent.lsp.host import SharedSessions
-    from pygent.lsp.transport import StreamSource, StreamWriterAdapter
 
     loop = asyncio.get_running_loop()
     host_dir = settings.host_dir
@@ -104,12 +104,12 @@ async def run_host(settings: Settings, args: argparse.Namespace, lock_fd: int) -
         task = asyncio.current_task()
         assert task is not None
         connections.add(task)
-        log.info("a client connected (%d now)", len(hub.servers) + 1)
+        log.info("a client connected (%d now)", hub.clients + 1)
         try:
-            await hub.serve_stream(StreamSource(reader), StreamWriterAdapter(writer))
+            await _serve_client(hub, reader, writer)
         finally:
             connections.discard(task)
-            log.info("a client left (%d now)", len(hub.servers))
+            log.info("a client left (%d now)", hub.clients)
 
     page = None
     if args.websocket is not None:  # before the socket answers: --background reads page.url
@@ -151,7 +151,7 @@ async def run_host(settings: Settings, args: argparse.Namespace, lock_fd: int) -
     try:
         while not stopping.done():
             await asyncio.wait([stopping], timeout=EMPTY_POLL)
-            if hub.servers or hub.service.sessions:
+            if hub.clients or hub.service.sessions:
                 empty_since = loop.time()
                 continue
             grace = args.exit_grace if ever_connected else startup_grace
@@ -163,7 +163,7 @@ async def run_host(settings: Settings, args: argparse.Namespace, lock_fd: int) -
         if page is not None:
             await page[0].cleanup()  # page sockets close first; the hub closes below
             hs.page_url_path(host_dir).unlink(missing_ok=True)
-        for conn in list(hub.servers):
+        for conn in [*hub.servers, *hub.peers]:
             conn.stop()  # each connection ends: its client sees the socket close
         if connections:
             await asyncio.wait(list(connections), timeout=10)
@@ -174,6 +174,61 @@ async def run_host(settings: Settings, args: argparse.Namespace, lock_fd: int) -
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0
+
+
+class _Preread:
+    """A chunk source that gives ``first`` (bytes read already) before reading on."""
+
+    def __init__(self, source: Any, first: bytes) -> None:
+        self.source, self.first = source, first
+
+    async def read(self) -> bytes:
+        if self.first:
+            data, self.first = self.first, b""
+            return data
+        data: bytes = await self.source.read()
+        return data
+
+
+async def _serve_client(
+    hub: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Serve one connection of the socket: ACP when its first line is the ACP hello
+    (:data:`~pygent.lsp.host_socket.ACP_HELLO`), LSP otherwise."""
+    from pygent.lsp.transport import StreamSource, StreamWriterAdapter
+
+    source = StreamSource(reader)
+    data = b""
+    while len(data) < len(hs.ACP_HELLO) and hs.ACP_HELLO.startswith(data):
+        chunk = await source.read()
+        if not chunk:
+            break
+        data += chunk
+    if data.startswith(hs.ACP_HELLO):
+        while b"\n" not in data and len(data) <= hs.MAX_HELLO:
+            chunk = await source.read()
+            if not chunk:
+                break
+            data += chunk
+        hello, newline, rest = data[len(hs.ACP_HELLO) :].partition(b"\n")
+        if not newline:
+            log.warning("an ACP hello without its end: closing the connection")
+            writer.close()
+            return
+        try:
+            from pygent.acp.hosted import serve_acp
+        except ImportError as exc:
+            why = f"the ACP SDK is not installed in the host ({exc}): pip install 'pygent[acp]'"
+            log.warning("refusing an ACP client: %s", why)
+            writer.write(hs.ACP_REFUSED + why.encode() + b"\n")
+            writer.close()
+            return
+        await serve_acp(hub, reader, writer, hello, rest)
+        return
+    if not data:  # connected and left without a word (a probe: does the host answer?)
+        writer.close()
+        return
+    await hub.serve_stream(_Preread(source, data), StreamWriterAdapter(writer))
 
 
 async def _serve_page(hub: Any, host_dir: Path, port: int) -> tuple[Any, str]:
