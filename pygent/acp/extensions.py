@@ -1,7 +1,8 @@
 """Pygent-only features as ACP extension methods (``_pygent/...``).
 
 ACP reserves method names that start with ``_`` for extensions. Each method here calls
-the session backend (:mod:`pygent.acp.backend`, in this process or a host) and answers a plain JSON object:
+the session backend (:mod:`pygent.acp.backend`: this process's service or a host's) and answers a
+plain JSON object:
 
 - ``_pygent/changes`` ``{sessionId, diffs?}``: the change set not yet in the folder.
 - ``_pygent/apply`` ``{sessionId, paths?}`` / ``_pygent/discard``: write it to the folder,

@@ -184,8 +184,8 @@ class _Preread:
 
     async def read(self) -> bytes:
         if self.first:
-            data, self.first = self.first, b""
-            return data
+            first, self.first = self.first, b""
+            return first
         data: bytes = await self.source.read()
         return data
 

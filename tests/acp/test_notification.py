@@ -1,9 +1,9 @@
-"""The shortcuts on a token's way through ``pygent acp`` give what the general paths give.
+"""The shortcut on a token's way through ``pygent acp`` gives what the general path gives.
 
-A reply chunk is written without the SDK's model dump (:func:`pygent.acp.updates.notification`)
-and a host's streamed updates are read without the protocol's converter
-(``pygent.acp.backend._streamed``); both are there for speed only (bench/bench_acp.py),
-so each must agree exactly with the path it skips, and leave to it anything else.
+A reply chunk is written without the SDK's model dump (:func:`pygent.acp.updates.notification`);
+it is there for speed only (bench/bench_acp.py), so it must agree exactly with the path it
+skips, and leave to it anything else. Also the reader of the host's LSP client
+(:class:`pygent.lsp.client.RpcClient`, what ``pygent attach`` speaks).
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ import pytest
 from acp import schema as s
 
 from pygent import events as ev
-from pygent.acp.backend import _streamed
 from pygent.acp.updates import SessionUpdates, notification, text_block
-from pygent.lsp import protocol as p
 from pygent.lsp.client import RpcClient
 
 
@@ -48,34 +46,6 @@ def test_other_updates_take_the_sdk_path() -> None:
     for update in (with_meta, thought, image):
         assert notification("s", update) == _sdk("s", update)
     assert notification("s", with_meta)["update"]["_meta"] == {"pygent": {"k": 1}}
-
-
-@pytest.mark.parametrize(
-    "update",
-    [
-        {"type": "message_delta", "taskId": None, "text": "tok "},
-        {"type": "message_delta", "taskId": "t-1", "text": ""},
-        {"type": "tool_output", "taskId": None, "callId": "c1", "text": "out\n", "stream": "stdout"},
-        {"type": "tool_output", "taskId": "t-2", "callId": "c2", "text": "e", "stream": "stderr"},
-    ],
-)
-def test_streamed_updates_read_as_the_converter_reads_them(update: dict[str, Any]) -> None:
-    params = {"sessionId": "s", "seq": 1, "update": update}
-    assert _streamed(update) == p.structure(params, p.SessionUpdateParams).update
-
-
-@pytest.mark.parametrize(
-    "update",
-    [
-        {"type": "message_delta", "taskId": None, "text": 3},  # wrong type
-        {"type": "message_delta", "taskId": None, "text": "x", "extra": 1},  # unknown key
-        {"type": "tool_output", "taskId": None, "callId": "c", "text": "x", "stream": "tty"},
-        {"type": "message_done", "taskId": None, "text": "x"},  # not a streamed kind
-        ["not", "an", "object"],
-    ],
-)
-def test_anything_else_is_left_to_the_converter(update: Any) -> None:
-    assert _streamed(update) is None
 
 
 async def test_client_reads_frames_split_and_batched() -> None:
