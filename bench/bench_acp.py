@@ -284,8 +284,8 @@ def write_doc(results: dict[str, Any]) -> None:
 raw JSON-RPC client, against one streaming model server in the bench process that stamps every
 token it sends (one clock for both ends). Two pairs run in the same run: both in process
 (`PYGENT_LSP_HOST=never`), and both joined to one `pygent serve` of the run's own
-(`PYGENT_LSP_HOST=require`: `pygent lsp` is then a byte pipe to the host, `pygent acp` a client of
-the host that translates its updates). Every session is the kind `session/new` of ACP makes
+(`PYGENT_LSP_HOST=require`: `pygent lsp` and `pygent acp` are then byte pipes to the host, which
+runs the LSP server and the ACP agent for their connections). Every session is the kind `session/new` of ACP makes
 (runtime `auto`, copy-on-write in the folder), the LSP ones asked for it explicitly. All four take turns ({results["rounds"]} prompts each,
 {results["tokens_per_round"]} tokens 10 ms apart), so they run under the same load; in each pair
 the LSP path is the baseline.
@@ -302,16 +302,14 @@ the x{TARGET_RATIO} target). Joined to the host, ACP / LSP: p50 x{h["ratio_p50"]
 x{h["ratio_p99"]} ({_verdict(h)} the target). Tokens lost: {results["tokens_lost"]}. Machine:
 {m["platform"]}, {m["cpus"]} CPUs, Python {m["python"]}; 1-minute load average
 {m.get("load_avg_1m_before", "?")} before and {m["load_avg_1m"]} after the run (other work on the
-machine makes these figures noisier). Joined to a host, `pygent lsp` only copies bytes between the
-host's socket and the editor, while `pygent acp` reads each update, translates it to ACP and writes
-it: the difference is that work in a second Python process, on every token. Profiled (cProfile and
-timestamps in the ACP process), a token's update there was structured by the protocol's generic
-converter (about 60 us), dumped through the ACP SDK's pydantic models (about 60 us) and read from
-the socket with three awaits a frame; reply chunks and command output are now read directly, reply
-chunks written directly (tests/acp/test_notification.py checks both against the general paths), and
-the host's frames are taken in the socket's callback as they arrive (no task wake-up a frame). What
-is left is the event loop's wake-up and the translation itself, which weigh more the busier the
-machine is. On a loaded machine a process sometimes stalls for tens of
+machine makes these figures noisier). Joined to a host, both `pygent lsp` and `pygent acp` only
+copy bytes between the host's socket and the client: the host runs the ACP agent for an ACP
+connection (`pygent/acp/hosted.py`), as it runs the LSP server for an LSP one, so a token crosses
+the same two processes either way. (Until the host ran the agent, `pygent acp` was an LSP client of
+the host that read each update, translated it to ACP and wrote it, in a second Python process on
+every token: p50 x1.12-1.20 and p99 x0.99-1.25 against `pygent lsp` then.) Reply chunks are written
+without the ACP SDK's model dump (tests/acp/test_notification.py checks it against the general
+path). On a loaded machine a process sometimes stalls for tens of
 milliseconds (a stretch of tokens all late, each by 10 ms less than the one before); such stalls
 hit either process at random and decide the p99 of a run, so compare p99 over several runs.
 Raw figures: `bench/results/acp.json`.

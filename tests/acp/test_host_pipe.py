@@ -24,6 +24,7 @@ from acp import schema as s
 from pygent.lsp import host_socket as hs
 from tests.acp.conftest import RecordingClient, StartAgent
 from tests.acp.test_host import HostClient, _host_env, _wait
+from tests.acp.test_mcp import time_command  # noqa: F401 (fixture)
 from tests.acp.test_schema import check_frames
 from tests.host.conftest import host_dir, start_host  # noqa: F401 (fixtures)
 from tests.openai_server import ScriptedOpenAIServer
@@ -223,3 +224,31 @@ async def test_join_acp_answers() -> None:
                 assert got is None
             else:
                 assert got is not None and expected in got
+
+
+async def test_client_mcp_server_starts_in_the_host(
+    start_agent: StartAgent,
+    start_host: Any,  # noqa: F811
+    host_dir: Path,  # noqa: F811
+    openai_server: ScriptedOpenAIServer,
+    tmp_path: Path,
+    time_command: Path,  # noqa: F811
+) -> None:
+    """The ``mcpServers`` of ``session/new`` start in the host's session, as in process."""
+    start_host()
+    folder = tmp_path / "project"
+    folder.mkdir()
+    openai_server.add_tool_call("mcp__time__get_current_time", {"timezone": "UTC"})
+    openai_server.add_text("it is now")
+    async with start_agent(env=_host_env(host_dir)) as agent:
+        await agent.initialize()
+        response = await agent.conn.new_session(
+            cwd=str(folder),
+            mcp_servers=[s.McpServerStdio(name="time", command=str(time_command), args=[], env=[])],
+        )
+        assert response.field_meta["pygent"]["host"] is True
+        assert response.field_meta["pygent"]["mcpServers"] == ["time"]
+        result = await agent.prompt(response.session_id, "what time is it?")
+        assert result.stop_reason == "end_turn"
+        done = [u for u in agent.client.of("tool_call_update") if u.get("status") == "completed"]
+        assert done and "UTC" in json.dumps(done[-1]["rawOutput"])
