@@ -481,12 +481,8 @@ class Handlers:
     def _follow_history(self, session_id: str) -> None:
         """A host's update log follows a conversation that changed other than by a turn
         (rewind, redo, resume, fork), so an attaching client or a reloaded page replays it."""
-        if self.logs is None:
-            return
-        agent = self.service.get(session_id).agent
-        store = agent.history_store
-        self.logs.follow(session_id, list(agent.history),
-                         store.meta_log.get("compaction", []) if store is not None else [])
+        if self.logs is not None:
+            self.logs.follow_agent(session_id, self.service.get(session_id).agent)
 
     async def session_fork(self, params: p.ForkParams, _token: Any) -> p.SessionInfo:
         session = await self.service.fork(params.session_id, params.turn_id)

@@ -165,10 +165,7 @@ class SharedSessions:
     def follow_history(self, session_id: str) -> None:
         """Make the session's update log replay its conversation as it is now (after a
         resume, a fork, a rewind or a redo), for the clients that attach later."""
-        agent = self.service.get(session_id).agent
-        store = agent.history_store
-        self.logs.follow(session_id, list(agent.history),
-                         store.meta_log.get("compaction", []) if store is not None else [])
+        self.logs.follow_agent(session_id, self.service.get(session_id).agent)
 
     def status(self) -> dict[str, Any]:
         """``pygentHost/status``: the live sessions and who is attached to them."""

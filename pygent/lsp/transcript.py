@@ -149,6 +149,13 @@ class SessionLogs:
         self.logs.pop(session_id, None)
         self._undone.pop(session_id, None)
 
+    def follow_agent(self, session_id: str, agent: Any) -> None:
+        """:meth:`follow` the agent's conversation as it is now (after a resume, a fork, a
+        rewind or a redo), with its compaction markers, for the clients that attach later."""
+        store = agent.history_store
+        self.follow(session_id, list(agent.history),
+                    store.meta_log.get("compaction", []) if store is not None else [])
+
     def follow(
         self, session_id: str, messages: Iterable[dict[str, Any]], compactions: Sequence[Any] = ()
     ) -> None:
