@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.acp.conftest import acp_env
+from tests.host.conftest import host_dir, start_host  # noqa: F401 (fixtures)
 from tests.openai_server import ScriptedOpenAIServer
 
 ACPX_VERSION = "0.19.1"
@@ -285,3 +286,50 @@ def test_set_mode(run_acpx: Acpx, openai_server: ScriptedOpenAIServer) -> None:
     assert code != 0
     assert "unknown mode" in (json.dumps(frames) + err)
     run_acpx.run("sessions", "close", ttl="1")
+
+
+def test_through_the_session_host(
+    run_acpx: Acpx,
+    openai_server: ScriptedOpenAIServer,
+    start_host: Any,  # noqa: F811
+    host_dir: Path,  # noqa: F811
+) -> None:
+    """``pygent acp`` joined to a host is a byte pipe; the host runs the agent: the
+    permission round trip (with ``--sync mount`` sent to the host) and a cancel that
+    kills the command in the host."""
+    start_host()
+    run_acpx.env.update(PYGENT_HOST_DIR=str(host_dir), PYGENT_LSP_HOST="require")
+    openai_server.add_tool_call("bash", {"cmd": "echo hello-host"})
+    openai_server.add_tool_call("write_file", {"path": "notes.txt", "content": "new\n"})
+    openai_server.add_text("All done.")
+    code, frames, err = run_acpx.run(
+        "--approve-all", "exec", "run echo, edit notes", agent_args="--sync mount"
+    )
+    assert code == 0, err
+    asked = [f for f in frames if f.get("method") == "session/request_permission"]
+    assert [a["params"]["toolCall"]["kind"] for a in asked] == ["execute", "edit"]
+    assert _result(frames)["stopReason"] == "end_turn"
+    assert (run_acpx.folder / "notes.txt").read_text() == "new\n"  # --sync mount, in the host
+    seconds = str(500 + os.getpid() % 100)
+    openai_server.add_tool_call("bash", {"cmd": f"sleep {seconds}"})
+    code, _, err = run_acpx.run("sessions", "new", ttl="30")
+    assert code == 0, err
+    prompt = run_acpx.popen("--approve-all", "prompt", "sleep a while", ttl="30")
+    try:
+        deadline = time.monotonic() + 30
+        while not _sleepers(seconds) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _sleepers(seconds), "the command never started"
+        code, _, err = run_acpx.run("cancel", ttl="30")
+        assert code == 0, err
+        out, _ = prompt.communicate(timeout=30)
+        assert _result(_frames(out))["stopReason"] == "cancelled"
+        deadline = time.monotonic() + 5
+        while _sleepers(seconds) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _sleepers(seconds), "the cancelled command is still running"
+    finally:
+        if prompt.poll() is None:
+            os.killpg(prompt.pid, signal.SIGKILL)
+            prompt.wait()
+        run_acpx.run("sessions", "close", ttl="1")
