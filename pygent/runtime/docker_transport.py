@@ -8,8 +8,8 @@ objects from the socket's protocol callback, so a command costs a socket round
 trip, not a ``docker exec`` (about 0.05 ms against 20-140 ms).
 
 Killing a command's processes needs a second process in the container, because the
-shell is busy. A *killer* shell is started once per transport, right after the
-shell, and then only reads requests on its stdin: it scans ``/proc`` with shell
+shell is busy. A *killer* shell is started once per transport, beside the shell
+(the transport is ready when both are), and then only reads requests on its stdin: it scans ``/proc`` with shell
 builtins alone, so it still works when a fork bomb has used up the pids limit (a new
 ``docker exec`` could not even start then). It stops everything it may signal
 (``kill -STOP -1``), resumes the shell, then SIGKILLs every process except PID 1
@@ -494,39 +494,45 @@ class DockerShellTransport:
             SandboxError: the shell could not start (no /bin/sh, a broken image); the
                 message carries what the shell printed and its exit code.
         """
-        shell = await ExecStream.open(
-            client, container_id, [*SHELL_COMMAND[:2], prelude + SHELL_COMMAND[2]], user=user,
-            workdir=workdir, environment=environment,
-        )
+        # The killer starts beside the shell, and the sandbox is ready only with both up:
+        # it must exist before a fork bomb, and before Pygent can be killed with commands
+        # left running (its end of input is what stops the container then).
+        killer_task = asyncio.ensure_future(
+            _open_killer(client, container_id, user=user, owner_grace=owner_grace))
+        killer_task.add_done_callback(_retrieve)
+        try:
+            shell = await ExecStream.open(
+                client, container_id, [*SHELL_COMMAND[:2], prelude + SHELL_COMMAND[2]],
+                user=user, workdir=workdir, environment=environment,
+            )
+        except BaseException:
+            _close_when_open(killer_task)
+            raise
         try:
             pid, name = await asyncio.wait_for(_handshake(shell), HANDSHAKE_TIMEOUT)
+            # A killer that cannot start now (no free pid) is started again when needed.
+            await asyncio.wait([killer_task], timeout=HANDSHAKE_TIMEOUT)
         except asyncio.TimeoutError:
             shell.close()
+            _close_when_open(killer_task)
             raise SandboxError(
                 f"the sandbox shell did not answer within {HANDSHAKE_TIMEOUT:.0f} s"
             ) from None
         except BaseException:
             shell.close()
+            _close_when_open(killer_task)
             raise
         transport = cls(client, container_id, shell, pid, name, user=user,
                         owner_grace=owner_grace)
-        # Start the killer now, in the background: it must exist before a fork bomb.
-        transport._killer_task = asyncio.ensure_future(transport._open_killer())
-        transport._killer_task.add_done_callback(_retrieve)
+        transport._killer_task = killer_task
+        if killer_task.done() and not killer_task.cancelled() and not killer_task.exception():
+            transport._killer = killer_task.result()
         return transport
 
     async def _open_killer(self) -> ExecStream:
-        killer = await ExecStream.open(
-            self._client,
-            self._container_id,
-            ["/bin/sh", "-c", KILLER_SCRIPT],
-            user=self._user,
-            workdir="/",
-            environment={"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C",
-                         "PYGENT_OWNER_GRACE": str(self._owner_grace)},
-        )
-        self._killer = killer
-        return killer
+        self._killer = await _open_killer(
+            self._client, self._container_id, user=self._user, owner_grace=self._owner_grace)
+        return self._killer
 
     async def _get_killer(self) -> ExecStream:
         if self._killer is not None and self._killer.alive():
@@ -662,6 +668,29 @@ async def _handshake(shell: ExecStream) -> tuple[int, str]:
         + (f": {text[:1000]}" if text else ""),
         hint="the image needs /bin/sh for this architecture; try PYGENT_IMAGE=python:3.12-slim",
     )
+
+
+async def _open_killer(
+    client: docker.DockerClient, container_id: str, *, user: str, owner_grace: int
+) -> ExecStream:
+    """Start the killer shell (see KILLER_SCRIPT) in the container."""
+    return await ExecStream.open(
+        client,
+        container_id,
+        ["/bin/sh", "-c", KILLER_SCRIPT],
+        user=user,
+        workdir="/",
+        environment={"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C",
+                     "PYGENT_OWNER_GRACE": str(owner_grace)},
+    )
+
+
+def _close_when_open(task: asyncio.Future[ExecStream]) -> None:
+    """Close the killer a failed start opened (or will open)."""
+    def close(fut: asyncio.Future[ExecStream]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            fut.result().close()
+    task.add_done_callback(close)
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:

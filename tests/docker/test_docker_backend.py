@@ -388,6 +388,11 @@ rt = Runtime(use_docker=True, workspace=ws, settings=load_settings(
     {"image": sys.argv[2]}, environ={}, cwd=ws.parent))
 rt.wait_ready(120)
 rt.run(f"nohup sleep {sys.argv[3]} >/dev/null 2>&1 &")
+from tests.processes import processes_matching
+deadline = time.monotonic() + 10  # the background job is forked; its exec may lag
+while not processes_matching(f"sleep {sys.argv[3]}"):
+    assert time.monotonic() < deadline, "the command did not start"
+    time.sleep(0.01)
 print(rt.backend.container_id, flush=True)
 time.sleep(600)
 """
@@ -395,7 +400,8 @@ time.sleep(600)
 
 async def test_a_killed_pygent_leaves_nothing_running(tmp_path: Path, client) -> None:
     """kill -9 of the owning process: the commands it left are killed and the container
-    stops within seconds (the reaper of the next Pygent removes it)."""
+    stops within seconds (the reaper of the next Pygent removes it). Killed the moment
+    its first command returned: the sandbox is ready only once what stops it is up."""
     import subprocess
     import sys
 
@@ -413,9 +419,8 @@ async def test_a_killed_pygent_leaves_nothing_running(tmp_path: Path, client) ->
     )
     try:
         cid = (await asyncio.to_thread(owner.stdout.readline)).strip()  # type: ignore[union-attr]
-        assert cid and status(cid) == "running"
-        assert processes_matching(f"sleep {U}9")
-        owner.kill()
+        owner.kill()  # at once: the owner saw its command running before it printed
+        assert cid, "the owner did not start its sandbox"
         owner.wait(10)
         deadline = time.monotonic() + 15
         while status(cid) == "running" and time.monotonic() < deadline:
