@@ -13,8 +13,8 @@ import asyncio
 import copy
 import json
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,7 +171,7 @@ class Agent:
         self.persona = persona or self.settings.main_persona
         self.tools = tools if tools is not None else DEFAULT_REGISTRY
         self.disabled_tools: set[str] = set(disabled_tools or ()) | set(self.settings.disabled_tools)
-        self.session_id = session_id or uuid.uuid4().hex[:12]
+        self.session_id = session_id or secrets.token_hex(6)
         self.task_id = task_id
         self.depth = depth
         self.task_manager = task_manager

@@ -22,12 +22,12 @@ import dataclasses
 import inspect
 import logging
 import os
+import secrets
 import shutil
 import stat
 import tempfile
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -227,7 +227,7 @@ class TaskManager:
     def session_id(self) -> str:
         if self._session_id is None:
             self._session_id = (
-                self._parent.session_id if self._parent is not None else uuid.uuid4().hex[:12]
+                self._parent.session_id if self._parent is not None else secrets.token_hex(6)
             )
         return self._session_id
 
@@ -321,7 +321,7 @@ class TaskManager:
                 chosen = pool[self._rotation % len(pool)]
                 self._rotation += 1
             task = _Task(
-                id=uuid.uuid4().hex[:8],
+                id=secrets.token_hex(4),
                 persona=chosen,
                 prompt=self._scrub(prompt),
                 workspace=workspace,

@@ -66,6 +66,9 @@ REPL_NOT_BEFORE_THE_FIRST_REQUEST = (
     "pygent.repl.commands_builtin",  # the slash commands: loaded at the first one
     # the display loads behind a prompt typed at once (pygent/repl/late_view.py)
     "rich",
+    # and the line editor: the line was typed at the prompt drawn before it loaded
+    # (pygent/repl/early_prompt.py)
+    "prompt_toolkit",
     "pygent.repl.render",
     "pygent.repl.approver",
     "pygent.repl.slash",

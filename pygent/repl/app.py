@@ -141,10 +141,12 @@ class Repl:
             self.plain.line((f"warning: {warning}", "yellow"))
         self.interactive = sys.stdin.isatty() and sys.stdout.isatty()
         if self.interactive:
-            from pygent.repl.lines import TerminalReader
+            from pygent.repl.early_prompt import EarlyTerminalReader
 
+            # The prompt shows before prompt_toolkit is loaded; it loads after the core.
             history = _data_dir(self.settings) / "repl-history"
-            self.reader: Any = TerminalReader(history, self._command_names)
+            self.reader: Any = EarlyTerminalReader(
+                history, self._command_names, load_after=self._input_gate)
         else:
             from pygent.repl.lines import PipeReader
 
@@ -277,6 +279,7 @@ class Repl:
                 self._core.cancel()
             elif not self._core.done():
                 self._core.set_exception(exc)
+            self._open_input_gate()
             raise
         self._core.set_result(None)
         if self._hold_view:
@@ -284,6 +287,7 @@ class Repl:
             # and the display loads behind it, while the server works on the answer.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._sent.wait(), VIEW_HOLD)
+        self._open_input_gate()
         await asyncio.to_thread(self._prepare_view, loop)
         self.renderer.attach(loop)  # events from other threads are handed to this loop
         self.view.attach(self.renderer)  # what the session said meanwhile, in order
@@ -311,13 +315,15 @@ class Repl:
             if names:
                 self._show_above_prompt(f"MCP server(s) starting: {names} (/mcp shows their state)")
 
-    def _show_above_prompt(self, text: str) -> None:
-        from prompt_toolkit.application import run_in_terminal
+    def _open_input_gate(self) -> None:
+        if not self._input_gate.done():
+            self._input_gate.set_result(None)
 
+    def _show_above_prompt(self, text: str) -> None:
         def show() -> None:
             self.renderer.info(text, style="yellow")
 
-        asyncio.ensure_future(run_in_terminal(show))
+        asyncio.ensure_future(self.reader.above_prompt(show))
 
     def _watch_sandbox(self, warn: Callable[[str], None]) -> None:
         """Say so as soon as the sandbox fails to start (it starts in the background)."""
@@ -338,12 +344,10 @@ class Repl:
         if not self.interactive:
             self.renderer.info(message, style="bold yellow")
             return
-        from prompt_toolkit.application import run_in_terminal
-
         def show() -> None:
             self.renderer.info(message, style="bold yellow")
 
-        asyncio.ensure_future(run_in_terminal(show))
+        asyncio.ensure_future(self.reader.above_prompt(show))
 
     def _begin_setup(self) -> None:
         if self._setup is None:
@@ -372,6 +376,9 @@ class Repl:
         self._core = loop.create_future()  # set once the session's core is built
         self._core.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen by the setup task
         self._sent = asyncio.Event()  # the first model request is on the wire
+        # prompt_toolkit loads once this is done: after the core, and after the request
+        # of a line typed at the early prompt (pygent/repl/early_prompt.py).
+        self._input_gate: asyncio.Future[None] = loop.create_future()
         try:
             self._start()
             self._install_signals(loop)
@@ -564,6 +571,8 @@ class Repl:
         if current is None or current.done():
             if not self.interactive:  # a piped session waiting for input: Ctrl-C quits
                 self._terminate(130)
+            elif hasattr(self.reader, "interrupt"):  # at the prompt drawn before prompt_toolkit
+                self.reader.interrupt()
             return  # between two steps on a terminal: nothing to stop
         self._interrupts += 1
         if self._interrupts >= 3:  # cancelling is stuck: leave anyway (cleanup still runs)

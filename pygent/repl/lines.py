@@ -43,6 +43,35 @@ def _continues(text: str) -> bool:
     return stripped.endswith("\\") and not stripped.endswith("\\\\")
 
 
+@contextlib.contextmanager
+def quiet_terminal() -> Iterator[None]:
+    """While a turn runs: the terminal neither echoes nor edits lines (see busy)."""
+    # Without this the terminal is in cooked mode during a turn: typed keys echo
+    # into the live display, and a Ctrl-D becomes an end-of-file that makes the
+    # next prompt_toolkit prompt stop reading. Ctrl-C still raises SIGINT (ISIG).
+    try:
+        import termios
+    except ImportError:  # not a POSIX terminal (Windows)
+        yield
+        return
+    try:
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+    except (OSError, ValueError, termios.error):
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~(termios.ICANON | termios.ECHO)
+    quiet[6] = list(saved[6])
+    quiet[6][termios.VMIN], quiet[6][termios.VTIME] = 1, 0
+    try:
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+        yield
+    finally:
+        with contextlib.suppress(OSError, termios.error):  # the terminal may be gone (SIGHUP)
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
 class TerminalReader:
     """prompt_toolkit with history across runs and multi-line editing."""
 
@@ -106,44 +135,33 @@ class TerminalReader:
         )
         self._asker: Any = PromptSession(style=self._session.style)
 
-    async def read(self, prompt: str = PROMPT, on_shown: Callable[[], None] | None = None) -> str:
+    async def read(
+        self, prompt: str = PROMPT, on_shown: Callable[[], None] | None = None, *, default: str = ""
+    ) -> str:
         # pre_run is called just before the prompt is first drawn, with no await in
         # between: a task it schedules runs once the prompt is on screen.
         return await self._session.prompt_async(
-            self._prompt_text([("class:prompt", prompt)]), handle_sigint=False, pre_run=on_shown
+            self._prompt_text([("class:prompt", prompt)]), handle_sigint=False,
+            pre_run=on_shown, default=default,
         )
+
+    def remember(self, line: str) -> None:
+        """Add a line read before this reader existed to the input history."""
+        self._session.history.append_string(line)
 
     async def ask(self, question: str) -> str:
         return await self._asker.prompt_async(
             self._prompt_text([("class:question", question)]), handle_sigint=False
         )
 
-    @contextlib.contextmanager
-    def busy(self) -> Iterator[None]:
-        # Without this the terminal is in cooked mode during a turn: typed keys echo
-        # into the live display, and a Ctrl-D becomes an end-of-file that makes the
-        # next prompt_toolkit prompt stop reading. Ctrl-C still raises SIGINT (ISIG).
-        try:
-            import termios
-        except ImportError:  # not a POSIX terminal (Windows)
-            yield
-            return
-        try:
-            fd = sys.stdin.fileno()
-            saved = termios.tcgetattr(fd)
-        except (OSError, ValueError, termios.error):
-            yield
-            return
-        quiet = list(saved)
-        quiet[3] &= ~(termios.ICANON | termios.ECHO)
-        quiet[6] = list(saved[6])
-        quiet[6][termios.VMIN], quiet[6][termios.VTIME] = 1, 0
-        try:
-            termios.tcsetattr(fd, termios.TCSANOW, quiet)
-            yield
-        finally:
-            with contextlib.suppress(OSError, termios.error):  # the terminal may be gone (SIGHUP)
-                termios.tcsetattr(fd, termios.TCSANOW, saved)
+    def busy(self) -> contextlib.AbstractContextManager[None]:
+        return quiet_terminal()
+
+    async def above_prompt(self, show: Callable[[], None]) -> None:
+        """Print with ``show`` above the prompt (if one is up) and draw it again below."""
+        from prompt_toolkit.application import run_in_terminal
+
+        await run_in_terminal(show)
 
 
 class PipeReader:

@@ -1,0 +1,202 @@
+"""The REPL's prompt before prompt_toolkit is loaded: typing starts at once.
+
+prompt_toolkit takes about a tenth of a second to import and set up, and the session's
+core (the agent, the model's HTTP stack, the history file) as long again. A person who
+types the first line as soon as the prompt shows should wait for neither: the prompt
+is drawn in plain ANSI right after the banner, and a line typed then is read through
+the terminal's own line editing (cooked mode: the kernel echoes, and Backspace,
+Ctrl-U and Ctrl-W work). Its request goes out as soon as the session's core is ready;
+prompt_toolkit is loaded after the core, not before it.
+
+Once prompt_toolkit is loaded it takes over the prompt: echo is switched off, the
+cooked prompt is erased and prompt_toolkit draws its own, with whatever was typed so
+far. The characters still in the terminal's line buffer are not lost: switching the
+terminal to raw mode makes them readable, so prompt_toolkit reads them as keystrokes
+(an arrow key typed early recalls history then). Lines read the early way are added
+to the input history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from pygent.repl.lines import PROMPT, TerminalReader, _continues, quiet_terminal
+
+#: The prompt's look in prompt_toolkit's style ("ansigreen bold"), in plain ANSI.
+_STYLE = "\x1b[1;32m"
+_RESET = "\x1b[0m"
+
+
+def _write(text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # the terminal may be gone (SIGHUP)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class EarlyTerminalReader:
+    """A :class:`~pygent.repl.lines.TerminalReader` that can be typed into before it loads.
+
+    ``load_after``: prompt_toolkit loads once this future is done (the session's core),
+    so a line typed at once does not wait for it."""
+
+    interactive = True
+
+    def __init__(
+        self,
+        history_path: Path | None,
+        commands: Callable[[], Iterable[str]],
+        *,
+        load_after: asyncio.Future[Any] | None = None,
+    ) -> None:
+        self._history_path = history_path
+        self._commands = commands
+        self._gate = load_after
+        self._loading: asyncio.Future[TerminalReader] | None = None
+        self._early: list[str] = []  # lines read before prompt_toolkit: for its history
+        self._cooked: str | None = None  # the prompt drawn in plain ANSI, while it is up
+        self._interrupted: asyncio.Future[None] | None = None
+        self._handed_over = False  # prompt_toolkit's next prompt takes over the cooked one
+        self._saved: Any = None  # the terminal's settings before echo was switched off
+
+    def _load(self) -> asyncio.Future[TerminalReader]:
+        if self._loading is None:
+            async def load() -> TerminalReader:
+                if self._gate is not None:
+                    await asyncio.wait([self._gate])  # its failure is reported by its owner
+                reader = await asyncio.to_thread(
+                    TerminalReader, self._history_path, self._commands)
+                for line in self._early:
+                    reader.remember(line)
+                return reader
+
+            self._loading = asyncio.ensure_future(load())
+        return self._loading
+
+    async def _reader(self) -> TerminalReader:
+        return await asyncio.shield(self._load())
+
+    async def read(self, prompt: str = PROMPT, on_shown: Callable[[], None] | None = None) -> str:
+        loading = self._load()
+        default = ""
+        if not loading.done():
+            typed = await self._read_cooked(prompt, on_shown, loading)
+            if isinstance(typed, str):
+                return typed
+            on_shown, default = None, "\n".join(typed)  # each but the last was continued
+        reader = await self._reader()
+        if not default and not self._handed_over:
+            return await reader.read(prompt, on_shown)
+        try:
+            return await reader.read(prompt, on_shown, default=default)
+        finally:
+            self._handed_over = False
+            self._restore_echo()
+
+    async def _read_cooked(
+        self, prompt: str, on_shown: Callable[[], None] | None,
+        loading: asyncio.Future[TerminalReader],
+    ) -> str | list[str]:
+        """A line typed before ``loading`` is done (a str); when it is done first (the
+        user still types), the continued lines so far and then the part of the line that
+        the terminal gave early."""
+        loop = asyncio.get_running_loop()
+        fd = sys.stdin.fileno()
+        lines: list[str] = []
+        pending = b""  # a part of a line the terminal gave early (Ctrl-D in its middle)
+        self._cooked = prompt
+        _write(f"{_STYLE}{prompt}{_RESET}")
+        if on_shown is not None:
+            on_shown()
+        interrupted = self._interrupted = loop.create_future()
+        try:
+            while True:
+                readable: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(fd, _settle, readable)
+                try:
+                    waits: list[asyncio.Future[Any]] = [readable, loading, interrupted]
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    loop.remove_reader(fd)
+                if interrupted.done():
+                    _write("\n")
+                    raise KeyboardInterrupt
+                if not readable.done():  # prompt_toolkit is ready: it takes the prompt
+                    self._hand_over(len(lines))
+                    return [*lines, pending.decode(errors="replace")]
+                data = os.read(fd, 65536)
+                if not data:  # Ctrl-D
+                    if not lines and not pending:
+                        raise EOFError
+                    continue
+                if not data.endswith(b"\n"):
+                    pending += data
+                    continue
+                line = (pending + data[:-1]).decode(errors="replace")
+                pending = b""
+                if _continues(line):
+                    lines.append(line.rstrip(" \t")[:-1])
+                    _write("." * (len(prompt) - 1) + " ")
+                    continue
+                lines.append(line)
+                text = "\n".join(lines)
+                self._early.append(text)
+                return text
+        finally:
+            self._cooked = None
+            self._interrupted = None
+
+    def _hand_over(self, lines_above: int) -> None:
+        """Stop the terminal's echo and erase the cooked prompt; prompt_toolkit draws its
+        own and reads what is still in the line buffer. Echo comes back after its prompt
+        (it restores the terminal as it found it: without echo)."""
+        try:
+            import termios
+
+            fd = sys.stdin.fileno()
+            self._saved = termios.tcgetattr(fd)
+            silent = list(self._saved)
+            silent[3] &= ~termios.ECHO
+            termios.tcsetattr(fd, termios.TCSANOW, silent)
+        except (ImportError, OSError, ValueError):
+            self._saved = None
+        self._handed_over = True
+        _write((f"\x1b[{lines_above}A" if lines_above else "") + "\r\x1b[J")
+
+    def _restore_echo(self) -> None:
+        saved, self._saved = self._saved, None
+        if saved is None:
+            return
+        import termios
+
+        with contextlib.suppress(OSError, ValueError, termios.error):
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, saved)
+
+    def interrupt(self) -> None:
+        """Ctrl-C (SIGINT: the cooked terminal does not pass it as a key) at the prompt."""
+        if self._interrupted is not None and not self._interrupted.done():
+            self._interrupted.set_result(None)
+
+    async def ask(self, question: str) -> str:
+        return await (await self._reader()).ask(question)
+
+    def busy(self) -> contextlib.AbstractContextManager[None]:
+        return quiet_terminal()
+
+    async def above_prompt(self, show: Callable[[], None]) -> None:
+        if self._cooked is not None:  # erased, printed above, drawn again
+            _write("\r\x1b[K")
+            show()
+            _write(f"{_STYLE}{self._cooked}{_RESET}")
+            return
+        await (await self._reader()).above_prompt(show)

@@ -1,0 +1,149 @@
+"""The prompt drawn before prompt_toolkit loads (pygent/repl/early_prompt.py), in a real pty.
+
+A driver script holds prompt_toolkit back until the test sends it SIGUSR1, so each
+case is deterministic: a line typed at the early prompt, a half-typed line that
+prompt_toolkit takes over, Ctrl-D and Ctrl-C there. The screen is pyte's terminal
+emulator: what a user would see, once every escape sequence has been applied.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pexpect
+import pyte
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DRIVER = r"""
+import asyncio, signal, sys, termios
+from pygent.repl.early_prompt import EarlyTerminalReader
+
+async def main():
+    loop = asyncio.get_running_loop()
+    gate = loop.create_future()
+    loop.add_signal_handler(signal.SIGUSR1, lambda: gate.done() or gate.set_result(None))
+    reader = EarlyTerminalReader(None, lambda: ["/help"], load_after=gate)
+    loop.add_signal_handler(signal.SIGINT, reader.interrupt)
+    for _ in range(int(sys.argv[1])):
+        try:
+            line = await reader.read()
+        except EOFError:
+            print("END OF INPUT", flush=True)
+            return
+        except KeyboardInterrupt:
+            print("INTERRUPTED", flush=True)
+            return
+        echo = termios.tcgetattr(0)[3] & termios.ECHO
+        print(f"GOT {line!r} echo={'on' if echo else 'off'}", flush=True)
+
+asyncio.run(main())
+"""
+
+
+class Driver:
+    def __init__(self, reads: int) -> None:
+        self.child = pexpect.spawn(
+            sys.executable, ["-c", DRIVER, str(reads)], cwd=str(ROOT), encoding="utf-8",
+            dimensions=(24, 80), timeout=20,
+        )
+        self.screen = pyte.Screen(80, 24)
+        self.stream = pyte.Stream(self.screen)
+
+    def lines(self) -> list[str]:
+        return [line.rstrip() for line in self.screen.display if line.strip()]
+
+    def wait_for(self, text: str, timeout: float = 20, times: int = 1) -> list[str]:
+        """Feed the screen until ``times`` lines show ``text``; returns the screen's lines."""
+        deadline = time.monotonic() + timeout
+        while sum(text in line for line in self.lines()) < times:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not on the screen: {self.lines()}")
+            try:
+                self.stream.feed(self.child.read_nonblocking(4096, timeout=0.1))
+            except pexpect.TIMEOUT:
+                pass
+            except pexpect.EOF:
+                if not any(text in line for line in self.lines()):
+                    raise AssertionError(f"exited before {text!r}: {self.lines()}") from None
+        return self.lines()
+
+    def settle(self) -> list[str]:
+        """Feed until the program writes nothing for 0.3 s."""
+        while True:
+            try:
+                self.stream.feed(self.child.read_nonblocking(4096, timeout=0.3))
+            except (pexpect.TIMEOUT, pexpect.EOF):
+                return self.lines()
+
+    def load_prompt_toolkit(self) -> None:
+        self.child.kill(signal.SIGUSR1)
+
+    def close(self) -> None:
+        self.child.close(force=True)
+
+
+@pytest.fixture
+def driver():
+    started: list[Driver] = []
+
+    def start(reads: int) -> Driver:
+        started.append(Driver(reads))
+        return started[-1]
+
+    yield start
+    for d in started:
+        d.close()
+
+
+def test_a_line_typed_before_prompt_toolkit_loads_is_read_and_kept_in_history(driver) -> None:
+    d = driver(3)
+    assert d.wait_for("vc>") == ["vc>"]
+    d.child.send("hi therx\x7fe\r")  # prompt_toolkit is held back: the terminal edits
+    assert d.wait_for("GOT")[:2] == ["vc> hi there", "GOT 'hi there' echo=on"]
+    # The next prompt: half a line typed early, then prompt_toolkit takes over.
+    d.child.send("par")
+    d.wait_for("vc> par")
+    d.load_prompt_toolkit()
+    screen = d.settle()
+    assert screen[-1] == "vc> par", screen  # drawn once, by prompt_toolkit, with the typed text
+    assert sum("par" in line for line in screen) == 1, screen
+    d.child.send("tial\r")
+    assert "GOT 'partial' echo=on" in d.wait_for("GOT 'partial'")  # echo is back
+    # prompt_toolkit's history has the early line too: Up twice recalls it.
+    d.child.send("\x1b[A\x1b[A\r")
+    assert d.wait_for("GOT 'hi there'", times=2)[-2:] == ["vc> hi there", "GOT 'hi there' echo=on"]
+
+
+def test_a_continued_line_survives_the_hand_over(driver) -> None:
+    d = driver(1)
+    d.wait_for("vc>")
+    d.child.send("first \\\r")
+    d.wait_for("...")  # the continuation prompt, drawn the early way
+    d.child.send("sec")
+    d.wait_for("... sec")
+    d.load_prompt_toolkit()
+    d.settle()
+    d.child.send("ond\r")
+    # prompt_toolkit redrew both lines: its buffer holds the newline, not the backslash.
+    assert d.wait_for("GOT")[-3:] == ["vc> first", "... second", "GOT 'first \\nsecond' echo=on"]
+
+
+def test_ctrl_d_at_the_early_prompt_ends_input(driver) -> None:
+    d = driver(1)
+    d.wait_for("vc>")
+    d.child.send("\x04")
+    d.wait_for("END OF INPUT")
+
+
+def test_ctrl_c_at_the_early_prompt_interrupts(driver) -> None:
+    d = driver(1)
+    d.wait_for("vc>")
+    d.child.send("abc")
+    d.wait_for("vc> abc")
+    d.child.send("\x03")
+    d.wait_for("INTERRUPTED")
