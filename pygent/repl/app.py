@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
+import functools
 import logging
 import shlex
 import signal
@@ -125,6 +127,7 @@ class Repl:
 
         self.runtime = Runtime(settings=self.settings)
         self._runtimes.append(self.runtime)
+        self._begin_setup()  # the session's core loads while the banner and prompt are drawn
         print_banner(
             self.plain,
             persona=self.settings.persona_name,
@@ -267,10 +270,10 @@ class Repl:
 
         self.view.on_event(ev.Notice(level="info", text=text))
 
-    async def _setup_session(self) -> None:
+    async def _setup_session(self, core: asyncio.Future[None]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.to_thread(self._prepare_core)
+            await core
             # The session's events: the agent's, and its delegated tasks' (the renderer
             # shows a task's status and notices, not its whole conversation).
             self._unsubscribe = self.service.subscribe(self.session.id, self.view.on_event)
@@ -351,7 +354,12 @@ class Repl:
 
     def _begin_setup(self) -> None:
         if self._setup is None:
-            self._setup = asyncio.get_running_loop().create_task(self._setup_session())
+            # The core's thread starts now, not when the task first runs: called while
+            # the banner is drawn, it loads the core beside it.
+            loop = asyncio.get_running_loop()
+            core = loop.run_in_executor(
+                None, functools.partial(contextvars.copy_context().run, self._prepare_core))
+            self._setup = loop.create_task(self._setup_session(core))
 
     async def _core_ready(self) -> None:
         """Wait for what a prompt's request needs (not the display); errors surface here."""

@@ -8,7 +8,9 @@ the terminal's own line editing (cooked mode: the kernel echoes, and Backspace,
 Ctrl-U and Ctrl-W work). Its request goes out as soon as the session's core is ready;
 prompt_toolkit is loaded after the core, not before it.
 
-Once prompt_toolkit is loaded it takes over the prompt: echo is switched off, the
+The cooked prompt serves only until the first turn: keys typed while a turn runs
+arrive raw (an arrow, a Ctrl-D) and are prompt_toolkit's to read, so a prompt after a
+turn waits for it. Once prompt_toolkit is loaded it takes over the prompt: echo is switched off, the
 cooked prompt is erased and prompt_toolkit draws its own, with whatever was typed so
 far. The characters still in the terminal's line buffer are not lost: switching the
 terminal to raw mode makes them readable, so prompt_toolkit reads them as keystrokes
@@ -67,6 +69,7 @@ class EarlyTerminalReader:
         self._cooked: str | None = None  # the prompt drawn in plain ANSI, while it is up
         self._interrupted: asyncio.Future[None] | None = None
         self._handed_over = False  # prompt_toolkit's next prompt takes over the cooked one
+        self._had_turn = False  # the cooked prompt is for the first lines only (see busy)
         self._saved: Any = None  # the terminal's settings before echo was switched off
 
     def _load(self) -> asyncio.Future[TerminalReader]:
@@ -89,7 +92,7 @@ class EarlyTerminalReader:
     async def read(self, prompt: str = PROMPT, on_shown: Callable[[], None] | None = None) -> str:
         loading = self._load()
         default = ""
-        if not loading.done():
+        if not loading.done() and not self._had_turn:
             typed = await self._read_cooked(prompt, on_shown, loading)
             if isinstance(typed, str):
                 return typed
@@ -191,6 +194,9 @@ class EarlyTerminalReader:
         return await (await self._reader()).ask(question)
 
     def busy(self) -> contextlib.AbstractContextManager[None]:
+        # Keys typed from now on arrive raw (arrows, Ctrl-D): they are prompt_toolkit's
+        # to read, so later prompts wait for it (a cooked read would take them as text).
+        self._had_turn = True
         return quiet_terminal()
 
     async def above_prompt(self, show: Callable[[], None]) -> None:

@@ -40,16 +40,20 @@ async def main():
             return
         echo = termios.tcgetattr(0)[3] & termios.ECHO
         print(f"GOT {line!r} echo={'on' if echo else 'off'}", flush=True)
+        if len(sys.argv) > 2:  # a turn: keys typed now arrive raw
+            with reader.busy():
+                print("TURN", flush=True)
+                await asyncio.sleep(float(sys.argv[2]))
 
 asyncio.run(main())
 """
 
 
 class Driver:
-    def __init__(self, reads: int) -> None:
+    def __init__(self, reads: int, turn: float | None = None) -> None:
         self.child = pexpect.spawn(
-            sys.executable, ["-c", DRIVER, str(reads)], cwd=str(ROOT), encoding="utf-8",
-            dimensions=(24, 80), timeout=20,
+            sys.executable, ["-c", DRIVER, str(reads), *([str(turn)] if turn else [])],
+            cwd=str(ROOT), encoding="utf-8", dimensions=(24, 80), timeout=20,
         )
         self.screen = pyte.Screen(80, 24)
         self.stream = pyte.Stream(self.screen)
@@ -91,8 +95,8 @@ class Driver:
 def driver():
     started: list[Driver] = []
 
-    def start(reads: int) -> Driver:
-        started.append(Driver(reads))
+    def start(reads: int, turn: float | None = None) -> Driver:
+        started.append(Driver(reads, turn))
         return started[-1]
 
     yield start
@@ -147,3 +151,17 @@ def test_ctrl_c_at_the_early_prompt_interrupts(driver) -> None:
     d.wait_for("vc> abc")
     d.child.send("\x03")
     d.wait_for("INTERRUPTED")
+
+
+def test_keys_typed_during_a_turn_go_to_prompt_toolkit(driver) -> None:
+    """They arrive raw: a Ctrl-D typed while the turn runs ends input at the next prompt,
+    which waits for prompt_toolkit instead of taking the key as text."""
+    d = driver(2, turn=0.5)
+    d.wait_for("vc>")
+    d.child.send("hi\r")
+    d.wait_for("TURN")
+    d.child.send("\x04")
+    time.sleep(0.8)  # the turn is over: the next prompt waits for prompt_toolkit
+    assert d.settle()[-1] == "TURN"
+    d.load_prompt_toolkit()
+    assert d.wait_for("END OF INPUT")[-1].endswith("END OF INPUT")
