@@ -243,6 +243,7 @@ class Bench:
                               encoding="utf-8", codec_errors="replace", timeout=RUN_TIMEOUT,
                               dimensions=(50, 160))  # fmt: skip
         CHILDREN.add(child.pid)
+        child.delaybeforesend = None  # typed the moment the prompt shows (pexpect waits 50 ms)
         try:
             child.expect_exact(PROMPT)
             prompt = time.monotonic()
