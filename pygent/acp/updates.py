@@ -215,23 +215,13 @@ class SessionUpdates:
         call_id: str,
         tool: str,
         arguments: dict[str, Any],
-        located: list[str] | None = None,
         before: str | None = None,
     ) -> _Call:
-        """Remember a call and work out its kind, locations and diff. ``located``: the
-        folder-relative paths the core found (the event's ``locations``), used when the
-        sandbox is not readable here (a session host's). ``before``: the text the call
-        replaces, as the core read it (the event's ``old_text``; the same from a host)."""
+        """Remember a call and work out its kind, locations and diff. ``before``: the text
+        the call replaces, as the core read it (the event's ``old_text``)."""
         kind = tool_kind(tool, self.kinds.get(tool))
         path = _path_argument(arguments)
         host = self.host_path(path) if path else None
-        if host is None and path and self.files is None and self.folder is not None:
-            known = self._calls.get(call_id)
-            rel = located[0] if located else None
-            if rel is not None:
-                host = str(self.folder / rel) if rel != "." else str(self.folder)
-            elif known is not None and known.locations:
-                host = known.locations[0].path
         locations = [s.ToolCallLocation(path=host)] if host else []
         diff = None
         if host and path and tool == "write_file" and isinstance(arguments.get("content"), str):
@@ -316,9 +306,7 @@ class SessionUpdates:
 
     def _on_tool_call_proposed(self, event: ev.ToolCallProposed) -> list[Update]:
         call_id = self._call_id(event, event.call_id)
-        call = self.describe_call(
-            call_id, event.tool, event.arguments, event.locations, event.old_text
-        )
+        call = self.describe_call(call_id, event.tool, event.arguments, event.old_text)
         meta = (
             {"pygent": {"tool": event.tool, "taskId": event.task_id}}
             if event.task_id
