@@ -2,8 +2,8 @@
 
 Each test runs a real host process and the ACP agent as a real subprocess (driven by the
 ACP SDK's client side) against the scripted model server: a write's and an edit's
-``diff`` carry the file's old text (the host's sandbox is not readable from the ACP
-process: the core event carries it), a prompt's image replays on ``session/load`` in a
+``diff`` carry the file's old text (the core event's ``old_text``, read before the
+write), a prompt's image replays on ``session/load`` in a
 new ACP process, a fork made through the host is a session of its own, and a delegated
 task's status and result reach the ACP client.
 """
