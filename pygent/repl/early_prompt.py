@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,12 +34,27 @@ from pygent.repl.lines import PROMPT, TerminalReader, _continues, quiet_terminal
 #: The prompt's look in prompt_toolkit's style ("ansigreen bold"), in plain ANSI.
 _STYLE = "\x1b[1;32m"
 _RESET = "\x1b[0m"
+#: Bracketed paste mode on and off, and the markers the terminal puts around a paste.
+_PASTE_ON, _PASTE_OFF = "\x1b[?2004h", "\x1b[?2004l"
+_PASTE_START, _PASTE_END = b"\x1b[200~", b"\x1b[201~"
 
 
 def _write(text: str) -> None:
     with contextlib.suppress(OSError, ValueError):  # the terminal may be gone (SIGHUP)
         sys.stdout.write(text)
         sys.stdout.flush()
+
+
+def _rows(echoed: list[tuple[int, bytes]]) -> int:
+    """How many terminal rows the echo of these lines took, each after a prompt of the
+    given width (a control character echoes as ``^X``: two columns)."""
+    width = shutil.get_terminal_size().columns or 80
+    rows = 0
+    for indent, raw in echoed:
+        text = raw.decode(errors="replace")
+        shown = indent + len(text) + sum(1 for c in text if c < " ")
+        rows += max(1, -(-shown // width))
+    return rows
 
 
 def _settle(future: asyncio.Future[None]) -> None:
@@ -116,9 +132,15 @@ class EarlyTerminalReader:
         loop = asyncio.get_running_loop()
         fd = sys.stdin.fileno()
         lines: list[str] = []
+        # What the terminal echoed, line by line, after how wide a prompt (for a redraw).
+        echoed: list[tuple[int, bytes]] = []
+        indent = len(prompt)  # the next line's: the prompt's, or none inside a paste
         pending = b""  # a part of a line the terminal gave early (Ctrl-D in its middle)
+        pasting = pasted = False
         self._cooked = prompt
-        _write(f"{_STYLE}{prompt}{_RESET}")
+        # Bracketed paste: a pasted block arrives between markers, so its newlines stay
+        # in the one prompt (as with prompt_toolkit) instead of sending line by line.
+        _write(f"{_STYLE}{prompt}{_RESET}{_PASTE_ON}")
         if on_shown is not None:
             on_shown()
         interrupted = self._interrupted = loop.create_future()
@@ -127,7 +149,11 @@ class EarlyTerminalReader:
                 readable: asyncio.Future[None] = loop.create_future()
                 loop.add_reader(fd, _settle, readable)
                 try:
-                    waits: list[asyncio.Future[Any]] = [readable, loading, interrupted]
+                    # Not handed over in the middle of a paste: its end marker would
+                    # reach prompt_toolkit without its start.
+                    waits: list[asyncio.Future[Any]] = [readable, interrupted]
+                    if not pasting:
+                        waits.append(loading)
                     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     loop.remove_reader(fd)
@@ -135,7 +161,7 @@ class EarlyTerminalReader:
                     _write("\n")
                     raise KeyboardInterrupt
                 if not readable.done():  # prompt_toolkit is ready: it takes the prompt
-                    self._hand_over(len(lines))
+                    self._hand_over(_rows(echoed))
                     return [*lines, pending.decode(errors="replace")]
                 data = os.read(fd, 65536)
                 if not data:  # Ctrl-D
@@ -145,21 +171,37 @@ class EarlyTerminalReader:
                 if not data.endswith(b"\n"):
                     pending += data
                     continue
-                line = (pending + data[:-1]).decode(errors="replace")
+                raw = pending + data[:-1]
                 pending = b""
-                if _continues(line):
-                    lines.append(line.rstrip(" \t")[:-1])
+                echoed.append((indent, raw))
+                indent = len(prompt)
+                if _PASTE_START in raw:
+                    pasting = pasted = True
+                if _PASTE_END in raw:
+                    pasting = False
+                line = raw.replace(_PASTE_START, b"").replace(_PASTE_END, b"")
+                text = line.decode(errors="replace")
+                if pasting:  # a newline of the pasted block
+                    lines.append(text)
+                    indent = 0
+                    continue
+                if _continues(text):
+                    lines.append(text.rstrip(" \t")[:-1])
                     _write("." * (len(prompt) - 1) + " ")
                     continue
-                lines.append(line)
+                lines.append(text)
                 text = "\n".join(lines)
+                if pasted:  # the echo showed the markers: draw the prompt again, clean
+                    _write(f"\x1b[{_rows(echoed)}A\r\x1b[J{_STYLE}{prompt}{_RESET}"
+                           + text.replace("\n", "\n" + "." * (len(prompt) - 1) + " ") + "\n")
                 self._early.append(text)
                 return text
         finally:
+            _write(_PASTE_OFF)
             self._cooked = None
             self._interrupted = None
 
-    def _hand_over(self, lines_above: int) -> None:
+    def _hand_over(self, rows_above: int) -> None:
         """Stop the terminal's echo and erase the cooked prompt; prompt_toolkit draws its
         own and reads what is still in the line buffer. Echo comes back after its prompt
         (it restores the terminal as it found it: without echo)."""
@@ -174,7 +216,7 @@ class EarlyTerminalReader:
         except (ImportError, OSError, ValueError):
             self._saved = None
         self._handed_over = True
-        _write((f"\x1b[{lines_above}A" if lines_above else "") + "\r\x1b[J")
+        _write((f"\x1b[{rows_above}A" if rows_above else "") + "\r\x1b[J")
 
     def _restore_echo(self) -> None:
         saved, self._saved = self._saved, None

@@ -165,3 +165,30 @@ def test_keys_typed_during_a_turn_go_to_prompt_toolkit(driver) -> None:
     assert d.settle()[-1] == "TURN"
     d.load_prompt_toolkit()
     assert d.wait_for("END OF INPUT")[-1].endswith("END OF INPUT")
+
+
+def test_a_block_pasted_at_the_early_prompt_is_one_prompt(driver) -> None:
+    """Bracketed paste (the terminal wraps a paste in markers): its newlines stay in the
+    one prompt, and the echoed markers are drawn over with the prompt as it reads."""
+    d = driver(1)
+    d.wait_for("vc>")
+    d.child.send("fix: \x1b[200~first\rsecond\x1b[201~")  # as a terminal sends a paste
+    d.wait_for("second")
+    d.child.send("\r")
+    screen = d.wait_for("GOT")
+    assert screen[-3:] == ["vc> fix: first", "... second", "GOT 'fix: first\\nsecond' echo=on"]
+    assert not any("200~" in line or "201~" in line for line in screen), screen
+
+
+def test_a_pasted_line_wider_than_the_terminal_is_drawn_over_whole(driver) -> None:
+    d = driver(2)
+    d.wait_for("vc>")
+    d.child.send("one\r")
+    d.wait_for("GOT 'one'")
+    d.child.send("\x1b[200~" + "x" * 100 + "\ry\x1b[201~\r")  # 80 columns: it wraps
+    screen = d.wait_for("GOT 'xx")
+    assert screen == [
+        "vc> one", "GOT 'one' echo=on",  # what was above is kept
+        "vc> " + "x" * 76, "x" * 24, "... y",
+        "GOT '" + "x" * 75, "x" * 25 + "\\ny' echo=on",  # the driver's line wraps too
+    ], screen
