@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TextIO
 
@@ -13,11 +14,12 @@ _STYLES = {
 
 
 class Plain:
-    """Writes styled lines to a stream; colours only on a terminal."""
+    """Writes styled lines to a stream; colours only on a terminal, and not with NO_COLOR
+    set (https://no-color.org, as rich and prompt_toolkit do)."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
-        self.color = self.stream.isatty()
+        self.color = self.stream.isatty() and not os.environ.get("NO_COLOR")
 
     def style(self, text: str, style: str) -> str:
         code = _STYLES.get(style)

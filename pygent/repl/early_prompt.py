@@ -39,6 +39,10 @@ _PASTE_ON, _PASTE_OFF = "\x1b[?2004h", "\x1b[?2004l"
 _PASTE_START, _PASTE_END = b"\x1b[200~", b"\x1b[201~"
 
 
+def _styled(prompt: str) -> str:
+    return prompt if os.environ.get("NO_COLOR") else f"{_STYLE}{prompt}{_RESET}"
+
+
 def _write(text: str) -> None:
     with contextlib.suppress(OSError, ValueError):  # the terminal may be gone (SIGHUP)
         sys.stdout.write(text)
@@ -140,7 +144,7 @@ class EarlyTerminalReader:
         self._cooked = prompt
         # Bracketed paste: a pasted block arrives between markers, so its newlines stay
         # in the one prompt (as with prompt_toolkit) instead of sending line by line.
-        _write(f"{_STYLE}{prompt}{_RESET}{_PASTE_ON}")
+        _write(f"{_styled(prompt)}{_PASTE_ON}")
         if on_shown is not None:
             on_shown()
         interrupted = self._interrupted = loop.create_future()
@@ -192,7 +196,7 @@ class EarlyTerminalReader:
                 lines.append(text)
                 text = "\n".join(lines)
                 if pasted:  # the echo showed the markers: draw the prompt again, clean
-                    _write(f"\x1b[{_rows(echoed)}A\r\x1b[J{_STYLE}{prompt}{_RESET}"
+                    _write(f"\x1b[{_rows(echoed)}A\r\x1b[J{_styled(prompt)}"
                            + text.replace("\n", "\n" + "." * (len(prompt) - 1) + " ") + "\n")
                 self._early.append(text)
                 return text
@@ -245,6 +249,6 @@ class EarlyTerminalReader:
         if self._cooked is not None:  # erased, printed above, drawn again
             _write("\r\x1b[K")
             show()
-            _write(f"{_STYLE}{self._cooked}{_RESET}")
+            _write(_styled(self._cooked))
             return
         await (await self._reader()).above_prompt(show)

@@ -192,3 +192,27 @@ def test_a_pasted_line_wider_than_the_terminal_is_drawn_over_whole(driver) -> No
         "vc> " + "x" * 76, "x" * 24, "... y",
         "GOT '" + "x" * 75, "x" * 25 + "\\ny' echo=on",  # the driver's line wraps too
     ], screen
+
+
+def test_no_color_draws_the_early_prompt_and_banner_plain(monkeypatch) -> None:
+    """NO_COLOR (https://no-color.org) is honoured before rich and prompt_toolkit load."""
+    import io
+    import os
+    import pty
+
+    from pygent.repl import early_prompt
+    from pygent.repl.banner import Plain
+
+    leader, follower = pty.openpty()
+    try:
+        with os.fdopen(os.dup(follower), "w") as tty:
+            assert Plain(tty).style("x", "bold green") == "\x1b[1;32mx\x1b[0m"
+            monkeypatch.setenv("NO_COLOR", "1")
+            assert Plain(tty).style("x", "bold green") == "x"
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert early_prompt._styled("vc> ") == "vc> "
+    monkeypatch.delenv("NO_COLOR")
+    assert early_prompt._styled("vc> ") == "\x1b[1;32mvc> \x1b[0m"
+    assert Plain(io.StringIO()).style("x", "bold green") == "x"  # not a terminal
