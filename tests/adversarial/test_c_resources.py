@@ -62,7 +62,11 @@ def test_C1_fork_bomb(h: Harness, mode: str, openai_server, runtimes, tmp_path: 
         assert len(h2.approver.requests) == 1 and out.startswith("the user denied")
         return
     started = time.monotonic()
-    h.sh(":(){ :|:& };:", timeout=5)  # returns at once: the bomb runs in the background
+    # Returns at once: the bomb runs in the background. (A generous timeout: under load
+    # the shell's answer can queue behind the bomb for seconds, and a timeout's kill
+    # would end the bomb before the commands below meet it.)
+    first = h.sh(":(){ :|:& };:", timeout=30)
+    assert "timed out" not in first, first[-500:]
     time.sleep(1)  # let it fill the container's process table (pids_limit)
     # Commands may still squeeze in while the table fills; the first one that cannot
     # start a process is stopped with a clear note and every process is killed.
