@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -143,13 +144,17 @@ class Repl:
         for warning in warnings:
             self.plain.line((f"warning: {warning}", "yellow"))
         self.interactive = sys.stdin.isatty() and sys.stdout.isatty()
-        if self.interactive:
+        history = _data_dir(self.settings) / "repl-history"
+        if self.interactive and os.name == "posix":
             from pygent.repl.early_prompt import EarlyTerminalReader
 
             # The prompt shows before prompt_toolkit is loaded; it loads after the core.
-            history = _data_dir(self.settings) / "repl-history"
             self.reader: Any = EarlyTerminalReader(
                 history, self._command_names, load_after=self._input_gate)
+        elif self.interactive:  # no cooked terminal to read early (Windows' console)
+            from pygent.repl.lines import TerminalReader
+
+            self.reader = TerminalReader(history, self._command_names)
         else:
             from pygent.repl.lines import PipeReader
 

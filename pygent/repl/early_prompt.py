@@ -10,9 +10,9 @@ prompt_toolkit is loaded after the core, not before it.
 
 The cooked prompt serves only until the first turn: keys typed while a turn runs
 arrive raw (an arrow, a Ctrl-D) and are prompt_toolkit's to read, so a prompt after a
-turn waits for it. Once prompt_toolkit is loaded it takes over the prompt: echo is switched off, the
-cooked prompt is erased and prompt_toolkit draws its own, with whatever was typed so
-far. The characters still in the terminal's line buffer are not lost: switching the
+turn waits for it. Once prompt_toolkit is loaded it takes over the prompt: echo is
+switched off, the cooked prompt is erased and prompt_toolkit draws its own, with
+whatever was typed so far. The characters still in the terminal's line buffer are not lost: switching the
 terminal to raw mode makes them readable, so prompt_toolkit reads them as keystrokes
 (an arrow key typed early recalls history then). Lines read the early way are added
 to the input history.
@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from pygent.repl.lines import PROMPT, TerminalReader, _continues, quiet_terminal
+from pygent.repl.lines import PROMPT, TerminalReader, _continues, continuation, quiet_terminal
 
 #: The prompt's look in prompt_toolkit's style ("ansigreen bold"), in plain ANSI.
 _STYLE = "\x1b[1;32m"
@@ -88,7 +88,6 @@ class EarlyTerminalReader:
         self._early: list[str] = []  # lines read before prompt_toolkit: for its history
         self._cooked: str | None = None  # the prompt drawn in plain ANSI, while it is up
         self._interrupted: asyncio.Future[None] | None = None
-        self._handed_over = False  # prompt_toolkit's next prompt takes over the cooked one
         self._had_turn = False  # the cooked prompt is for the first lines only (see busy)
         self._saved: Any = None  # the terminal's settings before echo was switched off
 
@@ -118,13 +117,10 @@ class EarlyTerminalReader:
                 return typed
             on_shown, default = None, "\n".join(typed)  # each but the last was continued
         reader = await self._reader()
-        if not default and not self._handed_over:
-            return await reader.read(prompt, on_shown)
         try:
             return await reader.read(prompt, on_shown, default=default)
         finally:
-            self._handed_over = False
-            self._restore_echo()
+            self._restore_echo()  # after a hand-over (see _hand_over)
 
     async def _read_cooked(
         self, prompt: str, on_shown: Callable[[], None] | None,
@@ -191,13 +187,13 @@ class EarlyTerminalReader:
                     continue
                 if _continues(text):
                     lines.append(text.rstrip(" \t")[:-1])
-                    _write("." * (len(prompt) - 1) + " ")
+                    _write(continuation(len(prompt)))
                     continue
                 lines.append(text)
                 text = "\n".join(lines)
                 if pasted:  # the echo showed the markers: draw the prompt again, clean
                     _write(f"\x1b[{_rows(echoed)}A\r\x1b[J{_styled(prompt)}"
-                           + text.replace("\n", "\n" + "." * (len(prompt) - 1) + " ") + "\n")
+                           + text.replace("\n", "\n" + continuation(len(prompt))) + "\n")
                 self._early.append(text)
                 return text
         finally:
@@ -209,17 +205,16 @@ class EarlyTerminalReader:
         """Stop the terminal's echo and erase the cooked prompt; prompt_toolkit draws its
         own and reads what is still in the line buffer. Echo comes back after its prompt
         (it restores the terminal as it found it: without echo)."""
-        try:
-            import termios
+        import termios
 
+        try:
             fd = sys.stdin.fileno()
             self._saved = termios.tcgetattr(fd)
             silent = list(self._saved)
             silent[3] &= ~termios.ECHO
             termios.tcsetattr(fd, termios.TCSANOW, silent)
-        except (ImportError, OSError, ValueError):
+        except (OSError, ValueError, termios.error):
             self._saved = None
-        self._handed_over = True
         _write((f"\x1b[{rows_above}A" if rows_above else "") + "\r\x1b[J")
 
     def _restore_echo(self) -> None:

@@ -43,6 +43,11 @@ def _continues(text: str) -> bool:
     return stripped.endswith("\\") and not stripped.endswith("\\\\")
 
 
+def continuation(width: int) -> str:
+    """The prompt of a continued line: dots as wide as the prompt (``... ``)."""
+    return "." * (width - 1) + " "
+
+
 @contextlib.contextmanager
 def quiet_terminal() -> Iterator[None]:
     """While a turn runs: the terminal neither echoes nor edits lines (see busy)."""
@@ -130,7 +135,7 @@ class TerminalReader:
             completer=SlashCompleter(),
             complete_while_typing=False,
             enable_history_search=False,
-            prompt_continuation=lambda width, line, wrap: "." * (width - 1) + " ",
+            prompt_continuation=lambda width, line, wrap: continuation(width),
             style=Style.from_dict({"prompt": "ansigreen bold", "question": "ansiyellow bold"}),
         )
         self._asker: Any = PromptSession(style=self._session.style)

@@ -8,12 +8,12 @@ objects from the socket's protocol callback, so a command costs a socket round
 trip, not a ``docker exec`` (about 0.05 ms against 20-140 ms).
 
 Killing a command's processes needs a second process in the container, because the
-shell is busy. A *killer* shell is started once per transport, beside the shell
-(the transport is ready when both are), and then only reads requests on its stdin: it scans ``/proc`` with shell
-builtins alone, so it still works when a fork bomb has used up the pids limit (a new
-``docker exec`` could not even start then). It stops everything it may signal
-(``kill -STOP -1``), resumes the shell, then SIGKILLs every process except PID 1
-(init), the shell and itself. The container's keeper process runs under another
+shell is busy. A *killer* shell is started once per transport, beside the shell (the
+transport is ready when both are), and then only reads requests on its stdin: it scans
+``/proc`` with shell builtins alone, so it still works when a fork bomb has used up the
+pids limit (a new ``docker exec`` could not even start then). It stops everything it
+may signal (``kill -STOP -1``), resumes the shell, then SIGKILLs every process except
+PID 1 (init), the shell and itself. The container's keeper process runs under another
 uid, so neither the killer nor a user's ``kill -9 -1`` can take the container down.
 """
 
@@ -524,14 +524,18 @@ class DockerShellTransport:
             raise
         transport = cls(client, container_id, shell, pid, name, user=user,
                         owner_grace=owner_grace)
-        transport._killer_task = killer_task
         if killer_task.done() and not killer_task.cancelled() and not killer_task.exception():
             transport._killer = killer_task.result()
+        else:  # still starting (or failed: _get_killer starts another when needed)
+            transport._killer_task = asyncio.ensure_future(transport._open_killer(killer_task))
+            transport._killer_task.add_done_callback(_retrieve)
         return transport
 
-    async def _open_killer(self) -> ExecStream:
-        self._killer = await _open_killer(
-            self._client, self._container_id, user=self._user, owner_grace=self._owner_grace)
+    async def _open_killer(self, opening: asyncio.Future[ExecStream] | None = None) -> ExecStream:
+        """Start a killer (or finish ``opening``, the one started beside the shell) and
+        keep it as this transport's."""
+        self._killer = await (opening if opening is not None else _open_killer(
+            self._client, self._container_id, user=self._user, owner_grace=self._owner_grace))
         return self._killer
 
     async def _get_killer(self) -> ExecStream:

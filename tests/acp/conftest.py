@@ -23,6 +23,8 @@ from acp import schema as s
 from acp.client.connection import ClientSideConnection
 from acp.connection import StreamDirection, StreamEvent
 
+from pygent.lsp.client import RpcClient
+from tests.host.conftest import host_dir, start_host  # noqa: F401 (fixtures)
 from tests.lsp.conftest import server_env
 from tests.openai_server import ScriptedOpenAIServer
 
@@ -208,3 +210,79 @@ def start_agent(tmp_path: Path, openai_server: ScriptedOpenAIServer) -> StartAge
             await conn.close()
 
     return start
+
+
+# -- joined to a session host ---------------------------------------------------------------
+
+
+class HostClient:
+    """An LSP client of the host, keeping every ``pygent/sessionUpdate`` it gets."""
+
+    def __init__(self, client: RpcClient) -> None:
+        self.client = client
+        self.updates: list[dict[str, Any]] = []
+        client.on_notification("pygent/sessionUpdate", self.updates.append)
+
+    @classmethod
+    async def connect(cls, socket: Path) -> HostClient:
+        client = await RpcClient.connect_unix(socket)
+        await client.initialize("test-editor")
+        return cls(client)
+
+    def kinds(self, session_id: str) -> list[str]:
+        return [u["update"]["type"] for u in self.updates if u["sessionId"] == session_id]
+
+    def text(self, session_id: str) -> str:
+        return "".join(
+            u["update"].get("text", "")
+            for u in self.updates
+            if u["sessionId"] == session_id and u["update"]["type"] == "message_done"
+        )
+
+    async def live(self) -> dict[str, dict[str, Any]]:
+        listed = await self.client.request("pygent/session/list", {})
+        return {s["sessionId"]: s for s in listed["sessions"]}
+
+
+def host_env(host_folder: Path) -> dict[str, str]:
+    return {"PYGENT_HOST_DIR": str(host_folder), "PYGENT_LSP_HOST": "require"}
+
+
+async def until(check: Any, timeout: float = 15) -> None:
+    """Wait until ``check()`` is true (an AssertionError after ``timeout`` seconds)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class JoinedHost:
+    """A running session host, a project folder, and the environment that joins
+    ``pygent acp`` to the host (``PYGENT_LSP_HOST=require``)."""
+
+    host: Any
+    folder: Path
+    env: dict[str, str]
+    editors: list[HostClient] = field(default_factory=list)
+
+    async def editor(self) -> HostClient:
+        """An LSP client of the host, as an editor is (closed when the test ends)."""
+        editor = await HostClient.connect(self.host.socket)
+        self.editors.append(editor)
+        return editor
+
+
+@pytest.fixture
+async def joined(
+    start_host: Any, host_dir: Path, tmp_path: Path  # noqa: F811 (the fixtures above)
+) -> AsyncIterator[JoinedHost]:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    ready = JoinedHost(start_host(), folder, host_env(host_dir))
+    try:
+        yield ready
+    finally:
+        for editor in ready.editors:
+            await editor.client.aclose()

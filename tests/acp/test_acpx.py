@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from tests.acp.conftest import acp_env
-from tests.host.conftest import host_dir, start_host  # noqa: F401 (fixtures)
 from tests.openai_server import ScriptedOpenAIServer
 
 ACPX_VERSION = "0.19.1"

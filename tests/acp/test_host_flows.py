@@ -16,11 +16,9 @@ from typing import Any
 import pytest
 from acp import schema as s
 
-from tests.acp.conftest import RecordingClient, StartAgent
-from tests.acp.test_host import HostClient, _host_env, _wait
+from tests.acp.conftest import HostClient, JoinedHost, RecordingClient, StartAgent, until
 from tests.acp.test_images import PNG
 from tests.acp.test_schema import check_frames
-from tests.host.conftest import host_dir, start_host  # noqa: F401 (fixtures)
 from tests.openai_server import ScriptedOpenAIServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -32,14 +30,10 @@ def _diffs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def test_write_and_edit_diffs_carry_old_text_through_the_host(
     start_agent: StartAgent,
-    start_host: Any,  # noqa: F811
-    host_dir: Path,  # noqa: F811
+    joined: JoinedHost,
     openai_server: ScriptedOpenAIServer,
-    tmp_path: Path,
 ) -> None:
-    start_host()
-    folder = tmp_path / "project"
-    folder.mkdir()
+    folder = joined.folder
     (folder / "a.txt").write_text("one\ntwo\n")
     (folder / "b.txt").write_text("alpha\nbeta\ngamma\n")
     openai_server.add_tool_call("write_file", {"path": "a.txt", "content": "fresh\n"})
@@ -48,7 +42,7 @@ async def test_write_and_edit_diffs_carry_old_text_through_the_host(
     )
     openai_server.add_tool_call("write_file", {"path": "new.txt", "content": "brand new\n"})
     openai_server.add_text("edited")
-    async with start_agent(env=_host_env(host_dir)) as agent:
+    async with start_agent(env=joined.env) as agent:
         await agent.initialize()
         sid = await agent.new_session(folder)
         result = await agent.prompt(sid, "edit them")
@@ -81,17 +75,14 @@ async def test_write_and_edit_diffs_carry_old_text_through_the_host(
 
 async def test_prompt_image_replays_on_load_in_a_new_acp_process(
     start_agent: StartAgent,
-    start_host: Any,  # noqa: F811
-    host_dir: Path,  # noqa: F811
+    joined: JoinedHost,
     openai_server: ScriptedOpenAIServer,
     tmp_path: Path,
 ) -> None:
-    start_host()
-    folder = tmp_path / "project"
-    folder.mkdir()
+    folder = joined.folder
     image = s.ImageContentBlock(type="image", data=PNG, mime_type="image/png")
     openai_server.add_text("a red dot")
-    async with start_agent(env=_host_env(host_dir), home=tmp_path / "first") as agent:
+    async with start_agent(env=joined.env, home=tmp_path / "first") as agent:
         await agent.initialize()
         sid = await agent.new_session(folder)
         await agent.conn.prompt(
@@ -102,7 +93,7 @@ async def test_prompt_image_replays_on_load_in_a_new_acp_process(
         {"type": "image", "mimeType": "image/png", "data": PNG},
     ]
     # A new ACP process joins the host: session/load replays the prompt with its image.
-    async with start_agent(env=_host_env(host_dir), home=tmp_path / "second") as agent:
+    async with start_agent(env=joined.env, home=tmp_path / "second") as agent:
         await agent.initialize()
         await agent.conn.load_session(cwd=str(folder), session_id=sid, mcp_servers=[])
         client = agent.client
@@ -119,54 +110,47 @@ async def test_prompt_image_replays_on_load_in_a_new_acp_process(
 
 async def test_fork_through_the_host(
     start_agent: StartAgent,
-    start_host: Any,  # noqa: F811
-    host_dir: Path,  # noqa: F811
+    joined: JoinedHost,
     openai_server: ScriptedOpenAIServer,
-    tmp_path: Path,
 ) -> None:
-    host = start_host()
-    folder = tmp_path / "project"
-    folder.mkdir()
-    editor = await HostClient.connect(host.socket)
-    try:
-        async with start_agent(env=_host_env(host_dir)) as agent:
-            await agent.initialize()
-            sid = await agent.new_session(folder)
-            for prompt in ("one", "two"):
-                openai_server.add_text(f"{prompt} done")
-                await agent.prompt(sid, prompt)
-            timeline = await agent.conn.ext_method("pygent/timeline", {"sessionId": sid})
-            second = timeline["turns"][1]["turnId"]
-            forked = await agent.conn.ext_method(
-                "pygent/fork", {"sessionId": sid, "turnId": second}
-            )
-            fork = forked["sessionId"]
-            assert fork != sid
-            # The fork is a live session of the host: the editor sees it too.
-            assert fork in await editor.live()
-            # Loaded from ACP: the conversation before the second turn, nothing after.
-            await agent.conn.load_session(cwd=str(folder), session_id=fork, mcp_servers=[])
-            client = agent.client
-            prompts = [u["content"]["text"] for u in client.of("user_message_chunk", fork)]
-            assert prompts == ["one"]
-            assert client.text(fork) == "one done"
-            openai_server.add_text("three done")
-            result = await agent.prompt(fork, "three")
-            assert result.stop_reason == "end_turn"
-            sent = openai_server.chat_requests[-1].body["messages"]
-            assert [m["content"] for m in sent if m["role"] == "user"] == ["one", "three"]
-            # The original keeps both turns.
-            seen = await agent.conn.ext_method("pygent/timeline", {"sessionId": sid})
-            assert [t["prompt"] for t in seen["turns"]] == ["one", "two"]
-            # A turn id that does not exist: a clear error, the agent keeps serving.
-            from acp import RequestError
+    folder = joined.folder
+    editor = await joined.editor()
+    async with start_agent(env=joined.env) as agent:
+        await agent.initialize()
+        sid = await agent.new_session(folder)
+        for prompt in ("one", "two"):
+            openai_server.add_text(f"{prompt} done")
+            await agent.prompt(sid, prompt)
+        timeline = await agent.conn.ext_method("pygent/timeline", {"sessionId": sid})
+        second = timeline["turns"][1]["turnId"]
+        forked = await agent.conn.ext_method(
+            "pygent/fork", {"sessionId": sid, "turnId": second}
+        )
+        fork = forked["sessionId"]
+        assert fork != sid
+        # The fork is a live session of the host: the editor sees it too.
+        assert fork in await editor.live()
+        # Loaded from ACP: the conversation before the second turn, nothing after.
+        await agent.conn.load_session(cwd=str(folder), session_id=fork, mcp_servers=[])
+        client = agent.client
+        prompts = [u["content"]["text"] for u in client.of("user_message_chunk", fork)]
+        assert prompts == ["one"]
+        assert client.text(fork) == "one done"
+        openai_server.add_text("three done")
+        result = await agent.prompt(fork, "three")
+        assert result.stop_reason == "end_turn"
+        sent = openai_server.chat_requests[-1].body["messages"]
+        assert [m["content"] for m in sent if m["role"] == "user"] == ["one", "three"]
+        # The original keeps both turns.
+        seen = await agent.conn.ext_method("pygent/timeline", {"sessionId": sid})
+        assert [t["prompt"] for t in seen["turns"]] == ["one", "two"]
+        # A turn id that does not exist: a clear error, the agent keeps serving.
+        from acp import RequestError
 
-            with pytest.raises(RequestError) as error:
-                await agent.conn.ext_method("pygent/fork", {"sessionId": sid, "turnId": "nope"})
-            assert "nope" in str(error.value)
-            assert check_frames(agent) > 5
-    finally:
-        await editor.client.aclose()
+        with pytest.raises(RequestError) as error:
+            await agent.conn.ext_method("pygent/fork", {"sessionId": sid, "turnId": "nope"})
+        assert "nope" in str(error.value)
+        assert check_frames(agent) > 5
 
 
 def _delegating(body: dict[str, Any]) -> Any:
@@ -185,16 +169,12 @@ def _delegating(body: dict[str, Any]) -> Any:
 
 async def test_delegated_task_status_and_result_through_the_host(
     start_agent: StartAgent,
-    start_host: Any,  # noqa: F811
-    host_dir: Path,  # noqa: F811
+    joined: JoinedHost,
     openai_server: ScriptedOpenAIServer,
-    tmp_path: Path,
 ) -> None:
-    start_host()
-    folder = tmp_path / "project"
-    folder.mkdir()
+    folder = joined.folder
     openai_server.set_responder(_delegating)
-    async with start_agent(client=RecordingClient(), env=_host_env(host_dir)) as agent:
+    async with start_agent(client=RecordingClient(), env=joined.env) as agent:
         await agent.initialize()
         sid = await agent.new_session(folder)
         result = await agent.prompt(sid, "delegate it")
@@ -249,7 +229,7 @@ async def test_editor_sees_old_text_in_tool_call_proposed(
         openai_server.add_tool_call("write_file", {"path": "a.txt", "content": "after\n"})
         openai_server.add_text("ok")
         await editor.client.request("pygent/session/prompt", {"sessionId": sid, "prompt": "w"})
-        await _wait(lambda: "turn_ended" in editor.kinds(sid))
+        await until(lambda: "turn_ended" in editor.kinds(sid))
         proposed = [
             u["update"] for u in editor.updates if u["update"]["type"] == "tool_call_proposed"
         ]

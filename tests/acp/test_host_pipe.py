@@ -22,11 +22,9 @@ import pytest
 from acp import schema as s
 
 from pygent.lsp import host_socket as hs
-from tests.acp.conftest import RecordingClient, StartAgent
-from tests.acp.test_host import HostClient, _host_env, _wait
+from tests.acp.conftest import HostClient, JoinedHost, RecordingClient, StartAgent, host_env, until
 from tests.acp.test_mcp import time_command  # noqa: F401 (fixture)
 from tests.acp.test_schema import check_frames
-from tests.host.conftest import host_dir, start_host  # noqa: F401 (fixtures)
 from tests.openai_server import ScriptedOpenAIServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -57,16 +55,12 @@ async def _clients(host: Any, session_id: str) -> int | None:
 
 async def test_approvals_go_to_the_acp_client_and_the_editor_first_answer_wins(
     start_agent: StartAgent,
-    start_host: Any,  # noqa: F811
-    host_dir: Path,  # noqa: F811
+    joined: JoinedHost,
     openai_server: ScriptedOpenAIServer,
-    tmp_path: Path,
 ) -> None:
-    host = start_host()
-    folder = tmp_path / "project"
-    folder.mkdir()
+    host, folder = joined.host, joined.folder
     client = TakingTurns()
-    editor = await HostClient.connect(host.socket)
+    editor = await joined.editor()
     asked: list[dict[str, Any]] = []
     hold = asyncio.get_running_loop().create_future()
 
@@ -80,7 +74,7 @@ async def test_approvals_go_to_the_acp_client_and_the_editor_first_answer_wins(
 
     editor.client.on_request("pygent/requestPermission", editor_answers)
     try:
-        async with start_agent(client=client, env=_host_env(host_dir)) as agent:
+        async with start_agent(client=client, env=joined.env) as agent:
             await agent.initialize()
             sid = await agent.new_session(folder)
             # The editor follows the ACP client's session (it reads its transcript).
@@ -99,7 +93,7 @@ async def test_approvals_go_to_the_acp_client_and_the_editor_first_answer_wins(
             assert "first-call" in updates and "second-call" in updates
             assert client.text(sid) == "both ran"
             # The editor's second request was withdrawn: it sees how it was decided.
-            await _wait(
+            await until(
                 lambda: any(
                     u["update"].get("type") == "permission"
                     and u["update"].get("state") == "resolved"
@@ -131,19 +125,14 @@ async def test_approvals_go_to_the_acp_client_and_the_editor_first_answer_wins(
         assert await _clients(host, sid) == 1
     finally:
         hold.cancel()
-        await editor.client.aclose()
 
 
 async def test_host_stopping_ends_the_pipe(
     start_agent: StartAgent,
-    start_host: Any,  # noqa: F811
-    host_dir: Path,  # noqa: F811
-    tmp_path: Path,
+    joined: JoinedHost,
 ) -> None:
-    host = start_host()
-    folder = tmp_path / "project"
-    folder.mkdir()
-    async with start_agent(env=_host_env(host_dir)) as agent:
+    host, folder = joined.host, joined.folder
+    async with start_agent(env=joined.env) as agent:
         await agent.initialize()
         sid = await agent.new_session(folder)
         assert await _clients(host, sid) == 1
@@ -182,7 +171,7 @@ async def test_a_host_that_cannot_serve_acp(
     # PYGENT_LSP_HOST=require: a clear failure, with the host's reason.
     refusal = hs.ACP_REFUSED + b"the ACP SDK is not installed in the host\n"
     async with _old_host(host_dir, refusal) as hellos:
-        async with start_agent(env=_host_env(host_dir), args=["--sync", "mount"]) as agent:
+        async with start_agent(env=host_env(host_dir), args=["--sync", "mount"]) as agent:
             assert await asyncio.wait_for(agent.process.wait(), 30) == 2
             assert agent.process.stderr is not None
             err = (await agent.process.stderr.read()).decode()
@@ -193,7 +182,7 @@ async def test_a_host_that_cannot_serve_acp(
         assert options["syncMode"] == "mount" and options["approvalTimeout"] == 120
     # auto: a host that closes on the hello (too old) is not joined; sessions in process.
     async with _old_host(host_dir, None):
-        env = {**_host_env(host_dir), "PYGENT_LSP_HOST": "auto"}
+        env = {**host_env(host_dir), "PYGENT_LSP_HOST": "auto"}
         async with start_agent(env=env) as agent:
             await agent.initialize()
             response = await agent.conn.new_session(cwd=str(folder), mcp_servers=[])
@@ -228,19 +217,15 @@ async def test_join_acp_answers() -> None:
 
 async def test_client_mcp_server_starts_in_the_host(
     start_agent: StartAgent,
-    start_host: Any,  # noqa: F811
-    host_dir: Path,  # noqa: F811
+    joined: JoinedHost,
     openai_server: ScriptedOpenAIServer,
-    tmp_path: Path,
     time_command: Path,  # noqa: F811
 ) -> None:
     """The ``mcpServers`` of ``session/new`` start in the host's session, as in process."""
-    start_host()
-    folder = tmp_path / "project"
-    folder.mkdir()
+    folder = joined.folder
     openai_server.add_tool_call("mcp__time__get_current_time", {"timezone": "UTC"})
     openai_server.add_text("it is now")
-    async with start_agent(env=_host_env(host_dir)) as agent:
+    async with start_agent(env=joined.env) as agent:
         await agent.initialize()
         response = await agent.conn.new_session(
             cwd=str(folder),
