@@ -9,7 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from pygent import dataclass_code
+
 __version__ = "0.2.0"
+
+# Before any of Pygent's dataclasses is defined: their methods come compiled.
+dataclass_code.install()
 
 _EXPORTS = {
     "Agent": "pygent.agent",

@@ -104,3 +104,47 @@ def test_https_refuses_a_certificate_no_trusted_ca_signed(
     assert "retrying" not in out.stderr  # a refused certificate is not asked again
     assert "Traceback" not in out.stderr
     assert https_server.model_requests == []  # the handshake failed: nothing was sent
+
+
+VERSIONS = """
+import json, sys
+import pygent.http_stack
+import httpcore2, httpx2
+loaded = "importlib.metadata" in sys.modules
+import importlib.metadata
+print(json.dumps({
+    "loaded_by_the_stack": loaded,
+    "stack": [httpcore2.__version__, httpx2.__version__],
+    "metadata": [importlib.metadata.version("httpcore2"), importlib.metadata.version("httpx2")],
+    "user_agent": httpx2._client.USER_AGENT,
+    "real_afterwards": hasattr(importlib.metadata, "entry_points")
+        and type(importlib.metadata).__name__ == "module",
+}))
+"""
+
+
+def test_the_stack_reads_its_versions_without_importlib_metadata(tmp_path: Path) -> None:
+    """httpcore2 and httpx2 get their versions from the .dist-info names (pygent/http_stack.py)."""
+    out = subprocess.run([sys.executable, "-c", VERSIONS], env=_env(tmp_path), cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    assert seen["loaded_by_the_stack"] is False
+    assert seen["stack"] == seen["metadata"]  # the versions importlib.metadata would give
+    assert seen["user_agent"] == f"python-httpx2/{seen['metadata'][1]}"
+    assert seen["real_afterwards"] is True  # code importing it later gets the real module
+
+
+def test_the_metadata_stand_in_hands_anything_else_to_the_real_module() -> None:
+    import importlib.metadata
+
+    from pygent.http_stack import _installed_version, _MetadataStandIn
+
+    stand_in = _MetadataStandIn("importlib.metadata")
+    assert _installed_version("no-such-distribution-here") is None
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        stand_in.version("no-such-distribution-here")  # answered by the real module
+    assert stand_in.version("h11") == importlib.metadata.version("h11")
+    assert stand_in.entry_points is importlib.metadata.entry_points
+    with pytest.raises(AttributeError):
+        stand_in.__path__  # noqa: B018  (the import system's question: not the real module's)

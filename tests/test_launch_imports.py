@@ -39,6 +39,9 @@ NOT_BEFORE_THE_FIRST_REQUEST = (
     "docker",
     # another event loop's, hidden while httpcore2 loads (pygent.http_stack)
     "trio",
+    # asked by httpcore2 and httpx2 for their own versions only: they read them from the
+    # .dist-info folders' names instead (pygent.http_stack)
+    "importlib.metadata",
     # sessions with no MCP server, no editor folder, no Docker never need these
     "pygent.mcp.session",
     "pygent.mcp.config",
