@@ -29,7 +29,7 @@ from typing import Any
 
 #: Packages whose dataclasses are kept: Pygent, and what its launch loads before the
 #: first model request.
-_PACKAGES = frozenset({"pygent", "h11", "httpx2", "httpcore2", "anyio"})
+_PACKAGES = frozenset({"pygent", "h11", "httpcore2", "anyio"})
 #: A file beyond this is started afresh rather than grown (texts of older versions).
 _MAX_BYTES = 2 << 20
 

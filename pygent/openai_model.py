@@ -1,9 +1,9 @@
 """The OpenAI-compatible model: streaming, capability fallbacks, retries, clear errors.
 
-It speaks the chat-completions API through ``httpx2``, the HTTP stack the ``openai`` SDK
-itself is built on (with its server-sent-events reader), instead of through the SDK:
-importing the SDK costs ~0.6 s of start-up and ~0.2 s at exit, and every request
-would walk the whole history against its TypedDicts.
+It speaks the chat-completions API through ``httpcore2``, the transport the ``openai``
+SDK itself is built on (:mod:`pygent.http_stack`), instead of through the SDK: importing
+the SDK costs ~0.6 s of start-up and ~0.2 s at exit, and every request would walk the
+whole history against its TypedDicts.
 
 What a request carries and which server quirks are known live in
 :mod:`pygent.server_profile`. This module decides, per call:
@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from pygent import http_stack
 from pygent.errors import (
     ContextTooLongError,
     ModelAuthError,
@@ -49,7 +50,6 @@ from pygent.errors import (
     ModelNotFoundError,
     ModelQuotaError,
 )
-from pygent.http_stack import httpx2
 from pygent.models import DiscardCallback, ModelReply, TextCallback, cached_tokens, reply_from_raw
 from pygent.openai_compat import Message, ToolCall, ToolCallFunction
 from pygent.request_body import RequestEncoder
@@ -97,7 +97,7 @@ async def _read_rest(events: Any) -> None:
 
     try:
         await asyncio.wait_for(rest(), STREAM_END_WAIT)
-    except (asyncio.TimeoutError, httpx2.HTTPError):
+    except (asyncio.TimeoutError, *http_stack.TransportError):
         pass  # the connection is closed instead of reused; the answer is complete
 
 class _StreamEndedEarly(Exception):
@@ -309,7 +309,7 @@ def tls_context() -> ssl.SSLContext:
     global _tls
     with _tls_lock:
         if _tls is None:
-            _tls = httpx2.create_ssl_context()
+            _tls = http_stack.default_tls_context()
         return _tls
 
 
@@ -382,7 +382,7 @@ class OpenAIModel:
         self.on_request_sent: Callable[[], None] | None = None
         # A client's connection pool belongs to the loop that opened it, and the
         # synchronous wrappers may run each turn in a fresh loop: one client per loop.
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx2.AsyncClient]
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, http_stack.Client]
         self._aclients = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         # Each message is JSON-encoded once, not at every step (pygent/request_body.py).
@@ -455,7 +455,7 @@ class OpenAIModel:
         try:
             client = self._async_client()
             response = await client.get(f"{self.base_url}/models", timeout=3.0)
-        except (ModelAuthError, httpx2.HTTPError):
+        except (ModelAuthError, *http_stack.TransportError):
             return None
         if response.status_code in (401, 403):
             return (
@@ -527,7 +527,7 @@ class OpenAIModel:
                     attempt -= 1  # our request's fault, not the server's: does not count
                     continue
                 failure = self._classify(exc, model, attempt, attempts)
-            except (httpx2.HTTPError, _StreamError, _Garbage) as exc:
+            except (*http_stack.TransportError, _StreamError, _Garbage) as exc:
                 failure = self._classify(exc, model, attempt, attempts)
             # Raised outside the except blocks so the transport error (whose text may
             # echo the key) is not even attached as __context__.
@@ -537,7 +537,7 @@ class OpenAIModel:
 
     async def _probe(
         self,
-        client: httpx2.AsyncClient,
+        client: http_stack.Client,
         body: dict[str, Any],
         view: _View,
         cut: _StreamEndedEarly,
@@ -553,14 +553,12 @@ class OpenAIModel:
                 break
             except (_HTTPStatus, _StreamError, _Garbage) as exc:
                 return exc
-            except httpx2.TransportError:
+            except http_stack.TransportError:
                 # The server may have closed the pooled connection after the bad stream
                 # (uvicorn does, after llama-cpp-python's empty one): once more, on a
                 # new connection (the pool has dropped the dead one).
                 if attempt == 2:
                     return cut  # says nothing new: retried as a cut stream
-            except httpx2.HTTPError:
-                return cut
         if cut.empty and has_tools and self.options.stream_tools is None:
             # It answers the same request whole but streamed nothing: it cannot stream
             # tool requests (llama-cpp-python with tool_choice "auto").
@@ -655,13 +653,13 @@ class OpenAIModel:
     # ------------------------------------------------------------------ one attempt
 
     async def _stream_once(
-        self, client: httpx2.AsyncClient, body: dict[str, Any], view: _View
+        self, client: http_stack.Client, body: dict[str, Any], view: _View
     ) -> ModelReply:
         url = f"{self.base_url}/chat/completions"
         async with client.stream(
             "POST", url, content=self._encoder.encode(body),
             headers={"Accept": "text/event-stream", "Content-Type": "application/json"},
-            extensions=self._trace(),
+            trace=self._trace(),
         ) as response:
             if response.status_code >= 300:
                 raise await self._status_error(response)
@@ -671,10 +669,9 @@ class OpenAIModel:
                 view.whole(reply, "the answer was asked again")
                 return reply
             acc = _Accumulator()
-            events = aiter(httpx2.EventSource(response, max_event_size=None))
+            events = aiter(http_stack.event_data(response.aiter_bytes()))
             try:
-                async for event in events:
-                    data = event.data
+                async for data in events:
                     if data == "[DONE]":
                         await _read_rest(events)
                         break
@@ -691,26 +688,26 @@ class OpenAIModel:
                     piece = acc.add(chunk)
                     if piece:
                         view.text(piece)
-            except (httpx2.ReadTimeout, httpx2.PoolTimeout):
+            except (http_stack.ReadTimeout, http_stack.PoolTimeout):
                 raise
-            except (httpx2.RemoteProtocolError, httpx2.ReadError) as exc:
+            except (http_stack.RemoteProtocolError, http_stack.ReadError) as exc:
                 # The answer had begun: a stream cut short, not a refused connection.
                 raise _StreamEndedEarly(
                     self._short(str(exc) or type(exc).__name__), empty=acc.chunks == 0
                 ) from exc
             return acc.reply()
 
-    async def _complete_once(self, client: httpx2.AsyncClient, body: dict[str, Any]) -> ModelReply:
-        response = await client.post(f"{self.base_url}/chat/completions",
-                                     content=self._encoder.encode(body),
-                                     headers={"Content-Type": "application/json"},
-                                     extensions=self._trace())
+    async def _complete_once(self, client: http_stack.Client, body: dict[str, Any]) -> ModelReply:
+        response = await client.request("POST", f"{self.base_url}/chat/completions",
+                                        content=self._encoder.encode(body),
+                                        headers={"Content-Type": "application/json"},
+                                        trace=self._trace())
         if response.status_code >= 300:
             raise self._parse_status(response.status_code, response.content, response.headers)
         return self._whole_reply(response.content, response.headers.get("content-type", "").lower())
 
-    def _trace(self) -> dict[str, Any] | None:
-        return None if self.on_request_sent is None else {"trace": self._sent}
+    def _trace(self) -> http_stack.Trace | None:
+        return None if self.on_request_sent is None else self._sent
 
     async def _sent(self, event: str, info: dict[str, Any]) -> None:
         # httpcore2's trace of one request: its body is on the wire, or it failed first.
@@ -719,7 +716,7 @@ class OpenAIModel:
             if callback is not None:
                 callback()
 
-    async def _read(self, response: httpx2.Response, limit: int | None = None) -> bytes:
+    async def _read(self, response: http_stack.Response, limit: int | None = None) -> bytes:
         if limit is None:
             return await response.aread()
         out = bytearray()
@@ -729,10 +726,10 @@ class OpenAIModel:
                 break
         return bytes(out[:limit])
 
-    async def _status_error(self, response: httpx2.Response) -> _HTTPStatus:
+    async def _status_error(self, response: http_stack.Response) -> _HTTPStatus:
         try:
             raw = await self._read(response, MAX_ERROR_BODY)
-        except httpx2.HTTPError:
+        except http_stack.TransportError:
             raw = b""
         return self._parse_status(response.status_code, raw, response.headers)
 
@@ -767,19 +764,20 @@ class OpenAIModel:
             )
         return self._api_key
 
-    def _async_client(self) -> httpx2.AsyncClient:
+    def _async_client(self) -> http_stack.Client:
         key = self._require_key()
         loop = asyncio.get_running_loop()
         with self._lock:  # sub-agents may run on loops in other threads
             client = self._aclients.get(loop)
             if client is None:
                 # Plain http needs no TLS context (and skips building one: ~0.2 s).
-                verify: Any = tls_context() if self.base_url.startswith("https:") else False
-                client = httpx2.AsyncClient(
+                tls = tls_context() if self.base_url.startswith("https:") else None
+                client = http_stack.Client(
+                    self.base_url,
                     headers={"Authorization": f"Bearer {key}", "User-Agent": "pygent"},
-                    timeout=httpx2.Timeout(self.timeout, connect=self.connect_timeout),
-                    verify=verify,
-                    trust_env=True,
+                    timeout=self.timeout,
+                    connect_timeout=self.connect_timeout,
+                    tls=tls,
                 )
                 self._aclients[loop] = client
             return client
@@ -824,8 +822,8 @@ class OpenAIModel:
                 True,
                 "the stream ended early",
             )
-        if isinstance(exc, httpx2.TimeoutException):
-            connecting = isinstance(exc, httpx2.ConnectTimeout)
+        if isinstance(exc, http_stack.TimeoutException):
+            connecting = isinstance(exc, http_stack.ConnectTimeout)
             secs = self.connect_timeout if connecting else self.timeout
             what = "connecting to" if connecting else "waiting for"
             return _Failure(
@@ -836,7 +834,7 @@ class OpenAIModel:
                 True,
                 f"timed out after {secs:g}s",
             )
-        if isinstance(exc, httpx2.HTTPError) and _untrusted_certificate(exc):
+        if isinstance(exc, http_stack.TransportError) and _untrusted_certificate(exc):
             # Not transient: asking again only repeats the refusal (5 attempts, ~5 s).
             return _Failure(
                 ModelConnectionError(
@@ -847,12 +845,15 @@ class OpenAIModel:
                 False,
                 "",
             )
-        if isinstance(exc, httpx2.HTTPError):
+        if isinstance(exc, http_stack.TransportError):
             detail = self._short(str(exc) or type(exc).__name__)
+            proxy = self._proxy()
             return _Failure(
                 ModelConnectionError(
-                    f"could not reach the model server at {where} ({tries}): {detail}",
-                    hint="check OPENAI_BASE_URL and that the server is running",
+                    f"could not reach the model server at {where}"
+                    f"{f' through the proxy {proxy}' if proxy else ''} ({tries}): {detail}",
+                    hint="check OPENAI_BASE_URL and that the server is running"
+                    + (", and the proxy (HTTPS_PROXY, HTTP_PROXY, NO_PROXY)" if proxy else ""),
                 ),
                 True,
                 f"connection error: {detail}",
@@ -866,6 +867,14 @@ class OpenAIModel:
         return _Failure(
             ModelError(f"the model call to {where} failed: {self._short(str(exc))}"), False, ""
         )
+
+    def _proxy(self) -> str | None:
+        """The proxy this loop's requests go through (no login), if any."""
+        try:
+            client = self._aclients.get(asyncio.get_running_loop())
+        except RuntimeError:
+            return None
+        return client.proxy if client is not None else None
 
     def _too_long(self, model: str, text: str) -> _Failure:
         return _Failure(
@@ -910,6 +919,17 @@ class OpenAIModel:
                     hint="check OPENAI_BASE_URL: OpenAI-compatible servers usually serve it under /v1",
                 )
             return _Failure(error, False, "")
+        if status == 407:
+            proxy = self._proxy() or "the proxy"
+            return _Failure(
+                ModelConnectionError(
+                    f"the proxy {proxy} refused the request to {where}: it asks for a login (407)",
+                    hint="put the proxy's user and password in its URL "
+                    "(HTTPS_PROXY=http://user:password@host:port)",
+                ),
+                False,
+                "",
+            )
         if status == 405:
             return _Failure(
                 ModelNotFoundError(

@@ -33,14 +33,16 @@ NOT_BEFORE_THE_FIRST_REQUEST = (
     "pygent.web",
     "pygent.acp",
     "acp",
-    # the official SDKs: the model layer speaks through httpx2 (pygent.http_stack)
+    # the official SDKs: the model layer speaks through httpcore2 (pygent.http_stack),
+    # neither through the openai SDK nor through httpx2 above httpcore2
     "openai",
+    "httpx2",
     "mcp",
     "docker",
     # another event loop's, hidden while httpcore2 loads (pygent.http_stack)
     "trio",
-    # asked by httpcore2 and httpx2 for their own versions only: they read them from the
-    # .dist-info folders' names instead (pygent.http_stack)
+    # asked by httpcore2 for its own version only: it reads it from its .dist-info
+    # folder's name instead (pygent.http_stack)
     "importlib.metadata",
     # sessions with no MCP server, no editor folder, no Docker never need these
     "pygent.mcp.session",
