@@ -153,6 +153,16 @@ def environment_proxy(url: str) -> tuple[httpcore2.Proxy, str] | None:
         address = f"http://{address}"  # HTTP_PROXY=host:port, as curl and httpx2 take it
     proxy = urlsplit(address)
     bare = urlunsplit((proxy.scheme, proxy.netloc.rpartition("@")[2], proxy.path, "", ""))
+    if proxy.scheme.startswith("socks"):
+        import importlib.util
+
+        if importlib.util.find_spec("socksio") is None:
+            from pygent.errors import ModelConnectionError
+
+            raise ModelConnectionError(
+                f"the proxy {bare} is a SOCKS proxy, which needs the socksio package",
+                hint="pip install socksio (into Pygent's environment), or name an HTTP proxy",
+            )
     if proxy.username is None:
         return httpcore2.Proxy(bare), bare
     login = (unquote(proxy.username), unquote(proxy.password or ""))

@@ -299,3 +299,20 @@ def test_an_unreachable_proxy_is_named_in_the_error(
     assert f"through the proxy http://127.0.0.1:{port}" in shown, shown
     assert "s3cret" not in shown
     assert openai_server.model_requests == []
+
+
+def test_a_socks_proxy_without_its_package_is_a_clear_error(
+    openai_server: ScriptedOpenAIServer, tmp_path: Path
+) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("socksio") is not None:
+        pytest.fail("socksio is installed here: this case needs an environment without it")
+    env = _env(tmp_path, OPENAI_BASE_URL=openai_server.base_url,
+               ALL_PROXY="socks5://ann:s3cret@127.0.0.1:1080")  # fmt: skip
+    out = _one_shot(env, tmp_path / "cwd")
+    assert out.returncode != 0
+    shown = out.stdout + out.stderr
+    assert "the proxy socks5://127.0.0.1:1080 is a SOCKS proxy, which needs the socksio" in shown
+    assert "Traceback" not in shown and "s3cret" not in shown
+    assert openai_server.model_requests == []
