@@ -43,8 +43,8 @@ _compile_count = 0
 def _cache_path() -> str | None:
     """Where this interpreter keeps the code: beside Pygent's own bytecode.
 
-    As ``importlib.util.cache_from_source`` places a ``.pyc`` (not imported for it: that
-    costs more than the cache saves on a small launch).
+    As ``importlib.util.cache_from_source`` places a ``.pyc`` (not imported for it: it
+    would cost a launch several milliseconds).
     """
     tag = sys.implementation.cache_tag
     if tag is None:  # an interpreter that writes no bytecode

@@ -17,10 +17,11 @@ Two imports that httpcore2 makes at load time cost a launch more than they serve
   import (a ``None`` in ``sys.modules`` makes ``import trio`` fail there), and only when
   nothing has imported it yet.
 - ``importlib.metadata``, for one call, ``version()`` of itself: 10-25 ms, most of it the
-  module itself (``email``, ``zipfile``, ``csv``). For that import it gets a stand-in
-  whose ``version()`` reads the installed version from the name of the distribution's
-  ``.dist-info`` folder, as installers write it (``httpcore2-2.17.0.dist-info``); a name
-  not found there, and anything else asked of the stand-in, loads the real module.
+  module itself (the email parser, zip archive and CSV readers it loads). For that
+  import it gets a stand-in whose ``version()`` reads the installed version from the
+  name of the distribution's ``.dist-info`` folder, as installers write it
+  (``httpcore2-2.17.0.dist-info``); a name not found there, and anything else asked of
+  the stand-in, loads the real module.
 
 Both are undone when the import ends: code that imports either module afterwards gets
 the real one.
