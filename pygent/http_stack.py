@@ -103,8 +103,9 @@ from httpcore2 import (  # noqa: E402
 )
 
 #: Everything a request can fail with short of an HTTP answer: no connection, a timeout,
-#: a connection or a stream broken off, a proxy that refused (httpx2's ``TransportError``).
-TransportError = (
+#: a connection or a stream broken off, a proxy that refused (httpx2's ``TransportError``;
+#: httpcore2's exceptions share no base class, hence a tuple).
+TRANSPORT_ERRORS = (
     httpcore2.TimeoutException,
     httpcore2.NetworkError,
     httpcore2.ProtocolError,
@@ -120,8 +121,8 @@ __all__ = [
     "ReadTimeout",
     "RemoteProtocolError",
     "Response",
+    "TRANSPORT_ERRORS",
     "TimeoutException",
-    "TransportError",
     "default_tls_context",
     "event_data",
 ]
@@ -269,38 +270,47 @@ class Client:
         await self._pool.aclose()
 
 
+def _lines(text: str) -> list[str]:
+    """``text`` cut at CR, LF and CRLF; the last piece is what follows the last line end."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 async def event_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
     """The ``data`` of each server-sent event in a byte stream, as httpx2's ``EventSource``
     reads them (the WHATWG rules): lines end in CR, LF or CRLF; a blank line ends an
     event, whose ``data:`` lines are joined with newlines; comments and other fields are
     skipped; an event whose blank line never came is not an event."""
     decode = codecs.getincrementaldecoder("utf-8")("replace").decode
-    pending = ""
+    pending = ""  # the line still arriving
     data: list[str] = []
 
     def take(line: str) -> str | None:
+        """Read one line; the event's data when the line ends an event."""
         nonlocal data
         if not line:
             event, data = ("\n".join(data) if data else None), []
             return event
-        field, colon, value = line.partition(":")
+        field, _, value = line.partition(":")
         if field == "data":
             data.append(value[1:] if value.startswith(" ") else value)
         return None
 
     async for chunk in chunks:
-        pending += decode(chunk)
+        text = decode(chunk)
+        if "\n" not in text and "\r" not in text:
+            pending += text  # a long line in many chunks is not cut again at each one
+            continue
+        pending += text
         # A CR at the end may be the first half of a CRLF: kept until the next chunk.
         cut = len(pending) - 1 if pending.endswith("\r") else len(pending)
-        lines = pending[:cut].replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        pending = lines.pop() + pending[cut:]  # the line still arriving
+        lines = _lines(pending[:cut])
+        pending = lines.pop() + pending[cut:]
         for line in lines:
             event = take(line)
             if event is not None:
                 yield event
     pending += decode(b"", True)
-    if pending:
-        for line in pending.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-            event = take(line)
-            if event is not None:
-                yield event
+    for line in _lines(pending) if pending else ():
+        event = take(line)
+        if event is not None:
+            yield event

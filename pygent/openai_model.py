@@ -97,7 +97,7 @@ async def _read_rest(events: Any) -> None:
 
     try:
         await asyncio.wait_for(rest(), STREAM_END_WAIT)
-    except (asyncio.TimeoutError, *http_stack.TransportError):
+    except (asyncio.TimeoutError, *http_stack.TRANSPORT_ERRORS):
         pass  # the connection is closed instead of reused; the answer is complete
 
 class _StreamEndedEarly(Exception):
@@ -455,7 +455,7 @@ class OpenAIModel:
         try:
             client = self._async_client()
             response = await client.get(f"{self.base_url}/models", timeout=3.0)
-        except (ModelAuthError, *http_stack.TransportError):
+        except (ModelAuthError, *http_stack.TRANSPORT_ERRORS):
             return None
         if response.status_code in (401, 403):
             return (
@@ -527,7 +527,7 @@ class OpenAIModel:
                     attempt -= 1  # our request's fault, not the server's: does not count
                     continue
                 failure = self._classify(exc, model, attempt, attempts)
-            except (*http_stack.TransportError, _StreamError, _Garbage) as exc:
+            except (*http_stack.TRANSPORT_ERRORS, _StreamError, _Garbage) as exc:
                 failure = self._classify(exc, model, attempt, attempts)
             # Raised outside the except blocks so the transport error (whose text may
             # echo the key) is not even attached as __context__.
@@ -553,7 +553,7 @@ class OpenAIModel:
                 break
             except (_HTTPStatus, _StreamError, _Garbage) as exc:
                 return exc
-            except http_stack.TransportError:
+            except http_stack.TRANSPORT_ERRORS:
                 # The server may have closed the pooled connection after the bad stream
                 # (uvicorn does, after llama-cpp-python's empty one): once more, on a
                 # new connection (the pool has dropped the dead one).
@@ -729,7 +729,7 @@ class OpenAIModel:
     async def _status_error(self, response: http_stack.Response) -> _HTTPStatus:
         try:
             raw = await self._read(response, MAX_ERROR_BODY)
-        except http_stack.TransportError:
+        except http_stack.TRANSPORT_ERRORS:
             raw = b""
         return self._parse_status(response.status_code, raw, response.headers)
 
@@ -834,7 +834,7 @@ class OpenAIModel:
                 True,
                 f"timed out after {secs:g}s",
             )
-        if isinstance(exc, http_stack.TransportError) and _untrusted_certificate(exc):
+        if isinstance(exc, http_stack.TRANSPORT_ERRORS) and _untrusted_certificate(exc):
             # Not transient: asking again only repeats the refusal (5 attempts, ~5 s).
             return _Failure(
                 ModelConnectionError(
@@ -845,7 +845,7 @@ class OpenAIModel:
                 False,
                 "",
             )
-        if isinstance(exc, http_stack.TransportError):
+        if isinstance(exc, http_stack.TRANSPORT_ERRORS):
             detail = self._short(str(exc) or type(exc).__name__)
             proxy = self._proxy()
             return _Failure(
